@@ -1,0 +1,26 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from stellar_reconciler import __version__
+from stellar_reconciler.api import data, monitoring
+from stellar_reconciler.api.context import ApiContext
+from stellar_reconciler.api.errors import install_error_handlers
+
+
+def create_app(ctx: ApiContext) -> FastAPI:
+    app = FastAPI(
+        title="stellar-reconciler",
+        version=__version__,
+        description=(
+            "Indexes Soroban contract events from Stellar RPC exactly once and reconciles them. "
+            'Errors are JSON objects of the form {"error": message, "detail": [...]}.'
+        ),
+    )
+    app.state.context = ctx
+    install_error_handlers(app)
+    app.include_router(monitoring.router)
+    app.include_router(data.router)
+    return app

@@ -1,0 +1,28 @@
+"""What every route reads: the store, the status, the metrics and the safe settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+
+from stellar_reconciler.metrics import Metrics
+from stellar_reconciler.status import ServiceStatus
+from stellar_reconciler.store import Store
+
+
+@dataclass
+class ApiContext:
+    store: Store
+    status: ServiceStatus
+    metrics: Metrics
+    service_name: str = "stellar-reconciler"
+    safe_settings: dict[str, Any] = field(default_factory=dict)
+    admin_token: str = ""
+    read_token: str = ""
+
+
+def context(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.context
+    return ctx

@@ -1,0 +1,95 @@
+"""/api/events and /api/ledgers: the indexed data, paged in ledger order."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from stellar_sdk import StrKey
+
+from stellar_reconciler.api.context import ApiContext, context
+from stellar_reconciler.api.errors import invalid_param
+from stellar_reconciler.decode import DecodeError, decode_scval_b64
+from stellar_reconciler.store import EventQuery
+
+router = APIRouter(tags=["data"])
+Ctx = Annotated[ApiContext, Depends(context)]
+
+_EVENT_ID = re.compile(r"^\d{19}-\d{10}$")
+_SYMBOL = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+MAX_LIMIT = 1000
+LedgerParam = Query(default=None, ge=1, le=2**32 - 1)
+
+
+def check_range(from_ledger: int | None, to_ledger: int | None) -> None:
+    if from_ledger is not None and to_ledger is not None and from_ledger > to_ledger:
+        raise invalid_param("to_ledger", f"must be at least from_ledger ({from_ledger})")
+
+
+def topic_name(topic: str) -> str:
+    """The event name a `topic` parameter asks for: a symbol, or a base64 ScVal of one."""
+    if _SYMBOL.match(topic):
+        return topic
+    try:
+        decoded = decode_scval_b64(topic)
+    except DecodeError:
+        decoded = None
+    if not isinstance(decoded, str):
+        raise invalid_param(
+            "topic", "must be an event name (a symbol such as transfer) or its base64 ScVal"
+        )
+    return decoded
+
+
+@router.get("/api/events", summary="Indexed contract events, in ledger and id order")
+def list_events(
+    ctx: Ctx,
+    contract_id: Annotated[str | None, Query(description="Contract strkey (C...)")] = None,
+    topic: Annotated[
+        str | None, Query(description="Event name: the first topic, e.g. transfer")
+    ] = None,
+    from_ledger: Annotated[int | None, LedgerParam] = None,
+    to_ledger: Annotated[int | None, LedgerParam] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> dict[str, Any]:
+    if contract_id is not None and not StrKey.is_valid_contract(contract_id):
+        raise invalid_param("contract_id", "must be a contract strkey: C followed by 55 characters")
+    if cursor is not None and not _EVENT_ID.match(cursor):
+        raise invalid_param("cursor", "must be a next_cursor value returned by this endpoint")
+    check_range(from_ledger, to_ledger)
+    rows = ctx.store.list_events(
+        EventQuery(
+            contract_id=contract_id,
+            name=topic_name(topic) if topic is not None else None,
+            from_ledger=from_ledger,
+            to_ledger=to_ledger,
+            after_id=cursor,
+            limit=limit,
+        )
+    )
+    return {"events": rows, "next_cursor": rows[-1]["id"] if len(rows) == limit else None}
+
+
+@router.get("/api/ledgers", summary="Processed ledgers with their hashes and event counts")
+def list_ledgers(
+    ctx: Ctx,
+    from_ledger: Annotated[int | None, LedgerParam] = None,
+    to_ledger: Annotated[int | None, LedgerParam] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+) -> dict[str, Any]:
+    check_range(from_ledger, to_ledger)
+    records = ctx.store.list_ledgers(from_ledger, to_ledger, limit)
+    ledgers = [
+        {
+            "sequence": r.sequence,
+            "hash": r.hash,
+            "previous_hash": r.previous_hash,
+            "closed_at": r.closed_at.isoformat().replace("+00:00", "Z"),
+            "event_count": r.event_count,
+        }
+        for r in records
+    ]
+    next_from = records[-1].sequence + 1 if len(records) == limit else None
+    return {"ledgers": ledgers, "next_from_ledger": next_from}

@@ -1,0 +1,56 @@
+"""/health, /metrics and /api/status: what operators and their monitors read."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, Response
+
+from stellar_reconciler import __version__
+from stellar_reconciler.api.context import ApiContext, context
+from stellar_reconciler.metrics import CONTENT_TYPE
+
+router = APIRouter()
+Ctx = Annotated[ApiContext, Depends(context)]
+
+
+@router.get(
+    "/health",
+    summary="Health: 200 when healthy, 503 when not",
+    responses={503: {"description": "Unhealthy: starting, degraded or stalled; `reason` says why"}},
+    tags=["monitoring"],
+)
+def health(ctx: Ctx) -> JSONResponse:
+    body = ctx.status.health()
+    return JSONResponse(body, status_code=200 if body["healthy"] else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", tags=["monitoring"])
+def metrics(ctx: Ctx) -> Response:
+    return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
+
+
+@router.get("/api/status", summary="Health plus network, uptime and settings", tags=["monitoring"])
+def status(ctx: Ctx) -> dict[str, Any]:
+    body = ctx.status.health()
+    network = ctx.status.network
+    tip = ctx.status.tip
+    first, last, stored = ctx.store.ledger_bounds()
+    body.update(
+        {
+            "service_name": ctx.service_name,
+            "version": __version__,
+            "network_passphrase": network.passphrase if network else None,
+            "protocol_version": network.protocol_version if network else None,
+            "oldest_ledger": tip.oldest_ledger if tip else None,
+            "uptime_seconds": round(ctx.status.uptime_seconds(), 3),
+            "started_at": ctx.status.started_at.isoformat().replace("+00:00", "Z"),
+            "worker_running": ctx.status.worker_running,
+            "paused": ctx.status.paused,
+            "ledger_seconds": round(ctx.status.ledger_secs, 3),
+            "stored": {"first_ledger": first, "last_ledger": last, "ledgers": stored},
+            "settings": ctx.safe_settings,
+        }
+    )
+    return body

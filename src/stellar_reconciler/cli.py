@@ -1,0 +1,161 @@
+"""The `reconciler` command line: run, demo, migrate, status, simnet and operator commands."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from stellar_reconciler.config import Settings
+from stellar_reconciler.errors import ConfigError, ReconcilerError
+from stellar_reconciler.logs import configure_logging
+
+app = typer.Typer(
+    help="Index Soroban contract events from Stellar RPC exactly once, and reconcile them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+EXIT_CONFIG = 2
+EXIT_FAILURE = 1
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment; a bad value exits 2 with one line naming it."""
+    try:
+        return Settings.from_env(**overrides)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
+
+
+def guarded(action: Callable[[], T]) -> T:
+    """Run an action, turning our own errors into one readable line instead of a traceback."""
+    try:
+        return action()
+    except ReconcilerError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def run() -> None:
+    """Run the service: follow the network, index events, serve /health, /metrics and the API."""
+    from stellar_reconciler.service import run_service
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    guarded(lambda: asyncio.run(run_service(settings)))
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema, then exit."""
+    from stellar_reconciler.store import Store
+    from stellar_reconciler.store.migrate import current_revision
+
+    settings = load_settings()
+    store = Store.open(settings.sqlalchemy_url)
+    try:
+        guarded(store.migrate)
+        console.print(f"database schema at revision {current_revision(store.engine)}")
+    finally:
+        store.close()
+
+
+@app.command()
+def status(
+    url: Annotated[str | None, typer.Option(help="Service URL; default http://BIND_ADDR")] = None,
+) -> None:
+    """Show the running service's health, or the database's checkpoint when it is not running."""
+    settings = load_settings()
+    base = url or f"http://{settings.bind_addr}"
+    try:
+        body = httpx.get(f"{base.rstrip('/')}/api/status", timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        body = None
+    table = Table(title=f"stellar-reconciler at {base}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    if body is None:
+        from stellar_reconciler.store import Store
+
+        store = Store.open(settings.sqlalchemy_url)
+        try:
+            checkpoint = guarded(store.checkpoint)
+            first, last, count = guarded(store.ledger_bounds)
+        finally:
+            store.close()
+        table.add_row("service", "[red]not reachable[/red]")
+        table.add_row("checkpoint", str(checkpoint.ledger))
+        table.add_row("stored ledgers", f"{count:,} ({first}-{last})" if count else "none")
+        console.print(table)
+        raise typer.Exit(EXIT_FAILURE)
+    colour = "green" if body.get("healthy") else "red"
+    table.add_row("status", f"[{colour}]{body.get('status')}[/{colour}]")
+    for key in (
+        "reason",
+        "last_processed_ledger",
+        "latest_ledger",
+        "ledger_lag",
+        "last_success_at",
+        "last_error",
+        "network_passphrase",
+        "protocol_version",
+        "uptime_seconds",
+    ):
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = f"{value:,}"
+        table.add_row(key.replace("_", " "), "-" if value is None else str(value))
+    console.print(table)
+
+
+@app.command("acknowledge-gap")
+def acknowledge_gap(
+    through: Annotated[int, typer.Option(help="Last ledger to accept as lost", min=1)],
+    note: Annotated[str, typer.Option(help="Why, for the record")] = "outside RPC retention",
+) -> None:
+    """Accept ledgers from the checkpoint up to --through as lost, and let the worker move on."""
+    from stellar_reconciler.store import Store
+
+    settings = load_settings()
+    store = Store.open(settings.sqlalchemy_url)
+    try:
+        guarded(store.migrate)
+        checkpoint = guarded(store.checkpoint).ledger
+        if checkpoint is None:
+            fail("the database has no checkpoint yet; start the service first")
+        if through <= checkpoint:
+            fail(f"--through must be after the checkpoint ({checkpoint})")
+        gap = guarded(lambda: store.acknowledge_gap(checkpoint + 1, through, note))
+        console.print(
+            f"recorded: ledgers {gap.first_ledger}-{gap.last_ledger} acknowledged as lost; "
+            "the worker continues from ledger " + str(through + 1)
+        )
+    finally:
+        store.close()
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

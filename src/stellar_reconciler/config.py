@@ -1,0 +1,242 @@
+"""Settings: the only place that reads the environment (and `.env`).
+
+`Settings.from_env()` is called once, by the CLI; nothing reads settings at import time.
+A bad value becomes a `ConfigError` naming the variable, the value and the expected form.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from stellar_sdk import StrKey, scval, xdr
+
+from stellar_reconciler.errors import ConfigError
+
+TESTNET_RPC_URL = "https://soroban-testnet.stellar.org"
+
+# Soroban symbols are at most 32 characters of [a-zA-Z0-9_].
+_SYMBOL = re.compile(r"^[A-Za-z0-9_]{1,32}$")
+_URL = re.compile(r"^https?://[^\s/?#]+(/\S*)?$")
+_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]*@")
+_HOST_PORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
+
+# What each setting should look like, for error messages. Keys are environment variable names.
+EXPECTED_FORMS: dict[str, str] = {
+    "BIND_ADDR": "HOST:PORT, for example 127.0.0.1:3000 or 0.0.0.0:8080",
+    "DATABASE_URL": "sqlite:///path/to/file.db or postgresql://user@host:5432/dbname",
+    "STELLAR_RPC_URL": "an http:// or https:// URL of a Stellar RPC endpoint",
+    "SERVICE_NAME": "a non-empty name of at most 64 characters",
+    "POLL_INTERVAL_SECS": "a number of seconds greater than 0 and at most 3600, for example 0.5",
+    "RPC_MAX_ATTEMPTS": "a whole number from 1 to 100",
+    "RPC_INITIAL_BACKOFF_MS": "a whole number of milliseconds from 1 to 60000",
+    "RPC_MAX_BACKOFF_SECS": "a number of seconds greater than 0 and at most 600",
+    "RPC_TIMEOUT_SECS": "a number of seconds greater than 0 and at most 600",
+    "START_LEDGER": "a ledger number (1 or more), 'oldest' or 'latest'",
+    "CONTRACT_IDS": "comma-separated contract strkeys (C..., 56 characters), or empty for all",
+    "EVENT_TOPICS": (
+        "topic filters separated by ';', each 1-4 comma-separated segments: a symbol name, "
+        "a base64 ScVal, '*' (one segment), and optionally a trailing '**', e.g. transfer,*,*"
+    ),
+    "BATCH_MAX_LEDGERS": "a whole number of ledgers from 1 to 10000",
+    "LOG_LEVEL": "one of debug, info, warning, error",
+    "VERIFY_EVERY_LEDGERS": "a whole number of ledgers (0 turns periodic re-verification off)",
+    "ADMIN_TOKEN": (
+        "a secret of at least 16 characters, or empty to disable state-changing endpoints"
+    ),
+    "READ_TOKEN": "a secret of at least 16 characters, or empty to leave read endpoints open",
+    "WEBHOOK_URLS": "comma-separated http:// or https:// URLs",
+    "UNEXPECTED_EVENT_CONTRACTS": (
+        "comma-separated contract strkeys (C...) whose unclaimed events are reported"
+    ),
+}
+
+
+def _split_list(value: Any, separator: str = ",") -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(separator) if part.strip())
+    return value
+
+
+def topic_segment_to_xdr(segment: str) -> str:
+    """Turn one EVENT_TOPICS segment into what getEvents expects: '*', '**' or a base64 ScVal."""
+    if segment in ("*", "**"):
+        return segment
+    try:
+        raw = base64.b64decode(segment, validate=True)
+        xdr.SCVal.from_xdr_bytes(raw)
+    except (binascii.Error, ValueError, IndexError, EOFError):
+        pass
+    else:
+        return segment
+    if _SYMBOL.match(segment):
+        return str(scval.to_symbol(segment).to_xdr())
+    raise ValueError(segment)
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; see the README for what each one does."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    bind_addr: str = "127.0.0.1:3000"
+    database_url: str = "sqlite:///./reconciler.db"
+    stellar_rpc_url: str = TESTNET_RPC_URL
+    service_name: str = Field(default="stellar-reconciler", min_length=1, max_length=64)
+    poll_interval_secs: float = Field(default=0.5, gt=0, le=3600)
+    rpc_max_attempts: int = Field(default=5, ge=1, le=100)
+    rpc_initial_backoff_ms: int = Field(default=250, ge=1, le=60000)
+    rpc_max_backoff_secs: float = Field(default=5.0, gt=0, le=600)
+    rpc_timeout_secs: float = Field(default=30.0, gt=0, le=600)
+    start_ledger: str = "oldest"
+    contract_ids: Annotated[tuple[str, ...], NoDecode] = ()
+    event_topics: Annotated[tuple[tuple[str, ...], ...], NoDecode] = ()
+    batch_max_ledgers: int = Field(default=1000, ge=1, le=10000)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    verify_every_ledgers: int = Field(default=64, ge=0)
+    admin_token: str = ""
+    read_token: str = ""
+    webhook_urls: Annotated[tuple[str, ...], NoDecode] = ()
+    webhook_secret: str = ""
+    unexpected_event_contracts: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Read and validate the environment once; raise ConfigError on the first bad value."""
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            name = str(first["loc"][0]) if first["loc"] else "settings"
+            variable = name.upper()
+            value = first.get("input")
+            if isinstance(value, tuple | list):
+                value = ",".join(map(str, value))
+            # A database URL may carry a password; never echo it to a terminal or a log.
+            shown = _PASSWORD.sub(r"\1***@", str(value))
+            raise ConfigError(variable, shown, EXPECTED_FORMS.get(variable, first["msg"])) from None
+
+    @field_validator("bind_addr")
+    @classmethod
+    def _check_bind_addr(cls, value: str) -> str:
+        match = _HOST_PORT.match(value.strip())
+        if not match or not 0 < int(match["port"]) < 65536:
+            raise ValueError("bad address")
+        return value.strip()
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        value = value.strip()
+        if value.startswith(("sqlite:///", "sqlite+pysqlite:///")) and len(value) > len(
+            "sqlite:///"
+        ):
+            return value
+        if re.match(r"^postgres(ql)?(\+psycopg)?://[^/]*/\w", value):
+            return value
+        raise ValueError("bad database url")
+
+    @field_validator("stellar_rpc_url")
+    @classmethod
+    def _check_rpc_url(cls, value: str) -> str:
+        if not _URL.match(value.strip()):
+            raise ValueError("bad url")
+        return value.strip()
+
+    @field_validator("start_ledger")
+    @classmethod
+    def _check_start_ledger(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in ("oldest", "latest") or (value.isdigit() and 0 < int(value) < 2**32):
+            return value
+        raise ValueError("bad start ledger")
+
+    @field_validator("contract_ids", "unexpected_event_contracts", mode="before")
+    @classmethod
+    def _check_contract_ids(cls, value: Any) -> tuple[str, ...]:
+        ids = _split_list(value)
+        for contract_id in ids:
+            if not StrKey.is_valid_contract(contract_id):
+                raise ValueError("bad contract id")
+        return tuple(dict.fromkeys(ids))
+
+    @field_validator("webhook_urls", mode="before")
+    @classmethod
+    def _check_webhooks(cls, value: Any) -> tuple[str, ...]:
+        urls = _split_list(value)
+        for url in urls:
+            if not _URL.match(url):
+                raise ValueError("bad url")
+        return tuple(urls)
+
+    @field_validator("event_topics", mode="before")
+    @classmethod
+    def _check_event_topics(cls, value: Any) -> tuple[tuple[str, ...], ...]:
+        filters = []
+        for raw_filter in _split_list(value, ";"):
+            segments = [s.strip() for s in raw_filter.split(",")]
+            counted = segments[:-1] if segments[-1] == "**" else segments
+            if not 1 <= len(counted) <= 4 or "**" in counted or "" in segments:
+                raise ValueError("bad topic filter")
+            filters.append(tuple(topic_segment_to_xdr(s) for s in segments))
+        if len(filters) > 5:
+            raise ValueError("at most 5 topic filters")
+        return tuple(filters)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("admin_token", "read_token")
+    @classmethod
+    def _check_token(cls, value: str) -> str:
+        if value and len(value) < 16:
+            raise ValueError("token too short")
+        return value
+
+    @property
+    def bind_host(self) -> str:
+        host = self.bind_addr.rsplit(":", 1)[0]
+        return host.strip("[]")
+
+    @property
+    def bind_port(self) -> int:
+        return int(self.bind_addr.rsplit(":", 1)[1])
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with the driver SQLAlchemy should use."""
+        url = self.database_url
+        for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    def safe_view(self) -> dict[str, Any]:
+        """Settings that are safe to show on /api/status: no secrets, no passwords."""
+        return {
+            "service_name": self.service_name,
+            "bind_addr": self.bind_addr,
+            "database": self.sqlalchemy_url.split(":", 1)[0].split("+")[0],
+            "stellar_rpc_url": self.stellar_rpc_url,
+            "poll_interval_secs": self.poll_interval_secs,
+            "rpc_max_attempts": self.rpc_max_attempts,
+            "rpc_initial_backoff_ms": self.rpc_initial_backoff_ms,
+            "rpc_max_backoff_secs": self.rpc_max_backoff_secs,
+            "rpc_timeout_secs": self.rpc_timeout_secs,
+            "start_ledger": self.start_ledger,
+            "contract_ids": list(self.contract_ids),
+            "event_topics": [list(f) for f in self.event_topics],
+            "batch_max_ledgers": self.batch_max_ledgers,
+            "verify_every_ledgers": self.verify_every_ledgers,
+            "admin_enabled": bool(self.admin_token),
+            "read_token_required": bool(self.read_token),
+            "webhooks": len(self.webhook_urls),
+        }

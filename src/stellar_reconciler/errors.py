@@ -1,0 +1,79 @@
+"""The service's error tree.
+
+Every error a user can meet carries a message that says what went wrong and what to do next.
+Callers catch the narrowest class they can act on; anything else is allowed to stop the service.
+"""
+
+from __future__ import annotations
+
+
+class ReconcilerError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(ReconcilerError):
+    """A setting has a value the service cannot use; start-up stops with exit code 2."""
+
+    def __init__(self, variable: str, value: str, expected: str) -> None:
+        self.variable = variable
+        self.value = value
+        self.expected = expected
+        super().__init__(f"{variable}={value!r} is not valid: expected {expected}")
+
+
+class StoreError(ReconcilerError):
+    """The database refused an operation in a way a retry will not fix."""
+
+
+class CheckpointConflictError(StoreError):
+    """Another writer moved the checkpoint first; this batch was rolled back whole."""
+
+    def __init__(self, stream: str, expected: int | None, found: int | None) -> None:
+        self.stream = stream
+        self.expected = expected
+        self.found = found
+        super().__init__(
+            f"checkpoint of stream {stream!r} is {found}, expected {expected}: another writer "
+            "is indexing into this database; run a single `reconciler run` per DATABASE_URL"
+        )
+
+
+class StreamMismatchError(StoreError):
+    """The database was filled with other event filters than the ones configured now."""
+
+
+class RpcError(ReconcilerError):
+    """Base of every failure talking to Stellar RPC."""
+
+    retryable: bool = False
+
+    def __init__(self, method: str, message: str) -> None:
+        self.method = method
+        super().__init__(f"{method}: {message}")
+
+
+class RpcTransientError(RpcError):
+    """A fault worth retrying: overload, timeouts, dropped connections, 5xx, 429."""
+
+    retryable = True
+
+    def __init__(self, method: str, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(method, message)
+
+
+class RpcRequestError(RpcError):
+    """The RPC rejected the request itself (-32600/-32601/-32602): retrying cannot help."""
+
+    def __init__(self, method: str, code: int, message: str) -> None:
+        self.code = code
+        self.rpc_message = message
+        super().__init__(method, f"JSON-RPC error {code}: {message}")
+
+
+class RpcProtocolError(RpcError):
+    """The RPC answered something that does not follow the Stellar RPC protocol."""
+
+
+class LedgerOutOfRangeError(RpcRequestError):
+    """The ledger asked for is outside what this RPC node retains (-32600, "ledger range")."""

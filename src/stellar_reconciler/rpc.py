@@ -1,0 +1,388 @@
+"""StellarRpc: typed calls to the Stellar RPC JSON-RPC API over an injected httpx.AsyncClient.
+
+Faults are sorted into three kinds (see errors.py): transient ones are retried here with
+capped exponential backoff and jitter (honouring Retry-After); a rejected request or an
+answer that breaks the protocol is raised at once, because sending it again cannot help.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import itertools
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import httpx
+import stamina
+
+from stellar_reconciler.decode import DecodeError, decode_bare_header, decode_history_entry
+from stellar_reconciler.errors import (
+    LedgerOutOfRangeError,
+    RpcError,
+    RpcProtocolError,
+    RpcRequestError,
+    RpcTransientError,
+)
+from stellar_reconciler.models import LedgerHeader, NetworkInfo, NetworkTip, RawEvent
+
+# JSON-RPC codes the Stellar RPC uses for overload and internal faults: worth another try.
+TRANSIENT_CODES = frozenset({-32603, -32001, -32098})
+TRANSIENT_HTTP = frozenset({429, 500, 502, 503, 504})
+# The real server refuses a Retry-After beyond this from us: a provider asking for more than
+# ten minutes is treated as if it had asked for ten.
+MAX_RETRY_AFTER_SECS = 600.0
+_RANGE_MESSAGE = re.compile(r"(\d+)\s*-\s*(\d+)")
+
+
+class RpcObserver(Protocol):
+    """Told about every attempt, so metrics can count requests, errors and retries."""
+
+    def rpc_attempt(self, method: str, outcome: str, seconds: float, error: str | None) -> None: ...
+
+    def rpc_retry(self, method: str) -> None: ...
+
+
+class _NullObserver:
+    def rpc_attempt(self, method: str, outcome: str, seconds: float, error: str | None) -> None:
+        return None
+
+    def rpc_retry(self, method: str) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    initial_backoff: float = 0.25
+    max_backoff: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class LatestLedger:
+    sequence: int
+    hash: str
+    protocol_version: int
+    close_time: int
+    header: LedgerHeader | None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgersPage:
+    ledgers: list[LedgerHeader]
+    tip: NetworkTip
+    cursor: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventsPage:
+    events: list[RawEvent]
+    tip: NetworkTip
+    cursor: str
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER_SECS)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, min((when - datetime.now(UTC)).total_seconds(), MAX_RETRY_AFTER_SECS))
+
+
+def _backoff_hook(exc: Exception) -> bool | float:
+    if isinstance(exc, RpcTransientError):
+        return exc.retry_after if exc.retry_after is not None else True
+    return False
+
+
+def _int(data: Mapping[str, Any], key: str, method: str, *, optional: bool = False) -> int:
+    """Read an integer field that servers send as a JSON number or as a decimal string."""
+    value = data.get(key)
+    if value is None and optional:
+        return 0
+    if isinstance(value, bool):
+        raise RpcProtocolError(method, f"field {key!r} is a boolean, expected a number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise RpcProtocolError(method, f"field {key!r} is {value!r}, expected a whole number")
+
+
+def _str(data: Mapping[str, Any], key: str, method: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise RpcProtocolError(method, f"field {key!r} is {value!r}, expected a string")
+    return value
+
+
+def _tip(result: Mapping[str, Any], method: str) -> NetworkTip:
+    return NetworkTip(
+        latest_ledger=_int(result, "latestLedger", method),
+        oldest_ledger=_int(result, "oldestLedger", method),
+        latest_close_time=_int(result, "latestLedgerCloseTime", method, optional=True) or None,
+        oldest_close_time=_int(result, "oldestLedgerCloseTime", method, optional=True) or None,
+        retention_window=_int(result, "ledgerRetentionWindow", method, optional=True) or None,
+    )
+
+
+def parse_event(item: Any, method: str = "getEvents") -> RawEvent:
+    """Turn one getEvents entry into a RawEvent, checking every field a follower relies on."""
+    if not isinstance(item, Mapping):
+        raise RpcProtocolError(method, f"event entry is {type(item).__name__}, expected an object")
+    topics = item.get("topic")
+    if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+        raise RpcProtocolError(
+            method, "event 'topic' must be a list of base64 strings (is xdrFormat json?)"
+        )
+    contract_id = item.get("contractId") or ""
+    if not isinstance(contract_id, str):
+        raise RpcProtocolError(method, f"event contractId is {contract_id!r}")
+    value = item.get("value")
+    if not isinstance(value, str):
+        raise RpcProtocolError(method, f"event 'value' is {value!r}, expected base64 XDR")
+    return RawEvent(
+        id=_str(item, "id", method),
+        type=_str(item, "type", method),
+        ledger=_int(item, "ledger", method),
+        ledger_closed_at=_str(item, "ledgerClosedAt", method),
+        contract_id=contract_id,
+        tx_hash=str(item.get("txHash") or ""),
+        transaction_index=_int(item, "transactionIndex", method, optional=True),
+        operation_index=_int(item, "operationIndex", method, optional=True),
+        in_successful_contract_call=bool(item.get("inSuccessfulContractCall", True)),
+        topics_xdr=tuple(topics),
+        value_xdr=value,
+    )
+
+
+def parse_ledger(item: Any, method: str = "getLedgers") -> LedgerHeader:
+    """Decode one getLedgers entry and prove its hash: the served hash, the entry's own hash
+    and sha256 of the header XDR must all agree."""
+    if not isinstance(item, Mapping):
+        raise RpcProtocolError(method, "ledger entry is not an object")
+    sequence = _int(item, "sequence", method)
+    served_hash = _str(item, "hash", method).lower()
+    meta = item.get("metadataXdr")
+    try:
+        header, entry_hash = decode_history_entry(
+            _str(item, "headerXdr", method), len(meta) if isinstance(meta, str) else 0
+        )
+    except DecodeError as exc:
+        raise RpcProtocolError(method, f"ledger {sequence}: {exc}") from exc
+    if header.sequence != sequence:
+        raise RpcProtocolError(method, f"ledger {sequence} carries a header for {header.sequence}")
+    if not header.hash == entry_hash == served_hash:
+        raise RpcProtocolError(
+            method,
+            f"ledger {sequence}: served hash {served_hash} but its header hashes to {header.hash}",
+        )
+    return header
+
+
+class StellarRpc:
+    """The Stellar RPC methods a follower needs, with retries and metrics on every call."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        retry: RetryPolicy | None = None,
+        observer: RpcObserver | None = None,
+    ) -> None:
+        self._client = client
+        self._url = url
+        self._retry = retry or RetryPolicy()
+        self._observer: RpcObserver = observer or _NullObserver()
+        self._ids = itertools.count(1)
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    async def call(self, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Call a method, retrying transient faults; return its `result` object."""
+        first = True
+        async for attempt in stamina.retry_context(
+            on=_backoff_hook,
+            attempts=self._retry.max_attempts,
+            timeout=None,
+            wait_initial=self._retry.initial_backoff,
+            wait_max=self._retry.max_backoff,
+            wait_jitter=self._retry.initial_backoff,
+        ):
+            if not first:
+                self._observer.rpc_retry(method)
+            first = False
+            with attempt:
+                return await self._call_once(method, params)
+        raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
+
+    async def _call_once(self, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"jsonrpc": "2.0", "id": next(self._ids), "method": method}
+        if params:
+            body["params"] = dict(params)
+        started = time.perf_counter()
+        outcome = "ok"
+        error: str | None = None
+        try:
+            response = await self._client.post(self._url, json=body)
+            result = self._result(method, response)
+        except httpx.TimeoutException as exc:
+            outcome, error = "timeout", f"{method}: timed out after {self._client.timeout.read}s"
+            raise RpcTransientError(method, f"timed out ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            outcome, error = "connection", f"{method}: connection failed ({type(exc).__name__})"
+            raise RpcTransientError(method, f"connection failed ({type(exc).__name__})") from exc
+        except RpcTransientError as exc:
+            outcome, error = ("throttled" if "429" in str(exc) else "transient"), str(exc)
+            raise
+        except RpcRequestError as exc:
+            outcome, error = "rejected", str(exc)
+            raise
+        except RpcError as exc:
+            outcome, error = "malformed", str(exc)
+            raise
+        finally:
+            self._observer.rpc_attempt(method, outcome, time.perf_counter() - started, error)
+        return result
+
+    def _result(self, method: str, response: httpx.Response) -> dict[str, Any]:
+        status = response.status_code
+        if status in TRANSIENT_HTTP:
+            retry_after = _retry_after_seconds(response.headers.get("retry-after"))
+            raise RpcTransientError(method, f"HTTP {status}", retry_after=retry_after)
+        if status != 200:
+            raise RpcProtocolError(
+                method,
+                f"HTTP {status} from {self._url}: check STELLAR_RPC_URL points at a Stellar RPC "
+                "endpoint",
+            )
+        try:
+            envelope = response.json()
+        except ValueError as exc:
+            raise RpcProtocolError(method, "answer is not JSON") from exc
+        if not isinstance(envelope, dict):
+            raise RpcProtocolError(method, "answer is not a JSON-RPC object")
+        error = envelope.get("error")
+        if error is not None:
+            raise self._rpc_error(method, error)
+        result = envelope.get("result")
+        if not isinstance(result, dict):
+            raise RpcProtocolError(method, "answer has no 'result' object")
+        return result
+
+    @staticmethod
+    def _rpc_error(method: str, error: Any) -> RpcError:
+        if not isinstance(error, dict) or not isinstance(error.get("code"), int):
+            return RpcProtocolError(method, f"malformed JSON-RPC error {error!r}")
+        code = int(error["code"])
+        message = str(error.get("message", ""))
+        if code in TRANSIENT_CODES:
+            return RpcTransientError(method, f"JSON-RPC error {code}: {message}")
+        if code == -32600 and "ledger range" in message:
+            return LedgerOutOfRangeError(method, code, message)
+        return RpcRequestError(method, code, message)
+
+    # --- methods -------------------------------------------------------------------------
+
+    async def get_health(self) -> NetworkTip:
+        result = await self.call("getHealth")
+        status = result.get("status")
+        if status != "healthy":
+            raise RpcTransientError("getHealth", f"node reports status {status!r}")
+        return _tip(result, "getHealth")
+
+    async def get_network(self) -> NetworkInfo:
+        result = await self.call("getNetwork")
+        return NetworkInfo(
+            passphrase=_str(result, "passphrase", "getNetwork"),
+            protocol_version=_int(result, "protocolVersion", "getNetwork"),
+            friendbot_url=result.get("friendbotUrl") or None,
+        )
+
+    async def get_latest_ledger(self) -> LatestLedger:
+        result = await self.call("getLatestLedger")
+        header_xdr = result.get("headerXdr")
+        header = None
+        if isinstance(header_xdr, str) and header_xdr:
+            try:
+                header = decode_bare_header(header_xdr)
+            except DecodeError as exc:
+                raise RpcProtocolError("getLatestLedger", str(exc)) from exc
+        return LatestLedger(
+            sequence=_int(result, "sequence", "getLatestLedger"),
+            hash=_str(result, "id", "getLatestLedger").lower(),
+            protocol_version=_int(result, "protocolVersion", "getLatestLedger"),
+            close_time=_int(result, "closeTime", "getLatestLedger", optional=True),
+            header=header,
+        )
+
+    async def get_ledgers(
+        self, start_ledger: int | None = None, *, cursor: str | None = None, limit: int = 50
+    ) -> LedgersPage:
+        params: dict[str, Any] = {"pagination": {"limit": limit}}
+        if cursor is not None:
+            params["pagination"]["cursor"] = cursor
+        else:
+            params["startLedger"] = start_ledger
+        result = await self.call("getLedgers", params)
+        items = result.get("ledgers")
+        if not isinstance(items, list):
+            raise RpcProtocolError("getLedgers", "answer has no 'ledgers' list")
+        return LedgersPage(
+            ledgers=[parse_ledger(item) for item in items],
+            tip=_tip(result, "getLedgers"),
+            cursor=str(result.get("cursor") or ""),
+        )
+
+    async def get_events(
+        self,
+        *,
+        start_ledger: int | None = None,
+        end_ledger: int | None = None,
+        cursor: str | None = None,
+        filters: list[dict[str, Any]] | None = None,
+        limit: int = 10000,
+    ) -> EventsPage:
+        params: dict[str, Any] = {"pagination": {"limit": limit}}
+        if cursor is not None:
+            params["pagination"]["cursor"] = cursor
+        else:
+            params["startLedger"] = start_ledger
+            if end_ledger is not None:
+                params["endLedger"] = end_ledger
+        if filters:
+            params["filters"] = filters
+        result = await self.call("getEvents", params)
+        items = result.get("events")
+        if items is None:
+            items = []
+        if not isinstance(items, list):
+            raise RpcProtocolError("getEvents", "answer's 'events' is not a list")
+        page_cursor = result.get("cursor")
+        if not isinstance(page_cursor, str) or not page_cursor:
+            raise RpcProtocolError("getEvents", "answer has no 'cursor' (server older than 22?)")
+        return EventsPage(
+            events=[parse_event(item) for item in items],
+            tip=_tip(result, "getEvents"),
+            cursor=page_cursor,
+        )
+
+
+def out_of_range_bounds(error: LedgerOutOfRangeError) -> tuple[int, int] | None:
+    """The (oldest, latest) range an out-of-range error names, when it names one."""
+    match = _RANGE_MESSAGE.search(error.rpc_message)
+    return (int(match[1]), int(match[2])) if match else None

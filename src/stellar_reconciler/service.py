@@ -1,0 +1,157 @@
+"""Service: wires settings into the worker and the HTTP server and runs them in one TaskGroup.
+
+One stop event ends everything: the worker finishes (or rolls back) the batch in flight and
+returns, then the HTTP server closes. SIGINT and SIGTERM set that event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import structlog
+import uvicorn
+
+from stellar_reconciler.api import ApiContext, create_app
+from stellar_reconciler.config import Settings
+from stellar_reconciler.errors import ReconcilerError
+from stellar_reconciler.metrics import Metrics
+from stellar_reconciler.rpc import RetryPolicy, StellarRpc
+from stellar_reconciler.status import ServiceStatus
+from stellar_reconciler.store import Store
+from stellar_reconciler.worker import Worker, WorkerOptions
+
+log = structlog.get_logger("stellar_reconciler.service")
+
+
+class ServiceError(ReconcilerError):
+    """The service cannot run as configured."""
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the service's stop event decides."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class Service:
+    settings: Settings
+    store: Store
+    status: ServiceStatus
+    metrics: Metrics
+    rpc_client: httpx.AsyncClient
+    rpc: StellarRpc
+    worker: Worker
+    server: uvicorn.Server
+
+    @classmethod
+    def build(cls, settings: Settings) -> Service:
+        status = ServiceStatus(poll_interval=settings.poll_interval_secs)
+        metrics = Metrics(status)
+        store = Store.open(settings.sqlalchemy_url)
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(
+                settings.rpc_timeout_secs, connect=min(10.0, settings.rpc_timeout_secs)
+            ),
+            limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
+            headers={"user-agent": f"stellar-reconciler/{settings.service_name}"},
+        )
+        rpc = StellarRpc(
+            client,
+            settings.stellar_rpc_url,
+            RetryPolicy(
+                max_attempts=settings.rpc_max_attempts,
+                initial_backoff=settings.rpc_initial_backoff_ms / 1000,
+                max_backoff=settings.rpc_max_backoff_secs,
+            ),
+            observer=metrics,
+        )
+        worker = Worker(rpc, store, status, metrics, WorkerOptions.from_settings(settings))
+        app = create_app(
+            ApiContext(
+                store=store,
+                status=status,
+                metrics=metrics,
+                service_name=settings.service_name,
+                safe_settings=settings.safe_view(),
+                admin_token=settings.admin_token,
+                read_token=settings.read_token,
+            )
+        )
+        config = uvicorn.Config(
+            app,
+            host=settings.bind_host,
+            port=settings.bind_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
+        return cls(settings, store, status, metrics, client, rpc, worker, _QuietServer(config))
+
+    def bound_port(self) -> int | None:
+        """The port the HTTP server listens on (useful with BIND_ADDR port 0)."""
+        for server in self.server.servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        return None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Migrate, then run the worker and the HTTP server until `stop` is set."""
+        await asyncio.to_thread(self.store.migrate)
+        log.info(
+            "service_starting",
+            bind=self.settings.bind_addr,
+            rpc=self.settings.stellar_rpc_url,
+            database=self.store.dialect,
+        )
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._serve_http(stop))
+                group.create_task(self.worker.run(stop))
+        finally:
+            await self.rpc_client.aclose()
+            self.store.close()
+            log.info("service_stopped", checkpoint=self.status.last_processed_ledger)
+
+    async def _serve_http(self, stop: asyncio.Event) -> None:
+        serving = asyncio.create_task(self._serve_or_raise())
+        waiting = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        if serving in done:
+            waiting.cancel()
+            # The HTTP server ending on its own (say, the port is taken) ends the service.
+            stop.set()
+            serving.result()
+            return
+        self.server.should_exit = True
+        await serving
+
+    async def _serve_or_raise(self) -> None:
+        try:
+            await self.server.serve()
+        except SystemExit as exc:
+            # uvicorn exits the process when it cannot bind; turn that into an error we own.
+            raise ServiceError(
+                f"cannot listen on BIND_ADDR={self.settings.bind_addr} (in use, or not an "
+                "address of this machine); choose another BIND_ADDR"
+            ) from exc
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def run_service(settings: Settings) -> None:
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    await Service.build(settings).run(stop)

@@ -1,0 +1,167 @@
+"""ServiceStatus: the small shared object the worker writes and the web API reads.
+
+Health is a fact the worker records (what it last saw, when it last moved); whether that is
+healthy is decided here, at read time, so "stalled" needs no timer of its own.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from stellar_reconciler.models import NetworkInfo, NetworkTip
+
+# Mainnet's mean ledger time; used until the network's own close times tell us better.
+DEFAULT_LEDGER_SECS = 5.6
+# How many failed RPC attempts in a row make the service report itself degraded (a single
+# 429 or reset is normal weather on a public endpoint).
+FAILURES_BEFORE_DEGRADED = 3
+# A lag up to this many ledgers counts as synced: a ledger may close while we commit.
+SYNCED_LAG = 2
+# No progress for this many ledger times while the network moves on means stalled.
+STALL_LEDGERS = 5
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+@dataclass
+class ServiceStatus:
+    """What the worker last knew, plus the commands the API hands to it."""
+
+    poll_interval: float = 1.0
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started_monotonic: float = field(default_factory=time.monotonic)
+    network: NetworkInfo | None = None
+    tip: NetworkTip | None = None
+    last_processed_ledger: int | None = None
+    last_success_at: datetime | None = None
+    last_progress_monotonic: float | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    consecutive_failures: int = 0
+    # Set when a whole poll failed after its retries; cleared by the next good poll or batch.
+    poll_failing: bool = False
+    # A condition that holds until something changes it (a retention gap, a halted worker).
+    blocking_reason: str | None = None
+    blocking_detail: dict[str, Any] | None = None
+    worker_running: bool = False
+    paused: bool = False
+    first_poll_done: bool = False
+    ledger_secs: float = DEFAULT_LEDGER_SECS
+    # Extra reasons (open chain breaks, failed re-verification) that make health 503.
+    unhealthy_conditions: dict[str, str] = field(default_factory=dict)
+    # Batches committed and their timing, read by the dashboard's live feed.
+    batches_committed: int = 0
+
+    # --- written by the worker -------------------------------------------------------------
+
+    def observe_tip(self, tip: NetworkTip) -> None:
+        previous = self.tip
+        self.tip = tip
+        self.first_poll_done = True
+        if (
+            tip.latest_close_time
+            and tip.oldest_close_time
+            and tip.latest_ledger > tip.oldest_ledger
+        ):
+            span = tip.latest_close_time - tip.oldest_close_time
+            estimate = span / (tip.latest_ledger - tip.oldest_ledger)
+            if estimate > 0:
+                self.ledger_secs = estimate
+        if previous is None or self.last_progress_monotonic is None:
+            self.last_progress_monotonic = time.monotonic()
+
+    def record_progress(self, ledger: int) -> None:
+        self.last_processed_ledger = ledger
+        self.last_success_at = datetime.now(UTC)
+        self.last_progress_monotonic = time.monotonic()
+        self.batches_committed += 1
+        self.poll_failing = False
+
+    def record_idle_success(self) -> None:
+        """A poll that found nothing new still proves the RPC answers."""
+        self.poll_failing = False
+        self.last_success_at = datetime.now(UTC)
+
+    def record_poll_failure(self, message: str) -> None:
+        self.poll_failing = True
+        self.record_error(message)
+
+    def record_attempt(self, ok: bool, message: str | None = None) -> None:
+        if ok:
+            self.consecutive_failures = 0
+            return
+        self.consecutive_failures += 1
+        self.record_error(message or "RPC attempt failed")
+
+    def record_error(self, message: str) -> None:
+        self.last_error = message
+        self.last_error_at = datetime.now(UTC)
+
+    def block(self, reason: str, detail: dict[str, Any] | None = None) -> None:
+        self.blocking_reason = reason
+        self.blocking_detail = detail
+        self.record_error(reason)
+
+    def unblock(self) -> None:
+        self.blocking_reason = None
+        self.blocking_detail = None
+
+    # --- read by the API -------------------------------------------------------------------
+
+    @property
+    def ledger_lag(self) -> int | None:
+        if self.tip is None or self.last_processed_ledger is None:
+            return None
+        return max(0, self.tip.latest_ledger - self.last_processed_ledger)
+
+    def state(self, now: float | None = None) -> tuple[str, str | None]:
+        """(status, reason): one of starting, catching_up, synced, degraded, stalled."""
+        now = time.monotonic() if now is None else now
+        if self.blocking_reason:
+            return "degraded", self.blocking_reason
+        if self.unhealthy_conditions:
+            return "degraded", "; ".join(self.unhealthy_conditions.values())
+        if self.paused:
+            return "degraded", "paused by an operator; resume it from the dashboard or the API"
+        if self.poll_failing or self.consecutive_failures >= FAILURES_BEFORE_DEGRADED:
+            return "degraded", f"RPC failing: {self.last_error}"
+        if not self.first_poll_done or self.last_processed_ledger is None:
+            return "starting", None
+        lag = self.ledger_lag or 0
+        stall_after = max(STALL_LEDGERS * self.ledger_secs, 3 * self.poll_interval)
+        if (
+            lag > SYNCED_LAG
+            and self.last_progress_monotonic is not None
+            and now - self.last_progress_monotonic > stall_after
+        ):
+            return "stalled", (
+                f"no ledger committed for {now - self.last_progress_monotonic:.0f}s while the "
+                f"network is {lag} ledgers ahead"
+            )
+        if lag > SYNCED_LAG:
+            return "catching_up", None
+        return "synced", None
+
+    def health(self) -> dict[str, Any]:
+        state, reason = self.state()
+        healthy = state in ("catching_up", "synced")
+        return {
+            "status": state,
+            "healthy": healthy,
+            "reason": reason,
+            "last_processed_ledger": self.last_processed_ledger,
+            "latest_ledger": self.tip.latest_ledger if self.tip else None,
+            "ledger_lag": self.ledger_lag,
+            "last_success_at": _iso(self.last_success_at),
+            "last_error": self.last_error,
+            "last_error_at": _iso(self.last_error_at),
+            "detail": self.blocking_detail,
+        }
+
+    def uptime_seconds(self) -> float:
+        return time.monotonic() - self.started_monotonic

@@ -1,0 +1,296 @@
+"""Store: one method per named query over ledgers, events and checkpoints.
+
+The invariant everything else leans on lives in `commit_batch`: a batch's events, its ledger
+rows and the checkpoint move in one transaction, and the checkpoint moves only from the
+ledger just before the batch (compare-and-set). A crash, a retry or a second writer can
+therefore never leave a gap or a duplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
+
+from stellar_reconciler.errors import CheckpointConflictError, StreamMismatchError
+from stellar_reconciler.models import AcknowledgedGap, Batch, Checkpoint, Event, LedgerRecord
+from stellar_reconciler.store import migrate
+from stellar_reconciler.store.database import (
+    create_database_engine,
+    is_sqlite,
+    read_connection,
+    write_transaction,
+)
+from stellar_reconciler.store.schema import acknowledged_gaps, checkpoints, events, ledgers
+
+DEFAULT_STREAM = "events"
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands datetimes back without a zone; everything we store is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def event_row(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "ledger": event.ledger,
+        "ledger_closed_at": event.ledger_closed_at,
+        "contract_id": event.contract_id,
+        "type": event.type,
+        "name": event.name[:64] if event.name else None,
+        "tx_hash": event.tx_hash,
+        "transaction_index": event.transaction_index,
+        "operation_index": event.operation_index,
+        "in_successful_contract_call": event.in_successful_contract_call,
+        "topics_xdr": list(event.topics_xdr),
+        "value_xdr": event.value_xdr,
+        "topics": list(event.topics),
+        "value": event.value,
+    }
+
+
+def ledger_row(ledger: LedgerRecord) -> dict[str, Any]:
+    return {
+        "sequence": ledger.sequence,
+        "hash": ledger.hash,
+        "previous_hash": ledger.previous_hash,
+        "closed_at": ledger.closed_at,
+        "event_count": ledger.event_count,
+    }
+
+
+def event_json(row: Any) -> dict[str, Any]:
+    """An events row as the JSON API shows it."""
+    return {
+        "id": row.id,
+        "ledger": row.ledger,
+        "ledger_closed_at": as_utc(row.ledger_closed_at).isoformat().replace("+00:00", "Z"),
+        "contract_id": row.contract_id,
+        "type": row.type,
+        "name": row.name,
+        "tx_hash": row.tx_hash,
+        "topics": row.topics,
+        "value": row.value,
+        "topics_xdr": row.topics_xdr,
+        "value_xdr": row.value_xdr,
+    }
+
+
+def ledger_from_row(row: Any) -> LedgerRecord:
+    return LedgerRecord(
+        sequence=row.sequence,
+        hash=row.hash,
+        previous_hash=row.previous_hash,
+        closed_at=as_utc(row.closed_at),
+        event_count=row.event_count,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    contract_id: str | None = None
+    name: str | None = None
+    from_ledger: int | None = None
+    to_ledger: int | None = None
+    after_id: str | None = None
+    limit: int = 100
+
+
+class Store:
+    """Everything the service reads and writes, on SQLite or PostgreSQL alike."""
+
+    def __init__(self, engine: Engine, stream: str = DEFAULT_STREAM) -> None:
+        self.engine = engine
+        self.stream = stream
+
+    @classmethod
+    def open(cls, url: str, stream: str = DEFAULT_STREAM) -> Store:
+        return cls(create_database_engine(url), stream)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def migrate(self) -> None:
+        migrate.upgrade(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- checkpoint ----------------------------------------------------------------------
+
+    def checkpoint(self) -> Checkpoint:
+        with read_connection(self.engine) as conn:
+            row = conn.execute(
+                select(checkpoints).where(checkpoints.c.stream == self.stream)
+            ).one_or_none()
+        if row is None:
+            return Checkpoint(self.stream, None)
+        return Checkpoint(self.stream, row.ledger, as_utc(row.updated_at))
+
+    def ensure_stream(self, start_ledger: int, fingerprint: str) -> int:
+        """Create this stream's checkpoint just before `start_ledger` if the database is new.
+
+        Returns the checkpoint. Raises StreamMismatchError when the database was filled with other
+        filters, because mixing two filters' events in one history would be silently wrong.
+        """
+        with write_transaction(self.engine) as conn:
+            row = conn.execute(
+                select(checkpoints).where(checkpoints.c.stream == self.stream)
+            ).one_or_none()
+            if row is None:
+                conn.execute(
+                    insert(checkpoints).values(
+                        stream=self.stream,
+                        ledger=start_ledger - 1,
+                        filter_fingerprint=fingerprint,
+                        updated_at=datetime.now(UTC),
+                    )
+                )
+                return start_ledger - 1
+            if row.filter_fingerprint != fingerprint:
+                raise StreamMismatchError(
+                    "this database was indexed with other CONTRACT_IDS/EVENT_TOPICS; point "
+                    "DATABASE_URL at a new database, or restore the settings it was filled with"
+                )
+            return int(row.ledger)
+
+    @staticmethod
+    def _advance(conn: Connection, stream: str, expected: int, new: int) -> None:
+        moved = conn.execute(
+            update(checkpoints)
+            .where(and_(checkpoints.c.stream == stream, checkpoints.c.ledger == expected))
+            .values(ledger=new, updated_at=datetime.now(UTC))
+        ).rowcount
+        if moved != 1:
+            found = conn.execute(
+                select(checkpoints.c.ledger).where(checkpoints.c.stream == stream)
+            ).scalar_one_or_none()
+            raise CheckpointConflictError(stream, expected, found)
+
+    # --- batches -------------------------------------------------------------------------
+
+    def commit_batch(self, batch: Batch) -> None:
+        """Write a batch's events and ledgers and move the checkpoint, in one transaction."""
+        with write_transaction(self.engine) as conn:
+            # The checkpoint first: on PostgreSQL its row lock makes a second writer wait
+            # here and then fail the compare-and-set, before it has written anything.
+            self._advance(conn, self.stream, batch.first_ledger - 1, batch.last_ledger)
+            self.insert_rows(conn, batch.ledgers, batch.events)
+
+    def insert_rows(
+        self, conn: Connection, ledger_records: Sequence[LedgerRecord], event_list: Sequence[Event]
+    ) -> None:
+        if ledger_records:
+            conn.execute(insert(ledgers), [ledger_row(x) for x in ledger_records])
+        if event_list:
+            conn.execute(insert(events), [event_row(e) for e in event_list])
+
+    def rebase_empty_stream(self, expected: int, new: int) -> bool:
+        """Move the checkpoint of a stream that has committed nothing yet; False otherwise."""
+        with write_transaction(self.engine) as conn:
+            if conn.execute(select(ledgers.c.sequence).limit(1)).first() is not None:
+                return False
+            self._advance(conn, self.stream, expected, new)
+        return True
+
+    def acknowledge_gap(self, first: int, last: int, note: str) -> AcknowledgedGap:
+        """Accept ledgers first..last as lost and move the checkpoint past them."""
+        now = datetime.now(UTC)
+        with write_transaction(self.engine) as conn:
+            self._advance(conn, self.stream, first - 1, last)
+            conn.execute(
+                insert(acknowledged_gaps).values(
+                    stream=self.stream,
+                    first_ledger=first,
+                    last_ledger=last,
+                    acknowledged_at=now,
+                    note=note,
+                )
+            )
+        return AcknowledgedGap(first, last, now, note)
+
+    def acknowledged_gaps(self) -> list[AcknowledgedGap]:
+        with read_connection(self.engine) as conn:
+            rows = conn.execute(
+                select(acknowledged_gaps).order_by(acknowledged_gaps.c.first_ledger)
+            )
+            return [
+                AcknowledgedGap(r.first_ledger, r.last_ledger, as_utc(r.acknowledged_at), r.note)
+                for r in rows
+            ]
+
+    # --- ledgers -------------------------------------------------------------------------
+
+    def ledger(self, sequence: int) -> LedgerRecord | None:
+        with read_connection(self.engine) as conn:
+            row = conn.execute(select(ledgers).where(ledgers.c.sequence == sequence)).one_or_none()
+        return ledger_from_row(row) if row is not None else None
+
+    def list_ledgers(
+        self, from_ledger: int | None, to_ledger: int | None, limit: int
+    ) -> list[LedgerRecord]:
+        query = select(ledgers).order_by(ledgers.c.sequence).limit(limit)
+        if from_ledger is not None:
+            query = query.where(ledgers.c.sequence >= from_ledger)
+        if to_ledger is not None:
+            query = query.where(ledgers.c.sequence <= to_ledger)
+        with read_connection(self.engine) as conn:
+            return [ledger_from_row(r) for r in conn.execute(query)]
+
+    def ledger_bounds(self) -> tuple[int | None, int | None, int]:
+        """(first stored ledger, last stored ledger, number of stored ledgers)."""
+        with read_connection(self.engine) as conn:
+            row = conn.execute(
+                select(
+                    func.min(ledgers.c.sequence), func.max(ledgers.c.sequence), func.count()
+                ).select_from(ledgers)
+            ).one()
+        return row[0], row[1], int(row[2])
+
+    # --- events --------------------------------------------------------------------------
+
+    def list_events(self, query: EventQuery) -> list[dict[str, Any]]:
+        """Events in ledger and id order (the id's text order is ledger order)."""
+        statement = select(events).order_by(events.c.id).limit(query.limit)
+        conditions = []
+        if query.contract_id is not None:
+            conditions.append(events.c.contract_id == query.contract_id)
+        if query.name is not None:
+            conditions.append(events.c.name == query.name)
+        if query.from_ledger is not None:
+            conditions.append(events.c.ledger >= query.from_ledger)
+        if query.to_ledger is not None:
+            conditions.append(events.c.ledger <= query.to_ledger)
+        if query.after_id is not None:
+            conditions.append(events.c.id > query.after_id)
+        if conditions:
+            statement = statement.where(and_(*conditions))
+        with read_connection(self.engine) as conn:
+            return [event_json(r) for r in conn.execute(statement)]
+
+    def event_ids(self, from_ledger: int, to_ledger: int) -> list[str]:
+        with read_connection(self.engine) as conn:
+            return list(
+                conn.execute(
+                    select(events.c.id)
+                    .where(events.c.ledger.between(from_ledger, to_ledger))
+                    .order_by(events.c.id)
+                ).scalars()
+            )
+
+    def event_count(self) -> int:
+        with read_connection(self.engine) as conn:
+            return int(conn.execute(select(func.count()).select_from(events)).scalar_one())
+
+    def delete_range(self, conn: Connection, first: int, last: int) -> None:
+        """Remove a ledger range's rows inside a caller's transaction (re-indexing)."""
+        conn.execute(delete(events).where(events.c.ledger.between(first, last)))
+        conn.execute(delete(ledgers).where(ledgers.c.sequence.between(first, last)))
+
+    def is_sqlite(self) -> bool:
+        return is_sqlite(self.engine)

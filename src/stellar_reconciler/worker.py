@@ -1,0 +1,386 @@
+"""Worker: follows the ledger from the checkpoint to the network's tip, batch by batch.
+
+While one batch is written, the next is already being fetched and decoded (a queue of two
+sits between them), so catch-up runs at the pace of the slower side instead of their sum.
+Each batch is committed whole (see Store.commit_batch); after any failure the worker
+starts again from the checkpoint, the only state that survives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from stellar_reconciler.config import Settings
+from stellar_reconciler.decode import DecodeError, decode_event
+from stellar_reconciler.errors import (
+    LedgerOutOfRangeError,
+    ReconcilerError,
+    RpcError,
+    RpcProtocolError,
+    RpcTransientError,
+)
+from stellar_reconciler.metrics import Metrics
+from stellar_reconciler.models import Batch, Event, LedgerHeader, LedgerRecord, NetworkTip, RawEvent
+from stellar_reconciler.models import utc_from_unix as _utc
+from stellar_reconciler.pager import EventPager, LedgerPager, build_filter_sets
+from stellar_reconciler.rpc import StellarRpc
+from stellar_reconciler.status import ServiceStatus
+from stellar_reconciler.store import Store
+
+log = structlog.get_logger("stellar_reconciler.worker")
+
+
+class ChainBreakError(ReconcilerError):
+    """A ledger's previous hash does not match the stored hash of the ledger before it."""
+
+    def __init__(self, sequence: int, expected: str, found: str) -> None:
+        self.sequence = sequence
+        self.expected = expected
+        self.found = found
+        super().__init__(
+            f"hash chain broken at ledger {sequence}: its previous hash is {found} but ledger "
+            f"{sequence - 1} was stored with hash {expected}; the RPC serves a different history "
+            "than the one indexed. Check STELLAR_RPC_URL and the network, then resolve the "
+            "chain_break discrepancy"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    poll_interval: float
+    start_ledger: str
+    filter_sets: list[list[dict[str, Any]]]
+    fingerprint: str
+    batch_max_ledgers: int = 1000
+    # Aim for batches of about this many events: big enough to amortise a commit, small
+    # enough that memory stays bounded on mainnet (~1,000 events a ledger).
+    target_batch_events: int = 10000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkerOptions:
+        filter_sets = build_filter_sets(settings.contract_ids, settings.event_topics)
+        identity = json.dumps(
+            {"contracts": sorted(settings.contract_ids), "topics": settings.event_topics},
+            sort_keys=True,
+        )
+        return cls(
+            poll_interval=settings.poll_interval_secs,
+            start_ledger=settings.start_ledger,
+            filter_sets=filter_sets,
+            fingerprint=hashlib.sha256(identity.encode()).hexdigest()[:32],
+            batch_max_ledgers=settings.batch_max_ledgers,
+        )
+
+
+class BatchSizer:
+    """Chooses how many ledgers the next batch spans, from the events per ledger seen so far."""
+
+    def __init__(self, max_ledgers: int, target_events: int) -> None:
+        self.max_ledgers = max_ledgers
+        self.target_events = target_events
+        self._events_per_ledger = 0.0
+        self._seen = False
+        # Lowered after a failed fetch so the ledgers before a bad one still get committed;
+        # doubles back with every success.
+        self._cap = max_ledgers
+
+    def observe(self, ledgers: int, events: int) -> None:
+        rate = events / max(ledgers, 1)
+        self._events_per_ledger = (
+            rate if not self._seen else 0.7 * self._events_per_ledger + 0.3 * rate
+        )
+        self._seen = True
+        self._cap = min(self.max_ledgers, self._cap * 2)
+
+    def shrink(self, failed_size: int) -> None:
+        self._cap = max(1, failed_size // 2)
+
+    def next_size(self) -> int:
+        if not self._seen:
+            return min(self.max_ledgers, self._cap, 10)
+        ideal = self.target_events / max(self._events_per_ledger, 0.01)
+        return max(1, min(self.max_ledgers, self._cap, int(ideal)))
+
+
+def build_batch(
+    first: int, headers: Sequence[LedgerHeader], events: Sequence[Event], previous_hash: str | None
+) -> Batch:
+    """Assemble a batch, proving the hash chain runs unbroken through it."""
+    counts = Counter(event.ledger for event in events)
+    records: list[LedgerRecord] = []
+    expected = previous_hash
+    for header in headers:
+        if expected is not None and header.previous_hash != expected:
+            raise ChainBreakError(header.sequence, expected, header.previous_hash)
+        records.append(
+            LedgerRecord(
+                sequence=header.sequence,
+                hash=header.hash,
+                previous_hash=header.previous_hash,
+                closed_at=_utc(header.close_time),
+                event_count=counts.get(header.sequence, 0),
+            )
+        )
+        expected = header.hash
+    last = first + len(records) - 1
+    stray = [e.id for e in events if not first <= e.ledger <= last]
+    if stray:
+        raise RpcProtocolError("getEvents", f"events outside ledgers {first}-{last}: {stray[:3]}")
+    return Batch(first, last, tuple(records), tuple(events))
+
+
+def decode_events(raw_events: Sequence[RawEvent]) -> list[Event]:
+    try:
+        return [decode_event(raw) for raw in raw_events]
+    except DecodeError as exc:
+        raise RpcProtocolError("getEvents", str(exc)) from exc
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that brought a task group down (the others are its cancellations)."""
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            return first_error(error)
+        if not isinstance(error, asyncio.CancelledError):
+            return error
+    return group.exceptions[0]
+
+
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait up to `seconds`; True when the stop event fired."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=max(seconds, 0))
+    except TimeoutError:
+        return stop.is_set()
+    return True
+
+
+class Worker:
+    """The follower loop. Owns nothing that must survive it: the checkpoint lives in the store."""
+
+    def __init__(
+        self,
+        rpc: StellarRpc,
+        store: Store,
+        status: ServiceStatus,
+        metrics: Metrics,
+        options: WorkerOptions,
+    ) -> None:
+        self.rpc = rpc
+        self.store = store
+        self.status = status
+        self.metrics = metrics
+        self.options = options
+        self.events = EventPager(rpc, options.filter_sets)
+        self.ledgers = LedgerPager(rpc)
+        self.sizer = BatchSizer(options.batch_max_ledgers, options.target_batch_events)
+        self._checkpoint: int | None = None
+        self._last_hash: str | None = None
+
+    # --- the loop ------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll and catch up until `stop` is set; return early only on a fault that cannot be
+        retried (health then stays degraded with the reason and what to do)."""
+        self.status.worker_running = True
+        try:
+            while not stop.is_set():
+                try:
+                    await self._cycle(stop)
+                except (RpcTransientError, LedgerOutOfRangeError) as exc:
+                    # An out-of-range answer means the window slid or a node lags; the next
+                    # poll's getHealth tells which, and a real retention gap is reported then.
+                    self._transient(exc)
+                except (RpcError, ReconcilerError) as exc:
+                    self._fatal(exc)
+                    return
+                if not stop.is_set():
+                    await sleep_or_stop(stop, self.options.poll_interval)
+        finally:
+            self.status.worker_running = False
+
+    async def _cycle(self, stop: asyncio.Event) -> None:
+        tip = await self.rpc.get_health()
+        self.status.observe_tip(tip)
+        if self.status.network is None:
+            self.status.network = await self.rpc.get_network()
+        if self._checkpoint is None:
+            start = self._start_ledger(tip)
+            self._checkpoint = await asyncio.to_thread(
+                self.store.ensure_stream, start, self.options.fingerprint
+            )
+            self.status.last_processed_ledger = self._checkpoint
+            self.status.record_progress(self._checkpoint)
+            log.info("stream_ready", checkpoint=self._checkpoint, start_ledger=start)
+        else:
+            # The checkpoint may move outside this loop (an acknowledged gap); re-read it.
+            stored = (await asyncio.to_thread(self.store.checkpoint)).ledger
+            if stored is not None and stored != self._checkpoint:
+                self._checkpoint, self._last_hash = stored, None
+        next_ledger = self._checkpoint + 1
+        # "oldest" means the oldest ledger at the first commit: the window slides one ledger
+        # per close, and nothing has been promised while the database is empty.
+        if (
+            next_ledger < tip.oldest_ledger
+            and self.options.start_ledger == "oldest"
+            and await asyncio.to_thread(
+                self.store.rebase_empty_stream, self._checkpoint, tip.oldest_ledger - 1
+            )
+        ):
+            self._checkpoint = tip.oldest_ledger - 1
+            next_ledger = tip.oldest_ledger
+        if next_ledger < tip.oldest_ledger:
+            self._retention_gap(next_ledger, tip)
+            return
+        if (
+            self.status.blocking_reason
+            and self.status.blocking_detail is not None
+            and (self.status.blocking_detail.get("kind") == "retention_gap")
+        ):
+            self.status.unblock()
+        if next_ledger > tip.latest_ledger:
+            self.status.record_idle_success()
+            return
+        await self._catch_up(tip, stop)
+
+    def _start_ledger(self, tip: NetworkTip) -> int:
+        choice = self.options.start_ledger
+        if choice == "oldest":
+            return tip.oldest_ledger
+        if choice == "latest":
+            return tip.latest_ledger
+        return int(choice)
+
+    # --- catching up ---------------------------------------------------------------------
+
+    async def _catch_up(self, tip: NetworkTip, stop: asyncio.Event) -> None:
+        assert self._checkpoint is not None
+        if self._last_hash is None:
+            stored = await asyncio.to_thread(self.store.ledger, self._checkpoint)
+            self._last_hash = stored.hash if stored else None
+        self.events.reset(self._checkpoint + 1)
+        queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=2)
+        fetch_error: list[BaseException] = []
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._produce(tip.latest_ledger, queue, stop, fetch_error))
+                group.create_task(self._consume(queue))
+        except BaseExceptionGroup as group_error:
+            raise first_error(group_error) from None
+        if fetch_error:
+            # Raised only now, after every batch fetched before the failure was committed.
+            raise fetch_error[0]
+
+    async def _produce(
+        self,
+        target: int,
+        queue: asyncio.Queue[Batch | None],
+        stop: asyncio.Event,
+        fetch_error: list[BaseException],
+    ) -> None:
+        try:
+            next_ledger = self.events.next_ledger
+            previous_hash = self._last_hash
+            while next_ledger <= target and not stop.is_set():
+                last = min(target, next_ledger + self.sizer.next_size() - 1)
+                try:
+                    batch = await self._fetch(next_ledger, last, previous_hash)
+                except RpcTransientError:
+                    if last == next_ledger:
+                        raise
+                    # Retries did not help this range; a smaller one may commit the ledgers
+                    # before the one that fails, so the checkpoint gets as far as it can.
+                    self.sizer.shrink(last - next_ledger + 1)
+                    self.events.reset(next_ledger)
+                    continue
+                self.sizer.observe(len(batch.ledgers), len(batch.events))
+                previous_hash = batch.ledgers[-1].hash
+                next_ledger = batch.last_ledger + 1
+                await queue.put(batch)
+        except (RpcError, ReconcilerError) as exc:
+            fetch_error.append(exc)
+        # The consumer must learn that nothing more is coming, failure or not.
+        await queue.put(None)
+
+    async def _fetch(self, first: int, last: int, previous_hash: str | None) -> Batch:
+        try:
+            async with asyncio.TaskGroup() as group:
+                events_task = group.create_task(
+                    self.events.take(last, max_events=2 * self.options.target_batch_events)
+                )
+                headers_task = group.create_task(self.ledgers.headers(first, last))
+        except BaseExceptionGroup as group_error:
+            raise first_error(group_error) from None
+        raw_events, through = events_task.result()
+        decoded = await asyncio.to_thread(decode_events, raw_events)
+        headers = headers_task.result()[: through - first + 1]
+        return build_batch(first, headers, decoded, previous_hash)
+
+    async def _consume(self, queue: asyncio.Queue[Batch | None]) -> None:
+        while (batch := await queue.get()) is not None:
+            started = time.perf_counter()
+            # Shielded: once a batch is handed to the database it commits or rolls back whole,
+            # even when shutdown cancels the loop around it.
+            await asyncio.shield(asyncio.to_thread(self.store.commit_batch, batch))
+            self._committed(batch, time.perf_counter() - started)
+
+    def _committed(self, batch: Batch, duration: float) -> None:
+        self._checkpoint = batch.last_ledger
+        self._last_hash = batch.ledgers[-1].hash
+        ledgers = len(batch.ledgers)
+        self.metrics.processed_ledgers.inc(ledgers)
+        self.metrics.events_indexed.inc(len(batch.events))
+        self.metrics.batch_duration.observe(duration)
+        self.metrics.batch_ledgers.observe(ledgers)
+        self.metrics.checkpoint_ledger.set(batch.last_ledger)
+        self.status.record_progress(batch.last_ledger)
+        log.info(
+            "batch_committed",
+            first=batch.first_ledger,
+            last=batch.last_ledger,
+            ledgers=ledgers,
+            events=len(batch.events),
+            duration_ms=round(duration * 1000, 1),
+        )
+
+    # --- failures ------------------------------------------------------------------------
+
+    def _retention_gap(self, next_ledger: int, tip: NetworkTip) -> None:
+        last_missing = tip.oldest_ledger - 1
+        detail = {
+            "kind": "retention_gap",
+            "first_missing_ledger": next_ledger,
+            "last_missing_ledger": last_missing,
+            "oldest_available_ledger": tip.oldest_ledger,
+            "command": f"reconciler acknowledge-gap --through {last_missing}",
+        }
+        reason = (
+            f"ledgers {next_ledger}-{last_missing} are older than the RPC's retention window "
+            f"(oldest available: {tip.oldest_ledger}) and cannot be indexed; to accept them as "
+            f"lost and continue, run: reconciler acknowledge-gap --through {last_missing}"
+        )
+        if self.status.blocking_reason != reason:
+            log.error("retention_gap", **{k: v for k, v in detail.items() if k != "kind"})
+            self.metrics.processing_errors.labels(kind="retention_gap").inc()
+        self.status.block(reason, detail)
+
+    def _transient(self, exc: RpcError) -> None:
+        self.metrics.processing_errors.labels(kind="rpc_transient").inc()
+        self.status.record_poll_failure(str(exc))
+        log.warning("poll_failed", error=str(exc), checkpoint=self._checkpoint)
+
+    def _fatal(self, exc: ReconcilerError) -> None:
+        kind = type(exc).__name__
+        self.metrics.processing_errors.labels(kind=kind).inc()
+        reason = f"worker stopped: {exc}"
+        self.status.block(reason, {"kind": "halted", "error": kind})
+        log.error("worker_halted", error=str(exc), kind=kind, checkpoint=self._checkpoint)

@@ -1,0 +1,117 @@
+"""Settings: defaults, parsing, and one clear error per bad value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stellar_reconciler.config import TESTNET_RPC_URL, Settings
+from stellar_reconciler.errors import ConfigError
+
+SAC = "CDLZFC3SYJYDZT7K67VZ75HPJVIEUVNIXF47ZG2FB2RMQQVU2HHGCYSC"
+TRANSFER_XDR = "AAAADwAAAAh0cmFuc2Zlcg=="
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Run each test with none of the service's variables set and no .env file around."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults_match_the_documented_ones() -> None:
+    """With nothing set, the defaults are the documented ones."""
+    settings = Settings.from_env()
+    assert settings.bind_addr == "127.0.0.1:3000"
+    assert settings.database_url == "sqlite:///./reconciler.db"
+    assert settings.stellar_rpc_url == TESTNET_RPC_URL
+    assert settings.rpc_max_attempts == 5
+    assert settings.rpc_initial_backoff_ms == 250
+    assert settings.rpc_max_backoff_secs == 5
+    assert settings.start_ledger == "oldest"
+    assert settings.contract_ids == ()
+    assert settings.event_topics == ()
+
+
+def test_environment_and_dotenv_are_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Variables come from the environment, and from .env in the working directory."""
+    (tmp_path / ".env").write_text("SERVICE_NAME=from-dotenv\nPOLL_INTERVAL_SECS=2.5\n")
+    monkeypatch.setenv("START_LEDGER", "12345")
+    settings = Settings.from_env()
+    assert settings.service_name == "from-dotenv"
+    assert settings.poll_interval_secs == 2.5
+    assert settings.start_ledger == "12345"
+
+
+def test_contract_ids_and_topics_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CONTRACT_IDS splits on commas; EVENT_TOPICS turns symbol names into base64 ScVals."""
+    monkeypatch.setenv("CONTRACT_IDS", f" {SAC} , {SAC} ")
+    monkeypatch.setenv("EVENT_TOPICS", f"transfer,*,*,**; {TRANSFER_XDR}")
+    settings = Settings.from_env()
+    assert settings.contract_ids == (SAC,)
+    assert settings.event_topics == ((TRANSFER_XDR, "*", "*", "**"), (TRANSFER_XDR,))
+
+
+def test_postgres_urls_get_the_psycopg_driver() -> None:
+    """postgresql:// and postgres:// both become postgresql+psycopg:// for SQLAlchemy."""
+    for url in ("postgresql://u@h:5432/db", "postgres://u@h:5432/db"):
+        assert Settings.from_env(database_url=url).sqlalchemy_url == "postgresql+psycopg://u@h:5432/db"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("BIND_ADDR", "localhost"),
+        ("BIND_ADDR", "127.0.0.1:99999"),
+        ("DATABASE_URL", "mysql://root@localhost/db"),
+        ("STELLAR_RPC_URL", "ftp://example"),
+        ("POLL_INTERVAL_SECS", "0"),
+        ("POLL_INTERVAL_SECS", "soon"),
+        ("RPC_MAX_ATTEMPTS", "0"),
+        ("RPC_INITIAL_BACKOFF_MS", "-5"),
+        ("RPC_MAX_BACKOFF_SECS", "x"),
+        ("RPC_TIMEOUT_SECS", "0"),
+        ("START_LEDGER", "newest"),
+        ("START_LEDGER", "0"),
+        ("CONTRACT_IDS", "GAAZI4TCR3TY5OJHCTJC2A4QSY6CJWJH5IAJTGKIN2ER7LBNVKOCCWN7"),
+        ("EVENT_TOPICS", "a,b,c,d,e"),
+        ("EVENT_TOPICS", "**,transfer"),
+        ("EVENT_TOPICS", "not a symbol!"),
+        ("LOG_LEVEL", "loud"),
+        ("ADMIN_TOKEN", "short"),
+        ("WEBHOOK_URLS", "http://ok.example/hook,notaurl"),
+    ],
+)
+def test_bad_values_name_variable_value_and_expected_form(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    """Each bad value raises ConfigError naming the variable, the value and what is expected."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env()
+    message = str(caught.value)
+    assert caught.value.variable == variable
+    assert message.startswith(f"{variable}=")
+    assert "expected" in message
+    assert "\n" not in message
+
+
+def test_database_password_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rejected DATABASE_URL does not print its password."""
+    monkeypatch.setenv("DATABASE_URL", "mysql://admin:hunter2secret@db/x")
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env()
+    assert "hunter2secret" not in str(caught.value)
+    assert "admin:***@db" in str(caught.value)
+
+
+def test_safe_view_hides_secrets() -> None:
+    """/api/status shows settings without tokens or database credentials."""
+    settings = Settings.from_env(
+        admin_token="a" * 20, database_url="postgresql://u:secretpw@h:5432/db"
+    )
+    view = str(settings.safe_view())
+    assert "secretpw" not in view and "a" * 20 not in view
+    assert settings.safe_view()["admin_enabled"] is True

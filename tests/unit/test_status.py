@@ -1,0 +1,97 @@
+"""ServiceStatus: the health states and when each one is reported."""
+
+from __future__ import annotations
+
+import time
+
+from stellar_reconciler.models import NetworkTip
+from stellar_reconciler.status import FAILURES_BEFORE_DEGRADED, ServiceStatus
+
+
+def tip(latest: int, oldest: int = 1) -> NetworkTip:
+    return NetworkTip(latest_ledger=latest, oldest_ledger=oldest)
+
+
+def test_starting_until_first_poll_and_checkpoint() -> None:
+    """Before the first poll the service is starting and unhealthy."""
+    status = ServiceStatus()
+    assert status.health()["status"] == "starting"
+    assert status.health()["healthy"] is False
+
+
+def test_synced_and_catching_up_are_healthy() -> None:
+    """Small lag is synced, larger lag is catching_up; both are healthy."""
+    status = ServiceStatus()
+    status.observe_tip(tip(100))
+    status.record_progress(99)
+    assert status.health()["status"] == "synced" and status.health()["healthy"]
+    status.observe_tip(tip(500))
+    assert status.health()["status"] == "catching_up" and status.health()["healthy"]
+    assert status.health()["ledger_lag"] == 401
+
+
+def test_lag_is_never_negative() -> None:
+    """A checkpoint ahead of the node's tip (a lagging node) reports lag 0, not negative."""
+    status = ServiceStatus()
+    status.observe_tip(tip(90))
+    status.record_progress(100)
+    assert status.health()["ledger_lag"] == 0
+
+
+def test_repeated_failed_attempts_degrade_and_a_good_poll_recovers() -> None:
+    """A few failed RPC attempts in a row make health degraded with the error; success clears."""
+    status = ServiceStatus()
+    status.observe_tip(tip(100))
+    status.record_progress(100)
+    for _ in range(FAILURES_BEFORE_DEGRADED):
+        status.record_attempt(False, "getHealth: HTTP 500")
+    health = status.health()
+    assert health["status"] == "degraded" and not health["healthy"]
+    assert "HTTP 500" in health["reason"] and health["last_error"] == "getHealth: HTTP 500"
+    status.record_attempt(True)
+    assert status.health()["healthy"]
+
+
+def test_failed_poll_stays_degraded_until_progress() -> None:
+    """A poll that failed after retries keeps health 503 even if later attempts succeed."""
+    status = ServiceStatus()
+    status.observe_tip(tip(100))
+    status.record_progress(98)
+    status.record_poll_failure("getLedgers: HTTP 500")
+    status.record_attempt(True)
+    assert status.health()["status"] == "degraded"
+    status.record_progress(100)
+    assert status.health()["status"] == "synced"
+
+
+def test_stalled_when_no_progress_while_network_moves() -> None:
+    """No commit for several ledger times while far behind is reported as stalled."""
+    status = ServiceStatus(poll_interval=0.5)
+    status.ledger_secs = 1.0
+    status.observe_tip(tip(100))
+    status.record_progress(50)
+    later = time.monotonic() + 60
+    state, reason = status.state(now=later)
+    assert state == "stalled" and reason is not None and "50 ledgers ahead" in reason
+    assert status.state(now=time.monotonic())[0] == "catching_up"
+
+
+def test_blocking_reason_wins_and_carries_detail() -> None:
+    """A blocking condition (e.g. a retention gap) is degraded with its detail until cleared."""
+    status = ServiceStatus()
+    status.observe_tip(tip(100, oldest=50))
+    status.record_progress(10)
+    status.block("ledgers 11-49 are gone", {"kind": "retention_gap", "first_missing_ledger": 11})
+    health = status.health()
+    assert health["status"] == "degraded" and health["detail"]["first_missing_ledger"] == 11
+    status.unblock()
+    assert status.health()["status"] == "catching_up"
+
+
+def test_ledger_time_estimated_from_close_times() -> None:
+    """The ledger time comes from the network's own close times when it reports them."""
+    status = ServiceStatus()
+    status.observe_tip(
+        NetworkTip(latest_ledger=101, oldest_ledger=1, latest_close_time=1500, oldest_close_time=1000)
+    )
+    assert status.ledger_secs == 5.0
