@@ -15,10 +15,13 @@ def ledger_hash(sequence: int, salt: str = "") -> str:
 
 
 def event_id(ledger: int, tx: int = 1, op: int = 0, index: int = 0) -> str:
-    return "%019d-%010d" % ((ledger << 32) | (tx << 12) | op, index)
+    toid = (ledger << 32) | (tx << 12) | op
+    return f"{toid:019d}-{index:010d}"
 
 
-def make_event(ledger: int, index: int = 0, name: str = "transfer", contract: str = CONTRACT) -> Event:
+def make_event(
+    ledger: int, index: int = 0, name: str = "transfer", contract: str = CONTRACT
+) -> Event:
     return Event(
         id=event_id(ledger, index=index),
         type="contract",

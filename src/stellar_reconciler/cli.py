@@ -15,6 +15,7 @@ from rich.table import Table
 from stellar_reconciler.config import Settings
 from stellar_reconciler.errors import ConfigError, ReconcilerError
 from stellar_reconciler.logs import configure_logging
+from stellar_reconciler.simnet.cli import simnet_command
 
 app = typer.Typer(
     help="Index Soroban contract events from Stellar RPC exactly once, and reconcile them.",
@@ -59,6 +60,47 @@ def run() -> None:
     settings = load_settings()
     configure_logging(settings.log_level)
     guarded(lambda: asyncio.run(run_service(settings)))
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Port of the service (dashboard and API)")] = 3000,
+    ledger_interval: Annotated[
+        float, typer.Option(help="Seconds between ledgers on the simulated network", min=0.2)
+    ] = 2.0,
+    history: Annotated[
+        int, typer.Option(help="Ledgers of history to catch up first", min=1)
+    ] = 2000,
+    events_per_ledger: Annotated[int, typer.Option(help="Mean events per ledger", min=0)] = 20,
+    database_url: Annotated[
+        str | None, typer.Option(help="Database; default a fresh SQLite file in a temp folder")
+    ] = None,
+) -> None:
+    """Run a simulated Stellar network and the service against it, on SQLite; print the URL."""
+    import tempfile
+
+    from stellar_reconciler.demo import run_demo
+
+    with tempfile.TemporaryDirectory(prefix="reconciler-demo-") as folder:
+        settings = load_settings(
+            database_url=database_url or f"sqlite:///{folder}/demo.db",
+            bind_addr=f"127.0.0.1:{port}",
+            start_ledger="oldest",
+            # The simulated network does not exist yet; run_demo points the service at it.
+            stellar_rpc_url="http://127.0.0.1:1/",
+        )
+        configure_logging(settings.log_level)
+        guarded(
+            lambda: asyncio.run(
+                run_demo(
+                    settings,
+                    ledger_interval,
+                    history,
+                    events_per_ledger,
+                    lambda line: console.print(line, soft_wrap=True, highlight=False),
+                )
+            )
+        )
 
 
 @app.command()
@@ -148,6 +190,11 @@ def acknowledge_gap(
         )
     finally:
         store.close()
+
+
+app.command("simnet", help="Run the simulated Stellar network (a real JSON-RPC server).")(
+    simnet_command
+)
 
 
 def main() -> None:

@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_bind_addr(cls, value: str) -> str:
         match = _HOST_PORT.match(value.strip())
-        if not match or not 0 < int(match["port"]) < 65536:
+        if not match or not 0 <= int(match["port"]) < 65536:
             raise ValueError("bad address")
         return value.strip()
 

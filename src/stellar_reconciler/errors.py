@@ -25,6 +25,10 @@ class StoreError(ReconcilerError):
     """The database refused an operation in a way a retry will not fix."""
 
 
+class DatabaseUnavailableError(StoreError):
+    """The database cannot be reached right now (down, restarting, locked); worth waiting out."""
+
+
 class CheckpointConflictError(StoreError):
     """Another writer moved the checkpoint first; this batch was rolled back whole."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -33,11 +34,21 @@ class ServiceError(ReconcilerError):
 
 
 class _QuietServer(uvicorn.Server):
-    """uvicorn without its own signal handlers: the service's stop event decides."""
+    """uvicorn without its own signal handlers (the service's stop event decides), telling
+    when it listens."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.listening.set()
 
 
 @dataclass
@@ -49,7 +60,7 @@ class Service:
     rpc_client: httpx.AsyncClient
     rpc: StellarRpc
     worker: Worker
-    server: uvicorn.Server
+    server: _QuietServer
 
     @classmethod
     def build(cls, settings: Settings) -> Service:
@@ -98,7 +109,9 @@ class Service:
 
     def bound_port(self) -> int | None:
         """The port the HTTP server listens on (useful with BIND_ADDR port 0)."""
-        for server in self.server.servers:
+        if not self.server.started:
+            return None
+        for server in getattr(self.server, "servers", ()):
             for sock in server.sockets:
                 return int(sock.getsockname()[1])
         return None
@@ -135,6 +148,7 @@ class Service:
         await serving
 
     async def _serve_or_raise(self) -> None:
+        announce = asyncio.create_task(self._announce())
         try:
             await self.server.serve()
         except SystemExit as exc:
@@ -143,6 +157,12 @@ class Service:
                 f"cannot listen on BIND_ADDR={self.settings.bind_addr} (in use, or not an "
                 "address of this machine); choose another BIND_ADDR"
             ) from exc
+        finally:
+            announce.cancel()
+
+    async def _announce(self) -> None:
+        await self.server.listening.wait()
+        log.info("http_listening", url=f"http://{self.settings.bind_host}:{self.bound_port()}/")
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

@@ -22,6 +22,7 @@ import structlog
 from stellar_reconciler.config import Settings
 from stellar_reconciler.decode import DecodeError, decode_event
 from stellar_reconciler.errors import (
+    DatabaseUnavailableError,
     LedgerOutOfRangeError,
     ReconcilerError,
     RpcError,
@@ -196,12 +197,19 @@ class Worker:
             while not stop.is_set():
                 try:
                     await self._cycle(stop)
-                except (RpcTransientError, LedgerOutOfRangeError) as exc:
+                except (RpcTransientError, LedgerOutOfRangeError, DatabaseUnavailableError) as exc:
                     # An out-of-range answer means the window slid or a node lags; the next
                     # poll's getHealth tells which, and a real retention gap is reported then.
+                    # A database that went away is waited out the same way.
                     self._transient(exc)
                 except (RpcError, ReconcilerError) as exc:
                     self._fatal(exc)
+                    return
+                except Exception as exc:
+                    # A bug must not take the HTTP server down with it: /health turns 503 with
+                    # the error, the traceback goes to the log, and the loop stops here.
+                    log.exception("worker_crashed", checkpoint=self._checkpoint)
+                    self._fatal(ReconcilerError(f"{type(exc).__name__}: {exc}"))
                     return
                 if not stop.is_set():
                     await sleep_or_stop(stop, self.options.poll_interval)
@@ -226,6 +234,7 @@ class Worker:
             stored = (await asyncio.to_thread(self.store.checkpoint)).ledger
             if stored is not None and stored != self._checkpoint:
                 self._checkpoint, self._last_hash = stored, None
+                self.status.last_processed_ledger = stored
         next_ledger = self._checkpoint + 1
         # "oldest" means the oldest ledger at the first commit: the window slides one ledger
         # per close, and nothing has been promised while the database is empty.
@@ -373,8 +382,9 @@ class Worker:
             self.metrics.processing_errors.labels(kind="retention_gap").inc()
         self.status.block(reason, detail)
 
-    def _transient(self, exc: RpcError) -> None:
-        self.metrics.processing_errors.labels(kind="rpc_transient").inc()
+    def _transient(self, exc: ReconcilerError) -> None:
+        kind = "database" if isinstance(exc, DatabaseUnavailableError) else "rpc_transient"
+        self.metrics.processing_errors.labels(kind=kind).inc()
         self.status.record_poll_failure(str(exc))
         log.warning("poll_failed", error=str(exc), checkpoint=self._checkpoint)
 

@@ -57,7 +57,9 @@ def test_contract_ids_and_topics_parse(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_postgres_urls_get_the_psycopg_driver() -> None:
     """postgresql:// and postgres:// both become postgresql+psycopg:// for SQLAlchemy."""
     for url in ("postgresql://u@h:5432/db", "postgres://u@h:5432/db"):
-        assert Settings.from_env(database_url=url).sqlalchemy_url == "postgresql+psycopg://u@h:5432/db"
+        assert (
+            Settings.from_env(database_url=url).sqlalchemy_url == "postgresql+psycopg://u@h:5432/db"
+        )
 
 
 @pytest.mark.parametrize(
@@ -65,6 +67,7 @@ def test_postgres_urls_get_the_psycopg_driver() -> None:
     [
         ("BIND_ADDR", "localhost"),
         ("BIND_ADDR", "127.0.0.1:99999"),
+        ("BIND_ADDR", "127.0.0.1:-1"),
         ("DATABASE_URL", "mysql://root@localhost/db"),
         ("STELLAR_RPC_URL", "ftp://example"),
         ("POLL_INTERVAL_SECS", "0"),

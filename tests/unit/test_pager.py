@@ -22,8 +22,13 @@ def test_topics_only_make_one_filter() -> None:
     assert build_filter_sets([], [["AAAA", "*"]]) == [[{"topics": [["AAAA", "*"]]}]]
 
 
-@pytest.mark.parametrize(("count", "streams", "filters"), [(1, 1, 1), (5, 1, 1), (6, 1, 2), (25, 1, 5), (26, 2, 6), (60, 3, 12)])
-def test_contracts_split_into_filters_of_five_and_streams_of_five(count: int, streams: int, filters: int) -> None:
+@pytest.mark.parametrize(
+    ("count", "streams", "filters"),
+    [(1, 1, 1), (5, 1, 1), (6, 1, 2), (25, 1, 5), (26, 2, 6), (60, 3, 12)],
+)
+def test_contracts_split_into_filters_of_five_and_streams_of_five(
+    count: int, streams: int, filters: int
+) -> None:
     """Contract ids go 5 per filter and filters 5 per call; every id appears exactly once."""
     ids = contracts(count)
     sets = build_filter_sets(ids, [["AAAA"]])

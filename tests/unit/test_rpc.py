@@ -55,7 +55,9 @@ def ok(result: dict[str, Any]) -> httpx.Response:
 
 
 def rpc_error(code: int, message: str = "boom") -> httpx.Response:
-    return httpx.Response(200, json={"jsonrpc": "2.0", "id": 1, "error": {"code": code, "message": message}})
+    return httpx.Response(
+        200, json={"jsonrpc": "2.0", "id": 1, "error": {"code": code, "message": message}}
+    )
 
 
 HEALTH = {
@@ -113,17 +115,25 @@ async def test_transient_fault_gives_up_after_max_attempts() -> None:
 @pytest.mark.parametrize(
     ("fault", "kind"),
     [
-        (rpc_error(-32600, "startLedger must be within the ledger range: 50 - 100"), LedgerOutOfRangeError),
+        (
+            rpc_error(-32600, "startLedger must be within the ledger range: 50 - 100"),
+            LedgerOutOfRangeError,
+        ),
         (rpc_error(-32600, "invalid request"), RpcRequestError),
         (rpc_error(-32601, "method not found"), RpcRequestError),
         (rpc_error(-32602, "limit must not exceed 10000"), RpcRequestError),
         (httpx.Response(200, content=b"<html>not json"), RpcProtocolError),
         (httpx.Response(200, json={"jsonrpc": "2.0", "id": 1}), RpcProtocolError),
-        (httpx.Response(200, json={"jsonrpc": "2.0", "id": 1, "result": {"status": "healthy"}}), RpcProtocolError),
+        (
+            httpx.Response(200, json={"jsonrpc": "2.0", "id": 1, "result": {"status": "healthy"}}),
+            RpcProtocolError,
+        ),
         (httpx.Response(404, content=b"no such page"), RpcProtocolError),
     ],
 )
-async def test_permanent_faults_are_not_retried(fault: httpx.Response, kind: type[Exception]) -> None:
+async def test_permanent_faults_are_not_retried(
+    fault: httpx.Response, kind: type[Exception]
+) -> None:
     """Rejected requests and malformed answers raise at once, after a single attempt."""
     recorder, result = await call_health(fault, ok(HEALTH))
     assert type(result) is kind
@@ -166,7 +176,11 @@ async def test_requests_use_by_name_params() -> None:
         page = await rpc.get_events(start_ledger=3727845, end_ledger=3727846, limit=10)
     body = seen[0]
     assert body["jsonrpc"] == "2.0" and body["method"] == "getEvents"
-    assert body["params"] == {"startLedger": 3727845, "endLedger": 3727846, "pagination": {"limit": 10}}
+    assert body["params"] == {
+        "startLedger": 3727845,
+        "endLedger": 3727846,
+        "pagination": {"limit": 10},
+    }
     assert [e.id for e in page.events] == [
         "0016010972359577600-0000000001",
         "0016010972359577600-0000000008",
@@ -175,16 +189,14 @@ async def test_requests_use_by_name_params() -> None:
 
 
 async def test_recorded_get_ledgers_parses_with_number_and_string_close_times() -> None:
-    """The recorded getLedgers answer parses: string ledgerCloseTime, number latestLedgerCloseTime."""
+    """Recorded getLedgers parses: ledgerCloseTime a string, latestLedgerCloseTime a number."""
     result = load("testnet_getLedgers_36233-36234.result.json")
     async with httpx.AsyncClient(transport=httpx.MockTransport(scripted(ok(result)))) as client:
         page = await StellarRpc(client, URL, FAST).get_ledgers(36233, limit=2)
     assert [h.sequence for h in page.ledgers] == [36233, 36234]
     assert page.ledgers[1].previous_hash == page.ledgers[0].hash
     assert page.cursor == "36234"
-    assert [h.meta_size for h in page.ledgers] == [
-        len(x["metadataXdr"]) for x in result["ledgers"]
-    ]
+    assert [h.meta_size for h in page.ledgers] == [len(x["metadataXdr"]) for x in result["ledgers"]]
 
 
 async def test_tampered_ledger_hash_is_a_protocol_error() -> None:

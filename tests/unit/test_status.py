@@ -92,6 +92,8 @@ def test_ledger_time_estimated_from_close_times() -> None:
     """The ledger time comes from the network's own close times when it reports them."""
     status = ServiceStatus()
     status.observe_tip(
-        NetworkTip(latest_ledger=101, oldest_ledger=1, latest_close_time=1500, oldest_close_time=1000)
+        NetworkTip(
+            latest_ledger=101, oldest_ledger=1, latest_close_time=1500, oldest_close_time=1000
+        )
     )
     assert status.ledger_secs == 5.0

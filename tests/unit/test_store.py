@@ -20,7 +20,9 @@ def test_migrations_build_exactly_the_declared_schema(store: Store) -> None:
     """Running every migration yields the schema in schema.py, nothing more or less."""
     assert current_revision(store.engine) == head_revision()
     with store.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), metadata
+        )
     assert diff == []
 
 
@@ -112,7 +114,9 @@ def test_events_page_in_id_order_with_filters(store: Store) -> None:
     store.ensure_stream(1, "fp")
     store.commit_batch(make_batch(1, 10, events_per_ledger=2))
     page1 = store.list_events(EventQuery(from_ledger=3, to_ledger=6, limit=5))
-    page2 = store.list_events(EventQuery(from_ledger=3, to_ledger=6, limit=5, after_id=page1[-1]["id"]))
+    page2 = store.list_events(
+        EventQuery(from_ledger=3, to_ledger=6, limit=5, after_id=page1[-1]["id"])
+    )
     ids = [e["id"] for e in page1 + page2]
     assert ids == sorted(ids) and len(ids) == 8 and len(set(ids)) == 8
     assert {e["ledger"] for e in page1 + page2} == {3, 4, 5, 6}

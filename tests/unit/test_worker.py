@@ -25,8 +25,15 @@ def headers(first: int, last: int, salt: str = "") -> list[LedgerHeader]:
 
 def test_batch_counts_events_per_ledger() -> None:
     """Every ledger gets a row, with the number of its events, even when it has none."""
-    batch = build_batch(10, headers(10, 13), [make_event(11, 0), make_event(11, 1), make_event(13)], ledger_hash(9))
-    assert [(r.sequence, r.event_count) for r in batch.ledgers] == [(10, 0), (11, 2), (12, 0), (13, 1)]
+    batch = build_batch(
+        10, headers(10, 13), [make_event(11, 0), make_event(11, 1), make_event(13)], ledger_hash(9)
+    )
+    assert [(r.sequence, r.event_count) for r in batch.ledgers] == [
+        (10, 0),
+        (11, 2),
+        (12, 0),
+        (13, 1),
+    ]
 
 
 def test_previous_hash_must_match_stored_ledger() -> None:

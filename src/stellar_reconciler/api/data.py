@@ -19,7 +19,7 @@ Ctx = Annotated[ApiContext, Depends(context)]
 _EVENT_ID = re.compile(r"^\d{19}-\d{10}$")
 _SYMBOL = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 MAX_LIMIT = 1000
-LedgerParam = Query(default=None, ge=1, le=2**32 - 1)
+LedgerParam = Query(ge=1, le=2**32 - 1)
 
 
 def check_range(from_ledger: int | None, to_ledger: int | None) -> None:

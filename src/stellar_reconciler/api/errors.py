@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from stellar_reconciler.errors import DatabaseUnavailableError
 
 
 class ApiError(Exception):
@@ -56,10 +57,7 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
-    @app.exception_handler(OperationalError)
-    async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:
+    @app.exception_handler(DatabaseUnavailableError)
+    async def _database_down(_request: Request, exc: DatabaseUnavailableError) -> JSONResponse:
         # The database is unreachable or locked: a condition to wait out, not a bug.
-        return JSONResponse(
-            {"error": f"database unavailable: {type(exc.orig).__name__}", "detail": []},
-            status_code=503,
-        )
+        return JSONResponse({"error": str(exc), "detail": []}, status_code=503)

@@ -14,6 +14,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from stellar_reconciler.errors import DatabaseUnavailableError
 
 
 def create_database_engine(url: str, *, pool_size: int = 5) -> Engine:
@@ -59,14 +62,29 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def _unavailable(engine: Engine, exc: Exception) -> DatabaseUnavailableError:
+    first_line = str(getattr(exc, "orig", exc)).strip().splitlines()[0:1] or ["no detail"]
+    where = engine.url.render_as_string(hide_password=True)
+    return DatabaseUnavailableError(
+        f"database {where} is unavailable ({first_line[0]}); check that it is running and "
+        "that DATABASE_URL is right"
+    )
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """One transaction that commits whole or rolls back whole."""
-    with engine.connect().execution_options(write=True) as connection, connection.begin():
-        yield connection
+    try:
+        with engine.connect().execution_options(write=True) as connection, connection.begin():
+            yield connection
+    except (OperationalError, InterfaceError) as exc:
+        raise _unavailable(engine, exc) from exc
 
 
 @contextmanager
 def read_connection(engine: Engine) -> Iterator[Connection]:
-    with engine.connect() as connection, connection.begin():
-        yield connection
+    try:
+        with engine.connect() as connection, connection.begin():
+            yield connection
+    except (OperationalError, InterfaceError) as exc:
+        raise _unavailable(engine, exc) from exc

@@ -9,6 +9,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from stellar_reconciler.store.database import _unavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -22,7 +25,10 @@ def _config(engine: Engine) -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database schema up to `revision` (the newest by default)."""
-    command.upgrade(_config(engine), revision)
+    try:
+        command.upgrade(_config(engine), revision)
+    except (OperationalError, InterfaceError) as exc:
+        raise _unavailable(engine, exc) from exc
 
 
 def current_revision(engine: Engine) -> str | None:

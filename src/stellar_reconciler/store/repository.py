@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, text, update
 
 from stellar_reconciler.errors import CheckpointConflictError, StreamMismatchError
 from stellar_reconciler.models import AcknowledgedGap, Batch, Checkpoint, Event, LedgerRecord
+from stellar_reconciler.reconcile import EventFingerprint, Range, subtract_ranges
 from stellar_reconciler.store import migrate
 from stellar_reconciler.store.database import (
     create_database_engine,
@@ -24,7 +25,22 @@ from stellar_reconciler.store.database import (
     read_connection,
     write_transaction,
 )
+from stellar_reconciler.store.discrepancies import AuditLog, Discrepancies
 from stellar_reconciler.store.schema import acknowledged_gaps, checkpoints, events, ledgers
+
+# Runs of missing sequences between stored ledgers, found by the database in one pass.
+_GAPS_SQL = text(
+    """
+    SELECT sequence + 1 AS first_missing, next_sequence - 1 AS last_missing
+    FROM (
+        SELECT sequence, LEAD(sequence) OVER (ORDER BY sequence) AS next_sequence
+        FROM ledgers
+        WHERE sequence BETWEEN :low AND :high
+    ) AS neighbours
+    WHERE next_sequence > sequence + 1
+    ORDER BY sequence
+    """
+)
 
 DEFAULT_STREAM = "events"
 
@@ -106,6 +122,8 @@ class Store:
     def __init__(self, engine: Engine, stream: str = DEFAULT_STREAM) -> None:
         self.engine = engine
         self.stream = stream
+        self.discrepancies = Discrepancies(engine)
+        self.audit = AuditLog(engine)
 
     @classmethod
     def open(cls, url: str, stream: str = DEFAULT_STREAM) -> Store:
@@ -287,10 +305,75 @@ class Store:
         with read_connection(self.engine) as conn:
             return int(conn.execute(select(func.count()).select_from(events)).scalar_one())
 
-    def delete_range(self, conn: Connection, first: int, last: int) -> None:
-        """Remove a ledger range's rows inside a caller's transaction (re-indexing)."""
+    # --- reconciliation ------------------------------------------------------------------
+
+    def find_gaps(self, low: int | None = None, high: int | None = None) -> list[Range]:
+        """Missing ledger runs between the first and last stored ledger (or low..high),
+        leaving out ranges an operator acknowledged as lost."""
+        with read_connection(self.engine) as conn:
+            rows = conn.execute(
+                _GAPS_SQL, {"low": low if low is not None else 0, "high": high or 2**62}
+            ).all()
+        found = [(int(a), int(b)) for a, b in rows]
+        acknowledged = [(g.first_ledger, g.last_ledger) for g in self.acknowledged_gaps()]
+        return subtract_ranges(found, acknowledged)
+
+    def fingerprints(self, first: int, last: int) -> list[EventFingerprint]:
+        """The stored events of first..last in the form the verifier compares."""
+        query = (
+            select(
+                events.c.id,
+                events.c.ledger,
+                events.c.contract_id,
+                events.c.type,
+                events.c.tx_hash,
+                events.c.topics_xdr,
+                events.c.value_xdr,
+            )
+            .where(events.c.ledger.between(first, last))
+            .order_by(events.c.id)
+        )
+        with read_connection(self.engine) as conn:
+            return [
+                EventFingerprint(
+                    r.id,
+                    r.ledger,
+                    r.contract_id,
+                    r.type,
+                    r.tx_hash,
+                    tuple(r.topics_xdr),
+                    r.value_xdr,
+                )
+                for r in conn.execute(query)
+            ]
+
+    def ledger_hashes(self, first: int, last: int) -> dict[int, str]:
+        with read_connection(self.engine) as conn:
+            rows = conn.execute(
+                select(ledgers.c.sequence, ledgers.c.hash).where(
+                    ledgers.c.sequence.between(first, last)
+                )
+            )
+            return {int(seq): h for seq, h in rows}
+
+    def replace_range(
+        self,
+        first: int,
+        last: int,
+        ledger_records: Sequence[LedgerRecord],
+        event_list: Sequence[Event],
+        conn: Connection,
+    ) -> None:
+        """Re-index first..last inside the caller's transaction: the range must already be
+        behind the checkpoint, so the worker never writes there at the same time."""
+        checkpoint = conn.execute(
+            select(checkpoints.c.ledger).where(checkpoints.c.stream == self.stream)
+        ).scalar_one_or_none()
+        if checkpoint is None or last > checkpoint:
+            raise CheckpointConflictError(self.stream, last, checkpoint)
         conn.execute(delete(events).where(events.c.ledger.between(first, last)))
         conn.execute(delete(ledgers).where(ledgers.c.sequence.between(first, last)))
+        self.insert_rows(conn, ledger_records, event_list)
 
     def is_sqlite(self) -> bool:
         return is_sqlite(self.engine)

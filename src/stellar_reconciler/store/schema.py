@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -78,4 +79,46 @@ acknowledged_gaps = Table(
     Column("last_ledger", BigInteger, nullable=False),
     Column("acknowledged_at", DateTime(timezone=True), nullable=False),
     Column("note", Text, nullable=False),
+)
+
+discrepancies = Table(
+    "discrepancies",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    # Identifies "the same problem" so a check that runs again does not open it twice.
+    Column("key", String(200), nullable=False),
+    Column("first_ledger", BigInteger, nullable=True),
+    Column("last_ledger", BigInteger, nullable=True),
+    Column("subject", String(128), nullable=True),
+    Column("message", Text, nullable=False),
+    Column("expected", JsonType, nullable=True),
+    Column("found", JsonType, nullable=True),
+    Column("detected_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Column("resolved_by", String(64), nullable=True),
+    Column("resolution", Text, nullable=True),
+    # Webhook outbox: delivered when notified_at is set.
+    Column("notified_at", DateTime(timezone=True), nullable=True),
+    Column("notify_attempts", Integer, nullable=False, server_default="0"),
+    Index(
+        "ux_discrepancies_open_key",
+        "key",
+        unique=True,
+        sqlite_where=text("resolved_at IS NULL"),
+        postgresql_where=text("resolved_at IS NULL"),
+    ),
+    Index("ix_discrepancies_kind_open", "kind", "resolved_at"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(200), nullable=True),
+    Column("detail", JsonType, nullable=True),
+    Column("remote_addr", String(64), nullable=True),
 )

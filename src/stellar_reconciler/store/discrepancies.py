@@ -1,0 +1,252 @@
+"""Discrepancies and the audit log: the records of what did not agree and who changed what.
+
+Every method takes an optional connection so a repair and the record of it can share one
+transaction; without one, each call is its own transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+
+from stellar_reconciler.store.database import read_connection, write_transaction
+from stellar_reconciler.store.schema import audit_log, discrepancies
+
+KINDS = (
+    "chain_break",
+    "gap",
+    "retention_gap",
+    "source_mismatch",
+    "missing_expected",
+    "amount_mismatch",
+    "unexpected",
+)
+# Open discrepancies of these kinds mean the stored history cannot be trusted: health is 503.
+BLOCKING_KINDS = frozenset({"chain_break", "source_mismatch"})
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class NewDiscrepancy:
+    kind: str
+    key: str
+    message: str
+    first_ledger: int | None = None
+    last_ledger: int | None = None
+    subject: str | None = None
+    expected: Any = None
+    found: Any = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown discrepancy kind {self.kind!r}")
+
+
+def discrepancy_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "open": row.resolved_at is None,
+        "first_ledger": row.first_ledger,
+        "last_ledger": row.last_ledger,
+        "subject": row.subject,
+        "message": row.message,
+        "expected": row.expected,
+        "found": row.found,
+        "detected_at": _iso(row.detected_at),
+        "resolved_at": _iso(row.resolved_at),
+        "resolved_by": row.resolved_by,
+        "resolution": row.resolution,
+    }
+
+
+class Discrepancies:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def _tx(self, conn: Connection | None) -> Iterator[Connection]:
+        if conn is not None:
+            yield conn
+            return
+        with write_transaction(self.engine) as own:
+            yield own
+
+    def open(self, new: NewDiscrepancy, conn: Connection | None = None) -> tuple[int, bool]:
+        """Record a discrepancy unless the same one is already open; (id, newly opened)."""
+        with self._tx(conn) as tx:
+            existing = tx.execute(
+                select(discrepancies.c.id).where(
+                    and_(discrepancies.c.key == new.key, discrepancies.c.resolved_at.is_(None))
+                )
+            ).scalar_one_or_none()
+            if existing is not None:
+                return int(existing), False
+            inserted = tx.execute(
+                insert(discrepancies).values(
+                    kind=new.kind,
+                    key=new.key[:200],
+                    message=new.message,
+                    first_ledger=new.first_ledger,
+                    last_ledger=new.last_ledger,
+                    subject=new.subject,
+                    expected=new.expected,
+                    found=new.found,
+                    detected_at=datetime.now(UTC),
+                    notify_attempts=0,
+                )
+            )
+            key = inserted.inserted_primary_key
+            assert key is not None
+            return int(key[0]), True
+
+    def resolve(
+        self, discrepancy_id: int, by: str, resolution: str, conn: Connection | None = None
+    ) -> bool:
+        """Close an open discrepancy; False when it is unknown or already closed."""
+        with self._tx(conn) as tx:
+            moved = tx.execute(
+                update(discrepancies)
+                .where(
+                    and_(
+                        discrepancies.c.id == discrepancy_id, discrepancies.c.resolved_at.is_(None)
+                    )
+                )
+                .values(resolved_at=datetime.now(UTC), resolved_by=by[:64], resolution=resolution)
+            ).rowcount
+        return bool(moved)
+
+    def resolve_key(
+        self, key: str, by: str, resolution: str, conn: Connection | None = None
+    ) -> int:
+        with self._tx(conn) as tx:
+            return int(
+                tx.execute(
+                    update(discrepancies)
+                    .where(and_(discrepancies.c.key == key, discrepancies.c.resolved_at.is_(None)))
+                    .values(
+                        resolved_at=datetime.now(UTC), resolved_by=by[:64], resolution=resolution
+                    )
+                ).rowcount
+            )
+
+    def get(self, discrepancy_id: int) -> dict[str, Any] | None:
+        with read_connection(self.engine) as conn:
+            row = conn.execute(
+                select(discrepancies).where(discrepancies.c.id == discrepancy_id)
+            ).one_or_none()
+        return discrepancy_json(row) if row is not None else None
+
+    def listing(
+        self,
+        kind: str | None = None,
+        is_open: bool | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Newest first."""
+        query = select(discrepancies).order_by(discrepancies.c.id.desc()).limit(limit)
+        if kind is not None:
+            query = query.where(discrepancies.c.kind == kind)
+        if is_open is True:
+            query = query.where(discrepancies.c.resolved_at.is_(None))
+        elif is_open is False:
+            query = query.where(discrepancies.c.resolved_at.is_not(None))
+        if before_id is not None:
+            query = query.where(discrepancies.c.id < before_id)
+        with read_connection(self.engine) as conn:
+            return [discrepancy_json(r) for r in conn.execute(query)]
+
+    def open_counts(self) -> dict[str, int]:
+        """Open discrepancies per kind, every kind present (zero when none)."""
+        counts = dict.fromkeys(KINDS, 0)
+        with read_connection(self.engine) as conn:
+            rows = conn.execute(
+                select(discrepancies.c.kind, func.count())
+                .where(discrepancies.c.resolved_at.is_(None))
+                .group_by(discrepancies.c.kind)
+            )
+            for kind, count in rows:
+                counts[kind] = int(count)
+        return counts
+
+    def undelivered(self, limit: int = 50, max_attempts: int = 20) -> list[dict[str, Any]]:
+        """Discrepancies whose webhook has not been delivered yet, oldest first."""
+        with read_connection(self.engine) as conn:
+            rows = conn.execute(
+                select(discrepancies)
+                .where(
+                    and_(
+                        discrepancies.c.notified_at.is_(None),
+                        discrepancies.c.notify_attempts < max_attempts,
+                    )
+                )
+                .order_by(discrepancies.c.id)
+                .limit(limit)
+            )
+            return [discrepancy_json(r) for r in rows]
+
+    def mark_notified(self, discrepancy_id: int, delivered: bool) -> None:
+        values: dict[str, Any] = {"notify_attempts": discrepancies.c.notify_attempts + 1}
+        if delivered:
+            values["notified_at"] = datetime.now(UTC)
+        with write_transaction(self.engine) as conn:
+            conn.execute(
+                update(discrepancies).where(discrepancies.c.id == discrepancy_id).values(**values)
+            )
+
+
+class AuditLog:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def record(
+        self,
+        actor: str,
+        action: str,
+        target: str | None = None,
+        detail: Any = None,
+        remote_addr: str | None = None,
+        conn: Connection | None = None,
+    ) -> None:
+        values = {
+            "at": datetime.now(UTC),
+            "actor": actor[:64],
+            "action": action[:64],
+            "target": target[:200] if target else None,
+            "detail": detail,
+            "remote_addr": remote_addr,
+        }
+        if conn is not None:
+            conn.execute(insert(audit_log).values(**values))
+            return
+        with write_transaction(self.engine) as own:
+            own.execute(insert(audit_log).values(**values))
+
+    def listing(self, limit: int = 100) -> list[dict[str, Any]]:
+        with read_connection(self.engine) as conn:
+            rows = conn.execute(select(audit_log).order_by(audit_log.c.id.desc()).limit(limit))
+            return [
+                {
+                    "id": r.id,
+                    "at": _iso(r.at),
+                    "actor": r.actor,
+                    "action": r.action,
+                    "target": r.target,
+                    "detail": r.detail,
+                    "remote_addr": r.remote_addr,
+                }
+                for r in rows
+            ]
