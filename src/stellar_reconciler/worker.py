@@ -35,7 +35,7 @@ from stellar_reconciler.models import utc_from_unix as _utc
 from stellar_reconciler.pager import EventPager, LedgerPager, build_filter_sets
 from stellar_reconciler.rpc import StellarRpc
 from stellar_reconciler.status import ServiceStatus
-from stellar_reconciler.store import Store
+from stellar_reconciler.store import BatchHook, Store
 
 log = structlog.get_logger("stellar_reconciler.worker")
 
@@ -175,7 +175,9 @@ class Worker:
         status: ServiceStatus,
         metrics: Metrics,
         options: WorkerOptions,
+        batch_hooks: Sequence[BatchHook] = (),
     ) -> None:
+        self.batch_hooks = tuple(batch_hooks)
         self.rpc = rpc
         self.store = store
         self.status = status
@@ -339,7 +341,9 @@ class Worker:
             started = time.perf_counter()
             # Shielded: once a batch is handed to the database it commits or rolls back whole,
             # even when shutdown cancels the loop around it.
-            await asyncio.shield(asyncio.to_thread(self.store.commit_batch, batch))
+            await asyncio.shield(
+                asyncio.to_thread(self.store.commit_batch, batch, self.batch_hooks)
+            )
             self._committed(batch, time.perf_counter() - started)
 
     def _committed(self, batch: Batch, duration: float) -> None:

@@ -8,12 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from stellar_sdk import StrKey
 
+from stellar_reconciler.api.auth import ReadAccess
 from stellar_reconciler.api.context import ApiContext, context
 from stellar_reconciler.api.errors import invalid_param
 from stellar_reconciler.decode import DecodeError, decode_scval_b64
 from stellar_reconciler.store import EventQuery
 
-router = APIRouter(tags=["data"])
+router = APIRouter(tags=["data"], dependencies=[ReadAccess])
 Ctx = Annotated[ApiContext, Depends(context)]
 
 _EVENT_ID = re.compile(r"^\d{19}-\d{10}$")

@@ -19,6 +19,7 @@ class ApiError(Exception):
         self.status_code = status_code
         self.message = message
         self.detail = detail or []
+        self.headers: dict[str, str] | None = None
         super().__init__(message)
 
 
@@ -38,7 +39,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(
-            {"error": exc.message, "detail": exc.detail}, status_code=exc.status_code
+            {"error": exc.message, "detail": exc.detail},
+            status_code=exc.status_code,
+            headers=exc.headers,
         )
 
     @app.exception_handler(RequestValidationError)

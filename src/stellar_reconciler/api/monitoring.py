@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
 from stellar_reconciler import __version__
+from stellar_reconciler.api.auth import ReadAccess
 from stellar_reconciler.api.context import ApiContext, context
 from stellar_reconciler.metrics import CONTENT_TYPE
 
@@ -31,7 +32,12 @@ def metrics(ctx: Ctx) -> Response:
     return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
 
 
-@router.get("/api/status", summary="Health plus network, uptime and settings", tags=["monitoring"])
+@router.get(
+    "/api/status",
+    summary="Health plus network, uptime and settings",
+    tags=["monitoring"],
+    dependencies=[ReadAccess],
+)
 def status(ctx: Ctx) -> dict[str, Any]:
     body = ctx.status.health()
     network = ctx.status.network

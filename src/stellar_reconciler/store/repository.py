@@ -8,7 +8,7 @@ therefore never leave a gap or a duplicate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +43,10 @@ _GAPS_SQL = text(
 )
 
 DEFAULT_STREAM = "events"
+
+# Work that must commit or roll back together with a batch (matching expectations, say):
+# called inside the batch's transaction, after its rows are written.
+BatchHook = Callable[[Connection, Batch], None]
 
 
 def as_utc(value: datetime) -> datetime:
@@ -192,13 +196,16 @@ class Store:
 
     # --- batches -------------------------------------------------------------------------
 
-    def commit_batch(self, batch: Batch) -> None:
-        """Write a batch's events and ledgers and move the checkpoint, in one transaction."""
+    def commit_batch(self, batch: Batch, hooks: Sequence[BatchHook] = ()) -> None:
+        """Write a batch's events and ledgers and move the checkpoint, in one transaction;
+        `hooks` run inside that transaction, so their writes share its fate."""
         with write_transaction(self.engine) as conn:
             # The checkpoint first: on PostgreSQL its row lock makes a second writer wait
             # here and then fail the compare-and-set, before it has written anything.
             self._advance(conn, self.stream, batch.first_ledger - 1, batch.last_ledger)
             self.insert_rows(conn, batch.ledgers, batch.events)
+            for hook in hooks:
+                hook(conn, batch)
 
     def insert_rows(
         self, conn: Connection, ledger_records: Sequence[LedgerRecord], event_list: Sequence[Event]
