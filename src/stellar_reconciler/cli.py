@@ -168,12 +168,24 @@ def status(
 
 @app.command("acknowledge-gap")
 def acknowledge_gap(
-    through: Annotated[int, typer.Option(help="Last ledger to accept as lost", min=1)],
+    through: Annotated[
+        int | None, typer.Option(help="Accept ledgers up to this one as lost", min=1)
+    ] = None,
+    through_oldest: Annotated[
+        bool,
+        typer.Option(
+            "--through-oldest",
+            help="Accept whatever the RPC's retention window has lost when the worker resumes",
+        ),
+    ] = False,
     note: Annotated[str, typer.Option(help="Why, for the record")] = "outside RPC retention",
 ) -> None:
-    """Accept ledgers from the checkpoint up to --through as lost, and let the worker move on."""
+    """Consent to skip ledgers the RPC no longer keeps. The worker carries it out when it next
+    meets the gap and records the exact range; nothing else is ever skipped."""
     from stellar_reconciler.store import Store
 
+    if (through is None) == (not through_oldest):
+        fail("give exactly one of --through N or --through-oldest", EXIT_CONFIG)
     settings = load_settings()
     store = Store.open(settings.sqlalchemy_url)
     try:
@@ -181,15 +193,36 @@ def acknowledge_gap(
         checkpoint = guarded(store.checkpoint).ledger
         if checkpoint is None:
             fail("the database has no checkpoint yet; start the service first")
-        if through <= checkpoint:
+        if through is not None and through <= checkpoint:
             fail(f"--through must be after the checkpoint ({checkpoint})")
-        gap = guarded(lambda: store.acknowledge_gap(checkpoint + 1, through, note))
+        guarded(lambda: store.consent_to_gap(through, note, "cli"))
+        limit = f"up to ledger {through}" if through is not None else "up to the RPC's oldest"
         console.print(
-            f"recorded: ledgers {gap.first_ledger}-{gap.last_ledger} acknowledged as lost; "
-            "the worker continues from ledger " + str(through + 1)
+            f"recorded: the worker will skip lost ledgers after {checkpoint} {limit} when it "
+            "next meets them, and record the exact range"
         )
     finally:
         store.close()
+
+
+@app.command()
+def verify(
+    from_ledger: Annotated[int | None, typer.Option("--from", help="First ledger", min=1)] = None,
+    to_ledger: Annotated[int | None, typer.Option("--to", help="Last ledger", min=1)] = None,
+) -> None:
+    """Find gaps (and fill those the RPC still has), then re-verify stored ledgers against the
+    RPC and repair differences. Exit code 1 when something could not be repaired."""
+    from stellar_reconciler.service import run_verification
+
+    settings = load_settings()
+    configure_logging("warning")
+    report = guarded(lambda: asyncio.run(run_verification(settings, from_ledger, to_ledger)))
+    table = Table(title="verification", show_header=False)
+    for key, value in report.items():
+        table.add_row(key.replace("_", " "), str(value))
+    console.print(table)
+    if not report["clean"]:
+        raise typer.Exit(EXIT_FAILURE)
 
 
 app.command("simnet", help="Run the simulated Stellar network (a real JSON-RPC server).")(

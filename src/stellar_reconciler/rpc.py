@@ -212,6 +212,9 @@ class StellarRpc:
     def url(self) -> str:
         return self._url
 
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
     async def call(self, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Call a method, retrying transient faults; return its `result` object."""
         first = True

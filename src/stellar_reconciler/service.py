@@ -10,8 +10,9 @@ import asyncio
 import contextlib
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import structlog
@@ -19,11 +20,13 @@ import uvicorn
 
 from stellar_reconciler.api import ApiContext, create_app
 from stellar_reconciler.config import Settings
+from stellar_reconciler.control import Controls
 from stellar_reconciler.errors import ReconcilerError
+from stellar_reconciler.maintenance import Maintenance
 from stellar_reconciler.metrics import Metrics
-from stellar_reconciler.rpc import RetryPolicy, StellarRpc
+from stellar_reconciler.rpc import RetryPolicy, RpcObserver, StellarRpc
 from stellar_reconciler.status import ServiceStatus
-from stellar_reconciler.store import Store
+from stellar_reconciler.store import BatchHook, Store
 from stellar_reconciler.worker import Worker, WorkerOptions
 
 log = structlog.get_logger("stellar_reconciler.service")
@@ -51,15 +54,32 @@ class _QuietServer(uvicorn.Server):
             self.listening.set()
 
 
+def build_rpc(settings: Settings, observer: RpcObserver | None = None) -> StellarRpc:
+    client = httpx.AsyncClient(
+        timeout=httpx.Timeout(
+            settings.rpc_timeout_secs, connect=min(10.0, settings.rpc_timeout_secs)
+        ),
+        limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
+        headers={"user-agent": f"stellar-reconciler/{settings.service_name}"},
+    )
+    policy = RetryPolicy(
+        max_attempts=settings.rpc_max_attempts,
+        initial_backoff=settings.rpc_initial_backoff_ms / 1000,
+        max_backoff=settings.rpc_max_backoff_secs,
+    )
+    return StellarRpc(client, settings.stellar_rpc_url, policy, observer=observer)
+
+
 @dataclass
 class Service:
     settings: Settings
     store: Store
     status: ServiceStatus
     metrics: Metrics
-    rpc_client: httpx.AsyncClient
+    controls: Controls
     rpc: StellarRpc
     worker: Worker
+    maintenance: Maintenance
     server: _QuietServer
 
     @classmethod
@@ -67,29 +87,25 @@ class Service:
         status = ServiceStatus(poll_interval=settings.poll_interval_secs)
         metrics = Metrics(status)
         store = Store.open(settings.sqlalchemy_url)
-        client = httpx.AsyncClient(
-            timeout=httpx.Timeout(
-                settings.rpc_timeout_secs, connect=min(10.0, settings.rpc_timeout_secs)
-            ),
-            limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
-            headers={"user-agent": f"stellar-reconciler/{settings.service_name}"},
+        controls = Controls()
+        rpc = build_rpc(settings, metrics)
+        options = WorkerOptions.from_settings(settings)
+        worker = Worker(rpc, store, status, metrics, options)
+        maintenance = Maintenance(
+            rpc,
+            store,
+            status,
+            metrics,
+            controls,
+            options.filter_sets,
+            settings.verify_every_ledgers,
         )
-        rpc = StellarRpc(
-            client,
-            settings.stellar_rpc_url,
-            RetryPolicy(
-                max_attempts=settings.rpc_max_attempts,
-                initial_backoff=settings.rpc_initial_backoff_ms / 1000,
-                max_backoff=settings.rpc_max_backoff_secs,
-            ),
-            observer=metrics,
-        )
-        worker = Worker(rpc, store, status, metrics, WorkerOptions.from_settings(settings))
         app = create_app(
             ApiContext(
                 store=store,
                 status=status,
                 metrics=metrics,
+                controls=controls,
                 service_name=settings.service_name,
                 safe_settings=settings.safe_view(),
                 admin_token=settings.admin_token,
@@ -105,7 +121,22 @@ class Service:
             lifespan="off",
             timeout_graceful_shutdown=5,
         )
-        return cls(settings, store, status, metrics, client, rpc, worker, _QuietServer(config))
+        return cls(
+            settings,
+            store,
+            status,
+            metrics,
+            controls,
+            rpc,
+            worker,
+            maintenance,
+            _QuietServer(config),
+        )
+
+    def set_batch_hooks(self, hooks: Sequence[BatchHook]) -> None:
+        """Work committed with every batch (and every repair) from now on."""
+        self.worker.batch_hooks = tuple(hooks)
+        self.maintenance.batch_hooks = tuple(hooks)
 
     def bound_port(self) -> int | None:
         """The port the HTTP server listens on (useful with BIND_ADDR port 0)."""
@@ -128,11 +159,40 @@ class Service:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._serve_http(stop))
-                group.create_task(self.worker.run(stop))
+                group.create_task(self._supervise_worker(stop))
+                group.create_task(self.maintenance.run(stop))
         finally:
-            await self.rpc_client.aclose()
+            await self.rpc.aclose()
             self.store.close()
             log.info("service_stopped", checkpoint=self.status.last_processed_ledger)
+
+    async def _supervise_worker(self, stop: asyncio.Event) -> None:
+        """Run the worker; start a fresh one when an operator asks for a restart (also after
+        it halted on a fault), while the HTTP server stays up."""
+        restart = self.controls.restart_requested
+        while not stop.is_set():
+            worker_stop = asyncio.Event()
+            relay = asyncio.create_task(_first_of(stop, restart, then=worker_stop))
+            try:
+                await self.worker.run(worker_stop)
+            finally:
+                relay.cancel()
+            if stop.is_set():
+                return
+            if not restart.is_set():
+                # It halted on its own; wait for an operator's restart (or shutdown).
+                await _first_of(stop, restart)
+                if stop.is_set():
+                    return
+            restart.clear()
+            self.status.unblock()
+            self.status.poll_failing = False
+            hooks = self.worker.batch_hooks
+            self.worker = Worker(
+                self.rpc, self.store, self.status, self.metrics,
+                WorkerOptions.from_settings(self.settings), hooks,
+            )  # fmt: skip
+            log.info("worker_restarted")
 
     async def _serve_http(self, stop: asyncio.Event) -> None:
         serving = asyncio.create_task(self._serve_or_raise())
@@ -163,6 +223,48 @@ class Service:
     async def _announce(self) -> None:
         await self.server.listening.wait()
         log.info("http_listening", url=f"http://{self.settings.bind_host}:{self.bound_port()}/")
+
+
+async def _first_of(*events: asyncio.Event, then: asyncio.Event | None = None) -> None:
+    """Wait until any of `events` is set; then set `then`."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    if then is not None:
+        then.set()
+
+
+async def run_verification(
+    settings: Settings, first: int | None, last: int | None
+) -> dict[str, Any]:
+    """`reconciler verify`: gaps, then re-verification of first..last (default: all stored)."""
+    store = Store.open(settings.sqlalchemy_url)
+    rpc = build_rpc(settings)
+    try:
+        await asyncio.to_thread(store.migrate)
+        low, high, count = await asyncio.to_thread(store.ledger_bounds)
+        if not count or low is None or high is None:
+            raise ServiceError("nothing is stored yet: there is nothing to verify")
+        first = low if first is None else max(first, low)
+        last = high if last is None else min(last, high)
+        if first > last:
+            raise ServiceError(f"--from/--to select no stored ledger (stored: {low}-{high})")
+        status = ServiceStatus()
+        maintenance = Maintenance(
+            rpc, store, status, Metrics(status), Controls(),
+            WorkerOptions.from_settings(settings).filter_sets, settings.verify_every_ledgers,
+        )  # fmt: skip
+        tip = await rpc.get_health()
+        report = await maintenance.repair_gaps(tip, first, last)
+        report = await maintenance.verify(first, last, report=report)
+        report.first_ledger, report.last_ledger = first, last
+        return report.as_json()
+    finally:
+        await rpc.aclose()
+        store.close()
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

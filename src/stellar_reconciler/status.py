@@ -6,6 +6,8 @@ healthy is decided here, at read time, so "stalled" needs no timer of its own.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,8 +56,31 @@ class ServiceStatus:
     ledger_secs: float = DEFAULT_LEDGER_SECS
     # Extra reasons (open chain breaks, failed re-verification) that make health 503.
     unhealthy_conditions: dict[str, str] = field(default_factory=dict)
-    # Batches committed and their timing, read by the dashboard's live feed.
     batches_committed: int = 0
+    # Bumped on every change a live view should show; see wait_changed.
+    version: int = 0
+    _changed: asyncio.Event | None = field(default=None, repr=False)
+
+    # --- change notification ---------------------------------------------------------------
+
+    def notify(self) -> None:
+        """Something a live view shows has changed (called on the event loop)."""
+        self.version += 1
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def wait_changed(self, seen_version: int, within: float) -> int:
+        """Wait until the version moves past `seen_version` or `within` seconds pass; returns
+        the version then."""
+        if self.version != seen_version:
+            return self.version
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        changed = self._changed
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), within)
+        return self.version
 
     # --- written by the worker -------------------------------------------------------------
 
@@ -81,6 +106,7 @@ class ServiceStatus:
         self.last_progress_monotonic = time.monotonic()
         self.batches_committed += 1
         self.poll_failing = False
+        self.notify()
 
     def record_idle_success(self) -> None:
         """A poll that found nothing new still proves the RPC answers."""
@@ -90,6 +116,7 @@ class ServiceStatus:
     def record_poll_failure(self, message: str) -> None:
         self.poll_failing = True
         self.record_error(message)
+        self.notify()
 
     def record_attempt(self, ok: bool, message: str | None = None) -> None:
         if ok:
@@ -106,10 +133,12 @@ class ServiceStatus:
         self.blocking_reason = reason
         self.blocking_detail = detail
         self.record_error(reason)
+        self.notify()
 
     def unblock(self) -> None:
         self.blocking_reason = None
         self.blocking_detail = None
+        self.notify()
 
     # --- read by the API -------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import json
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,39 +19,28 @@ from typing import Any
 import structlog
 
 from stellar_reconciler.config import Settings
-from stellar_reconciler.decode import DecodeError, decode_event
 from stellar_reconciler.errors import (
     DatabaseUnavailableError,
     LedgerOutOfRangeError,
     ReconcilerError,
     RpcError,
-    RpcProtocolError,
     RpcTransientError,
 )
+from stellar_reconciler.fetcher import (
+    TARGET_BATCH_EVENTS,
+    ChainBreakError,
+    RangeFetcher,
+    first_error,
+)
 from stellar_reconciler.metrics import Metrics
-from stellar_reconciler.models import Batch, Event, LedgerHeader, LedgerRecord, NetworkTip, RawEvent
-from stellar_reconciler.models import utc_from_unix as _utc
-from stellar_reconciler.pager import EventPager, LedgerPager, build_filter_sets
+from stellar_reconciler.models import Batch, NetworkTip
+from stellar_reconciler.pager import build_filter_sets
 from stellar_reconciler.rpc import StellarRpc
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import BatchHook, Store
+from stellar_reconciler.store.discrepancies import NewDiscrepancy
 
 log = structlog.get_logger("stellar_reconciler.worker")
-
-
-class ChainBreakError(ReconcilerError):
-    """A ledger's previous hash does not match the stored hash of the ledger before it."""
-
-    def __init__(self, sequence: int, expected: str, found: str) -> None:
-        self.sequence = sequence
-        self.expected = expected
-        self.found = found
-        super().__init__(
-            f"hash chain broken at ledger {sequence}: its previous hash is {found} but ledger "
-            f"{sequence - 1} was stored with hash {expected}; the RPC serves a different history "
-            "than the one indexed. Check STELLAR_RPC_URL and the network, then resolve the "
-            "chain_break discrepancy"
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +50,7 @@ class WorkerOptions:
     filter_sets: list[list[dict[str, Any]]]
     fingerprint: str
     batch_max_ledgers: int = 1000
-    # Aim for batches of about this many events: big enough to amortise a commit, small
-    # enough that memory stays bounded on mainnet (~1,000 events a ledger).
-    target_batch_events: int = 10000
+    target_batch_events: int = TARGET_BATCH_EVENTS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerOptions:
@@ -112,50 +98,6 @@ class BatchSizer:
         return max(1, min(self.max_ledgers, self._cap, int(ideal)))
 
 
-def build_batch(
-    first: int, headers: Sequence[LedgerHeader], events: Sequence[Event], previous_hash: str | None
-) -> Batch:
-    """Assemble a batch, proving the hash chain runs unbroken through it."""
-    counts = Counter(event.ledger for event in events)
-    records: list[LedgerRecord] = []
-    expected = previous_hash
-    for header in headers:
-        if expected is not None and header.previous_hash != expected:
-            raise ChainBreakError(header.sequence, expected, header.previous_hash)
-        records.append(
-            LedgerRecord(
-                sequence=header.sequence,
-                hash=header.hash,
-                previous_hash=header.previous_hash,
-                closed_at=_utc(header.close_time),
-                event_count=counts.get(header.sequence, 0),
-            )
-        )
-        expected = header.hash
-    last = first + len(records) - 1
-    stray = [e.id for e in events if not first <= e.ledger <= last]
-    if stray:
-        raise RpcProtocolError("getEvents", f"events outside ledgers {first}-{last}: {stray[:3]}")
-    return Batch(first, last, tuple(records), tuple(events))
-
-
-def decode_events(raw_events: Sequence[RawEvent]) -> list[Event]:
-    try:
-        return [decode_event(raw) for raw in raw_events]
-    except DecodeError as exc:
-        raise RpcProtocolError("getEvents", str(exc)) from exc
-
-
-def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error that brought a task group down (the others are its cancellations)."""
-    for error in group.exceptions:
-        if isinstance(error, BaseExceptionGroup):
-            return first_error(error)
-        if not isinstance(error, asyncio.CancelledError):
-            return error
-    return group.exceptions[0]
-
-
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     """Wait up to `seconds`; True when the stop event fired."""
     try:
@@ -183,8 +125,7 @@ class Worker:
         self.status = status
         self.metrics = metrics
         self.options = options
-        self.events = EventPager(rpc, options.filter_sets)
-        self.ledgers = LedgerPager(rpc)
+        self.fetcher = RangeFetcher(rpc, options.filter_sets)
         self.sizer = BatchSizer(options.batch_max_ledgers, options.target_batch_events)
         self._checkpoint: int | None = None
         self._last_hash: str | None = None
@@ -205,13 +146,13 @@ class Worker:
                     # A database that went away is waited out the same way.
                     self._transient(exc)
                 except (RpcError, ReconcilerError) as exc:
-                    self._fatal(exc)
+                    await self._halt(exc)
                     return
                 except Exception as exc:
                     # A bug must not take the HTTP server down with it: /health turns 503 with
                     # the error, the traceback goes to the log, and the loop stops here.
                     log.exception("worker_crashed", checkpoint=self._checkpoint)
-                    self._fatal(ReconcilerError(f"{type(exc).__name__}: {exc}"))
+                    await self._halt(ReconcilerError(f"{type(exc).__name__}: {exc}"))
                     return
                 if not stop.is_set():
                     await sleep_or_stop(stop, self.options.poll_interval)
@@ -219,6 +160,8 @@ class Worker:
             self.status.worker_running = False
 
     async def _cycle(self, stop: asyncio.Event) -> None:
+        if self.status.paused:
+            return
         tip = await self.rpc.get_health()
         self.status.observe_tip(tip)
         if self.status.network is None:
@@ -250,8 +193,25 @@ class Worker:
             self._checkpoint = tip.oldest_ledger - 1
             next_ledger = tip.oldest_ledger
         if next_ledger < tip.oldest_ledger:
-            self._retention_gap(next_ledger, tip)
-            return
+            consent = await asyncio.to_thread(self.store.pending_gap_consent)
+            if consent is None or (
+                consent.through_ledger is not None and consent.through_ledger < next_ledger
+            ):
+                await asyncio.to_thread(self._retention_gap, next_ledger, tip)
+                return
+            skip_to = tip.oldest_ledger - 1
+            if consent.through_ledger is not None:
+                skip_to = min(skip_to, consent.through_ledger)
+            await asyncio.to_thread(self.store.acknowledge_gap, next_ledger, skip_to, consent)
+            log.warning(
+                "gap_acknowledged", first=next_ledger, last=skip_to, by=consent.requested_by
+            )
+            self._checkpoint, self._last_hash = skip_to, None
+            self.status.last_processed_ledger = skip_to
+            next_ledger = skip_to + 1
+            if next_ledger < tip.oldest_ledger:
+                await asyncio.to_thread(self._retention_gap, next_ledger, tip)
+                return
         if (
             self.status.blocking_reason
             and self.status.blocking_detail is not None
@@ -278,7 +238,7 @@ class Worker:
         if self._last_hash is None:
             stored = await asyncio.to_thread(self.store.ledger, self._checkpoint)
             self._last_hash = stored.hash if stored else None
-        self.events.reset(self._checkpoint + 1)
+        self.fetcher.reset(self._checkpoint + 1)
         queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=2)
         fetch_error: list[BaseException] = []
         try:
@@ -299,19 +259,26 @@ class Worker:
         fetch_error: list[BaseException],
     ) -> None:
         try:
-            next_ledger = self.events.next_ledger
+            next_ledger = self.fetcher.next_ledger
             previous_hash = self._last_hash
-            while next_ledger <= target and not stop.is_set():
+            while next_ledger <= target and not stop.is_set() and not self.status.paused:
                 last = min(target, next_ledger + self.sizer.next_size() - 1)
                 try:
-                    batch = await self._fetch(next_ledger, last, previous_hash)
+                    batch = await self.fetcher.fetch(
+                        next_ledger, last, previous_hash, 2 * self.options.target_batch_events
+                    )
+                except ChainBreakError as exc:
+                    if exc.valid_prefix is not None:
+                        # Commit what chains to the stored history, then halt at the break.
+                        await queue.put(exc.valid_prefix)
+                    raise
                 except RpcTransientError:
                     if last == next_ledger:
                         raise
                     # Retries did not help this range; a smaller one may commit the ledgers
                     # before the one that fails, so the checkpoint gets as far as it can.
                     self.sizer.shrink(last - next_ledger + 1)
-                    self.events.reset(next_ledger)
+                    self.fetcher.reset(next_ledger)
                     continue
                 self.sizer.observe(len(batch.ledgers), len(batch.events))
                 previous_hash = batch.ledgers[-1].hash
@@ -321,20 +288,6 @@ class Worker:
             fetch_error.append(exc)
         # The consumer must learn that nothing more is coming, failure or not.
         await queue.put(None)
-
-    async def _fetch(self, first: int, last: int, previous_hash: str | None) -> Batch:
-        try:
-            async with asyncio.TaskGroup() as group:
-                events_task = group.create_task(
-                    self.events.take(last, max_events=2 * self.options.target_batch_events)
-                )
-                headers_task = group.create_task(self.ledgers.headers(first, last))
-        except BaseExceptionGroup as group_error:
-            raise first_error(group_error) from None
-        raw_events, through = events_task.result()
-        decoded = await asyncio.to_thread(decode_events, raw_events)
-        headers = headers_task.result()[: through - first + 1]
-        return build_batch(first, headers, decoded, previous_hash)
 
     async def _consume(self, queue: asyncio.Queue[Batch | None]) -> None:
         while (batch := await queue.get()) is not None:
@@ -368,20 +321,34 @@ class Worker:
     # --- failures ------------------------------------------------------------------------
 
     def _retention_gap(self, next_ledger: int, tip: NetworkTip) -> None:
+        """Stop advancing and say exactly what is lost and how to accept it (runs in a thread)."""
         last_missing = tip.oldest_ledger - 1
+        command = "reconciler acknowledge-gap --through-oldest"
         detail = {
             "kind": "retention_gap",
             "first_missing_ledger": next_ledger,
             "last_missing_ledger": last_missing,
             "oldest_available_ledger": tip.oldest_ledger,
-            "command": f"reconciler acknowledge-gap --through {last_missing}",
+            "command": command,
         }
         reason = (
             f"ledgers {next_ledger}-{last_missing} are older than the RPC's retention window "
-            f"(oldest available: {tip.oldest_ledger}) and cannot be indexed; to accept them as "
-            f"lost and continue, run: reconciler acknowledge-gap --through {last_missing}"
+            f"(oldest available: {tip.oldest_ledger}) and cannot be indexed; index them from an "
+            f"archive RPC, or accept them as lost and continue: {command}"
         )
-        if self.status.blocking_reason != reason:
+        _, opened = self.store.discrepancies.open(
+            NewDiscrepancy(
+                kind="retention_gap",
+                # Keyed on where the worker stopped: the range's end slides with the window.
+                key=f"retention_gap:checkpoint:{next_ledger}",
+                message=reason,
+                first_ledger=next_ledger,
+                last_ledger=last_missing,
+                expected={"next_ledger": next_ledger},
+                found={"oldest_available_ledger": tip.oldest_ledger},
+            )
+        )
+        if opened:
             log.error("retention_gap", **{k: v for k, v in detail.items() if k != "kind"})
             self.metrics.processing_errors.labels(kind="retention_gap").inc()
         self.status.block(reason, detail)
@@ -392,9 +359,28 @@ class Worker:
         self.status.record_poll_failure(str(exc))
         log.warning("poll_failed", error=str(exc), checkpoint=self._checkpoint)
 
-    def _fatal(self, exc: ReconcilerError) -> None:
+    async def _halt(self, exc: ReconcilerError) -> None:
+        if isinstance(exc, ChainBreakError):
+            await asyncio.to_thread(self._record_chain_break, exc)
         kind = type(exc).__name__
         self.metrics.processing_errors.labels(kind=kind).inc()
         reason = f"worker stopped: {exc}"
         self.status.block(reason, {"kind": "halted", "error": kind})
         log.error("worker_halted", error=str(exc), kind=kind, checkpoint=self._checkpoint)
+
+    def _record_chain_break(self, exc: ChainBreakError) -> None:
+        try:
+            self.store.discrepancies.open(
+                NewDiscrepancy(
+                    kind="chain_break",
+                    key=f"chain_break:{exc.sequence}",
+                    message=str(exc),
+                    first_ledger=exc.sequence,
+                    last_ledger=exc.sequence,
+                    expected={"previous_hash": exc.expected, "ledger": exc.sequence - 1},
+                    found={"previous_hash": exc.found, "ledger": exc.sequence},
+                )
+            )
+        except DatabaseUnavailableError:
+            # The halt itself (health 503 with both hashes) still stands; the log has it too.
+            log.exception("chain_break_not_recorded", ledger=exc.sequence)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -73,8 +74,6 @@ async def test_status_shows_a_table_of_the_running_service(database_url: str) ->
     with serve_in_thread(net) as url:
         async with running_service(settings_for(database_url, url)) as (service, base):
             await wait_for(lambda: service.status.last_processed_ledger == net.latest_ledger)
-            import asyncio
-
             result = await asyncio.to_thread(reconciler, "status", "--url", base)
     assert result.returncode == 0, result.stderr
     assert "synced" in result.stdout and "24" in result.stdout
@@ -104,15 +103,14 @@ async def test_retention_gap_blocks_until_acknowledged(database_url: str) -> Non
             assert health["status"] == "degraded"
             assert health["detail"]["first_missing_ledger"] == 1000
             assert health["detail"]["last_missing_ledger"] == 1199
-            assert health["detail"]["command"] == "reconciler acknowledge-gap --through 1199"
+            assert health["detail"]["command"] == "reconciler acknowledge-gap --through-oldest"
             assert service.store.checkpoint().ledger == 999
-            import asyncio
-
+            open_gaps = service.store.discrepancies.listing("retention_gap", True)
+            assert [(d["first_ledger"], d["last_ledger"]) for d in open_gaps] == [(1000, 1199)]
             result = await asyncio.to_thread(
                 reconciler,
                 "acknowledge-gap",
-                "--through",
-                "1199",
+                "--through-oldest",
                 env={"DATABASE_URL": database_url},
             )
             assert result.returncode == 0, result.stderr
@@ -123,6 +121,16 @@ async def test_retention_gap_blocks_until_acknowledged(database_url: str) -> Non
             gaps = service.store.acknowledged_gaps()
             assert [(g.first_ledger, g.last_ledger) for g in gaps] == [(1000, 1199)]
             assert service.store.ledger_bounds() == (1200, 1299, 100)
+            assert service.store.discrepancies.open_counts()["retention_gap"] == 0
+
+
+def test_acknowledge_gap_needs_exactly_one_limit(tmp_path: Path) -> None:
+    """acknowledge-gap refuses to guess: --through N or --through-oldest, not both or neither."""
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
+    for args in ((), ("--through", "5", "--through-oldest")):
+        result = reconciler("acknowledge-gap", *args, env=env)
+        assert result.returncode == 2
+        assert "exactly one" in result.stderr
 
 
 async def test_start_ledger_oldest_follows_a_sliding_window(database_url: str) -> None:

@@ -11,8 +11,9 @@ from sqlalchemy.exc import IntegrityError
 
 from stellar_reconciler.errors import CheckpointConflictError, StreamMismatchError
 from stellar_reconciler.store import EventQuery, Store
+from stellar_reconciler.store.discrepancies import NewDiscrepancy
 from stellar_reconciler.store.migrate import current_revision, head_revision
-from stellar_reconciler.store.schema import metadata
+from stellar_reconciler.store.schema import ledgers, metadata
 from tests.factories import CONTRACT, make_batch
 
 
@@ -128,14 +129,33 @@ def test_events_page_in_id_order_with_filters(store: Store) -> None:
 
 
 def test_acknowledged_gap_moves_checkpoint_and_is_recorded(store: Store) -> None:
-    """Acknowledging lost ledgers moves the checkpoint past them and records who/why."""
+    """Carrying out a gap consent moves the checkpoint past the gap, records who and why,
+    consumes the consent and resolves the retention_gap discrepancy, all at once."""
     store.ensure_stream(1, "fp")
-    gap = store.acknowledge_gap(1, 500, "outside retention")
+    store.discrepancies.open(
+        NewDiscrepancy("retention_gap", "retention_gap:checkpoint:1", "ledgers 1-500 are gone")
+    )
+    store.consent_to_gap(None, "outside retention", "cli")
+    consent = store.pending_gap_consent()
+    assert consent is not None and consent.through_ledger is None
+    gap = store.acknowledge_gap(1, 500, consent)
     assert store.checkpoint().ledger == 500
-    assert [(g.first_ledger, g.last_ledger, g.note) for g in store.acknowledged_gaps()] == [
-        (1, 500, "outside retention")
-    ]
+    assert [(g.first_ledger, g.last_ledger) for g in store.acknowledged_gaps()] == [(1, 500)]
+    assert "outside retention" in store.acknowledged_gaps()[0].note
     assert gap.acknowledged_at.tzinfo is not None
+    assert store.pending_gap_consent() is None
+    assert store.discrepancies.open_counts()["retention_gap"] == 0
+    assert [e["action"] for e in store.audit.listing()] == ["consent_to_gap"]
+
+
+def test_gap_finding_is_sql_and_skips_acknowledged_ranges(store: Store) -> None:
+    """find_gaps returns the missing runs between stored ledgers, minus acknowledged ones."""
+    store.ensure_stream(1, "fp")
+    store.commit_batch(make_batch(1, 30))
+    with store.engine.begin() as conn:
+        conn.execute(ledgers.delete().where(ledgers.c.sequence.in_([5, 6, 7, 12, 20, 21])))
+    assert store.find_gaps() == [(5, 7), (12, 12), (20, 21)]
+    assert store.find_gaps(low=10, high=25) == [(12, 12), (20, 21)]
 
 
 def test_rebase_only_while_nothing_is_stored(store: Store) -> None:

@@ -1,62 +1,8 @@
-"""Worker pieces that need no network: batch assembly, chain checks and batch sizing."""
+"""Worker pieces that need no network: batch sizing."""
 
 from __future__ import annotations
 
-import pytest
-
-from stellar_reconciler.errors import RpcProtocolError
-from stellar_reconciler.models import LedgerHeader
-from stellar_reconciler.worker import BatchSizer, ChainBreakError, build_batch
-from tests.factories import ledger_hash, make_event
-
-
-def headers(first: int, last: int, salt: str = "") -> list[LedgerHeader]:
-    return [
-        LedgerHeader(
-            sequence=s,
-            hash=ledger_hash(s, salt),
-            previous_hash=ledger_hash(s - 1, salt),
-            close_time=1_700_000_000 + 5 * s,
-            protocol_version=23,
-        )
-        for s in range(first, last + 1)
-    ]
-
-
-def test_batch_counts_events_per_ledger() -> None:
-    """Every ledger gets a row, with the number of its events, even when it has none."""
-    batch = build_batch(
-        10, headers(10, 13), [make_event(11, 0), make_event(11, 1), make_event(13)], ledger_hash(9)
-    )
-    assert [(r.sequence, r.event_count) for r in batch.ledgers] == [
-        (10, 0),
-        (11, 2),
-        (12, 0),
-        (13, 1),
-    ]
-
-
-def test_previous_hash_must_match_stored_ledger() -> None:
-    """A first ledger whose previous hash differs from the stored one is a chain break."""
-    with pytest.raises(ChainBreakError) as caught:
-        build_batch(10, headers(10, 12), [], previous_hash="ab" * 32)
-    assert caught.value.sequence == 10
-    assert caught.value.expected == "ab" * 32 and caught.value.found == ledger_hash(9)
-
-
-def test_chain_break_inside_a_batch_is_found() -> None:
-    """A header in the middle that does not link to its predecessor is a chain break there."""
-    hs = headers(10, 12)
-    hs[2] = headers(12, 12, salt="fork")[0]
-    with pytest.raises(ChainBreakError) as caught:
-        build_batch(10, hs, [], previous_hash=None)
-    assert caught.value.sequence == 12
-
-
-def test_events_outside_the_batch_are_refused() -> None:
-    """An event from a ledger the batch does not cover means the RPC answered wrongly."""
-    with pytest.raises(RpcProtocolError):
-        build_batch(10, headers(10, 11), [make_event(12)], None)
+from stellar_reconciler.worker import BatchSizer
 
 
 def test_sizer_targets_events_per_batch_within_bounds() -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import Request
 
+from stellar_reconciler.control import Controls
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import Store
@@ -17,6 +18,7 @@ class ApiContext:
     store: Store
     status: ServiceStatus
     metrics: Metrics
+    controls: Controls
     service_name: str = "stellar-reconciler"
     safe_settings: dict[str, Any] = field(default_factory=dict)
     admin_token: str = ""

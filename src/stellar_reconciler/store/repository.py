@@ -26,7 +26,13 @@ from stellar_reconciler.store.database import (
     write_transaction,
 )
 from stellar_reconciler.store.discrepancies import AuditLog, Discrepancies
-from stellar_reconciler.store.schema import acknowledged_gaps, checkpoints, events, ledgers
+from stellar_reconciler.store.schema import (
+    acknowledged_gaps,
+    checkpoints,
+    events,
+    gap_consents,
+    ledgers,
+)
 
 # Runs of missing sequences between stored ledgers, found by the database in one pass.
 _GAPS_SQL = text(
@@ -108,6 +114,14 @@ def ledger_from_row(row: Any) -> LedgerRecord:
         closed_at=as_utc(row.closed_at),
         event_count=row.event_count,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class GapConsent:
+    id: int
+    through_ledger: int | None
+    note: str
+    requested_by: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +208,31 @@ class Store:
             ).scalar_one_or_none()
             raise CheckpointConflictError(stream, expected, found)
 
+    # --- markers: other positions kept beside the checkpoint (e.g. verified through) ---------
+
+    def marker(self, name: str) -> int | None:
+        with read_connection(self.engine) as conn:
+            value = conn.execute(
+                select(checkpoints.c.ledger).where(checkpoints.c.stream == f"{self.stream}:{name}")
+            ).scalar_one_or_none()
+        return int(value) if value is not None else None
+
+    def move_marker(self, name: str, expected: int | None, new: int) -> None:
+        """Compare-and-set a marker; creates it when `expected` is None."""
+        stream = f"{self.stream}:{name}"
+        with write_transaction(self.engine) as conn:
+            if expected is None:
+                conn.execute(
+                    insert(checkpoints).values(
+                        stream=stream,
+                        ledger=new,
+                        filter_fingerprint="marker",
+                        updated_at=datetime.now(UTC),
+                    )
+                )
+                return
+            self._advance(conn, stream, expected, new)
+
     # --- batches -------------------------------------------------------------------------
 
     def commit_batch(self, batch: Batch, hooks: Sequence[BatchHook] = ()) -> None:
@@ -223,8 +262,43 @@ class Store:
             self._advance(conn, self.stream, expected, new)
         return True
 
-    def acknowledge_gap(self, first: int, last: int, note: str) -> AcknowledgedGap:
-        """Accept ledgers first..last as lost and move the checkpoint past them."""
+    def consent_to_gap(self, through: int | None, note: str, by: str) -> int:
+        """Record an operator's consent to skip lost ledgers up to `through` (None: whatever
+        the retention window has lost when the worker next resumes)."""
+        with write_transaction(self.engine) as conn:
+            inserted = conn.execute(
+                insert(gap_consents).values(
+                    stream=self.stream,
+                    through_ledger=through,
+                    note=note,
+                    requested_by=by[:64],
+                    requested_at=datetime.now(UTC),
+                )
+            )
+            key = inserted.inserted_primary_key
+            assert key is not None
+            self.audit.record(
+                by, "consent_to_gap", self.stream, {"through": through, "note": note}, conn=conn
+            )
+            return int(key[0])
+
+    def pending_gap_consent(self) -> GapConsent | None:
+        with read_connection(self.engine) as conn:
+            row = conn.execute(
+                select(gap_consents)
+                .where(
+                    and_(gap_consents.c.stream == self.stream, gap_consents.c.consumed_at.is_(None))
+                )
+                .order_by(gap_consents.c.id.desc())
+                .limit(1)
+            ).one_or_none()
+        if row is None:
+            return None
+        return GapConsent(row.id, row.through_ledger, row.note, row.requested_by)
+
+    def acknowledge_gap(self, first: int, last: int, consent: GapConsent) -> AcknowledgedGap:
+        """Skip ledgers first..last as lost, carrying out `consent`: checkpoint, record, consent
+        and the retention_gap discrepancy all change in one transaction."""
         now = datetime.now(UTC)
         with write_transaction(self.engine) as conn:
             self._advance(conn, self.stream, first - 1, last)
@@ -234,10 +308,19 @@ class Store:
                     first_ledger=first,
                     last_ledger=last,
                     acknowledged_at=now,
-                    note=note,
+                    note=f"{consent.note} (by {consent.requested_by})",
                 )
             )
-        return AcknowledgedGap(first, last, now, note)
+            conn.execute(
+                update(gap_consents).where(gap_consents.c.id == consent.id).values(consumed_at=now)
+            )
+            self.discrepancies.resolve_key(
+                f"retention_gap:checkpoint:{first}",
+                consent.requested_by,
+                f"ledgers {first}-{last} accepted as lost: {consent.note}",
+                conn,
+            )
+        return AcknowledgedGap(first, last, now, consent.note)
 
     def acknowledged_gaps(self) -> list[AcknowledgedGap]:
         with read_connection(self.engine) as conn:

@@ -81,6 +81,21 @@ acknowledged_gaps = Table(
     Column("note", Text, nullable=False),
 )
 
+# An operator's consent to skip ledgers the RPC no longer keeps; the worker carries it out
+# when it next meets the gap, so the exact range is known only then (the window slides).
+gap_consents = Table(
+    "gap_consents",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("stream", String(64), nullable=False),
+    # NULL: whatever the retention window has lost when the worker resumes.
+    Column("through_ledger", BigInteger, nullable=True),
+    Column("note", Text, nullable=False),
+    Column("requested_by", String(64), nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("consumed_at", DateTime(timezone=True), nullable=True),
+)
+
 discrepancies = Table(
     "discrepancies",
     metadata,

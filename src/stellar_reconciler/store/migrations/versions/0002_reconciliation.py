@@ -1,4 +1,4 @@
-"""Reconciliation: discrepancies (with a webhook outbox) and the audit log.
+"""Reconciliation: discrepancies (with a webhook outbox), gap consents and the audit log.
 
 Revision ID: 0002
 Revises: 0001
@@ -20,6 +20,16 @@ JsonType = sa.JSON().with_variant(JSONB(), "postgresql")
 
 
 def upgrade() -> None:
+    op.create_table(
+        "gap_consents",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("stream", sa.String(64), nullable=False),
+        sa.Column("through_ledger", sa.BigInteger, nullable=True),
+        sa.Column("note", sa.Text, nullable=False),
+        sa.Column("requested_by", sa.String(64), nullable=False),
+        sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("consumed_at", sa.DateTime(timezone=True), nullable=True),
+    )
     op.create_table(
         "discrepancies",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -64,3 +74,4 @@ def downgrade() -> None:
     op.drop_index("ix_discrepancies_kind_open", "discrepancies")
     op.drop_index("ux_discrepancies_open_key", "discrepancies")
     op.drop_table("discrepancies")
+    op.drop_table("gap_consents")

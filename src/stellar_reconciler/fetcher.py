@@ -1,0 +1,138 @@
+"""RangeFetcher: complete ledger ranges from the RPC, decoded and hash-checked.
+
+The worker uses one to follow the tip; maintenance jobs (re-verification, gap filling,
+rescans) use their own, so their paging state never mixes with the follower's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from stellar_reconciler.decode import DecodeError, decode_event
+from stellar_reconciler.errors import ReconcilerError, RpcProtocolError
+from stellar_reconciler.models import Batch, Event, LedgerHeader, LedgerRecord, RawEvent
+from stellar_reconciler.models import utc_from_unix as _utc
+from stellar_reconciler.pager import EventPager, LedgerPager
+from stellar_reconciler.rpc import StellarRpc
+
+# Aim for batches of about this many events: big enough to amortise a commit, small enough
+# that memory stays bounded on mainnet (~1,000 events a ledger).
+TARGET_BATCH_EVENTS = 10_000
+
+
+class ChainBreakError(ReconcilerError):
+    """A ledger's previous hash does not match the hash of the ledger before it."""
+
+    def __init__(self, sequence: int, expected: str, found: str) -> None:
+        self.sequence = sequence
+        self.expected = expected
+        self.found = found
+        # The ledgers of the batch before the break, which do chain: still worth committing.
+        self.valid_prefix: Batch | None = None
+        super().__init__(
+            f"hash chain broken at ledger {sequence}: its previous hash is {found} but ledger "
+            f"{sequence - 1} has hash {expected}; the RPC serves a different history than the "
+            "one indexed. Check STELLAR_RPC_URL and the network, resolve the chain_break "
+            "discrepancy, then restart the worker"
+        )
+
+
+def build_batch(
+    first: int, headers: Sequence[LedgerHeader], events: Sequence[Event], previous_hash: str | None
+) -> Batch:
+    """Assemble a batch, proving the hash chain runs unbroken through it."""
+    counts = Counter(event.ledger for event in events)
+    records: list[LedgerRecord] = []
+    expected = previous_hash
+    for header in headers:
+        if expected is not None and header.previous_hash != expected:
+            error = ChainBreakError(header.sequence, expected, header.previous_hash)
+            if records:
+                kept = [e for e in events if e.ledger < header.sequence]
+                error.valid_prefix = Batch(first, header.sequence - 1, tuple(records), tuple(kept))
+            raise error
+        records.append(
+            LedgerRecord(
+                sequence=header.sequence,
+                hash=header.hash,
+                previous_hash=header.previous_hash,
+                closed_at=_utc(header.close_time),
+                event_count=counts.get(header.sequence, 0),
+            )
+        )
+        expected = header.hash
+    last = first + len(records) - 1
+    stray = [e.id for e in events if not first <= e.ledger <= last]
+    if stray:
+        raise RpcProtocolError("getEvents", f"events outside ledgers {first}-{last}: {stray[:3]}")
+    return Batch(first, last, tuple(records), tuple(events))
+
+
+def decode_events(raw_events: Sequence[RawEvent]) -> list[Event]:
+    try:
+        return [decode_event(raw) for raw in raw_events]
+    except DecodeError as exc:
+        raise RpcProtocolError("getEvents", str(exc)) from exc
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that brought a task group down (the others are its cancellations)."""
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            return first_error(error)
+        if not isinstance(error, asyncio.CancelledError):
+            return error
+    return group.exceptions[0]
+
+
+class RangeFetcher:
+    """Fetches consecutive ledger ranges: every header (hash-verified) and every event."""
+
+    def __init__(self, rpc: StellarRpc, filter_sets: list[list[dict[str, Any]]]) -> None:
+        self.events = EventPager(rpc, filter_sets)
+        self.ledgers = LedgerPager(rpc)
+
+    def reset(self, next_ledger: int) -> None:
+        self.events.reset(next_ledger)
+
+    @property
+    def next_ledger(self) -> int:
+        return self.events.next_ledger
+
+    async def fetch(
+        self,
+        first: int,
+        last: int,
+        previous_hash: str | None,
+        max_events: int | None = 2 * TARGET_BATCH_EVENTS,
+    ) -> Batch:
+        """The batch starting at `first` (the fetcher's position) and ending at `last`, or
+        earlier at a ledger boundary once `max_events` events are in hand."""
+        if first != self.next_ledger:
+            self.reset(first)
+        try:
+            # Headers and events come from two different methods; ask for both at once.
+            async with asyncio.TaskGroup() as group:
+                events_task = group.create_task(self.events.take(last, max_events=max_events))
+                headers_task = group.create_task(self.ledgers.headers(first, last))
+        except BaseExceptionGroup as group_error:
+            raise first_error(group_error) from None
+        raw_events, through = events_task.result()
+        decoded = await asyncio.to_thread(decode_events, raw_events)
+        headers = headers_task.result()[: through - first + 1]
+        return build_batch(first, headers, decoded, previous_hash)
+
+    async def batches(
+        self, first: int, last: int, previous_hash: str | None
+    ) -> AsyncIterator[Batch]:
+        """first..last as consecutive batches of about TARGET_BATCH_EVENTS events each."""
+        self.reset(first)
+        next_ledger = first
+        while next_ledger <= last:
+            batch = await self.fetch(next_ledger, last, previous_hash, TARGET_BATCH_EVENTS)
+            previous_hash = batch.ledgers[-1].hash
+            next_ledger = batch.last_ledger + 1
+            yield batch

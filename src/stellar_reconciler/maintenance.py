@@ -1,0 +1,390 @@
+"""Maintenance: proves the stored history whole and true, and repairs what it can by itself.
+
+Runs beside the worker, on ledgers already behind the checkpoint (so the two never write the
+same rows): re-verifies stored ranges against a fresh read of the RPC, fills gaps that are
+still inside the RPC's retention window, and runs the rescans and verifications operators
+ask for. Every finding is a discrepancy record; repairs are one transaction each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from stellar_reconciler.control import Controls, Job
+from stellar_reconciler.errors import ReconcilerError, RpcError
+from stellar_reconciler.fetcher import ChainBreakError, RangeFetcher
+from stellar_reconciler.metrics import Metrics
+from stellar_reconciler.models import Batch, Event, NetworkTip
+from stellar_reconciler.reconcile import Comparison, EventFingerprint, Range, compare_ranges
+from stellar_reconciler.rpc import StellarRpc
+from stellar_reconciler.status import SYNCED_LAG, ServiceStatus
+from stellar_reconciler.store import BatchHook, Store
+from stellar_reconciler.store.database import write_transaction
+from stellar_reconciler.store.discrepancies import BLOCKING_KINDS, NewDiscrepancy
+
+log = structlog.get_logger("stellar_reconciler.maintenance")
+
+VERIFIED_MARKER = "verified"
+# Look for gaps every this many idle ticks (the query scans the ledgers index).
+GAP_CHECK_EVERY_TICKS = 30
+# At most this many periodic ranges are verified in one go when verification is behind.
+MAX_RANGES_PER_TICK = 16
+
+
+def fingerprint(event: Event) -> EventFingerprint:
+    return EventFingerprint(
+        event.id, event.ledger, event.contract_id, event.type, event.tx_hash,
+        tuple(event.topics_xdr), event.value_xdr,
+    )  # fmt: skip
+
+
+@dataclass
+class VerifyReport:
+    """What one verification found and did."""
+
+    first_ledger: int
+    last_ledger: int
+    ledgers_checked: int = 0
+    repaired: list[Range] = field(default_factory=list)
+    unrepaired: list[Range] = field(default_factory=list)
+    chain_breaks: list[int] = field(default_factory=list)
+    gaps_filled: list[Range] = field(default_factory=list)
+    retention_gaps: list[Range] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.unrepaired or self.chain_breaks or self.retention_gaps)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "first_ledger": self.first_ledger,
+            "last_ledger": self.last_ledger,
+            "ledgers_checked": self.ledgers_checked,
+            "repaired": [list(r) for r in self.repaired],
+            "unrepaired": [list(r) for r in self.unrepaired],
+            "chain_breaks": self.chain_breaks,
+            "gaps_filled": [list(r) for r in self.gaps_filled],
+            "retention_gaps": [list(r) for r in self.retention_gaps],
+            "clean": self.clean,
+        }
+
+
+class Maintenance:
+    def __init__(
+        self,
+        rpc: StellarRpc,
+        store: Store,
+        status: ServiceStatus,
+        metrics: Metrics,
+        controls: Controls,
+        filter_sets: list[list[dict[str, Any]]],
+        verify_every: int,
+        tick_seconds: float = 1.0,
+        batch_hooks: Sequence[BatchHook] = (),
+    ) -> None:
+        self.rpc = rpc
+        self.store = store
+        self.status = status
+        self.metrics = metrics
+        self.controls = controls
+        self.filter_sets = filter_sets
+        self.verify_every = verify_every
+        self.tick_seconds = tick_seconds
+        self.batch_hooks = tuple(batch_hooks)
+        self._ticks = 0
+
+    # --- the loop ------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run jobs as they come and periodic checks between them, until `stop`."""
+        await asyncio.to_thread(self.refresh_health)
+        while not stop.is_set():
+            job = await self._next_job(stop)
+            try:
+                if job is not None:
+                    await self.run_job(job)
+                else:
+                    await self.tick()
+            except (RpcError, ReconcilerError) as exc:
+                # The next tick tries again; a failed check never changes stored data.
+                log.warning("maintenance_failed", error=str(exc))
+                self.status.record_error(f"maintenance: {exc}")
+
+    async def _next_job(self, stop: asyncio.Event) -> Job | None:
+        getter = asyncio.ensure_future(self.controls.next_job())
+        stopper = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait(
+            {getter, stopper}, timeout=self.tick_seconds, return_when=asyncio.FIRST_COMPLETED
+        )
+        stopper.cancel()
+        if getter in done:
+            return getter.result()
+        getter.cancel()
+        return None
+
+    async def tick(self) -> None:
+        self._ticks += 1
+        await asyncio.to_thread(self.refresh_health)
+        tip = self.status.tip
+        if tip is None or self.status.last_processed_ledger is None:
+            return
+        if self._ticks % GAP_CHECK_EVERY_TICKS == 1:
+            await self.repair_gaps(tip)
+        lag = self.status.ledger_lag or 0
+        # Verification doubles what is read from the RPC; while catching up, catching up wins.
+        if self.verify_every and lag <= SYNCED_LAG and not self.status.paused:
+            await self.verify_due()
+
+    def refresh_health(self) -> None:
+        """Open chain breaks and source mismatches make health 503; export counts by kind."""
+        counts = self.store.discrepancies.open_counts()
+        for kind, count in counts.items():
+            self.metrics.discrepancies_open.labels(kind=kind).set(count)
+        conditions = {
+            kind: f"{counts[kind]} open {kind} discrepancies: see /api/discrepancies?kind={kind}"
+            for kind in sorted(BLOCKING_KINDS)
+            if counts.get(kind)
+        }
+        if conditions != self.status.unhealthy_conditions:
+            self.status.unhealthy_conditions = conditions
+            self.status.notify()
+
+    # --- jobs ----------------------------------------------------------------------------
+
+    async def run_job(self, job: Job) -> None:
+        job.state, job.started_at = "running", datetime.now(UTC)
+        self.status.notify()
+        log.info(
+            "job_started", job=job.id, kind=job.kind, first=job.first_ledger, last=job.last_ledger
+        )
+        try:
+            if job.kind == "rescan":
+                job.result = await self.rescan(job.first_ledger, job.last_ledger, job)
+            else:
+                tip = self.status.tip or await self.rpc.get_health()
+                report = await self.repair_gaps(tip, job.first_ledger, job.last_ledger)
+                report = await self.verify(job.first_ledger, job.last_ledger, job, report)
+                job.result = report.as_json()
+            job.state = "done"
+            job.done_ledgers = job.total_ledgers
+        except (RpcError, ReconcilerError) as exc:
+            job.state, job.error = "failed", str(exc)
+            log.warning("job_failed", job=job.id, error=str(exc))
+        finally:
+            job.finished_at = datetime.now(UTC)
+            await asyncio.to_thread(self.refresh_health)
+            self.status.notify()
+            log.info("job_finished", job=job.id, state=job.state)
+
+    async def rescan(self, first: int, last: int, job: Job | None = None) -> dict[str, Any]:
+        """Re-index first..last from the RPC, one transaction per batch, whatever was stored."""
+        fetcher = RangeFetcher(self.rpc, self.filter_sets)
+        events = 0
+        async for batch in fetcher.batches(first, last, previous_hash=None):
+            await asyncio.to_thread(self._replace, batch, None)
+            events += len(batch.events)
+            if job is not None:
+                job.done_ledgers = batch.last_ledger - first + 1
+                self.status.notify()
+        return {"ledgers": last - first + 1, "events": events}
+
+    # --- re-verification -----------------------------------------------------------------
+
+    async def verify_due(self) -> None:
+        """Verify the next ranges of VERIFY_EVERY_LEDGERS ledgers the checkpoint has passed."""
+        checkpoint = self.status.last_processed_ledger or 0
+        verified = await asyncio.to_thread(self.store.marker, VERIFIED_MARKER)
+        if verified is None:
+            first_stored = (await asyncio.to_thread(self.store.ledger_bounds))[0]
+            if first_stored is None:
+                return
+            verified = first_stored - 1
+            await asyncio.to_thread(self.store.move_marker, VERIFIED_MARKER, None, verified)
+        ranges = 0
+        while checkpoint - verified >= self.verify_every and ranges < MAX_RANGES_PER_TICK:
+            last = verified + self.verify_every
+            await self.verify(verified + 1, last)
+            await asyncio.to_thread(self.store.move_marker, VERIFIED_MARKER, verified, last)
+            verified, ranges = last, ranges + 1
+
+    async def verify(
+        self, first: int, last: int, job: Job | None = None, report: VerifyReport | None = None
+    ) -> VerifyReport:
+        """Re-read first..last and compare it, ledger by ledger, with what is stored; repair
+        event differences and prove the repair with a second read."""
+        report = report or VerifyReport(first, last)
+        fetcher = RangeFetcher(self.rpc, self.filter_sets)
+        async for fresh in fetcher.batches(first, last, previous_hash=None):
+            comparison = await asyncio.to_thread(self._compare, fresh)
+            report.ledgers_checked += len(fresh.ledgers)
+            if job is not None:
+                job.done_ledgers = fresh.last_ledger - first + 1
+                self.status.notify()
+            if comparison.matches:
+                continue
+            broken = [d.ledger for d in comparison.diffs if d.stored_hash != d.network_hash]
+            if broken:
+                await asyncio.to_thread(self._record_rewritten_history, comparison, broken)
+                report.chain_breaks.extend(broken)
+                continue
+            await self._repair(fresh, comparison, report)
+        return report
+
+    def _compare(self, fresh: Batch) -> Comparison:
+        first, last = fresh.first_ledger, fresh.last_ledger
+        stored_hashes = self.store.ledger_hashes(first, last)
+        # Ledgers missing from the store are gaps, found and filled by repair_gaps.
+        present = [ledger for ledger in fresh.ledgers if ledger.sequence in stored_hashes]
+        network_hashes = {ledger.sequence: ledger.hash for ledger in present}
+        network = [fingerprint(e) for e in fresh.events if e.ledger in stored_hashes]
+        stored = self.store.fingerprints(first, last)
+        return compare_ranges(first, last, stored, network, stored_hashes, network_hashes)
+
+    async def _repair(self, fresh: Batch, comparison: Comparison, report: VerifyReport) -> None:
+        span = (fresh.first_ledger, fresh.last_ledger)
+        summary = comparison.summary()
+        key = f"source_mismatch:{span[0]}-{span[1]}"
+        found = {"stored_differs": summary}
+        message = (
+            f"ledgers {span[0]}-{span[1]} differed from the RPC: {summary['missing']} events "
+            f"missing, {summary['unexpected']} not on chain, {summary['changed']} changed"
+        )
+        discrepancy = NewDiscrepancy(
+            kind="source_mismatch", key=key, message=message, first_ledger=span[0],
+            last_ledger=span[1], expected={"ledgers": len(fresh.ledgers)}, found=found,
+        )  # fmt: skip
+        await asyncio.to_thread(self._replace, fresh, discrepancy)
+        log.warning("source_mismatch_repaired", first=span[0], last=span[1], **{
+            k: summary[k] for k in ("missing", "unexpected", "changed")
+        })  # fmt: skip
+        # A repair holds only if a second, independent read agrees with what we now store.
+        second = await RangeFetcher(self.rpc, self.filter_sets).fetch(
+            span[0], span[1], previous_hash=None, max_events=None
+        )
+        if (await asyncio.to_thread(self._compare, second)).matches:
+            await asyncio.to_thread(
+                self.store.discrepancies.resolve_key,
+                key,
+                "auto",
+                f"re-indexed ledgers {span[0]}-{span[1]} from the RPC in one transaction; a "
+                "second read matched what is now stored",
+            )
+            report.repaired.append(span)
+        else:
+            report.unrepaired.append(span)
+            log.error("source_mismatch_unrepaired", first=span[0], last=span[1])
+
+    def _replace(self, batch: Batch, discrepancy: NewDiscrepancy | None) -> None:
+        with write_transaction(self.store.engine) as conn:
+            self.store.replace_range(
+                batch.first_ledger, batch.last_ledger, batch.ledgers, batch.events, conn
+            )
+            for hook in self.batch_hooks:
+                hook(conn, batch)
+            if discrepancy is not None:
+                self.store.discrepancies.open(discrepancy, conn)
+
+    def _record_rewritten_history(self, comparison: Comparison, broken: list[int]) -> None:
+        for diff in comparison.diffs:
+            if diff.ledger not in broken:
+                continue
+            self.store.discrepancies.open(
+                NewDiscrepancy(
+                    kind="chain_break",
+                    key=f"chain_break:{diff.ledger}",
+                    message=(
+                        f"ledger {diff.ledger} is stored with hash {diff.stored_hash} but the RPC "
+                        f"now serves hash {diff.network_hash}: the network's history differs "
+                        "from the indexed one. Nothing was changed; check STELLAR_RPC_URL"
+                    ),
+                    first_ledger=diff.ledger,
+                    last_ledger=diff.ledger,
+                    expected={"hash": diff.stored_hash},
+                    found={"hash": diff.network_hash},
+                )
+            )
+
+    # --- gaps ----------------------------------------------------------------------------
+
+    async def repair_gaps(
+        self, tip: NetworkTip, low: int | None = None, high: int | None = None
+    ) -> VerifyReport:
+        """Fill gaps inside the RPC's retention window, in order, one transaction each; record
+        the ones outside it as retention_gap discrepancies with their exact range."""
+        gaps = await asyncio.to_thread(self.store.find_gaps, low, high)
+        report = VerifyReport(low or 0, high or 0)
+        for first, last in gaps:
+            if last < tip.oldest_ledger:
+                lost: Range = (first, last)
+            elif first < tip.oldest_ledger:
+                lost = (first, tip.oldest_ledger - 1)
+                first = tip.oldest_ledger
+            else:
+                lost = (0, -1)
+            if lost[0] <= lost[1]:
+                await asyncio.to_thread(self._record_retention_gap, lost, tip)
+                report.retention_gaps.append(lost)
+            if first <= last and last >= tip.oldest_ledger:
+                await self._fill(first, last)
+                report.gaps_filled.append((first, last))
+        return report
+
+    async def _fill(self, first: int, last: int) -> None:
+        before = await asyncio.to_thread(self.store.ledger, first - 1)
+        after = await asyncio.to_thread(self.store.ledger, last + 1)
+        fetcher = RangeFetcher(self.rpc, self.filter_sets)
+        batches = [b async for b in fetcher.batches(first, last, before.hash if before else None)]
+        if after is not None and batches and batches[-1].ledgers[-1].hash != after.previous_hash:
+            raise ChainBreakError(last + 1, batches[-1].ledgers[-1].hash, after.previous_hash)
+        events = sum(len(b.events) for b in batches)
+        await asyncio.to_thread(self._insert_gap, first, last, batches, events)
+        log.info("gap_filled", first=first, last=last, events=events)
+
+    def _insert_gap(self, first: int, last: int, batches: list[Batch], events: int) -> None:
+        with write_transaction(self.store.engine) as conn:
+            for batch in batches:
+                # Events of a missing ledger row may survive it; the fresh read replaces them.
+                self.store.replace_range(
+                    batch.first_ledger, batch.last_ledger, batch.ledgers, batch.events, conn
+                )
+                for hook in self.batch_hooks:
+                    hook(conn, batch)
+            new = NewDiscrepancy(
+                kind="gap",
+                key=f"gap:{first}-{last}",
+                message=f"ledgers {first}-{last} were missing from the database",
+                first_ledger=first,
+                last_ledger=last,
+            )
+            discrepancy_id, _ = self.store.discrepancies.open(new, conn)
+            self.store.discrepancies.resolve(
+                discrepancy_id,
+                "auto",
+                f"filled from the RPC in one transaction: {last - first + 1} ledgers, "
+                f"{events} events, hash chain checked on both sides",
+                conn,
+            )
+
+    def _record_retention_gap(self, lost: Range, tip: NetworkTip) -> None:
+        first, last = lost
+        self.store.discrepancies.open(
+            NewDiscrepancy(
+                kind="retention_gap",
+                key=f"retention_gap:{first}-{last}",
+                message=(
+                    f"ledgers {first}-{last} are missing and older than the RPC keeps (oldest: "
+                    f"{tip.oldest_ledger}); they cannot be filled from this RPC. Fill them from "
+                    "an archive RPC, or accept the loss by resolving this discrepancy"
+                ),
+                first_ledger=first,
+                last_ledger=last,
+                expected={"ledgers": last - first + 1},
+                found={"oldest_available_ledger": tip.oldest_ledger},
+            )
+        )
