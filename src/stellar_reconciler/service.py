@@ -27,6 +27,7 @@ from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.rpc import RetryPolicy, RpcObserver, StellarRpc
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import BatchHook, Store
+from stellar_reconciler.telemetry import Telemetry
 from stellar_reconciler.worker import Worker, WorkerOptions
 
 log = structlog.get_logger("stellar_reconciler.service")
@@ -80,6 +81,7 @@ class Service:
     rpc: StellarRpc
     worker: Worker
     maintenance: Maintenance
+    telemetry: Telemetry
     server: _QuietServer
 
     @classmethod
@@ -100,12 +102,14 @@ class Service:
             options.filter_sets,
             settings.verify_every_ledgers,
         )
+        telemetry = Telemetry(metrics, status)
         app = create_app(
             ApiContext(
                 store=store,
                 status=status,
                 metrics=metrics,
                 controls=controls,
+                telemetry=telemetry,
                 service_name=settings.service_name,
                 safe_settings=settings.safe_view(),
                 admin_token=settings.admin_token,
@@ -130,6 +134,7 @@ class Service:
             rpc,
             worker,
             maintenance,
+            telemetry,
             _QuietServer(config),
         )
 
@@ -161,6 +166,7 @@ class Service:
                 group.create_task(self._serve_http(stop))
                 group.create_task(self._supervise_worker(stop))
                 group.create_task(self.maintenance.run(stop))
+                group.create_task(self.telemetry.run(stop))
         finally:
             await self.rpc.aclose()
             self.store.close()

@@ -225,3 +225,20 @@ async def test_openapi_documents_the_public_api(service_base) -> None:  # type: 
         schema["paths"]
     )
     assert docs.status_code == 200
+
+
+async def test_events_newest_first_pages_backwards(service_base) -> None:  # type: ignore[no-untyped-def]
+    """order=desc returns the newest events first and its cursor pages towards older ones."""
+    net, base = service_base
+    async with httpx.AsyncClient(base_url=base) as http:
+        first = (await http.get("/api/events", params={"order": "desc", "limit": 7})).json()
+        second = (
+            await http.get(
+                "/api/events", params={"order": "desc", "limit": 7, "cursor": first["next_cursor"]}
+            )
+        ).json()
+        bad = await http.get("/api/events", params={"order": "sideways"})
+    ids = [e["id"] for e in first["events"] + second["events"]]
+    expected = [e["id"] for e in net.record_events(net.first_ledger, net.latest_ledger)]
+    assert ids == list(reversed(expected))[:14]
+    assert bad.status_code == 422 and "order" in bad.json()["error"]

@@ -11,6 +11,7 @@ from stellar_reconciler.control import Controls
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import Store
+from stellar_reconciler.telemetry import Telemetry
 
 
 @dataclass
@@ -19,6 +20,7 @@ class ApiContext:
     status: ServiceStatus
     metrics: Metrics
     controls: Controls
+    telemetry: Telemetry
     service_name: str = "stellar-reconciler"
     safe_settings: dict[str, Any] = field(default_factory=dict)
     admin_token: str = ""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from stellar_sdk import StrKey
@@ -54,6 +54,9 @@ def list_events(
     to_ledger: Annotated[int | None, LedgerParam] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    order: Annotated[
+        Literal["asc", "desc"], Query(description="asc: oldest first (default); desc: newest first")
+    ] = "asc",
 ) -> dict[str, Any]:
     if contract_id is not None and not StrKey.is_valid_contract(contract_id):
         raise invalid_param("contract_id", "must be a contract strkey: C followed by 55 characters")
@@ -68,6 +71,7 @@ def list_events(
             to_ledger=to_ledger,
             after_id=cursor,
             limit=limit,
+            descending=order == "desc",
         )
     )
     return {"events": rows, "next_cursor": rows[-1]["id"] if len(rows) == limit else None}

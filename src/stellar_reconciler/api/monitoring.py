@@ -60,3 +60,13 @@ def status(ctx: Ctx) -> dict[str, Any]:
         }
     )
     return body
+
+
+@router.get(
+    "/api/telemetry",
+    summary="The last 15 minutes of samples (ledgers, events, lag, CPU, memory, RPC calls)",
+    tags=["monitoring"],
+    dependencies=[ReadAccess],
+)
+def telemetry(ctx: Ctx) -> dict[str, Any]:
+    return {"interval_seconds": ctx.telemetry.interval, "samples": ctx.telemetry.samples()}

@@ -132,6 +132,8 @@ class EventQuery:
     to_ledger: int | None = None
     after_id: str | None = None
     limit: int = 100
+    # Newest first: the cursor then means "older than this id".
+    descending: bool = False
 
 
 class Store:
@@ -363,8 +365,9 @@ class Store:
     # --- events --------------------------------------------------------------------------
 
     def list_events(self, query: EventQuery) -> list[dict[str, Any]]:
-        """Events in ledger and id order (the id's text order is ledger order)."""
-        statement = select(events).order_by(events.c.id).limit(query.limit)
+        """Events in ledger and id order, or newest first (an id's text order is ledger order)."""
+        order = events.c.id.desc() if query.descending else events.c.id
+        statement = select(events).order_by(order).limit(query.limit)
         conditions = []
         if query.contract_id is not None:
             conditions.append(events.c.contract_id == query.contract_id)
@@ -375,7 +378,10 @@ class Store:
         if query.to_ledger is not None:
             conditions.append(events.c.ledger <= query.to_ledger)
         if query.after_id is not None:
-            conditions.append(events.c.id > query.after_id)
+            after = (
+                events.c.id < query.after_id if query.descending else events.c.id > query.after_id
+            )
+            conditions.append(after)
         if conditions:
             statement = statement.where(and_(*conditions))
         with read_connection(self.engine) as conn:
