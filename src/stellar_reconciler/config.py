@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     def from_env(cls, **overrides: Any) -> Settings:
         """Read and validate the environment once; raise ConfigError on the first bad value."""
         try:
-            return cls(**overrides)
+            settings = cls(**overrides)
         except ValidationError as exc:
             first = exc.errors()[0]
             name = str(first["loc"][0]) if first["loc"] else "settings"
@@ -121,6 +121,14 @@ class Settings(BaseSettings):
             # A database URL may carry a password; never echo it to a terminal or a log.
             shown = _PASSWORD.sub(r"\1***@", str(value))
             raise ConfigError(variable, shown, EXPECTED_FORMS.get(variable, first["msg"])) from None
+        if settings.webhook_urls and len(settings.webhook_secret) < 16:
+            raise ConfigError(
+                "WEBHOOK_SECRET",
+                "***" if settings.webhook_secret else "",
+                "a secret of at least 16 characters whenever WEBHOOK_URLS is set (webhooks are "
+                "signed with it)",
+            )
+        return settings
 
     @field_validator("bind_addr")
     @classmethod

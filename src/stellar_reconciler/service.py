@@ -28,6 +28,7 @@ from stellar_reconciler.rpc import RetryPolicy, RpcObserver, StellarRpc
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import BatchHook, Store
 from stellar_reconciler.telemetry import Telemetry
+from stellar_reconciler.webhook import WebhookSender
 from stellar_reconciler.worker import Worker, WorkerOptions
 
 log = structlog.get_logger("stellar_reconciler.service")
@@ -167,6 +168,14 @@ class Service:
                 group.create_task(self._supervise_worker(stop))
                 group.create_task(self.maintenance.run(stop))
                 group.create_task(self.telemetry.run(stop))
+                if self.settings.webhook_urls:
+                    sender = WebhookSender(
+                        self.store,
+                        self.settings.webhook_urls,
+                        self.settings.webhook_secret,
+                        self.settings.service_name,
+                    )
+                    group.create_task(sender.run(stop))
         finally:
             await self.rpc.aclose()
             self.store.close()

@@ -118,3 +118,13 @@ def test_safe_view_hides_secrets() -> None:
     view = str(settings.safe_view())
     assert "secretpw" not in view and "a" * 20 not in view
     assert settings.safe_view()["admin_enabled"] is True
+
+
+def test_webhooks_need_a_signing_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """WEBHOOK_URLS without a WEBHOOK_SECRET is refused: webhooks are always signed."""
+    monkeypatch.setenv("WEBHOOK_URLS", "http://127.0.0.1:9/hook")
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env()
+    assert caught.value.variable == "WEBHOOK_SECRET"
+    monkeypatch.setenv("WEBHOOK_SECRET", "s" * 16)
+    assert Settings.from_env().webhook_urls == ("http://127.0.0.1:9/hook",)
