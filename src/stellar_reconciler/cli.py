@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -77,6 +78,7 @@ def demo(
     ] = None,
 ) -> None:
     """Run a simulated Stellar network and the service against it, on SQLite; print the URL."""
+    import secrets
     import tempfile
 
     from stellar_reconciler.demo import run_demo
@@ -86,6 +88,8 @@ def demo(
             database_url=database_url or f"sqlite:///{folder}/demo.db",
             bind_addr=f"127.0.0.1:{port}",
             start_ledger="oldest",
+            # The demo's actions need a token; a fresh one each run unless ADMIN_TOKEN is set.
+            admin_token=os.environ.get("ADMIN_TOKEN") or secrets.token_urlsafe(18),
             # The simulated network does not exist yet; run_demo points the service at it.
             stellar_rpc_url="http://127.0.0.1:1/",
         )

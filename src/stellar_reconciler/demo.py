@@ -31,6 +31,15 @@ async def run_demo(
             events_per_ledger=events_per_ledger,
         )
     )
+    # Something for reconciliation to find: one event left out of its first answer and one
+    # served with another amount on a second read. Re-verification repairs both.
+    tampered = net.first_ledger + max(history - 150, 0)
+    for offset in range(20):
+        events = net.ledger_events(tampered + offset)
+        if events is not None and len(events) >= 2:
+            net.drop_event_at(tampered + offset, 0)
+            net.alter_event(net.event_id_at(tampered + offset, 1))
+            break
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     async with asyncio.TaskGroup() as group:
         group.create_task(
@@ -44,4 +53,5 @@ async def run_demo(
         say(f"Simulated Stellar network: {rpc_url} (a ledger every {ledger_interval:g}s)")
         say(f"stellar-reconciler: {base}/  (health {base}/health, API docs {base}/docs)")
         say(f"Token contract {net.token_contract_id}, escrow contract {net.escrow_contract_id}")
+        say(f"Admin token for the dashboard's actions: {settings.admin_token}")
         say("Press Ctrl-C to stop.")

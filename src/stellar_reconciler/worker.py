@@ -24,6 +24,8 @@ from stellar_reconciler.errors import (
     LedgerOutOfRangeError,
     ReconcilerError,
     RpcError,
+    RpcProtocolError,
+    RpcRequestError,
     RpcTransientError,
 )
 from stellar_reconciler.fetcher import (
@@ -33,7 +35,7 @@ from stellar_reconciler.fetcher import (
     first_error,
 )
 from stellar_reconciler.metrics import Metrics
-from stellar_reconciler.models import Batch, NetworkTip
+from stellar_reconciler.models import Batch, NetworkInfo, NetworkTip
 from stellar_reconciler.pager import build_filter_sets
 from stellar_reconciler.rpc import StellarRpc
 from stellar_reconciler.status import ServiceStatus
@@ -165,7 +167,7 @@ class Worker:
         tip = await self.rpc.get_health()
         self.status.observe_tip(tip)
         if self.status.network is None:
-            self.status.network = await self.rpc.get_network()
+            self.status.network = await self._network()
         if self._checkpoint is None:
             start = self._start_ledger(tip)
             self._checkpoint = await asyncio.to_thread(
@@ -222,6 +224,16 @@ class Worker:
             self.status.record_idle_success()
             return
         await self._catch_up(tip, stop)
+
+    async def _network(self) -> NetworkInfo:
+        """The network's passphrase and protocol: shown to operators, never needed to index,
+        so a node that does not answer getNetwork does not stop the worker."""
+        try:
+            return await self.rpc.get_network()
+        except (RpcRequestError, RpcProtocolError) as exc:
+            log.warning("network_unknown", error=str(exc))
+            # A network passphrase is public, not a secret.
+            return NetworkInfo(passphrase="unknown (getNetwork failed)", protocol_version=0)  # noqa: S106
 
     def _start_ledger(self, tip: NetworkTip) -> int:
         choice = self.options.start_ledger
