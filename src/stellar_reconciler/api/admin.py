@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from stellar_reconciler.api.auth import Admin, ReadAccess
 from stellar_reconciler.api.context import ApiContext, context
 from stellar_reconciler.api.errors import invalid_param
-from stellar_reconciler.api.reconciliation import RangeRequest, check_stored_range
+from stellar_reconciler.api.reconciliation import RangeRequest, submit_job
 
 router = APIRouter(tags=["operations"])
 Ctx = Annotated[ApiContext, Depends(context)]
@@ -76,11 +76,7 @@ async def resume_worker(ctx: Ctx, actor: Admin) -> dict[str, Any]:
     summary="Re-index a stored ledger range from the RPC, one transaction per batch",
 )
 async def rescan(ctx: Ctx, actor: Admin, body: RangeRequest) -> JSONResponse:
-    check_stored_range(ctx, body)
-    job = ctx.controls.submit("rescan", body.from_ledger, body.to_ledger, actor.name)
-    target = f"{body.from_ledger}-{body.to_ledger}"
-    await run_in_threadpool(actor.audit, ctx, "rescan", target, {"job": job.id})
-    return JSONResponse(job.as_json(), status_code=202)
+    return await submit_job(ctx, actor, "rescan", body)
 
 
 @router.post(

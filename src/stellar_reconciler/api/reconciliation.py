@@ -9,9 +9,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from stellar_reconciler.api.auth import Admin, ReadAccess
+from stellar_reconciler.api.auth import Actor, Admin, ReadAccess
 from stellar_reconciler.api.context import ApiContext, context
 from stellar_reconciler.api.errors import ApiError, invalid_param
+from stellar_reconciler.control import JobKind
 from stellar_reconciler.store.discrepancies import KINDS
 
 router = APIRouter(tags=["reconciliation"])
@@ -124,11 +125,18 @@ def list_gaps(ctx: Ctx) -> dict[str, Any]:
     summary="Re-verify a stored range against the RPC, filling gaps and repairing differences",
 )
 async def verify(ctx: Ctx, actor: Admin, body: RangeRequest) -> JSONResponse:
-    # async: the job queue belongs to the event loop; the audit write goes to a thread.
+    return await submit_job(ctx, actor, "verify", body)
+
+
+async def submit_job(
+    ctx: ApiContext, actor: Actor, kind: JobKind, body: RangeRequest
+) -> JSONResponse:
+    """Queue a range job and audit it. Async because the job queue belongs to the event loop;
+    the audit write goes to a thread."""
     check_stored_range(ctx, body)
-    job = ctx.controls.submit("verify", body.from_ledger, body.to_ledger, actor.name)
+    job = ctx.controls.submit(kind, body.from_ledger, body.to_ledger, actor.name)
     target = f"{body.from_ledger}-{body.to_ledger}"
-    await run_in_threadpool(actor.audit, ctx, "verify", target, {"job": job.id})
+    await run_in_threadpool(actor.audit, ctx, kind, target, {"job": job.id})
     return JSONResponse(job.as_json(), status_code=202)
 
 
