@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import httpx
@@ -105,6 +106,52 @@ def demo(
                 )
             )
         )
+
+
+expect_app = typer.Typer(help="The application's expected records.", no_args_is_help=True)
+app.add_typer(expect_app, name="expect")
+
+
+@expect_app.command("import")
+def expect_import(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV file: a header row naming the columns, then one record per row",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ],
+) -> None:
+    """Import expected records from CSV, all or nothing; bad rows are listed by line.
+
+    Columns (header row, any order): external_id, contract_id, event_name (required);
+    deadline_ledger or deadline_ledgers (one of them); amount, tolerance, tx_hash, from, to,
+    topic1, topic2, topic3 (optional). Importing the same file again changes nothing.
+    """
+    from stellar_reconciler.expectations_csv import import_csv
+    from stellar_reconciler.store import Store
+
+    settings = load_settings()
+    store = Store.open(settings.sqlalchemy_url)
+    try:
+        guarded(store.migrate)
+        report = guarded(lambda: import_csv(file, store))
+    finally:
+        store.close()
+    if not report.ok:
+        for error in report.errors[:50]:
+            err_console.print(str(error), markup=False, highlight=False, soft_wrap=True)
+        if len(report.errors) > 50:
+            err_console.print(f"... and {len(report.errors) - 50} more", markup=False)
+        fail(f"nothing imported: {len(report.errors)} problem(s) in {file}")
+    console.print(
+        f"imported {report.created:,} expected records from {file} "
+        f"({report.existing:,} were already there)",
+        markup=False,
+        highlight=False,
+    )
 
 
 @app.command()

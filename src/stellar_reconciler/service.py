@@ -27,6 +27,7 @@ from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.rpc import RetryPolicy, RpcObserver, StellarRpc
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import BatchHook, Store
+from stellar_reconciler.store.expectations import ExpectationMatcher, Expectations
 from stellar_reconciler.telemetry import Telemetry
 from stellar_reconciler.webhook import WebhookSender
 from stellar_reconciler.worker import Worker, WorkerOptions
@@ -126,7 +127,7 @@ class Service:
             lifespan="off",
             timeout_graceful_shutdown=5,
         )
-        return cls(
+        service = cls(
             settings,
             store,
             status,
@@ -138,6 +139,10 @@ class Service:
             telemetry,
             _QuietServer(config),
         )
+        # Expected records are matched inside each batch's transaction (and each repair's).
+        matcher = ExpectationMatcher(Expectations.of(store), settings.unexpected_event_contracts)
+        service.set_batch_hooks([matcher])
+        return service
 
     def set_batch_hooks(self, hooks: Sequence[BatchHook]) -> None:
         """Work committed with every batch (and every repair) from now on."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from stellar_reconciler import __version__
-from stellar_reconciler.api import admin, data, monitoring, reconciliation
+from stellar_reconciler.api import admin, data, expectations, monitoring, reconciliation
 from stellar_reconciler.api.context import ApiContext
 from stellar_reconciler.api.errors import install_error_handlers
 
@@ -24,5 +24,6 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(monitoring.router)
     app.include_router(data.router)
     app.include_router(reconciliation.router)
+    app.include_router(expectations.router)
     app.include_router(admin.router)
     return app

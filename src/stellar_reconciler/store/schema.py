@@ -137,3 +137,54 @@ audit_log = Table(
     Column("detail", JsonType, nullable=True),
     Column("remote_addr", String(64), nullable=True),
 )
+
+# A pending expectation can match an event of any age up to its deadline when it is posted
+# late; looking such events up by transaction hash needs this index.
+Index("ix_events_tx_hash", events.c.tx_hash)
+
+expectations = Table(
+    "expectations",
+    metadata,
+    # Creation order: the first-created pending expectation wins an event (see matching.py).
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("external_id", String(128), nullable=False),
+    Column("contract_id", String(56), nullable=False),
+    Column("event_name", String(64), nullable=False),
+    Column("tx_hash", String(64), nullable=True),
+    # Topic values by position ({"1": "G...", ...}), normalised as matching.py compares them.
+    Column("topics", JsonType, nullable=False),
+    # i128 amounts as decimal text: exact, and wider than any SQL integer type.
+    Column("amount", String(48), nullable=True),
+    Column("tolerance", String(48), nullable=False),
+    Column("deadline_ledger", BigInteger, nullable=False),
+    # The relative deadline as given, so re-posting the same record later is recognised.
+    Column("deadline_ledgers", Integer, nullable=True),
+    # What a batch looks pending expectations up by (matching.match_key).
+    Column("match_key", String(200), nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("event_id", String(32), nullable=True),
+    Column("event_ledger", BigInteger, nullable=True),
+    Column("found_amount", String(48), nullable=True),
+    Column("difference", String(48), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("settled_at", DateTime(timezone=True), nullable=True),
+    Index("ux_expectations_external_id", "external_id", unique=True),
+    # An event satisfies at most one expectation, whatever the matching code does.
+    Index("ux_expectations_event_id", "event_id", unique=True),
+    # Pending rows only, and no index on status alone: SQLite would prefer that one to these
+    # and scan every pending row per batch; listings by status walk the primary key instead.
+    Index(
+        "ix_expectations_pending_key",
+        "contract_id",
+        "event_name",
+        "match_key",
+        sqlite_where=text("status = 'pending'"),
+        postgresql_where=text("status = 'pending'"),
+    ),
+    Index(
+        "ix_expectations_pending_deadline",
+        "deadline_ledger",
+        sqlite_where=text("status = 'pending'"),
+        postgresql_where=text("status = 'pending'"),
+    ),
+)

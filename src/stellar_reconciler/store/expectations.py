@@ -1,0 +1,389 @@
+"""Expectations: the application's expected records, created, looked up and counted.
+
+A new record is settled at once against the events already stored (the application may post
+after the event arrived); later events settle it through `ExpectationMatcher`, the batch hook.
+Both run under the lock in settlement.py, so a record posted while a batch commits cannot
+miss that batch's events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, and_, func, insert, select
+
+from stellar_reconciler.errors import ReconcilerError
+from stellar_reconciler.expectation_spec import ExpectationSpec
+from stellar_reconciler.matching import (
+    PENDING,
+    STATUSES,
+    Expectation,
+    ObservedEvent,
+    canonical,
+    match_events,
+    match_key,
+    topics_json,
+)
+from stellar_reconciler.models import Batch
+from stellar_reconciler.store import settlement
+from stellar_reconciler.store.database import read_connection, write_transaction
+from stellar_reconciler.store.discrepancies import Discrepancies, _iso, discrepancy_json
+from stellar_reconciler.store.schema import checkpoints, discrepancies, events, expectations
+from stellar_reconciler.store.settlement import (
+    IS_PENDING,
+    chunks,
+    expectation_of,
+    lock,
+    observed_events,
+    unexpected_key,
+)
+
+if TYPE_CHECKING:
+    # Only a type: Store may hold an Expectations, so importing it here would be circular.
+    from stellar_reconciler.store.repository import Store
+
+# Records without a transaction hash look back this many ledgers (about a day) for an event
+# stored before them; with a hash, any stored event up to the deadline is found (indexed).
+LOOKBACK_LEDGERS = 17_280
+DISCREPANCY_KINDS = ("missing_expected", "amount_mismatch", "unexpected")
+
+
+class ExpectationConflictError(ReconcilerError):
+    """An external id exists already with other content; nothing was created."""
+
+    def __init__(self, conflicts: list[tuple[str, list[str]]]) -> None:
+        self.conflicts = conflicts
+        shown = "; ".join(f"{eid!r} differs in {', '.join(f)}" for eid, f in conflicts[:5])
+        more = f" (and {len(conflicts) - 5} more)" if len(conflicts) > 5 else ""
+        super().__init__(
+            f"external_id already used with different content: {shown}{more}; an expected "
+            "record cannot be changed once posted: post it under a new external_id"
+        )
+
+
+class ExpectationInputError(ReconcilerError):
+    """Records that cannot be created as given; `problems` are (index in the request, field,
+    message)."""
+
+    def __init__(self, problems: list[tuple[int, str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"record {i}: {f}: {m}" for i, f, m in problems[:5]))
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    records: list[dict[str, Any]]
+    created: int
+    existing: int
+
+
+def _first_event_id(ledger: int) -> str:
+    """A bound below every event id of `ledger`: ids start with the ledger's TOID
+    (ledger << 32), zero-padded to 19 digits, so text order is ledger order."""
+    return f"{ledger << 32:019d}"
+
+
+def expectation_json(row: Any) -> dict[str, Any]:
+    return {
+        "external_id": row.external_id,
+        "contract_id": row.contract_id,
+        "event_name": row.event_name,
+        "tx_hash": row.tx_hash,
+        "topics": row.topics,
+        "amount": row.amount,
+        "tolerance": row.tolerance,
+        "deadline_ledger": row.deadline_ledger,
+        "deadline_ledgers": row.deadline_ledgers,
+        "status": row.status,
+        "event_id": row.event_id,
+        "event_ledger": row.event_ledger,
+        "found_amount": row.found_amount,
+        "difference": row.difference,
+        "created_at": _iso(row.created_at),
+        "settled_at": _iso(row.settled_at),
+    }
+
+
+def _content(spec: ExpectationSpec) -> dict[str, Any]:
+    """What must be equal for a re-post to be the same record (the deadline as given)."""
+    return {
+        "contract_id": spec.contract_id,
+        "event_name": spec.event_name,
+        "tx_hash": spec.tx_hash,
+        "topics": canonical(topics_json(spec.topic_values())),
+        "amount": str(spec.amount) if spec.amount is not None else None,
+        "tolerance": str(spec.tolerance),
+        "deadline": ("ledgers", spec.deadline_ledgers)
+        if spec.deadline_ledgers is not None
+        else ("ledger", spec.deadline_ledger),
+    }
+
+
+def _stored_content(row: Any) -> dict[str, Any]:
+    return {
+        "contract_id": row.contract_id,
+        "event_name": row.event_name,
+        "tx_hash": row.tx_hash,
+        "topics": canonical(row.topics),
+        "amount": row.amount,
+        "tolerance": row.tolerance,
+        "deadline": ("ledgers", row.deadline_ledgers)
+        if row.deadline_ledgers is not None
+        else ("ledger", row.deadline_ledger),
+    }
+
+
+class Expectations:
+    """Every query on expectations; writes run in the caller's transaction when given one."""
+
+    def __init__(self, engine: Engine, discrepancies: Discrepancies, stream: str) -> None:
+        self.engine = engine
+        self.discrepancies = discrepancies
+        self.stream = stream
+
+    @classmethod
+    def of(cls, store: Store) -> Expectations:
+        return cls(store.engine, store.discrepancies, store.stream)
+
+    @contextmanager
+    def _tx(self, conn: Connection | None) -> Iterator[Connection]:
+        if conn is not None:
+            yield conn
+            return
+        with write_transaction(self.engine) as own:
+            yield own
+
+    def _checkpoint(self, conn: Connection) -> int | None:
+        ledger = conn.execute(
+            select(checkpoints.c.ledger).where(checkpoints.c.stream == self.stream)
+        ).scalar_one_or_none()
+        return int(ledger) if ledger is not None else None
+
+    # --- creating ------------------------------------------------------------------------
+
+    def create(self, specs: Sequence[ExpectationSpec], conn: Connection | None = None) -> Created:
+        """Create the records not stored yet and settle them against stored events at once;
+        all or nothing. A record stored before with the same content is returned as it is."""
+        unique = self._dedupe(specs)
+        with self._tx(conn) as tx:
+            lock(tx)
+            checkpoint = self._checkpoint(tx)
+            stored = self._rows_by_external_id(tx, [s.external_id for s in unique])
+            conflicts = []
+            for spec in unique:
+                if spec.external_id in stored:
+                    old, given = _stored_content(stored[spec.external_id]), _content(spec)
+                    differs = sorted(k for k in given if given[k] != old[k])
+                    if differs:
+                        conflicts.append((spec.external_id, differs))
+            if conflicts:
+                raise ExpectationConflictError(conflicts)
+            new = [s for s in unique if s.external_id not in stored]
+            rows = self._rows(new, checkpoint, {s.external_id: i for i, s in enumerate(specs)})
+            if rows:
+                tx.execute(insert(expectations), rows)
+                created = self._rows_by_external_id(tx, [r["external_id"] for r in rows])
+                self._look_back([expectation_of(r) for r in created.values()], checkpoint, tx)
+            final = self._rows_by_external_id(tx, [s.external_id for s in unique])
+        return Created(
+            [expectation_json(final[s.external_id]) for s in unique],
+            len(new),
+            len(unique) - len(new),
+        )
+
+    @staticmethod
+    def _dedupe(specs: Sequence[ExpectationSpec]) -> list[ExpectationSpec]:
+        first: dict[str, int] = {}
+        unique: list[ExpectationSpec] = []
+        problems = []
+        for index, spec in enumerate(specs):
+            seen = first.setdefault(spec.external_id, index)
+            if seen == index:
+                unique.append(spec)
+            elif _content(specs[seen]) != _content(spec):
+                problems.append(
+                    (index, "external_id", f"repeats record {seen} with different content")
+                )
+        if problems:
+            raise ExpectationInputError(problems)
+        return unique
+
+    @staticmethod
+    def _rows(
+        specs: Sequence[ExpectationSpec], checkpoint: int | None, index_of: dict[str, int]
+    ) -> list[dict[str, Any]]:
+        now = datetime.now(UTC)
+        rows, problems = [], []
+        for spec in specs:
+            deadline = spec.deadline_ledger
+            if spec.deadline_ledgers is not None:
+                if checkpoint is None:
+                    problems.append(
+                        (
+                            index_of[spec.external_id],
+                            "deadline_ledgers",
+                            "counts from the service's checkpoint, and no ledger has been "
+                            "indexed yet; give deadline_ledger (an absolute ledger) instead",
+                        )
+                    )
+                    continue
+                deadline = checkpoint + spec.deadline_ledgers
+            topics = spec.topic_values()
+            rows.append(
+                {
+                    "external_id": spec.external_id,
+                    "contract_id": spec.contract_id,
+                    "event_name": spec.event_name,
+                    "tx_hash": spec.tx_hash,
+                    "topics": topics_json(topics),
+                    "amount": str(spec.amount) if spec.amount is not None else None,
+                    "tolerance": str(spec.tolerance),
+                    "deadline_ledger": deadline,
+                    "deadline_ledgers": spec.deadline_ledgers,
+                    "match_key": match_key(spec.tx_hash, topics),
+                    "status": PENDING,
+                    "created_at": now,
+                }
+            )
+        if problems:
+            raise ExpectationInputError(problems)
+        return rows
+
+    def _rows_by_external_id(self, conn: Connection, ids: Sequence[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for chunk in chunks(ids):
+            rows = conn.execute(select(expectations).where(expectations.c.external_id.in_(chunk)))
+            found.update((row.external_id, row) for row in rows)
+        return found
+
+    def _look_back(
+        self, created: list[Expectation], checkpoint: int | None, conn: Connection
+    ) -> None:
+        """Settle new expectations against events stored before them."""
+        if checkpoint is None:
+            return
+        candidates: dict[str, ObservedEvent] = {}
+        unclaimed = (
+            select(events)
+            .outerjoin(expectations, expectations.c.event_id == events.c.id)
+            .where(and_(expectations.c.id.is_(None), events.c.in_successful_contract_call))
+        )
+        pinned = sorted({e.tx_hash for e in created if e.tx_hash is not None})
+        for chunk in chunks(pinned):
+            candidates.update(
+                (e.id, e)
+                for e in observed_events(conn.execute(unclaimed.where(events.c.tx_hash.in_(chunk))))
+            )
+        loose: dict[tuple[str, str], int] = {}
+        for e in created:
+            if e.tx_hash is None:
+                group = (e.contract_id, e.event_name)
+                loose[group] = max(loose.get(group, 0), e.deadline_ledger)
+        for (contract_id, name), deadline in loose.items():
+            first = max(checkpoint - LOOKBACK_LEDGERS + 1, 0)
+            window = unclaimed.where(
+                events.c.contract_id == contract_id,
+                events.c.name == name,
+                # Ids sort in ledger order: a range on (name, id) reads only the window.
+                events.c.id >= _first_event_id(first),
+                events.c.id < _first_event_id(deadline + 1),
+            )
+            candidates.update((e.id, e) for e in observed_events(conn.execute(window)))
+        claims = match_events(created, candidates.values()).claims
+        settlement.settle(conn, claims)
+        for claim in claims:
+            self.discrepancies.resolve_key(
+                unexpected_key(claim.event.id),
+                "expectations",
+                f"claimed by expectation {claim.expectation.external_id!r}, posted late",
+                conn=conn,
+            )
+        claimed = {c.expectation.id for c in claims}
+        settlement.expire(conn, checkpoint, [e.id for e in created if e.id not in claimed])
+
+    # --- reading -------------------------------------------------------------------------
+
+    def get(self, external_id: str) -> dict[str, Any] | None:
+        with read_connection(self.engine) as conn:
+            row = conn.execute(
+                select(expectations).where(expectations.c.external_id == external_id)
+            ).one_or_none()
+        return expectation_json(row) if row is not None else None
+
+    def listing(
+        self,
+        status: str | None = None,
+        contract_id: str | None = None,
+        after: int | None = None,
+        limit: int = 100,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """A page in creation order and the cursor of the next page (None at the end)."""
+        query = select(expectations).order_by(expectations.c.id).limit(limit)
+        if status is not None:
+            query = query.where(expectations.c.status == status)
+        if contract_id is not None:
+            query = query.where(expectations.c.contract_id == contract_id)
+        if after is not None:
+            query = query.where(expectations.c.id > after)
+        with read_connection(self.engine) as conn:
+            rows = list(conn.execute(query))
+        return [expectation_json(r) for r in rows], rows[-1].id if len(rows) == limit else None
+
+    def counts(self) -> dict[str, int]:
+        """Expectations per status, every status present: what the metrics gauge shows."""
+        found = dict.fromkeys(STATUSES, 0)
+        with read_connection(self.engine) as conn:
+            rows = conn.execute(
+                select(expectations.c.status, func.count()).group_by(expectations.c.status)
+            )
+            found.update((status, int(count)) for status, count in rows)
+        return found
+
+    def summary(self) -> dict[str, Any]:
+        """Counts, match rate and the oldest items still needing attention."""
+        counts = self.counts()
+        decided = sum(counts[s] for s in STATUSES if s != PENDING)
+        kinds = DISCREPANCY_KINDS
+        with read_connection(self.engine) as conn:
+            oldest = conn.execute(
+                select(expectations).where(IS_PENDING).order_by(expectations.c.id).limit(1)
+            ).one_or_none()
+            still_open = and_(
+                discrepancies.c.kind.in_(kinds), discrepancies.c.resolved_at.is_(None)
+            )
+            problem = conn.execute(
+                select(discrepancies).where(still_open).order_by(discrepancies.c.id).limit(1)
+            ).one_or_none()
+            open_counts = dict.fromkeys(kinds, 0)
+            open_counts.update(
+                (kind, int(count))
+                for kind, count in conn.execute(
+                    select(discrepancies.c.kind, func.count())
+                    .where(still_open)
+                    .group_by(discrepancies.c.kind)
+                )
+            )
+            checkpoint = self._checkpoint(conn)
+        return {
+            "expectations": {**counts, "total": sum(counts.values())},
+            "open_discrepancies": open_counts,
+            "match_rate": round(counts["matched"] / decided, 6) if decided else None,
+            "oldest_pending": expectation_json(oldest) if oldest is not None else None,
+            "oldest_open_discrepancy": discrepancy_json(problem) if problem else None,
+            "checkpoint": checkpoint,
+        }
+
+
+class ExpectationMatcher:
+    """The batch hook (store.BatchHook): settles expectations in the batch's transaction."""
+
+    def __init__(self, expectations: Expectations, unexpected_contracts: Collection[str] = ()):
+        self.expectations = expectations
+        self.unexpected_contracts = frozenset(unexpected_contracts)
+
+    def __call__(self, conn: Connection, batch: Batch) -> None:
+        settlement.settle_batch(conn, batch, self.unexpected_contracts)

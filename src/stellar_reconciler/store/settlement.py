@@ -1,0 +1,353 @@
+"""Settlement: what a claim, an unclaimed event or a passed deadline writes for expectations.
+
+Everything here runs inside the caller's transaction: the batch's (as its hook) or the one
+that creates expectations (looking back at stored events). Matching itself is pure
+(matching.py); this module loads what it needs with a few indexed queries, writes the
+outcome, and opens a discrepancy for every `missing_expected`, `amount_mismatch` and
+`unexpected` finding, with a message that says what happened and what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, select, text, update
+
+from stellar_reconciler.matching import (
+    MATCHED,
+    MISSING_EXPECTED,
+    Claim,
+    Expectation,
+    ObservedEvent,
+    match_events,
+)
+from stellar_reconciler.models import Batch
+from stellar_reconciler.store.bulk import insert_many
+from stellar_reconciler.store.discrepancies import NewDiscrepancy
+from stellar_reconciler.store.schema import discrepancies, expectations
+
+# Bound parameters per IN (...) list: well under SQLite's and PostgreSQL's limits.
+CHUNK = 2000
+# Literal, not a bound parameter, so SQLite can use the partial indexes on pending rows.
+IS_PENDING = text("expectations.status = 'pending'")
+_SETTLE_POSTGRESQL = text(
+    """
+    UPDATE expectations AS x
+    SET status = v.status, event_id = v.event_id, event_ledger = v.event_ledger,
+        found_amount = v.found_amount, difference = v.difference, settled_at = :now
+    FROM unnest(
+        CAST(:b_id AS integer[]), CAST(:b_status AS varchar[]), CAST(:b_event_id AS varchar[]),
+        CAST(:b_event_ledger AS bigint[]), CAST(:b_found AS varchar[]),
+        CAST(:b_difference AS varchar[])
+    ) AS v(id, status, event_id, event_ledger, found_amount, difference)
+    WHERE x.id = v.id
+    """
+)
+
+
+def chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+def lock(conn: Connection) -> None:
+    """Make creating expectations and committing a batch exclude each other, so a record
+    posted during a commit either is seen by that batch or looks back at its events after
+    it; never neither. SQLite's write transactions are serial already."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("LOCK TABLE expectations IN SHARE ROW EXCLUSIVE MODE"))
+
+
+# What matching reads of an expectation row (expectation_of).
+MATCHER_COLUMNS = [
+    expectations.c[name]
+    for name in (
+        "id",
+        "external_id",
+        "contract_id",
+        "event_name",
+        "deadline_ledger",
+        "tx_hash",
+        "topics",
+        "amount",
+        "tolerance",
+    )
+]
+
+
+def expectation_of(row: Any) -> Expectation:
+    return Expectation(
+        id=row.id,
+        external_id=row.external_id,
+        contract_id=row.contract_id,
+        event_name=row.event_name,
+        deadline_ledger=row.deadline_ledger,
+        tx_hash=row.tx_hash,
+        topics=tuple(sorted((int(p), v) for p, v in row.topics.items())),
+        amount=int(row.amount) if row.amount is not None else None,
+        tolerance=int(row.tolerance),
+    )
+
+
+def observed_events(rows: Iterable[Any]) -> Iterator[ObservedEvent]:
+    """Stored events rows as matching sees them."""
+    for row in rows:
+        yield ObservedEvent.from_parts(
+            row.id,
+            row.ledger,
+            row.contract_id,
+            row.name,
+            row.tx_hash,
+            row.topics,
+            row.value,
+            row.in_successful_contract_call,
+        )
+
+
+def text_of(value: int | None) -> str | None:
+    return str(value) if value is not None else None
+
+
+def open_all(conn: Connection, found: Sequence[NewDiscrepancy]) -> int:
+    """Discrepancies.open for many at once: skip those already open under the same key, insert
+    the rest in one statement. A batch can raise thousands (every unclaimed event of a
+    watched contract), and two statements per discrepancy cost more than the batch itself."""
+    by_key: dict[str, NewDiscrepancy] = {}
+    for new in found:
+        by_key.setdefault(new.key[:200], new)
+    already: set[str] = set()
+    for chunk in chunks(list(by_key)):
+        already.update(
+            conn.execute(
+                select(discrepancies.c.key).where(
+                    discrepancies.c.key.in_(chunk), discrepancies.c.resolved_at.is_(None)
+                )
+            ).scalars()
+        )
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "kind": new.kind,
+            "key": key,
+            "message": new.message,
+            "first_ledger": new.first_ledger,
+            "last_ledger": new.last_ledger,
+            "subject": new.subject,
+            "expected": new.expected,
+            "found": new.found,
+            "detected_at": now,
+            "notify_attempts": 0,
+        }
+        for key, new in by_key.items()
+        if key not in already
+    ]
+    insert_many(conn, discrepancies, rows)
+    return len(rows)
+
+
+def settle(conn: Connection, claims: Sequence[Claim]) -> None:
+    """Record each claim on its expectation; an amount mismatch opens a discrepancy."""
+    if not claims:
+        return
+    rows = [
+        {
+            "b_id": c.expectation.id,
+            "b_status": c.status,
+            "b_event_id": c.event.id,
+            "b_event_ledger": c.event.ledger,
+            "b_found": text_of(c.event.amount),
+            "b_difference": text_of(c.difference),
+        }
+        for c in claims
+    ]
+    now = datetime.now(UTC)
+    if conn.dialect.name == "postgresql":
+        # One statement over arrays: a row-by-row executemany costs more than the match.
+        columns = {key: [row[key] for row in rows] for key in rows[0]}
+        conn.execute(_SETTLE_POSTGRESQL, {**columns, "now": now})
+    else:
+        conn.execute(
+            update(expectations)
+            .where(expectations.c.id == bindparam("b_id"))
+            .values(
+                status=bindparam("b_status"),
+                event_id=bindparam("b_event_id"),
+                event_ledger=bindparam("b_event_ledger"),
+                found_amount=bindparam("b_found"),
+                difference=bindparam("b_difference"),
+                settled_at=now,
+            ),
+            rows,
+        )
+    open_all(conn, [mismatch_found(c) for c in claims if c.status != MATCHED])
+
+
+def expire(conn: Connection, through: int, only: Sequence[int] | None = None) -> int:
+    """Mark pending expectations whose deadline ledger is processed missing_expected (all
+    of them, or those of `only`); returns how many."""
+    query = select(expectations).where(IS_PENDING, expectations.c.deadline_ledger <= through)
+    overdue: list[Any] = []
+    if only is None:
+        overdue = list(conn.execute(query.order_by(expectations.c.id)))
+    else:
+        for chunk in chunks(only):
+            overdue.extend(conn.execute(query.where(expectations.c.id.in_(chunk))))
+    if not overdue:
+        return 0
+    now = datetime.now(UTC)
+    for chunk in chunks([row.id for row in overdue]):
+        conn.execute(
+            update(expectations)
+            .where(expectations.c.id.in_(chunk))
+            .values(status=MISSING_EXPECTED, settled_at=now)
+        )
+    open_all(conn, [missing(row) for row in overdue])
+    return len(overdue)
+
+
+def settle_batch(conn: Connection, batch: Batch, report: Collection[str] = ()) -> None:
+    """Match a batch's events, report the unclaimed events of the `report` contracts as
+    unexpected, and expire what the batch's last ledger makes overdue.
+
+    Repairs re-commit ledgers already seen through the same hook: events claimed before stay
+    with their claimants, and an unclaimed one is reported again only if its earlier report
+    was resolved meanwhile (an open one is never doubled)."""
+    lock(conn)
+    waiting = {
+        (contract_id, name)
+        for contract_id, name in conn.execute(
+            select(expectations.c.contract_id, expectations.c.event_name)
+            .where(IS_PENDING)
+            .distinct()
+        )
+    }
+    observed = [
+        ObservedEvent.of(e)
+        for e in batch.events
+        if e.in_successful_contract_call
+        and e.name
+        and (e.contract_id in report or (e.contract_id, e.name) in waiting)
+    ]
+    if observed:
+        # Ids sort in ledger order, so one range on the unique index covers the batch.
+        first, last = min(e.id for e in observed), max(e.id for e in observed)
+        claimed_before = set(
+            conn.execute(
+                select(expectations.c.event_id).where(expectations.c.event_id.between(first, last))
+            ).scalars()
+        )
+        observed = [e for e in observed if e.id not in claimed_before]
+    relevant = [e for e in observed if (e.contract_id, e.name) in waiting]
+    claims = match_events(pending_for(conn, relevant), relevant).claims
+    settle(conn, claims)
+    if report:
+        claimed = {c.event.id for c in claims}
+        stray = [e for e in observed if e.contract_id in report and e.id not in claimed]
+        open_all(conn, [unexpected(e) for e in stray])
+    expire(conn, batch.last_ledger)
+
+
+def pending_for(conn: Connection, observed: Iterable[ObservedEvent]) -> list[Expectation]:
+    """The pending expectations these events could satisfy, by their match keys."""
+    keys: dict[tuple[str, str], set[str]] = {}
+    for event in observed:
+        group = (event.contract_id, event.name or "")
+        keys.setdefault(group, set()).update(event.match_keys())
+    pending: list[Expectation] = []
+    for (contract_id, name), group_keys in keys.items():
+        for chunk in chunks(sorted(group_keys)):
+            rows = conn.execute(
+                select(*MATCHER_COLUMNS).where(
+                    IS_PENDING,
+                    expectations.c.contract_id == contract_id,
+                    expectations.c.event_name == name,
+                    expectations.c.match_key.in_(chunk),
+                )
+            )
+            pending.extend(expectation_of(r) for r in rows)
+    return pending
+
+
+def missing(row: Any) -> NewDiscrepancy:
+    amount = f" of {row.amount}" if row.amount is not None else ""
+    return NewDiscrepancy(
+        kind="missing_expected",
+        key=f"missing_expected:{row.external_id}",
+        subject=row.external_id,
+        last_ledger=row.deadline_ledger,
+        message=(
+            f"expected record {row.external_id!r}: no {row.event_name} event{amount} from "
+            f"contract {row.contract_id} by its deadline, ledger {row.deadline_ledger}. Check "
+            "that the transaction was submitted and succeeded and that the record's fields "
+            "are right; if it is only late, post it again under a new external_id with a "
+            "later deadline. Then resolve this discrepancy"
+        ),
+        expected={
+            name: getattr(row, name)
+            for name in (
+                "contract_id",
+                "event_name",
+                "tx_hash",
+                "topics",
+                "amount",
+                "tolerance",
+                "deadline_ledger",
+            )
+        },
+    )
+
+
+def mismatch_found(claim: Claim) -> NewDiscrepancy:
+    wanted, event = claim.expectation, claim.event
+    return NewDiscrepancy(
+        kind="amount_mismatch",
+        key=f"amount_mismatch:{wanted.external_id}",
+        subject=wanted.external_id,
+        first_ledger=event.ledger,
+        last_ledger=event.ledger,
+        message=(
+            f"expected record {wanted.external_id!r}: event {event.id} (ledger {event.ledger}, "
+            f"transaction {event.tx_hash}) carries {event.amount}, but {wanted.amount} "
+            f"(tolerance {wanted.tolerance}) was expected: difference {claim.difference}. "
+            "Settle the difference with the counterparty or correct your records, then "
+            "resolve this discrepancy"
+        ),
+        expected={"amount": text_of(wanted.amount), "tolerance": str(wanted.tolerance)},
+        found={
+            "event_id": event.id,
+            "ledger": event.ledger,
+            "tx_hash": event.tx_hash,
+            "amount": text_of(event.amount),
+            "difference": text_of(claim.difference),
+        },
+    )
+
+
+def unexpected(event: ObservedEvent) -> NewDiscrepancy:
+    return NewDiscrepancy(
+        kind="unexpected",
+        key=unexpected_key(event.id),
+        subject=event.id,
+        first_ledger=event.ledger,
+        last_ledger=event.ledger,
+        message=(
+            f"event {event.id} ({event.name} from contract {event.contract_id}, ledger "
+            f"{event.ledger}, transaction {event.tx_hash}) matches no expected record. If your "
+            "application caused it, post the expected record (this then closes by itself); "
+            "if not, find out who did"
+        ),
+        found={
+            "event_id": event.id,
+            "contract_id": event.contract_id,
+            "event_name": event.name,
+            "tx_hash": event.tx_hash,
+            "topics": list(event.topics),
+            "amount": text_of(event.amount),
+        },
+    )
+
+
+def unexpected_key(event_id: str) -> str:
+    return f"unexpected:{event_id}"
