@@ -81,7 +81,8 @@ async def test_new_discrepancy_is_posted_signed_after_retries(
             assert payload["discrepancy"]["first_ledger"] == 80
             assert headers["x-reconciler-delivery"] == str(payload["discrepancy"]["id"])
             assert state.refused == 2
-            assert service.store.discrepancies.undelivered() == []
+            # Marked delivered only after the receiver answered, so wait for the outbox to say so.
+            await wait_for(lambda: service.store.discrepancies.undelivered() == [], what="the mark")
 
 
 async def test_unreachable_webhook_never_blocks_ingestion(database_url: str) -> None:
