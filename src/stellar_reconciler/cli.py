@@ -246,7 +246,7 @@ def acknowledge_gap(
             fail("the database has no checkpoint yet; start the service first")
         if through is not None and through <= checkpoint:
             fail(f"--through must be after the checkpoint ({checkpoint})")
-        guarded(lambda: store.consent_to_gap(through, note, "cli"))
+        guarded(lambda: store.gaps.consent(through, note, "cli"))
         limit = f"up to ledger {through}" if through is not None else "up to the RPC's oldest"
         console.print(
             f"recorded: the worker will skip lost ledgers after {checkpoint} {limit} when it "

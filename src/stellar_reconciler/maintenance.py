@@ -317,7 +317,7 @@ class Maintenance:
     ) -> VerifyReport:
         """Fill gaps inside the RPC's retention window, in order, one transaction each; record
         the ones outside it as retention_gap discrepancies with their exact range."""
-        gaps = await asyncio.to_thread(self.store.find_gaps, low, high)
+        gaps = await asyncio.to_thread(self.store.gaps.find, low, high)
         report = VerifyReport(low or 0, high or 0)
         for first, last in gaps:
             if last < tip.oldest_ledger:

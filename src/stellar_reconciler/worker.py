@@ -195,7 +195,7 @@ class Worker:
             self._checkpoint = tip.oldest_ledger - 1
             next_ledger = tip.oldest_ledger
         if next_ledger < tip.oldest_ledger:
-            consent = await asyncio.to_thread(self.store.pending_gap_consent)
+            consent = await asyncio.to_thread(self.store.gaps.pending_consent)
             if consent is None or (
                 consent.through_ledger is not None and consent.through_ledger < next_ledger
             ):
@@ -204,7 +204,7 @@ class Worker:
             skip_to = tip.oldest_ledger - 1
             if consent.through_ledger is not None:
                 skip_to = min(skip_to, consent.through_ledger)
-            await asyncio.to_thread(self.store.acknowledge_gap, next_ledger, skip_to, consent)
+            await asyncio.to_thread(self.store.gaps.acknowledge, next_ledger, skip_to, consent)
             log.warning(
                 "gap_acknowledged", first=next_ledger, last=skip_to, by=consent.requested_by
             )

@@ -118,7 +118,7 @@ async def test_retention_gap_blocks_until_acknowledged(database_url: str) -> Non
                 lambda: service.status.last_processed_ledger == net.latest_ledger, what="moving on"
             )
             assert service.status.health()["healthy"]
-            gaps = service.store.acknowledged_gaps()
+            gaps = service.store.gaps.acknowledged()
             assert [(g.first_ledger, g.last_ledger) for g in gaps] == [(1000, 1199)]
             assert service.store.ledger_bounds() == (1200, 1299, 100)
             assert service.store.discrepancies.open_counts()["retention_gap"] == 0

@@ -32,4 +32,4 @@ def test_sql_gaps_match_reference(store: Store, present: set[int]) -> None:
     with store.engine.begin() as conn:
         conn.execute(delete(ledgers))
         conn.execute(insert(ledgers), rows)
-    assert store.find_gaps() == gaps_in(present)
+    assert store.gaps.find() == gaps_in(present)

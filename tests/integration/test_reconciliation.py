@@ -151,7 +151,7 @@ async def test_punched_gap_is_found_and_filled_by_reconciler_verify(database_url
             conn.execute(events.delete().where(events.c.ledger.between(150, 159)))
             conn.execute(ledgers.delete().where(ledgers.c.sequence.between(150, 159)))
             conn.execute(ledgers.delete().where(ledgers.c.sequence == 201))
-        assert store.find_gaps() == [(150, 159), (201, 201)]
+        assert store.gaps.find() == [(150, 159), (201, 201)]
         store.close()
         env = {"DATABASE_URL": database_url, "STELLAR_RPC_URL": url}
         result = await asyncio.to_thread(reconciler, "verify", env=env)

@@ -135,15 +135,15 @@ def test_acknowledged_gap_moves_checkpoint_and_is_recorded(store: Store) -> None
     store.discrepancies.open(
         NewDiscrepancy("retention_gap", "retention_gap:checkpoint:1", "ledgers 1-500 are gone")
     )
-    store.consent_to_gap(None, "outside retention", "cli")
-    consent = store.pending_gap_consent()
+    store.gaps.consent(None, "outside retention", "cli")
+    consent = store.gaps.pending_consent()
     assert consent is not None and consent.through_ledger is None
-    gap = store.acknowledge_gap(1, 500, consent)
+    gap = store.gaps.acknowledge(1, 500, consent)
     assert store.checkpoint().ledger == 500
-    assert [(g.first_ledger, g.last_ledger) for g in store.acknowledged_gaps()] == [(1, 500)]
-    assert "outside retention" in store.acknowledged_gaps()[0].note
+    assert [(g.first_ledger, g.last_ledger) for g in store.gaps.acknowledged()] == [(1, 500)]
+    assert "outside retention" in store.gaps.acknowledged()[0].note
     assert gap.acknowledged_at.tzinfo is not None
-    assert store.pending_gap_consent() is None
+    assert store.gaps.pending_consent() is None
     assert store.discrepancies.open_counts()["retention_gap"] == 0
     assert [e["action"] for e in store.audit.listing()] == ["consent_to_gap"]
 
@@ -154,8 +154,8 @@ def test_gap_finding_is_sql_and_skips_acknowledged_ranges(store: Store) -> None:
     store.commit_batch(make_batch(1, 30))
     with store.engine.begin() as conn:
         conn.execute(ledgers.delete().where(ledgers.c.sequence.in_([5, 6, 7, 12, 20, 21])))
-    assert store.find_gaps() == [(5, 7), (12, 12), (20, 21)]
-    assert store.find_gaps(low=10, high=25) == [(12, 12), (20, 21)]
+    assert store.gaps.find() == [(5, 7), (12, 12), (20, 21)]
+    assert store.gaps.find(low=10, high=25) == [(12, 12), (20, 21)]
 
 
 def test_rebase_only_while_nothing_is_stored(store: Store) -> None:

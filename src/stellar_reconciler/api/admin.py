@@ -91,7 +91,7 @@ def acknowledge_gap(ctx: Ctx, actor: Admin, body: GapConsentRequest) -> dict[str
         raise invalid_param(
             "through_ledger", f"must be after the checkpoint ({checkpoint})", "body"
         )
-    consent_id = ctx.store.consent_to_gap(body.through_ledger, body.note, actor.name)
+    consent_id = ctx.store.gaps.consent(body.through_ledger, body.note, actor.name)
     return {"consent_id": consent_id, "checkpoint": checkpoint, **body.model_dump()}
 
 

@@ -106,11 +106,11 @@ def list_gaps(ctx: Ctx) -> dict[str, Any]:
             "ledgers": b - a + 1,
             "within_retention": tip is not None and a >= tip.oldest_ledger,
         }
-        for a, b in ctx.store.find_gaps()
+        for a, b in ctx.store.gaps.find()
     ]
     acknowledged = [
         {"first_ledger": g.first_ledger, "last_ledger": g.last_ledger, "note": g.note}
-        for g in ctx.store.acknowledged_gaps()
+        for g in ctx.store.gaps.acknowledged()
     ]
     return {
         "stored": {"first_ledger": first, "last_ledger": last, "ledgers": count},

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select
 
 from stellar_reconciler.errors import CheckpointConflictError, StreamMismatchError
-from stellar_reconciler.models import AcknowledgedGap, Batch, Checkpoint, Event, LedgerRecord
-from stellar_reconciler.reconcile import EventFingerprint, Range, subtract_ranges
+from stellar_reconciler.models import Batch, Checkpoint, Event, LedgerRecord
+from stellar_reconciler.reconcile import EventFingerprint
 from stellar_reconciler.store import migrate
+from stellar_reconciler.store.checkpoint import advance
 from stellar_reconciler.store.database import (
     create_database_engine,
     is_sqlite,
@@ -26,26 +27,11 @@ from stellar_reconciler.store.database import (
     write_transaction,
 )
 from stellar_reconciler.store.discrepancies import AuditLog, Discrepancies
+from stellar_reconciler.store.gaps import Gaps
 from stellar_reconciler.store.schema import (
-    acknowledged_gaps,
     checkpoints,
     events,
-    gap_consents,
     ledgers,
-)
-
-# Runs of missing sequences between stored ledgers, found by the database in one pass.
-_GAPS_SQL = text(
-    """
-    SELECT sequence + 1 AS first_missing, next_sequence - 1 AS last_missing
-    FROM (
-        SELECT sequence, LEAD(sequence) OVER (ORDER BY sequence) AS next_sequence
-        FROM ledgers
-        WHERE sequence BETWEEN :low AND :high
-    ) AS neighbours
-    WHERE next_sequence > sequence + 1
-    ORDER BY sequence
-    """
 )
 
 DEFAULT_STREAM = "events"
@@ -117,14 +103,6 @@ def ledger_from_row(row: Any) -> LedgerRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class GapConsent:
-    id: int
-    through_ledger: int | None
-    note: str
-    requested_by: str
-
-
-@dataclass(frozen=True, slots=True)
 class EventQuery:
     contract_id: str | None = None
     name: str | None = None
@@ -144,6 +122,7 @@ class Store:
         self.stream = stream
         self.discrepancies = Discrepancies(engine)
         self.audit = AuditLog(engine)
+        self.gaps = Gaps(engine, stream, self.discrepancies, self.audit)
 
     @classmethod
     def open(cls, url: str, stream: str = DEFAULT_STREAM) -> Store:
@@ -197,19 +176,6 @@ class Store:
                 )
             return int(row.ledger)
 
-    @staticmethod
-    def _advance(conn: Connection, stream: str, expected: int, new: int) -> None:
-        moved = conn.execute(
-            update(checkpoints)
-            .where(and_(checkpoints.c.stream == stream, checkpoints.c.ledger == expected))
-            .values(ledger=new, updated_at=datetime.now(UTC))
-        ).rowcount
-        if moved != 1:
-            found = conn.execute(
-                select(checkpoints.c.ledger).where(checkpoints.c.stream == stream)
-            ).scalar_one_or_none()
-            raise CheckpointConflictError(stream, expected, found)
-
     # --- markers: other positions kept beside the checkpoint (e.g. verified through) ---------
 
     def marker(self, name: str) -> int | None:
@@ -233,7 +199,7 @@ class Store:
                     )
                 )
                 return
-            self._advance(conn, stream, expected, new)
+            advance(conn, stream, expected, new)
 
     # --- batches -------------------------------------------------------------------------
 
@@ -243,7 +209,7 @@ class Store:
         with write_transaction(self.engine) as conn:
             # The checkpoint first: on PostgreSQL its row lock makes a second writer wait
             # here and then fail the compare-and-set, before it has written anything.
-            self._advance(conn, self.stream, batch.first_ledger - 1, batch.last_ledger)
+            advance(conn, self.stream, batch.first_ledger - 1, batch.last_ledger)
             self.insert_rows(conn, batch.ledgers, batch.events)
             for hook in hooks:
                 hook(conn, batch)
@@ -264,78 +230,8 @@ class Store:
         with write_transaction(self.engine) as conn:
             if conn.execute(select(ledgers.c.sequence).limit(1)).first() is not None:
                 return False
-            self._advance(conn, self.stream, expected, new)
+            advance(conn, self.stream, expected, new)
         return True
-
-    def consent_to_gap(self, through: int | None, note: str, by: str) -> int:
-        """Record an operator's consent to skip lost ledgers up to `through` (None: whatever
-        the retention window has lost when the worker next resumes)."""
-        with write_transaction(self.engine) as conn:
-            inserted = conn.execute(
-                insert(gap_consents).values(
-                    stream=self.stream,
-                    through_ledger=through,
-                    note=note,
-                    requested_by=by[:64],
-                    requested_at=datetime.now(UTC),
-                )
-            )
-            key = inserted.inserted_primary_key
-            assert key is not None
-            self.audit.record(
-                by, "consent_to_gap", self.stream, {"through": through, "note": note}, conn=conn
-            )
-            return int(key[0])
-
-    def pending_gap_consent(self) -> GapConsent | None:
-        with read_connection(self.engine) as conn:
-            row = conn.execute(
-                select(gap_consents)
-                .where(
-                    and_(gap_consents.c.stream == self.stream, gap_consents.c.consumed_at.is_(None))
-                )
-                .order_by(gap_consents.c.id.desc())
-                .limit(1)
-            ).one_or_none()
-        if row is None:
-            return None
-        return GapConsent(row.id, row.through_ledger, row.note, row.requested_by)
-
-    def acknowledge_gap(self, first: int, last: int, consent: GapConsent) -> AcknowledgedGap:
-        """Skip ledgers first..last as lost, carrying out `consent`: checkpoint, record, consent
-        and the retention_gap discrepancy all change in one transaction."""
-        now = datetime.now(UTC)
-        with write_transaction(self.engine) as conn:
-            self._advance(conn, self.stream, first - 1, last)
-            conn.execute(
-                insert(acknowledged_gaps).values(
-                    stream=self.stream,
-                    first_ledger=first,
-                    last_ledger=last,
-                    acknowledged_at=now,
-                    note=f"{consent.note} (by {consent.requested_by})",
-                )
-            )
-            conn.execute(
-                update(gap_consents).where(gap_consents.c.id == consent.id).values(consumed_at=now)
-            )
-            self.discrepancies.resolve_key(
-                f"retention_gap:checkpoint:{first}",
-                consent.requested_by,
-                f"ledgers {first}-{last} accepted as lost: {consent.note}",
-                conn,
-            )
-        return AcknowledgedGap(first, last, now, consent.note)
-
-    def acknowledged_gaps(self) -> list[AcknowledgedGap]:
-        with read_connection(self.engine) as conn:
-            rows = conn.execute(
-                select(acknowledged_gaps).order_by(acknowledged_gaps.c.first_ledger)
-            )
-            return [
-                AcknowledgedGap(r.first_ledger, r.last_ledger, as_utc(r.acknowledged_at), r.note)
-                for r in rows
-            ]
 
     # --- ledgers -------------------------------------------------------------------------
 
@@ -405,17 +301,6 @@ class Store:
             return int(conn.execute(select(func.count()).select_from(events)).scalar_one())
 
     # --- reconciliation ------------------------------------------------------------------
-
-    def find_gaps(self, low: int | None = None, high: int | None = None) -> list[Range]:
-        """Missing ledger runs between the first and last stored ledger (or low..high),
-        leaving out ranges an operator acknowledged as lost."""
-        with read_connection(self.engine) as conn:
-            rows = conn.execute(
-                _GAPS_SQL, {"low": low if low is not None else 0, "high": high or 2**62}
-            ).all()
-        found = [(int(a), int(b)) for a, b in rows]
-        acknowledged = [(g.first_ledger, g.last_ledger) for g in self.acknowledged_gaps()]
-        return subtract_ranges(found, acknowledged)
 
     def fingerprints(self, first: int, last: int) -> list[EventFingerprint]:
         """The stored events of first..last in the form the verifier compares."""
