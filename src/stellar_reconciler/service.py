@@ -17,8 +17,10 @@ from typing import Any
 import httpx
 import structlog
 import uvicorn
+from fastapi import FastAPI
 
 from stellar_reconciler.api import ApiContext, create_app
+from stellar_reconciler.api.live import close_streams
 from stellar_reconciler.config import Settings
 from stellar_reconciler.control import Controls
 from stellar_reconciler.errors import ReconcilerError
@@ -84,6 +86,7 @@ class Service:
     worker: Worker
     maintenance: Maintenance
     telemetry: Telemetry
+    app: FastAPI
     server: _QuietServer
 
     @classmethod
@@ -137,6 +140,7 @@ class Service:
             worker,
             maintenance,
             telemetry,
+            app,
             _QuietServer(config),
         )
         # Expected records are matched inside each batch's transaction (and each repair's).
@@ -224,6 +228,8 @@ class Service:
             stop.set()
             serving.result()
             return
+        # Open dashboards hold their event streams; end them, or shutdown waits them out.
+        close_streams(self.app)
         self.server.should_exit = True
         await serving
 

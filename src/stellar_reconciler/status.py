@@ -60,6 +60,8 @@ class ServiceStatus:
     # Bumped on every change a live view should show; see wait_changed.
     version: int = 0
     _changed: asyncio.Event | None = field(default=None, repr=False)
+    # The loop live views wait on, so threads can wake them safely.
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
 
     # --- change notification ---------------------------------------------------------------
 
@@ -70,9 +72,15 @@ class ServiceStatus:
             self._changed.set()
             self._changed = None
 
+    def notify_threadsafe(self) -> None:
+        """notify() from a worker thread (a sync API handler)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.notify)
+
     async def wait_changed(self, seen_version: int, within: float) -> int:
         """Wait until the version moves past `seen_version` or `within` seconds pass; returns
         the version then."""
+        self._loop = asyncio.get_running_loop()
         if self.version != seen_version:
             return self.version
         if self._changed is None:

@@ -5,7 +5,16 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from stellar_reconciler import __version__
-from stellar_reconciler.api import admin, data, expectations, monitoring, reconciliation
+from stellar_reconciler.api import (
+    admin,
+    dashboard,
+    data,
+    docs,
+    expectations,
+    live,
+    monitoring,
+    reconciliation,
+)
 from stellar_reconciler.api.context import ApiContext
 from stellar_reconciler.api.errors import install_error_handlers
 
@@ -16,8 +25,12 @@ def create_app(ctx: ApiContext) -> FastAPI:
         version=__version__,
         description=(
             "Indexes Soroban contract events from Stellar RPC exactly once and reconciles them. "
-            'Errors are JSON objects of the form {"error": message, "detail": [...]}.'
+            'Errors are JSON objects of the form {"error": message, "detail": [...]}. '
+            "The dashboard at / uses only the endpoints below."
         ),
+        # /docs is served from files in the package (api/docs.py); ReDoc would need a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.context = ctx
     install_error_handlers(app)
@@ -26,4 +39,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(reconciliation.router)
     app.include_router(expectations.router)
     app.include_router(admin.router)
+    live.install_live(app, ctx)
+    app.include_router(docs.router)
+    dashboard.install_dashboard(app)
     return app

@@ -92,6 +92,8 @@ def resolve_discrepancy(
         raise ApiError(409, f"discrepancy {discrepancy_id} is already resolved")
     ctx.store.discrepancies.resolve(discrepancy_id, actor.name, body.note)
     actor.audit(ctx, "resolve_discrepancy", str(discrepancy_id), {"note": body.note})
+    # Live views show the change now, not at the next sample (notify belongs to the loop).
+    ctx.status.notify_threadsafe()
     return ctx.store.discrepancies.get(discrepancy_id) or {}
 
 

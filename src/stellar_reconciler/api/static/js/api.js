@@ -1,0 +1,49 @@
+// The public API, as the page calls it: relative URLs (so the service may sit under a path
+// prefix) and the admin token, kept for the tab's lifetime only.
+
+const TOKEN_KEY = "stellar-reconciler.admin-token";
+
+export const adminToken = {
+  get: () => sessionStorage.getItem(TOKEN_KEY) || "",
+  set: (value) => sessionStorage.setItem(TOKEN_KEY, value),
+  clear: () => sessionStorage.removeItem(TOKEN_KEY),
+};
+
+// {ok, status, body} or {ok: false, status, message}; message is the API's own "error" text.
+// The token goes along unless `anonymous` asks what a caller without one would get.
+export async function call(method, path, body, { anonymous = false } = {}) {
+  const headers = { accept: "application/json" };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const token = anonymous ? "" : adminToken.get();
+  if (token) headers.authorization = `Bearer ${token}`;
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
+    });
+  } catch (error) {
+    return { ok: false, status: 0, message: `the service did not answer (${error.message})` };
+  }
+  let payload = null;
+  try {
+    payload = await response.json();
+  } catch {
+    // Not JSON (a proxy's error page, say): the status line below says enough.
+  }
+  if (!response.ok) {
+    const message = payload && typeof payload.error === "string" ? payload.error : response.statusText;
+    return { ok: false, status: response.status, message };
+  }
+  return { ok: true, status: response.status, body: payload };
+}
+
+// The stream's URL. EventSource cannot send headers, so when reads need a token (READ_TOKEN
+// is set) it goes in the query string, which /api/stream alone accepts; otherwise it stays
+// out of URLs, where proxies may log it.
+export function streamUrl(readNeedsToken) {
+  const token = adminToken.get();
+  return readNeedsToken && token ? `api/stream?token=${encodeURIComponent(token)}` : "api/stream";
+}
