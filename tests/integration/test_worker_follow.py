@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from stellar_sdk import StrKey
 
+from stellar_reconciler.decode import decode_scval_b64
 from stellar_reconciler.simnet import (
     FaultKind,
     SimNetConfig,
@@ -129,3 +131,27 @@ async def test_transient_faults_mid_catch_up_lose_nothing(
             )
     assert stored_event_ids(database_url) == network_event_ids(net, 700, net.latest_ledger)
     assert stored_ledgers(database_url) == network_ledgers(net, 700, net.latest_ledger)
+
+
+async def test_contract_and_topic_filters_index_only_what_they_select(database_url: str) -> None:
+    """Seven CONTRACT_IDS (split over two filters) with EVENT_TOPICS select exactly the
+    network's transfer and mint events of the token contract."""
+    net = SimNetwork(
+        SimNetConfig(seed=10, first_ledger=400, prebuilt_ledgers=120, events_per_ledger=12)
+    )
+    others = [StrKey.encode_contract(bytes([i]) * 32) for i in range(6)]
+    contracts = ",".join([*others[:3], net.token_contract_id, *others[3:]])
+    with serve_in_thread(net) as url:
+        settings = settings_for(
+            database_url, url, contract_ids=contracts, event_topics="transfer,**;mint,**"
+        )
+        async with running_service(settings) as (service, _):
+            await wait_for(lambda: service.status.last_processed_ledger == net.latest_ledger)
+    wanted = [
+        e["id"]
+        for e in net.record_events(400, net.latest_ledger)
+        if e["contractId"] == net.token_contract_id
+        and decode_scval_b64(e["topic"][0]) in ("transfer", "mint")
+    ]
+    assert wanted and stored_event_ids(database_url) == wanted
+    assert len(stored_ledgers(database_url)) == 120
