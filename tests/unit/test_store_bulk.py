@@ -20,7 +20,7 @@ from stellar_reconciler.models import Batch, Event, LedgerRecord
 from stellar_reconciler.rpc import parse_event
 from stellar_reconciler.simnet import SimNetConfig, SimNetwork
 from stellar_reconciler.store import Store
-from stellar_reconciler.store.bulk import _fast_json, insert_many
+from stellar_reconciler.store.bulk import EVENT_COLUMNS, fast_json, insert_many
 from stellar_reconciler.store.repository import event_row, ledger_row
 from stellar_reconciler.store.schema import events, ledgers
 from tests.factories import ledger_hash, make_batch, make_event
@@ -211,6 +211,12 @@ def test_duplicate_rows_fail_whole_and_leave_the_store_usable(store: Store, wher
     assert store.checkpoint().ledger == 11 and store.event_count() == 6
 
 
+def test_event_tuples_cover_every_events_column() -> None:
+    """The events fast path names each column once, and every column of the table."""
+    assert sorted(EVENT_COLUMNS) == sorted(c.name for c in events.columns)
+    assert sorted(EVENT_COLUMNS) == sorted(event_row(make_event(1)))
+
+
 def test_rows_with_unknown_columns_are_refused(store: Store) -> None:
     """A key that is not a column is an error, as in SQLAlchemy, not silently dropped."""
     row = {**ledger_row(ledger_records(5, 5)[0]), "colour": "blue"}
@@ -228,8 +234,8 @@ json_values = st.recursive(
 @given(json_values)
 def test_json_shortcut_renders_exactly_as_json_dumps(value: Any) -> None:
     """The shortcut renders what json.dumps renders, or stands aside (None)."""
-    assert _fast_json(value) in (None, json.dumps(value))
+    assert fast_json(value) in (None, json.dumps(value))
     if isinstance(value, str) or (
         isinstance(value, list) and all(isinstance(v, str) for v in value)
     ):
-        assert _fast_json(value) == json.dumps(value)
+        assert fast_json(value) == json.dumps(value)

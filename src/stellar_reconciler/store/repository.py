@@ -218,12 +218,11 @@ class Store:
         self, conn: Connection, ledger_records: Sequence[LedgerRecord], event_list: Sequence[Event]
     ) -> None:
         """Write the rows in bulk (COPY on PostgreSQL), inside the caller's transaction."""
-        from stellar_reconciler.store.bulk import insert_many
+        from stellar_reconciler.store.bulk import insert_events, insert_many
 
         if ledger_records:
             insert_many(conn, ledgers, [ledger_row(x) for x in ledger_records])
-        if event_list:
-            insert_many(conn, events, [event_row(e) for e in event_list])
+        insert_events(conn, event_list)
 
     def rebase_empty_stream(self, expected: int, new: int) -> bool:
         """Move the checkpoint of a stream that has committed nothing yet; False otherwise."""
