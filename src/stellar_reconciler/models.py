@@ -1,10 +1,10 @@
-"""Plain data the layers hand to each other: frozen dataclasses, no I/O."""
+"""Plain data the layers hand to each other: frozen dataclasses and NamedTuples, no I/O."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 # A JSON value as decoded from an ScVal: str, int, bool, None, list or dict.
 Json = Any
@@ -45,8 +45,10 @@ class LedgerHeader:
     meta_size: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class RawEvent:
+# The two event types are NamedTuples, not frozen dataclasses: a catch-up builds millions of
+# them, a NamedTuple is built ~6x faster (a frozen dataclass sets each field through
+# object.__setattr__), and a tuple of atoms is not tracked by the garbage collector.
+class RawEvent(NamedTuple):
     """A contract event exactly as `getEvents` serves it (topics and value still base64 XDR)."""
 
     id: str
@@ -62,8 +64,7 @@ class RawEvent:
     value_xdr: str
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """A contract event with its topics and value decoded to JSON."""
 
     id: str

@@ -140,6 +140,47 @@ def _tip(result: Mapping[str, Any], method: str) -> NetworkTip:
 
 def parse_event(item: Any, method: str = "getEvents") -> RawEvent:
     """Turn one getEvents entry into a RawEvent, checking every field a follower relies on."""
+    # A catch-up parses millions of entries: take the ones shaped exactly as stellar-rpc
+    # serves them with exact type checks only; anything else gets the checks (and the
+    # messages) of the careful path below.
+    if type(item) is dict:
+        topics, value = item.get("topic"), item.get("value")
+        ledger, event_id = item.get("ledger"), item.get("id")
+        kind, closed_at = item.get("type"), item.get("ledgerClosedAt")
+        contract_id, tx_hash = item.get("contractId"), item.get("txHash")
+        tx_index, op_index = item.get("transactionIndex"), item.get("operationIndex")
+        successful = item.get("inSuccessfulContractCall", True)
+        if (
+            type(topics) is list
+            and type(value) is str
+            and type(ledger) is int
+            and type(event_id) is str
+            and type(kind) is str
+            and type(closed_at) is str
+            and type(contract_id) is str
+            and type(tx_hash) is str
+            and type(tx_index) is int
+            and type(op_index) is int
+            and type(successful) is bool
+            and all(type(t) is str for t in topics)
+        ):
+            return RawEvent(
+                event_id,
+                kind,
+                ledger,
+                closed_at,
+                contract_id,
+                tx_hash,
+                tx_index,
+                op_index,
+                successful,
+                tuple(topics),
+                value,
+            )
+    return _parse_event_carefully(item, method)
+
+
+def _parse_event_carefully(item: Any, method: str) -> RawEvent:
     if not isinstance(item, Mapping):
         raise RpcProtocolError(method, f"event entry is {type(item).__name__}, expected an object")
     topics = item.get("topic")

@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stellar_reconciler.errors import (
     LedgerOutOfRangeError,
@@ -16,7 +18,14 @@ from stellar_reconciler.errors import (
     RpcRequestError,
     RpcTransientError,
 )
-from stellar_reconciler.rpc import RetryPolicy, StellarRpc, _backoff_hook, _retry_after_seconds
+from stellar_reconciler.rpc import (
+    RetryPolicy,
+    StellarRpc,
+    _backoff_hook,
+    _parse_event_carefully,
+    _retry_after_seconds,
+    parse_event,
+)
 from tests.fixtures import load
 
 FAST = RetryPolicy(max_attempts=4, initial_backoff=0.001, max_backoff=0.002)
@@ -216,3 +225,47 @@ async def test_recorded_latest_ledger_parses() -> None:
     assert latest.sequence == 1283415 and latest.protocol_version == 25
     assert latest.header is not None and latest.header.hash == latest.hash
     assert latest.close_time == 1772416629
+
+
+_entry_fields = {
+    "id": st.just("0000004294971392-0000000001"),
+    "type": st.sampled_from(["contract", "system", "diagnostic"]),
+    "ledger": st.integers(min_value=1, max_value=2**32 - 1),
+    "ledgerClosedAt": st.just("2026-11-29T10:00:00Z"),
+    "contractId": st.sampled_from(
+        ["", "CAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"]
+    ),
+    "txHash": st.text(alphabet="0123456789abcdef", max_size=64),
+    "transactionIndex": st.integers(min_value=0, max_value=2**20),
+    "operationIndex": st.integers(min_value=0, max_value=2**12),
+    "inSuccessfulContractCall": st.booleans(),
+    "topic": st.lists(st.sampled_from(["AAAADwAAAAh0cmFuc2Zlcg==", "AAAAAQ=="]), max_size=4),
+    "value": st.just("AAAAAQ=="),
+}
+_odd_values = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.text(max_size=5), st.floats(), st.lists(st.none())
+)
+
+
+def _outcome(parse: Callable[[Any], Any], entry: Any) -> Any:
+    try:
+        return parse(entry)
+    except RpcProtocolError as exc:
+        return ("refused", str(exc))
+
+
+@given(
+    st.fixed_dictionaries(_entry_fields),
+    st.sets(st.sampled_from(sorted(_entry_fields))),
+    st.dictionaries(st.sampled_from(sorted(_entry_fields)), _odd_values, max_size=2),
+)
+def test_parse_event_shortcut_agrees_with_the_careful_path(
+    entry: dict[str, Any], dropped: set[str], odd: dict[str, Any]
+) -> None:
+    """The fast path for well-shaped entries returns, or refuses with, what the checks do."""
+    shaped = {k: v for k, v in entry.items() if k not in dropped} | odd
+    assert _outcome(parse_event, shaped) == _outcome(
+        lambda e: _parse_event_carefully(e, "getEvents"), shaped
+    )
+    if not dropped and not odd:
+        assert parse_event(shaped).topics_xdr == tuple(entry["topic"])

@@ -281,12 +281,7 @@ def test_huge_amounts_and_map_values_compare_exactly(book: Expectations, store: 
     """i128 amounts beyond 2**64 keep every digit; a map value's `amount` field is read."""
     big = 2**100 + 1
     funded = transfer(10, 1, label="map")
-    funded = Event(
-        **{
-            **{f: getattr(funded, f) for f in funded.__slots__},
-            "value": {"amount": "42", "funder": ALICE},
-        }
-    )
+    funded = funded._replace(value={"amount": "42", "funder": ALICE})
     book.create(
         [
             spec("big", tx_hash=tx("big"), amount=str(big - 1)),
