@@ -194,7 +194,8 @@ def test_with_read_token_the_page_says_why_and_connects_once_given_one(
 
 def settled_dom(page: Page) -> str:
     """The whole document once the stream and the telemetry history are in, with the
-    explicitly live fields (uptime, rates, CPU, memory: they move with the clock) blanked."""
+    explicitly live fields (uptime, rates, CPU, memory, RPC call counts: they move with the
+    clock, and a paused worker still polls the network's health) blanked."""
     expect(page.locator(".chart canvas")).to_have_count(3, timeout=SOON)
     expect(page.locator("#rpc-requests")).not_to_have_text("—", timeout=SOON)
     return str(
