@@ -1,8 +1,10 @@
 """XDR to plain data, through stellar-sdk: ScVal topics and values, ledger headers, event ids.
 
-Decoding ScVals in pure Python costs tens of microseconds each, and event topics repeat a
-lot (the same symbols and addresses over and over), so decoded segments are memoised by
-their base64 text. The cache holds immutable JSON-ready values only.
+Decoding ScVals through stellar-sdk's object tree costs tens of microseconds each, so the
+common event shapes are read straight off the bytes by stellar_reconciler.scval, with
+stellar-sdk as the reference and the fallback. Event topics also repeat a lot (the same
+symbols and addresses over and over), so decoded segments are memoised by their base64 text.
+The cache holds immutable JSON-ready values only.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from functools import lru_cache
 from stellar_sdk import Address, scval, xdr
 
 from stellar_reconciler.models import Event, Json, LedgerHeader, RawEvent
+from stellar_reconciler.scval import UnsupportedScValError, scval_b64_to_json
 
 # Field layout of an event id: TOID (ledger << 32 | tx << 12 | op) and a per-TOID event index.
 _TX_BITS = 20
@@ -113,6 +116,14 @@ def _map_to_json(entries: list[xdr.SCMapEntry]) -> Json:
 def decode_scval_b64(encoded: str) -> Json:
     """Decode one base64 ScVal to JSON (memoised; the result must not be mutated)."""
     try:
+        return scval_b64_to_json(encoded)
+    except UnsupportedScValError:
+        # Rare arms and malformed input: stellar-sdk decides their rendering and their error.
+        return _decode_scval_with_sdk(encoded)
+
+
+def _decode_scval_with_sdk(encoded: str) -> Json:
+    try:
         value = xdr.SCVal.from_xdr(encoded)
     except (binascii.Error, ValueError, IndexError, EOFError, KeyError) as exc:
         raise DecodeError(f"not a base64 ScVal: {encoded[:40]!r}") from exc
@@ -126,11 +137,18 @@ def event_name(topics: tuple[Json, ...]) -> str | None:
     return None
 
 
+# Every event of a ledger carries the same close time text; parsing it once per ledger is
+# enough. Failures are not cached, so a bad value raises each time.
+@lru_cache(maxsize=1024)
+def _parse_closed_at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
 def decode_event(raw: RawEvent) -> Event:
     """Decode a raw getEvents entry's topics and value."""
     topics = tuple(decode_scval_b64(segment) for segment in raw.topics_xdr)
     try:
-        closed_at = datetime.fromisoformat(raw.ledger_closed_at)
+        closed_at = _parse_closed_at(raw.ledger_closed_at)
     except ValueError as exc:
         raise DecodeError(f"event {raw.id}: ledgerClosedAt {raw.ledger_closed_at!r}") from exc
     return Event(
