@@ -43,6 +43,7 @@ EXPECTED_FORMS: dict[str, str] = {
         "a base64 ScVal, '*' (one segment), and optionally a trailing '**', e.g. transfer,*,*"
     ),
     "BATCH_MAX_LEDGERS": "a whole number of ledgers from 1 to 10000",
+    "CATCH_UP_PROCESS_LEDGERS": "a whole number of ledgers (0 keeps catch-up in one process)",
     "LOG_LEVEL": "one of debug, info, warning, error",
     "VERIFY_EVERY_LEDGERS": "a whole number of ledgers (0 turns periodic re-verification off)",
     "ADMIN_TOKEN": (
@@ -98,6 +99,7 @@ class Settings(BaseSettings):
     contract_ids: Annotated[tuple[str, ...], NoDecode] = ()
     event_topics: Annotated[tuple[tuple[str, ...], ...], NoDecode] = ()
     batch_max_ledgers: int = Field(default=1000, ge=1, le=10000)
+    catch_up_process_ledgers: int = Field(default=1000, ge=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     verify_every_ledgers: int = Field(default=64, ge=0)
     admin_token: str = ""
@@ -227,6 +229,10 @@ class Settings(BaseSettings):
                 return "postgresql+psycopg://" + url[len(prefix) :]
         return url
 
+    @property
+    def user_agent(self) -> str:
+        return f"stellar-reconciler/{self.service_name}"
+
     def safe_view(self) -> dict[str, Any]:
         """Settings that are safe to show on /api/status: no secrets, no passwords."""
         return {
@@ -243,6 +249,7 @@ class Settings(BaseSettings):
             "contract_ids": list(self.contract_ids),
             "event_topics": [list(f) for f in self.event_topics],
             "batch_max_ledgers": self.batch_max_ledgers,
+            "catch_up_process_ledgers": self.catch_up_process_ledgers,
             "verify_every_ledgers": self.verify_every_ledgers,
             "admin_enabled": bool(self.admin_token),
             "read_token_required": bool(self.read_token),

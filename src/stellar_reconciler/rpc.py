@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import httpx
 import stamina
 
+from stellar_reconciler.config import Settings
 from stellar_reconciler.decode import DecodeError, decode_bare_header, decode_history_entry
 from stellar_reconciler.errors import (
     LedgerOutOfRangeError,
@@ -59,6 +60,23 @@ class RetryPolicy:
     max_attempts: int = 5
     initial_backoff: float = 0.25
     max_backoff: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(
+            max_attempts=settings.rpc_max_attempts,
+            initial_backoff=settings.rpc_initial_backoff_ms / 1000,
+            max_backoff=settings.rpc_max_backoff_secs,
+        )
+
+
+def new_http_client(timeout_secs: float, user_agent: str) -> httpx.AsyncClient:
+    """The HTTP client every StellarRpc of the service uses (the fetch process's too)."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout_secs, connect=min(10.0, timeout_secs)),
+        limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
+        headers={"user-agent": user_agent},
+    )
 
 
 @dataclass(frozen=True, slots=True)

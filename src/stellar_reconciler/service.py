@@ -15,7 +15,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import structlog
 import uvicorn
 from fastapi import FastAPI
@@ -27,7 +26,7 @@ from stellar_reconciler.control import Controls
 from stellar_reconciler.errors import ReconcilerError
 from stellar_reconciler.maintenance import Maintenance
 from stellar_reconciler.metrics import Metrics
-from stellar_reconciler.rpc import RetryPolicy, RpcObserver, StellarRpc
+from stellar_reconciler.rpc import RetryPolicy, RpcObserver, StellarRpc, new_http_client
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import BatchHook, Store
 from stellar_reconciler.store.expectations import ExpectationMatcher, Expectations
@@ -61,18 +60,8 @@ class _QuietServer(uvicorn.Server):
 
 
 def build_rpc(settings: Settings, observer: RpcObserver | None = None) -> StellarRpc:
-    client = httpx.AsyncClient(
-        timeout=httpx.Timeout(
-            settings.rpc_timeout_secs, connect=min(10.0, settings.rpc_timeout_secs)
-        ),
-        limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
-        headers={"user-agent": f"stellar-reconciler/{settings.service_name}"},
-    )
-    policy = RetryPolicy(
-        max_attempts=settings.rpc_max_attempts,
-        initial_backoff=settings.rpc_initial_backoff_ms / 1000,
-        max_backoff=settings.rpc_max_backoff_secs,
-    )
+    client = new_http_client(settings.rpc_timeout_secs, settings.user_agent)
+    policy = RetryPolicy.from_settings(settings)
     return StellarRpc(client, settings.stellar_rpc_url, policy, observer=observer)
 
 

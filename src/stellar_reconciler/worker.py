@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,11 +28,14 @@ from stellar_reconciler.errors import (
     RpcRequestError,
     RpcTransientError,
 )
+from stellar_reconciler.fetch_process import FetchConfig, FetchProcess
 from stellar_reconciler.fetcher import (
     TARGET_BATCH_EVENTS,
+    BatchSizer,
     ChainBreakError,
     RangeFetcher,
     first_error,
+    follow_range,
 )
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.models import Batch, NetworkInfo, NetworkTip
@@ -53,6 +56,9 @@ class WorkerOptions:
     fingerprint: str
     batch_max_ledgers: int = 1000
     target_batch_events: int = TARGET_BATCH_EVENTS
+    # A backlog of at least this many ledgers is fetched by a FetchProcess (None: never).
+    process_fetch: FetchConfig | None = None
+    process_fetch_min_ledgers: int = 1000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerOptions:
@@ -67,37 +73,11 @@ class WorkerOptions:
             filter_sets=filter_sets,
             fingerprint=hashlib.sha256(identity.encode()).hexdigest()[:32],
             batch_max_ledgers=settings.batch_max_ledgers,
+            process_fetch=FetchConfig.from_settings(settings, filter_sets)
+            if settings.catch_up_process_ledgers
+            else None,
+            process_fetch_min_ledgers=settings.catch_up_process_ledgers,
         )
-
-
-class BatchSizer:
-    """Chooses how many ledgers the next batch spans, from the events per ledger seen so far."""
-
-    def __init__(self, max_ledgers: int, target_events: int) -> None:
-        self.max_ledgers = max_ledgers
-        self.target_events = target_events
-        self._events_per_ledger = 0.0
-        self._seen = False
-        # Lowered after a failed fetch so the ledgers before a bad one still get committed;
-        # doubles back with every success.
-        self._cap = max_ledgers
-
-    def observe(self, ledgers: int, events: int) -> None:
-        rate = events / max(ledgers, 1)
-        self._events_per_ledger = (
-            rate if not self._seen else 0.7 * self._events_per_ledger + 0.3 * rate
-        )
-        self._seen = True
-        self._cap = min(self.max_ledgers, self._cap * 2)
-
-    def shrink(self, failed_size: int) -> None:
-        self._cap = max(1, failed_size // 2)
-
-    def next_size(self) -> int:
-        if not self._seen:
-            return min(self.max_ledgers, self._cap, 10)
-        ideal = self.target_events / max(self._events_per_ledger, 0.01)
-        return max(1, min(self.max_ledgers, self._cap, int(ideal)))
 
 
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
@@ -128,6 +108,9 @@ class Worker:
         self.metrics = metrics
         self.options = options
         self.fetcher = RangeFetcher(rpc, options.filter_sets)
+        self.process_fetcher = (
+            FetchProcess(options.process_fetch, metrics) if options.process_fetch else None
+        )
         self.sizer = BatchSizer(options.batch_max_ledgers, options.target_batch_events)
         self._checkpoint: int | None = None
         self._last_hash: str | None = None
@@ -160,6 +143,8 @@ class Worker:
                     await sleep_or_stop(stop, self.options.poll_interval)
         finally:
             self.status.worker_running = False
+            if self.process_fetcher is not None:
+                self.process_fetcher.close()
 
     async def _cycle(self, stop: asyncio.Event) -> None:
         if self.status.paused:
@@ -250,52 +235,58 @@ class Worker:
         if self._last_hash is None:
             stored = await asyncio.to_thread(self.store.ledger, self._checkpoint)
             self._last_hash = stored.hash if stored else None
-        self.fetcher.reset(self._checkpoint + 1)
-        queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=2)
+        batches = self._batches(self._checkpoint + 1, tip.latest_ledger)
+        queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=1)
         fetch_error: list[BaseException] = []
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._produce(tip.latest_ledger, queue, stop, fetch_error))
+                group.create_task(self._produce(batches, queue, stop, fetch_error))
                 group.create_task(self._consume(queue))
         except BaseExceptionGroup as group_error:
             raise first_error(group_error) from None
+        finally:
+            await batches.aclose()
         if fetch_error:
             # Raised only now, after every batch fetched before the failure was committed.
             raise fetch_error[0]
 
+    def _batches(self, first: int, target: int) -> AsyncGenerator[Batch, None]:
+        """The batches from `first` to `target`. A long backlog is fetched by a second process,
+        so writing gets a core of its own; a short one is not worth the hand-over (and
+        following the tip stays in-process)."""
+        max_events = 2 * self.options.target_batch_events
+        process = self.process_fetcher
+        if process is not None and target - first + 1 >= self.options.process_fetch_min_ledgers:
+            return process.follow(
+                first,
+                target,
+                self._last_hash,
+                self.options.batch_max_ledgers,
+                self.options.target_batch_events,
+                max_events,
+            )
+        if process is not None:
+            # Caught up: the child's memory is better given back until the next long backlog.
+            process.close()
+        return follow_range(self.fetcher, self.sizer, first, target, self._last_hash, max_events)
+
     async def _produce(
         self,
-        target: int,
+        batches: AsyncIterator[Batch],
         queue: asyncio.Queue[Batch | None],
         stop: asyncio.Event,
         fetch_error: list[BaseException],
     ) -> None:
         try:
-            next_ledger = self.fetcher.next_ledger
-            previous_hash = self._last_hash
-            while next_ledger <= target and not stop.is_set() and not self.status.paused:
-                last = min(target, next_ledger + self.sizer.next_size() - 1)
-                try:
-                    batch = await self.fetcher.fetch(
-                        next_ledger, last, previous_hash, 2 * self.options.target_batch_events
-                    )
-                except ChainBreakError as exc:
-                    if exc.valid_prefix is not None:
-                        # Commit what chains to the stored history, then halt at the break.
-                        await queue.put(exc.valid_prefix)
-                    raise
-                except RpcTransientError:
-                    if last == next_ledger:
-                        raise
-                    # Retries did not help this range; a smaller one may commit the ledgers
-                    # before the one that fails, so the checkpoint gets as far as it can.
-                    self.sizer.shrink(last - next_ledger + 1)
-                    self.fetcher.reset(next_ledger)
-                    continue
-                self.sizer.observe(len(batch.ledgers), len(batch.events))
-                previous_hash = batch.ledgers[-1].hash
-                next_ledger = batch.last_ledger + 1
+            async for batch in batches:
                 await queue.put(batch)
+                if stop.is_set() or self.status.paused:
+                    break
+        except ChainBreakError as exc:
+            if exc.valid_prefix is not None:
+                # Commit what chains to the stored history, then halt at the break.
+                await queue.put(exc.valid_prefix)
+            fetch_error.append(exc)
         except (RpcError, ReconcilerError) as exc:
             fetch_error.append(exc)
         # The consumer must learn that nothing more is coming, failure or not.

@@ -1,4 +1,4 @@
-"""Batch assembly: one row per ledger, the hash chain checked through the batch."""
+"""Batch assembly (a row per ledger, the hash chain checked through it) and batch sizing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from stellar_sdk import xdr
 
 from stellar_reconciler.decode import decode_history_entry
 from stellar_reconciler.errors import RpcProtocolError
-from stellar_reconciler.fetcher import ChainBreakError, build_batch
+from stellar_reconciler.fetcher import BatchSizer, ChainBreakError, build_batch
 from stellar_reconciler.models import LedgerHeader
 from tests.factories import ledger_hash, make_event
 from tests.fixtures import load
@@ -92,3 +92,27 @@ def test_fifty_mainnet_headers_pass_continuity_and_one_altered_fails_there() -> 
         build_batch(63800060, tampered, [], previous_hash=None)
     assert caught.value.sequence == 63800081
     assert caught.value.expected == altered.hash and caught.value.found == decoded[20].hash
+
+
+def test_sizer_targets_events_per_batch_within_bounds() -> None:
+    """Batches span about target/rate ledgers, between 1 and the configured maximum."""
+    sizer = BatchSizer(max_ledgers=1000, target_events=10000)
+    assert sizer.next_size() == 10
+    sizer.observe(10, 0)
+    assert sizer.next_size() == 1000
+    dense = BatchSizer(max_ledgers=1000, target_events=10000)
+    dense.observe(10, 10000)
+    assert dense.next_size() == 10
+
+
+def test_sizer_halves_after_failure_and_recovers() -> None:
+    """A failed range halves the next batch; successes double it back to the maximum."""
+    sizer = BatchSizer(max_ledgers=64, target_events=10000)
+    sizer.observe(10, 0)
+    sizer.shrink(64)
+    assert sizer.next_size() == 32
+    sizer.shrink(2)
+    assert sizer.next_size() == 1
+    for _ in range(7):
+        sizer.observe(1, 0)
+    assert sizer.next_size() == 64
