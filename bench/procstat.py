@@ -33,6 +33,17 @@ def memory_kib(pid: int) -> dict[str, int]:
     return found
 
 
+def children(pid: int) -> list[int]:
+    """The direct children of a process (Linux lists them per thread)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found.extend(int(c) for c in (task / "children").read_text().split())
+        except FileNotFoundError:
+            continue  # the thread ended meanwhile
+    return found
+
+
 def peak_rss_mb(pid: int) -> float:
     return memory_kib(pid).get("VmHWM", 0) / 1024
 

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import httpx
 
+from bench.catchup import Family
 from bench.databases import admin_url, fresh_database
-from bench.procstat import cpu_seconds, free_port
+from bench.procstat import free_port
 from bench.simnet import running_simnet
 
 # Pipeline stages, each recognised by a function on the sampled stack (first match wins,
@@ -119,13 +120,15 @@ def profile(args: argparse.Namespace) -> None:
             _wait_for_checkpoint(port, None, service)
             spy = subprocess.Popen(
                 [py_spy, "record", "--rate", str(args.rate), "--format", "raw", "--output",
-                 str(raw), "--nonblocking", "--pid", str(service.pid)],
+                 str(raw), "--nonblocking", "--subprocesses", "--pid", str(service.pid)],
                 stdout=log, stderr=log,
             )  # fmt: skip
-            started, cpu_started = time.perf_counter(), cpu_seconds(service.pid)
-            _wait_for_checkpoint(port, net.latest_ledger, service)
+            family = Family(service.pid)
+            family.sample()
+            started, cpu_started = time.perf_counter(), family.cpu_seconds()
+            _wait_for_checkpoint(port, net.latest_ledger, service, family)
             wall = time.perf_counter() - started
-            cpu = cpu_seconds(service.pid) - cpu_started
+            cpu = family.cpu_seconds() - cpu_started
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
         finally:
@@ -140,16 +143,21 @@ def profile(args: argparse.Namespace) -> None:
     )
     print(summarise(raw, args.top))
     print(
-        f"catch-up {wall:.1f}s wall, service CPU {cpu:.1f}s; over the service's whole life "
-        f"the garbage collector took {gc_seconds:.1f}s ({per_generation})"
+        f"catch-up {wall:.1f}s wall, service CPU {cpu:.1f}s (its fetch process included); "
+        f"over the service's whole life the garbage collector took {gc_seconds:.1f}s "
+        f"({per_generation})"
     )
     print(f"raw samples: {raw}")
 
 
-def _wait_for_checkpoint(port: int, ledger: int | None, service: subprocess.Popen[bytes]) -> None:
+def _wait_for_checkpoint(
+    port: int, ledger: int | None, service: subprocess.Popen[bytes], family: Family | None = None
+) -> None:
     """Until the service reports a checkpoint (at or past `ledger`, when given)."""
     with httpx.Client(timeout=10) as client:
         while True:
+            if family is not None:
+                family.sample()
             if service.poll() is not None:
                 raise RuntimeError("the service exited early; see service.log")
             try:

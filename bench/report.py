@@ -75,6 +75,11 @@ def rows(results: Results) -> tuple[list[str], list[tuple[str, list[str], str]]]
             each(lambda db: _number(part("catchup", db).get("peak_rss_mb"))),
             f"< {MAX_PEAK_RSS_MB:.0f}",
         ),
+        (
+            "catch-up: most RSS seen at once, MB",
+            each(lambda db: _number(part("catchup", db).get("largest_sampled_rss_mb"))),
+            "",
+        ),
         ("catch-up: service CPU, cores", each(lambda db: _cores(part("catchup", db), "cpu")), ""),
         (
             "catch-up: simnet CPU, cores",

@@ -34,7 +34,7 @@ class Simnet:
 
 
 def simnet_command(
-    port: int, ledgers: int, events_per_ledger: int, ledger_interval: float
+    port: int, ledgers: int, events_per_ledger: int, ledger_interval: float, meta_padding: int = 0
 ) -> list[str]:
     return [
         sys.executable,
@@ -50,6 +50,8 @@ def simnet_command(
         str(events_per_ledger),
         "--ledger-interval",
         str(ledger_interval),
+        "--meta-padding-bytes",
+        str(meta_padding),
         "--log-level",
         "warning",
     ]
@@ -57,11 +59,15 @@ def simnet_command(
 
 @contextmanager
 def running_simnet(
-    ledgers: int, events_per_ledger: int, ledger_interval: float = 0, log: Path | None = None
+    ledgers: int,
+    events_per_ledger: int,
+    ledger_interval: float = 0,
+    log: Path | None = None,
+    meta_padding: int = 0,
 ) -> Iterator[Simnet]:
     """Start `python -m stellar_reconciler.simnet`, wait until it answers, stop it after."""
     port = free_port()
-    command = simnet_command(port, ledgers, events_per_ledger, ledger_interval)
+    command = simnet_command(port, ledgers, events_per_ledger, ledger_interval, meta_padding)
     sink = log.open("ab") if log is not None else subprocess.DEVNULL
     process = subprocess.Popen(command, stdout=sink, stderr=sink)
     url = f"http://127.0.0.1:{port}/"
