@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import signal
 import socket
 from collections.abc import Iterator, Sequence
@@ -21,6 +20,7 @@ from fastapi import FastAPI
 
 from stellar_reconciler.api import ApiContext, create_app
 from stellar_reconciler.api.live import close_streams
+from stellar_reconciler.collector import tune_garbage_collector
 from stellar_reconciler.config import Settings
 from stellar_reconciler.control import Controls
 from stellar_reconciler.errors import ReconcilerError
@@ -295,17 +295,3 @@ async def run_service(settings: Settings) -> None:
     service = Service.build(settings)
     tune_garbage_collector()
     await service.run(stop)
-
-
-def tune_garbage_collector() -> None:
-    """Keep the cyclic collector from eating a catch-up (measured: a quarter of its CPU).
-
-    Each batch keeps hundreds of thousands of fresh containers alive, so the default
-    threshold of 700 allocations ran a full collection every other batch, each one walking
-    every object start-up imported too. Freezing moves those start-up objects out of the
-    collector's sight; a higher first threshold makes young collections rarer without letting
-    memory grow past the budget in docs/benchmarks.md.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
