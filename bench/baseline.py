@@ -26,6 +26,7 @@ from sqlalchemy import and_, insert, update
 
 from bench.databases import sqlalchemy_url
 from bench.history import rpc_client
+from stellar_reconciler.collector import tune_garbage_collector
 from stellar_reconciler.decode import decode_event
 from stellar_reconciler.models import LedgerRecord, RawEvent, utc_from_unix
 from stellar_reconciler.pager import MAX_EVENTS_PAGE
@@ -132,6 +133,8 @@ def main() -> None:
     parser.add_argument("--ledgers", type=int, required=True)
     parser.add_argument("--per-ledger-tx", action="store_true")
     args = parser.parse_args()
+    # Tuned as the service tunes itself, so neither side of a ratio is flattered.
+    tune_garbage_collector()
     result = asyncio.run(
         run_baseline(args.rpc, args.database, args.first, args.ledgers, args.per_ledger_tx)
     )

@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.databases import sqlalchemy_url
 from bench.history import read_batches, rpc_client
+from stellar_reconciler.collector import tune_garbage_collector
 from stellar_reconciler.rpc import StellarRpc
 from stellar_reconciler.store import Store
 
@@ -88,6 +89,8 @@ def main() -> None:
     parser.add_argument("--last", type=int, required=True)
     parser.add_argument("--database", action="append", default=[])
     args = parser.parse_args()
+    # Tuned as the service tunes itself, so neither side of a ratio is flattered.
+    tune_garbage_collector()
     if args.kind == "fetch":
         result = asyncio.run(fetch_ceiling(args.rpc, args.first, args.last))
     else:
