@@ -47,6 +47,16 @@ STAGES = (
         ),
     ),
     ("DB: other (checkpoint, hooks)", ("Store.commit_batch",)),
+    (
+        "pipe: batches pickled and loaded between the processes",
+        (
+            "_ConnectionBase.recv",
+            "_ConnectionBase.send",
+            "ForkingPickler.dumps",
+            "_WireBatch.of",
+            "_WireBatch.batch",
+        ),
+    ),
     ("decode: ScVal topics and values", ("decode_event",)),
     ("decode: ledger headers", ("parse_ledger",)),
     ("RPC: JSON parsing", ("Response.json",)),

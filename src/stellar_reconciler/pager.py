@@ -27,7 +27,7 @@ MAX_EVENTS_PAGE = 10000
 MAX_LEDGERS_PAGE = 200
 # A getLedgers answer carries each ledger's whole meta (up to ~1 MB on mainnet); pages are
 # sized so one answer stays near this many bytes of base64.
-LEDGER_PAGE_BUDGET_BYTES = 8 * 1024 * 1024
+LEDGER_PAGE_BUDGET_BYTES = 4 * 1024 * 1024
 
 
 def build_filter_sets(
