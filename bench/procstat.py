@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +84,16 @@ class Usage:
     def cpu_cores(self) -> float:
         """Average cores the process kept busy (1.0 = one core all the time)."""
         return self.cpu / self.wall if self.wall > 0 else 0.0
+
+
+def stop(process: subprocess.Popen[bytes], grace: float) -> None:
+    """Ask a child to stop (SIGTERM); kill it when it has not within `grace` seconds."""
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
 
 
 def free_port() -> int:

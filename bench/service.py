@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from bench.procstat import free_port
+from bench.procstat import free_port, stop
 
 START_TIMEOUT = 60.0
 
@@ -58,12 +58,7 @@ def running_service(
             _wait_listening(process, client, url, log)
             yield ServiceProcess(process.pid, url, client)
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop(process, 30)
 
 
 def _wait_listening(

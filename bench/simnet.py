@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.procstat import cpu_seconds, free_port
+from bench.procstat import cpu_seconds, free_port, stop
 
 FIRST_LEDGER = 1000
 START_TIMEOUT = 300.0
@@ -75,12 +75,7 @@ def running_simnet(
         status = _wait_ready(process, url)
         yield Simnet(process.pid, url, status["firstLedger"], status["latestLedger"])
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop(process, 10)
         if log is not None and not isinstance(sink, int):
             sink.close()
 
