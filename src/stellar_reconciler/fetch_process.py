@@ -41,6 +41,8 @@ log = structlog.get_logger("stellar_reconciler.fetch_process")
 
 # How long a stopping child gets to leave on its own before it is killed.
 _EXIT_GRACE_SECS = 2.0
+# Children lost in a row before the worker stops asking for one.
+MAX_LOSSES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +228,15 @@ class FetchProcess:
         self._observer = observer
         self._process: subprocess.Popen[bytes] | None = None
         self._connection: Connection | None = None
+        # Children lost in a row without a batch in between; see `trusted`.
+        self.losses = 0
+
+    @property
+    def trusted(self) -> bool:
+        """False after MAX_LOSSES children in a row died before handing over a batch: the
+        environment cannot run one (no interpreter at sys.executable, a memory limit...), and
+        the worker then fetches in its own process rather than never getting anywhere."""
+        return self.losses < MAX_LOSSES
 
     @property
     def pid(self) -> int | None:
@@ -243,10 +254,17 @@ class FetchProcess:
         """first..target as consecutive batches, exactly as fetcher.follow_range yields them
         (same sizes, same errors), fetched by the child while the caller works on the last
         one. Leaving before the end stops the child; the next call starts a new one."""
-        connection = self._started()
-        connection.send(
-            _Follow(first, target, previous_hash, max_ledgers, target_events, max_events)
-        )
+        try:
+            connection = self._started()
+            connection.send(
+                _Follow(first, target, previous_hash, max_ledgers, target_events, max_events)
+            )
+        except OSError as exc:
+            self._kill()
+            self.losses += 1
+            raise FetchProcessLostError(
+                f"the fetch process could not be started or reached ({exc!r})"
+            ) from exc
         finished = False
         try:
             while True:
@@ -255,6 +273,7 @@ class FetchProcess:
                 except (EOFError, OSError) as exc:
                     finished = True
                     self._kill()
+                    self.losses += 1
                     raise FetchProcessLostError(
                         f"the fetch process ended unexpectedly ({exc!r})"
                     ) from exc
@@ -268,6 +287,7 @@ class FetchProcess:
                 if reply.batch is None:
                     finished = True
                     return
+                self.losses = 0
                 yield reply.batch.batch()
         finally:
             if not finished:

@@ -256,6 +256,13 @@ class Worker:
         following the tip stays in-process)."""
         max_events = 2 * self.options.target_batch_events
         process = self.process_fetcher
+        if process is not None and not process.trusted:
+            log.warning(
+                "fetch_process_abandoned",
+                losses=process.losses,
+                hint="catching up in one process; see the fetch_process errors above",
+            )
+            self.process_fetcher = process = None
         if process is not None and target - first + 1 >= self.options.process_fetch_min_ledgers:
             return process.follow(
                 first,

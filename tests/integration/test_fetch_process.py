@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from stellar_reconciler import fetch_process
 from stellar_reconciler.errors import RpcTransientError
 from stellar_reconciler.fetch_process import FetchConfig, FetchProcess, FetchProcessLostError
 from stellar_reconciler.fetcher import BatchSizer, ChainBreakError, RangeFetcher, follow_range
@@ -223,3 +224,22 @@ async def test_service_catches_up_through_the_fetch_process(database_url: str) -
             )
             assert service.worker.process_fetcher is not None
             assert service.worker.process_fetcher.pid is None and not alive(started)
+
+
+async def test_a_child_that_cannot_run_is_given_up_for_one_process(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Children that die at once are reported (transient), and after a few the service
+    catches up in its own process instead of never getting anywhere."""
+    monkeypatch.setattr(fetch_process, "_CHILD_COMMAND", "raise SystemExit(3)")
+    net = SimNetwork(
+        SimNetConfig(seed=23, first_ledger=9000, prebuilt_ledgers=300, events_per_ledger=5)
+    )
+    with serve_in_thread(net) as url:
+        settings = settings_for(database_url, url, catch_up_process_ledgers=50)
+        async with running_service(settings) as (service, _):
+            await wait_for(
+                lambda: service.store.checkpoint().ledger == net.latest_ledger, what="catch-up"
+            )
+            assert service.worker.process_fetcher is None
+            assert stored_event_ids(database_url) == network_event_ids(net, 9000, 9299)
