@@ -4,9 +4,9 @@ Fetching, parsing and decoding a range costs about as much CPU as writing it, an
 process both sides take turns on the same interpreter lock. Here a child process follows the
 range with the very same RangeFetcher and sizing (fetcher.follow_range) on its own event loop
 and streams each finished Batch back; the worker writes one batch while the child fetches the
-next. Every RPC attempt the child makes is replayed into
-the parent's observer (the metrics) when its range comes back, and errors come back as the
-same typed errors the in-process fetcher raises, so the worker treats both fetchers alike.
+next. Every RPC attempt the child makes is replayed into the parent's observer (the metrics)
+when its batch comes back, and errors come back as the same typed errors the in-process
+fetcher raises, so the worker treats both fetchers alike.
 
 The child is a fresh interpreter started on first use (no copy of the parent's threads or
 locks) and is ended when the worker stops, when a request is abandoned half-way (its answer
@@ -192,6 +192,16 @@ def child_main(fd: int) -> None:
         loop.close()
 
 
+@dataclass(frozen=True, slots=True)
+class _Follow:
+    first: int
+    target: int
+    previous_hash: str | None
+    max_ledgers: int
+    target_events: int
+    max_events: int
+
+
 async def _follow(
     connection: Connection, fetcher: RangeFetcher, recorder: _Recorder, request: _Follow
 ) -> None:
@@ -208,16 +218,6 @@ async def _follow(
         connection.send(recorder.reply(None, _PortableError.of(exc)))
         return
     connection.send(recorder.reply(None, None))
-
-
-@dataclass(frozen=True, slots=True)
-class _Follow:
-    first: int
-    target: int
-    previous_hash: str | None
-    max_ledgers: int
-    target_events: int
-    max_events: int
 
 
 class FetchProcess:
@@ -260,11 +260,7 @@ class FetchProcess:
                 _Follow(first, target, previous_hash, max_ledgers, target_events, max_events)
             )
         except OSError as exc:
-            self._kill()
-            self.losses += 1
-            raise FetchProcessLostError(
-                f"the fetch process could not be started or reached ({exc!r})"
-            ) from exc
+            raise self._lost("could not be started or reached", exc) from exc
         finished = False
         try:
             while True:
@@ -272,11 +268,7 @@ class FetchProcess:
                     reply: _Reply = await asyncio.to_thread(connection.recv)
                 except (EOFError, OSError) as exc:
                     finished = True
-                    self._kill()
-                    self.losses += 1
-                    raise FetchProcessLostError(
-                        f"the fetch process ended unexpectedly ({exc!r})"
-                    ) from exc
+                    raise self._lost("ended unexpectedly", exc) from exc
                 for method, outcome, seconds, error in reply.attempts:
                     self._observer.rpc_attempt(method, outcome, seconds, error)
                 for method in reply.retries:
@@ -295,6 +287,11 @@ class FetchProcess:
                 # Killing the child also ends a thread still waiting on its pipe.
                 self._kill()
 
+    def _lost(self, what: str, cause: BaseException) -> FetchProcessLostError:
+        self._kill()
+        self.losses += 1
+        return FetchProcessLostError(f"the fetch process {what} ({cause!r})")
+
     def _started(self) -> Connection:
         if self._connection is not None and self._process is not None:
             if self._process.poll() is None:
@@ -310,9 +307,10 @@ class FetchProcess:
                 pass_fds=(theirs.fileno(),),
             )
         connection = Connection(ours.detach())
-        connection.send(self._config)
+        # Owned before the first send, so a child that is already gone is still reaped.
         self._process, self._connection = process, connection
         log.info("fetch_process_started", pid=process.pid)
+        connection.send(self._config)
         return connection
 
     def close(self) -> None:

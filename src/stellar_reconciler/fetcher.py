@@ -23,6 +23,8 @@ from stellar_reconciler.rpc import StellarRpc
 # 10,000 catches up ~13% faster on SQLite but takes the service and its fetch process past
 # their 300 MB budget.
 TARGET_BATCH_EVENTS = 5_000
+# The most ledgers a batch spans unless configured otherwise (BATCH_MAX_LEDGERS).
+MAX_BATCH_LEDGERS = 1000
 
 
 class ChainBreakError(ReconcilerError):
@@ -128,17 +130,11 @@ class RangeFetcher:
         headers = headers_task.result()[: through - first + 1]
         return build_batch(first, headers, decoded, previous_hash)
 
-    async def batches(
-        self, first: int, last: int, previous_hash: str | None
-    ) -> AsyncIterator[Batch]:
-        """first..last as consecutive batches of about TARGET_BATCH_EVENTS events each."""
-        self.reset(first)
-        next_ledger = first
-        while next_ledger <= last:
-            batch = await self.fetch(next_ledger, last, previous_hash, TARGET_BATCH_EVENTS)
-            previous_hash = batch.ledgers[-1].hash
-            next_ledger = batch.last_ledger + 1
-            yield batch
+    def batches(self, first: int, last: int, previous_hash: str | None) -> AsyncIterator[Batch]:
+        """first..last as consecutive batches of about TARGET_BATCH_EVENTS events each, sized
+        as the worker sizes its own (each fetch asks only for the headers its span needs)."""
+        sizer = BatchSizer(MAX_BATCH_LEDGERS, TARGET_BATCH_EVENTS)
+        return follow_range(self, sizer, first, last, previous_hash, TARGET_BATCH_EVENTS)
 
 
 class BatchSizer:

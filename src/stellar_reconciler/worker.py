@@ -30,6 +30,7 @@ from stellar_reconciler.errors import (
 )
 from stellar_reconciler.fetch_process import FetchConfig, FetchProcess
 from stellar_reconciler.fetcher import (
+    MAX_BATCH_LEDGERS,
     TARGET_BATCH_EVENTS,
     BatchSizer,
     ChainBreakError,
@@ -54,7 +55,7 @@ class WorkerOptions:
     start_ledger: str
     filter_sets: list[list[dict[str, Any]]]
     fingerprint: str
-    batch_max_ledgers: int = 1000
+    batch_max_ledgers: int = MAX_BATCH_LEDGERS
     target_batch_events: int = TARGET_BATCH_EVENTS
     # A backlog of at least this many ledgers is fetched by a FetchProcess (None: never).
     process_fetch: FetchConfig | None = None

@@ -1,6 +1,6 @@
 """Bulk inserts: what `conn.execute(insert(table), rows)` stores, without its per-row cost.
 
-Catch-up writes about ten thousand events per batch. Through SQLAlchemy's executemany every
+Catch-up writes thousands of events per batch. Through SQLAlchemy's executemany every
 row is a dict that the compiler walks column by column, and that bookkeeping cost more than
 the database's own work (docs/benchmarks.md has the profile). Here the rows go to the
 database through the cheapest door each one has:
