@@ -1,7 +1,7 @@
 """The recorded real Stellar RPC responses (and the OpenRPC spec) the tests check against.
 
-They are shared data kept beside the project; `simnet.testing.fixtures_dir` says where it
-looks (STELLAR_RPC_FIXTURES first). Missing fixtures fail the tests that need them loudly.
+The repository carries them in tests/fixtures/stellar-rpc (public data recorded from real
+Stellar RPC servers; SOURCES.md says where each came from and which values to assert).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Paging through getLedgers and getEvents the way the real server pages.
 
-getEvents is the subtle one (see shared/STELLAR_RPC_NOTES.md): one call scans at most 10,000
+getEvents is the subtle one (see docs/stellar-rpc-notes.md): one call scans at most 10,000
 ledgers, a short or empty page is not the end, and a cursor cannot be combined with an
 endLedger. `EventPager` therefore follows the cursor as one continuous stream and hands
 out events ledger range by ledger range; events fetched past the range asked for wait in a

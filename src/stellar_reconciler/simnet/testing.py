@@ -5,8 +5,8 @@
   lengths, pattern, $ref) against the result schemas of the official OpenRPC spec;
 - `shape_problems`: same keys and same JSON types as a recorded real answer.
 
-Fixtures are looked for in $STELLAR_RPC_FIXTURES, then tests/fixtures/stellar-rpc in the
-repository, then shared/fixtures/stellar-rpc beside the repository, then /work/shared/....
+Fixtures are looked for in $STELLAR_RPC_FIXTURES, then in tests/fixtures/stellar-rpc of the
+checkout, where the repository carries them (see their SOURCES.md).
 """
 
 from __future__ import annotations
@@ -21,12 +21,7 @@ from typing import Any
 import httpx
 
 _REPO = Path(__file__).resolve().parents[3]
-_CANDIDATES = (
-    _REPO / "tests" / "fixtures" / "stellar-rpc",
-    # CI lays the steering repo's shared/ beside the clone.
-    _REPO.parent / "shared" / "fixtures" / "stellar-rpc",
-    Path("/work/shared/fixtures/stellar-rpc"),
-)
+_CANDIDATES = (_REPO / "tests" / "fixtures" / "stellar-rpc",)
 
 
 def fixtures_dir() -> Path | None:
