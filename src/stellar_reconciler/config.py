@@ -10,6 +10,7 @@ import base64
 import binascii
 import re
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -55,6 +56,25 @@ EXPECTED_FORMS: dict[str, str] = {
         "comma-separated contract strkeys (C...) whose unclaimed events are reported"
     ),
 }
+
+
+def redact_url(url: str) -> str:
+    """`url` with its user info and every query value hidden, fit for a log, an error or a page.
+
+    RPC providers put API keys in either place (`https://user:key@host/`, `?apikey=...`); the
+    host and path stay, since they are what an operator needs to tell which endpoint failed.
+    """
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "&".join(
+        name + "=***" if value else name
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    if parts.query and not query:
+        query = "***"
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def _split_list(value: Any, separator: str = ",") -> Any:
@@ -239,7 +259,7 @@ class Settings(BaseSettings):
             "service_name": self.service_name,
             "bind_addr": self.bind_addr,
             "database": self.sqlalchemy_url.split(":", 1)[0].split("+")[0],
-            "stellar_rpc_url": self.stellar_rpc_url,
+            "stellar_rpc_url": redact_url(self.stellar_rpc_url),
             "poll_interval_secs": self.poll_interval_secs,
             "rpc_max_attempts": self.rpc_max_attempts,
             "rpc_initial_backoff_ms": self.rpc_initial_backoff_ms,

@@ -128,3 +128,13 @@ def test_webhooks_need_a_signing_secret(monkeypatch: pytest.MonkeyPatch) -> None
     assert caught.value.variable == "WEBHOOK_SECRET"
     monkeypatch.setenv("WEBHOOK_SECRET", "s" * 16)
     assert Settings.from_env().webhook_urls == ("http://127.0.0.1:9/hook",)
+
+
+def test_redact_url_hides_user_info_and_query_values_but_keeps_host_and_path() -> None:
+    """A URL shown to a person keeps where it points and loses every credential in it."""
+    from stellar_reconciler.config import redact_url
+
+    shown = redact_url("https://user:s3cret@rpc.example:8000/soroban/rpc?apikey=k3y&x=")
+    assert shown == "https://***@rpc.example:8000/soroban/rpc?apikey=***&x"
+    assert "s3cret" not in shown and "k3y" not in shown
+    assert redact_url("http://127.0.0.1:8000/") == "http://127.0.0.1:8000/"
