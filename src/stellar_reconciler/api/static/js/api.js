@@ -34,7 +34,8 @@ export async function call(method, path, body, { anonymous = false } = {}) {
     // Not JSON (a proxy's error page, say): the status line below says enough.
   }
   if (!response.ok) {
-    const message = payload && typeof payload.error === "string" ? payload.error : response.statusText;
+    const message =
+      payload && typeof payload.error === "string" ? payload.error : response.statusText;
     return { ok: false, status: response.status, message };
   }
   return { ok: true, status: response.status, body: payload };
