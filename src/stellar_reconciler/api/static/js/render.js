@@ -3,6 +3,7 @@
 
 import {
   NONE,
+  catchUpText,
   eventKeyFields,
   formatAmount,
   formatBytes,
@@ -168,6 +169,50 @@ export function renderDiscrepancies(summary) {
   $("discrepancies-newest").replaceChildren(
     ...(items.length ? items : [el("li", { class: "muted" }, "None open")]),
   );
+  renderResolved(summary.recently_resolved ?? []);
+}
+
+// What was found, when, and how it was put right: a repair done in the same second it was
+// found would otherwise leave no trace on the page.
+function renderResolved(resolved) {
+  const items = resolved.map((d) =>
+    el(
+      "li",
+      { id: `resolved-${d.id}`, "data-kind": d.kind },
+      el(
+        "div",
+        { class: "item-head" },
+        el("strong", {}, `#${d.id} ${d.kind}`),
+        el("span", { class: "muted small" }, ledgers(d.first_ledger, d.last_ledger) ?? ""),
+      ),
+      el("div", { class: "wrap small clamp", title: d.message }, d.message),
+      el(
+        "div",
+        { class: "small muted" },
+        `found ${formatUtc(d.detected_at)} · resolved ${formatUtc(d.resolved_at)} `,
+        d.resolved_by === "auto" ? "automatically" : `by ${d.resolved_by ?? NONE}`,
+      ),
+      el(
+        "div",
+        { class: "wrap small clamp resolution", title: d.resolution ?? "" },
+        d.resolution ?? NONE,
+      ),
+    ),
+  );
+  $("discrepancies-resolved").replaceChildren(
+    ...(items.length ? items : [el("li", { class: "muted" }, "None yet")]),
+  );
+}
+
+// Shown only while the worker works through a backlog (the snapshot's catch_up is null when
+// it follows the tip).
+export function renderCatchUp(progress) {
+  $("catch-up").hidden = !progress;
+  if (!progress) return;
+  const bar = $("catch-up-bar");
+  const value = String(progress.fraction);
+  if (bar.getAttribute("value") !== value) bar.setAttribute("value", value);
+  setText("catch-up-text", catchUpText(progress));
 }
 
 const EXPECTATION_STATUSES = ["pending", "matched", "amount_mismatch", "missing_expected"];
@@ -245,4 +290,5 @@ export function renderSnapshot(snapshot) {
   renderDiscrepancies(snapshot.discrepancies);
   renderExpectations(snapshot.expectations);
   renderJobs(snapshot.jobs);
+  renderCatchUp(snapshot.catch_up ?? null);
 }
