@@ -12,8 +12,8 @@ from stellar_reconciler.simnet import LieSchedule, SimNetConfig, SimNetwork, run
 
 # The network's lies, in seconds after start: one, another, then one a minute. Spaced out so
 # a person watching sees each one found and repaired, rather than all in the first seconds.
-FIRST_LIE_SECS = 20
-SECOND_LIE_SECS = 40
+FIRST_LIE_SECS = 30
+SECOND_LIE_SECS = 60
 LIE_EVERY_SECS = 60
 # Re-verify every few ledgers (64 in production), so a lie is found seconds after it is told.
 DEMO_VERIFY_EVERY_LEDGERS = 5

@@ -31,9 +31,9 @@ def test_a_schedule_that_cannot_space_its_lies_is_refused() -> None:
         LieSchedule(start=1, first_after=1, second_after=2, every=0)
 
 
-def test_demo_lies_are_about_20_and_40_seconds_apart_then_a_minute() -> None:
-    """At the demo's 2 s ledgers: 10 ledgers, 20 ledgers, then every 30."""
-    assert lie_schedule(1_000, 2.0) == LieSchedule(1_000, 10, 20, 30)
+def test_demo_lies_come_at_30_and_60_seconds_then_every_minute() -> None:
+    """At the demo's 2 s ledgers: 15 ledgers, 30 ledgers, then every 30."""
+    assert lie_schedule(1_000, 2.0) == LieSchedule(1_000, 15, 30, 30)
     fast = lie_schedule(1_000, 30.0)
     assert 0 < fast.first_after < fast.second_after and fast.every >= 1
 
