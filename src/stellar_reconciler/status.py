@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stellar_reconciler.models import NetworkInfo, NetworkTip
+from stellar_reconciler.progress import CatchUp
 
 # Mainnet's mean ledger time; used until the network's own close times tell us better.
 DEFAULT_LEDGER_SECS = 5.6
@@ -57,6 +58,8 @@ class ServiceStatus:
     # Extra reasons (open chain breaks, failed re-verification) that make health 503.
     unhealthy_conditions: dict[str, str] = field(default_factory=dict)
     batches_committed: int = 0
+    # Rate and ETA of the catch-up under way, fed by the worker's committed batches.
+    catch_up: CatchUp = field(default_factory=lambda: CatchUp(caught_up_lag=SYNCED_LAG))
     # Bumped on every change a live view should show; see wait_changed.
     version: int = 0
     _changed: asyncio.Event | None = field(default=None, repr=False)

@@ -319,6 +319,11 @@ class Worker:
         self.metrics.batch_duration.observe(duration)
         self.metrics.batch_ledgers.observe(ledgers)
         self.metrics.checkpoint_ledger.set(batch.last_ledger)
+        latest = self.status.tip.latest_ledger if self.status.tip else batch.last_ledger
+        events = len(batch.events)
+        now = time.monotonic()
+        if line := self.status.catch_up.committed(now, batch.last_ledger, ledgers, events, latest):
+            log.info("catch_up_progress", **line)
         self.status.record_progress(batch.last_ledger)
         log.info(
             "batch_committed",
