@@ -138,8 +138,8 @@ def test_acknowledged_gap_moves_checkpoint_and_is_recorded(store: Store) -> None
     store.gaps.consent(None, "outside retention", "cli")
     consent = store.gaps.pending_consent()
     assert consent is not None and consent.through_ledger is None
-    gap = store.gaps.acknowledge(1, 500, consent)
-    assert store.checkpoint().ledger == 500
+    gap = store.gaps.acknowledge(1, 500, consent.id)
+    assert gap is not None and store.checkpoint().ledger == 500
     assert [(g.first_ledger, g.last_ledger) for g in store.gaps.acknowledged()] == [(1, 500)]
     assert "outside retention" in store.gaps.acknowledged()[0].note
     assert gap.acknowledged_at.tzinfo is not None
