@@ -246,7 +246,7 @@ def acknowledge_gap(
     try:
         guarded(store.migrate)
         try:
-            consent = store.gaps.consent(through, note, "cli")
+            consent = store.consents.give(through, note, "cli")
         except GapConsentRefusedError as exc:
             fail(f"refused: {exc}", EXIT_REFUSED)
         except ReconcilerError as exc:

@@ -158,7 +158,7 @@ class Worker:
         if self.status.network is None:
             self.status.network = await self._network()
         checkpoint = await self._current_checkpoint(tip)
-        consent = await asyncio.to_thread(self.store.gaps.pending_consent)
+        consent = await asyncio.to_thread(self.store.consents.pending)
         # Each step but the last two changes an input of the plan (checkpoint, start rule or
         # consent) for good, so this loop runs at most three times.
         while True:
@@ -174,7 +174,7 @@ class Worker:
                 case Skip():
                     consent = None
                     if await asyncio.to_thread(
-                        self.store.gaps.acknowledge, plan.first, plan.last, plan.consent.id
+                        self.store.consents.carry_out, plan.first, plan.last, plan.consent.id
                     ):
                         log.warning(
                             "gap_acknowledged",

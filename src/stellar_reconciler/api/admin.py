@@ -93,7 +93,7 @@ _CONSENT_RESPONSES: dict[int | str, dict[str, Any]] = {
 )
 def acknowledge_gap(ctx: Ctx, actor: Admin, body: GapConsentRequest) -> dict[str, Any]:
     try:
-        consent = ctx.store.gaps.consent(
+        consent = ctx.store.consents.give(
             body.through_ledger, body.note, actor.name, actor.remote_addr
         )
     except GapConsentRefusedError as exc:
@@ -114,7 +114,7 @@ def revoke_gap_consent(
     ctx: Ctx, actor: Admin, consent_id: Annotated[int, Path(ge=1, le=2**31 - 1)]
 ) -> dict[str, Any]:
     try:
-        consent = ctx.store.gaps.revoke(consent_id, actor.name, actor.remote_addr)
+        consent = ctx.store.consents.revoke(consent_id, actor.name, actor.remote_addr)
     except GapConsentNotFoundError as exc:
         raise ApiError(404, str(exc)) from exc
     except GapConsentRefusedError as exc:

@@ -121,7 +121,7 @@ def list_gaps(ctx: Ctx) -> dict[str, Any]:
         "acknowledged": acknowledged,
         # The retention gap the worker is stopped at, and every consent with its state.
         "retention_gap": pending.as_json() if pending is not None else None,
-        "consents": ctx.store.gaps.consents(),
+        "consents": ctx.store.consents.listing(),
     }
 
 

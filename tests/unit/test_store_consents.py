@@ -26,16 +26,16 @@ def test_consent_without_a_gap_is_refused_and_leaves_nothing(store: Store) -> No
     """Synced (or empty) and asked twice to accept lost ledgers: refused both times, with a
     message that says why; no consent is stored to skip ledgers later."""
     with pytest.raises(GapConsentRefusedError, match="nothing is indexed yet"):
-        store.gaps.consent(None, "just in case", "admin:ab")
+        store.consents.give(None, "just in case", "admin:ab")
     store.ensure_stream(1, "fp")
     store.commit_batch(make_batch(1, 30))
     for _ in range(2):
         with pytest.raises(GapConsentRefusedError, match="no retention gap is pending"):
-            store.gaps.consent(None, "just in case", "admin:ab")
+            store.consents.give(None, "just in case", "admin:ab")
     with pytest.raises(GapConsentRefusedError, match="checkpoint 30"):
-        store.gaps.consent(500, "just in case", "admin:ab")
-    assert store.gaps.consents() == []
-    assert store.gaps.pending_consent() is None
+        store.consents.give(500, "just in case", "admin:ab")
+    assert store.consents.listing() == []
+    assert store.consents.pending() is None
     assert store.audit.listing() == []
 
 
@@ -45,14 +45,14 @@ def test_consent_names_the_pending_gap_and_a_second_is_refused(store: Store) -> 
     stopped_at_gap(store)
     gap = store.gaps.pending_gap()
     assert gap is not None and (gap.first_ledger, gap.last_ledger) == (11, 40)
-    consent = store.gaps.consent(None, "archive gone", "admin:ab", "127.0.0.9")
+    consent = store.consents.give(None, "archive gone", "admin:ab", "127.0.0.9")
     assert consent["state"] == "pending" and consent["first_ledger"] == 11
     assert consent["through_oldest"] is True
     assert "from 11 up to the RPC's oldest" in consent["covers"]
-    pending = store.gaps.pending_consent()
+    pending = store.consents.pending()
     assert pending is not None and (pending.id, pending.first_ledger) == (consent["id"], 11)
     with pytest.raises(GapConsentRefusedError, match=f"consent {consent['id']} already accepts"):
-        store.gaps.consent(20, "again", "cli")
+        store.consents.give(20, "again", "cli")
     [entry] = store.audit.listing()
     assert entry["action"] == "consent_to_gap" and entry["remote_addr"] == "127.0.0.9"
     assert entry["detail"]["first_ledger"] == 11
@@ -62,7 +62,7 @@ def test_a_limit_before_the_gap_is_refused(store: Store) -> None:
     """through_ledger must reach into the gap: one before its first ledger is refused."""
     stopped_at_gap(store)
     with pytest.raises(GapConsentRefusedError, match="at least 11"):
-        store.gaps.consent(10, "typo", "cli")
+        store.consents.give(10, "typo", "cli")
 
 
 def test_reported_gap_keeps_the_newest_end(store: Store) -> None:
@@ -79,20 +79,20 @@ def test_carrying_out_records_the_exact_range_and_who_accepted_it(store: Store) 
     it, is marked used with that range, and resolves the retention_gap with the exact bounds
     and "accepted by <who> at <when>"."""
     stopped_at_gap(store, 11, 40)
-    consent = store.gaps.consent(None, "archive gone", "admin:ab")
-    assert store.gaps.acknowledge(11, 52, consent["id"]) is not None
+    consent = store.consents.give(None, "archive gone", "admin:ab")
+    assert store.consents.carry_out(11, 52, consent["id"]) is not None
     assert store.checkpoint().ledger == 52
     assert [(g.first_ledger, g.last_ledger) for g in store.gaps.acknowledged()] == [(11, 52)]
     [resolved] = store.discrepancies.listing("retention_gap", False)
     assert (resolved["first_ledger"], resolved["last_ledger"]) == (11, 52)
     assert resolved["resolved_by"] == "admin:ab"
     assert resolved["resolution"].startswith(f"accepted by admin:ab at {consent['requested_at']}")
-    [used] = store.gaps.consents()
+    [used] = store.consents.listing()
     assert used["state"] == "used"
     assert used["skipped"] == {"first_ledger": 11, "last_ledger": 52}
-    assert store.gaps.pending_consent() is None and store.gaps.pending_gap() is None
+    assert store.consents.pending() is None and store.gaps.pending_gap() is None
     # Used once: carrying it out again changes nothing.
-    assert store.gaps.acknowledge(53, 60, consent["id"]) is None
+    assert store.consents.carry_out(53, 60, consent["id"]) is None
     assert store.checkpoint().ledger == 52
 
 
@@ -100,15 +100,15 @@ def test_a_consent_applies_only_to_the_gap_it_names(store: Store) -> None:
     """Carrying out a consent at another gap is refused; once the worker has moved past the
     gap a consent names, it is expired: visible, never carried out, still revocable."""
     stopped_at_gap(store, 11, 40)
-    consent = store.gaps.consent(None, "archive gone", "admin:ab")
-    assert store.gaps.acknowledge(12, 40, consent["id"]) is None
+    consent = store.consents.give(None, "archive gone", "admin:ab")
+    assert store.consents.carry_out(12, 40, consent["id"]) is None
     assert store.checkpoint().ledger == 10
     # The RPC came back with the ledgers (an archive node): the worker indexed them.
     store.commit_batch(make_batch(11, 60))
-    [expired] = store.gaps.consents()
+    [expired] = store.consents.listing()
     assert expired["state"] == "expired"
-    assert store.gaps.pending_consent() is None
-    revoked = store.gaps.revoke(consent["id"], "admin:cd", "127.0.0.9")
+    assert store.consents.pending() is None
+    revoked = store.consents.revoke(consent["id"], "admin:cd", "127.0.0.9")
     assert revoked["state"] == "revoked" and revoked["revoked_by"] == "admin:cd"
     assert [e["action"] for e in store.audit.listing()] == ["revoke_gap_consent", "consent_to_gap"]
 
@@ -117,18 +117,18 @@ def test_revoke_rules(store: Store) -> None:
     """A pending consent can be revoked (then a new one may be given); a revoked or used one
     cannot, and an unknown id is named."""
     stopped_at_gap(store, 11, 40)
-    first = store.gaps.consent(None, "archive gone", "admin:ab")
-    store.gaps.revoke(first["id"], "admin:ab")
-    assert store.gaps.pending_consent() is None
-    assert store.gaps.acknowledge(11, 40, first["id"]) is None
+    first = store.consents.give(None, "archive gone", "admin:ab")
+    store.consents.revoke(first["id"], "admin:ab")
+    assert store.consents.pending() is None
+    assert store.consents.carry_out(11, 40, first["id"]) is None
     with pytest.raises(GapConsentRefusedError, match="already revoked by admin:ab"):
-        store.gaps.revoke(first["id"], "admin:ab")
-    second = store.gaps.consent(30, "only up to 30", "cli")
-    assert store.gaps.acknowledge(11, 30, second["id"]) is not None
+        store.consents.revoke(first["id"], "admin:ab")
+    second = store.consents.give(30, "only up to 30", "cli")
+    assert store.consents.carry_out(11, 30, second["id"]) is not None
     with pytest.raises(GapConsentRefusedError, match="already carried out"):
-        store.gaps.revoke(second["id"], "admin:ab")
+        store.consents.revoke(second["id"], "admin:ab")
     with pytest.raises(GapConsentNotFoundError, match="no gap consent 999"):
-        store.gaps.revoke(999, "admin:ab")
+        store.consents.revoke(999, "admin:ab")
 
 
 def test_consents_from_before_gaps_were_named_are_never_carried_out(store: Store) -> None:
@@ -144,9 +144,9 @@ def test_consents_from_before_gaps_were_named_are_never_carried_out(store: Store
                 requested_at=datetime.now(UTC),
             )
         )
-    [legacy] = store.gaps.consents()
+    [legacy] = store.consents.listing()
     assert legacy["state"] == "expired" and "never carried out" in legacy["covers"]
-    assert store.gaps.pending_consent() is None
+    assert store.consents.pending() is None
 
 
 def test_consent_errors_survive_pickling() -> None:
