@@ -159,8 +159,8 @@ class Worker:
             self.status.network = await self._network()
         checkpoint = await self._current_checkpoint(tip)
         consent = await asyncio.to_thread(self.store.consents.pending)
-        # Each step but the last two changes an input of the plan (checkpoint, start rule or
-        # consent) for good, so this loop runs at most three times.
+        # A rebase or a skip changes an input of the plan for good (the checkpoint, the start
+        # rule or the consent) and plans again; every other step ends the poll.
         while True:
             plan = plan_next(checkpoint, tip.latest_ledger, tip.oldest_ledger, self._start, consent)
             match plan:
@@ -173,17 +173,7 @@ class Worker:
                         self._start = Start.FIXED
                 case Skip():
                     consent = None
-                    if await asyncio.to_thread(
-                        self.store.consents.carry_out, plan.first, plan.last, plan.consent.id
-                    ):
-                        log.warning(
-                            "gap_acknowledged",
-                            first=plan.first,
-                            last=plan.last,
-                            by=plan.consent.requested_by,
-                            consent=plan.consent.id,
-                        )
-                        checkpoint = self._moved_to(plan.last)
+                    checkpoint = await self._skip(plan, checkpoint)
                 case Blocked():
                     await self._retention_gap(plan)
                     return
@@ -206,11 +196,28 @@ class Worker:
             self.status.record_progress(self._checkpoint)
             log.info("stream_ready", checkpoint=self._checkpoint, start_ledger=start)
             return self._checkpoint
-        # The checkpoint may move outside this loop (a gap skipped by another worker); re-read.
+        # The checkpoint may move outside this loop; re-read it.
         stored = (await asyncio.to_thread(self.store.checkpoint)).ledger
         if stored is not None and stored != self._checkpoint:
             return self._moved_to(stored)
         return self._checkpoint
+
+    async def _skip(self, plan: Skip, checkpoint: int) -> int:
+        """Carry out a consent; the checkpoint after it (unchanged when it was revoked or used
+        in the meantime)."""
+        carried_out = await asyncio.to_thread(
+            self.store.consents.carry_out, plan.first, plan.last, plan.consent.id
+        )
+        if carried_out is None:
+            return checkpoint
+        log.warning(
+            "gap_acknowledged",
+            first=plan.first,
+            last=plan.last,
+            by=plan.consent.requested_by,
+            consent=plan.consent.id,
+        )
+        return self._moved_to(plan.last)
 
     def _moved_to(self, checkpoint: int) -> int:
         self._checkpoint, self._last_hash = checkpoint, None
