@@ -7,11 +7,13 @@ import pickle
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import insert
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import text
 
 from stellar_reconciler.errors import GapConsentNotFoundError, GapConsentRefusedError
 from stellar_reconciler.store import Store
-from stellar_reconciler.store.schema import gap_consents
+from stellar_reconciler.store.migrate import MIGRATIONS
 from tests.factories import make_batch
 
 
@@ -131,22 +133,29 @@ def test_revoke_rules(store: Store) -> None:
         store.consents.revoke(999, "admin:ab")
 
 
-def test_consents_from_before_gaps_were_named_are_never_carried_out(store: Store) -> None:
-    """A consent stored by an older version (no named gap) shows as expired and never applies."""
+def test_consents_from_before_the_upgrade_are_never_carried_out(store: Store) -> None:
+    """Consents stored before gaps were named (the reported case left 190 of them) survive the
+    upgrade as expired: listed, revocable, never carried out; a downgrade undoes the change."""
     stopped_at_gap(store, 11, 40)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = store.engine
+    command.downgrade(config, "0003")
     with store.engine.begin() as conn:
         conn.execute(
-            insert(gap_consents).values(
-                stream=store.stream,
-                through_ledger=None,
-                note="old",
-                requested_by="cli",
-                requested_at=datetime.now(UTC),
-            )
+            text(
+                "INSERT INTO gap_consents (stream, through_ledger, note, requested_by, "
+                "requested_at) VALUES (:stream, NULL, 'old', 'admin:ab', :at)"
+            ),
+            {"stream": store.stream, "at": datetime.now(UTC)},
         )
+    store.migrate()
     [legacy] = store.consents.listing()
-    assert legacy["state"] == "expired" and "never carried out" in legacy["covers"]
+    assert legacy["state"] == "expired" and legacy["first_ledger"] is None
+    assert "never carried out" in legacy["covers"]
     assert store.consents.pending() is None
+    assert store.consents.carry_out(11, 40, legacy["id"]) is None
+    assert store.consents.revoke(legacy["id"], "admin:ab")["state"] == "revoked"
 
 
 def test_consent_errors_survive_pickling() -> None:
