@@ -222,7 +222,8 @@ def status(
 @app.command("acknowledge-gap")
 def acknowledge_gap(
     through: Annotated[
-        int | None, typer.Option(help="Accept ledgers up to this one as lost", min=1)
+        int | None,
+        typer.Option(help="Accept ledgers up to this one as lost", min=1, max=2**32 - 1),
     ] = None,
     through_oldest: Annotated[
         bool,

@@ -90,6 +90,9 @@ async def test_consent_without_gap_is_refused_and_a_passed_window_blocks_until_o
                 refused = await consent(http)
                 assert refused.status_code == 409, refused.text
                 assert "no retention gap is pending" in refused.json()["error"]
+            for body in ({"through_ledger": 2**70}, {"through_ledger": 0}):
+                invalid = await http.post("/api/gaps/acknowledge", json=body, headers=AUTH)
+                assert invalid.status_code == 422, invalid.text
             cli = await asyncio.to_thread(acknowledge_gap_cli, database_url)
             assert cli.returncode == 3, cli.stderr
             assert "refused: no retention gap is pending" in cli.stderr
