@@ -81,15 +81,10 @@ async def rescan(ctx: Ctx, actor: Admin, body: RangeRequest) -> JSONResponse:
     return await submit_job(ctx, actor, "rescan", body)
 
 
-_CONSENT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    409: {"description": "No retention gap is pending, or it already has a live consent"},
-}
-
-
 @router.post(
     "/api/gaps/acknowledge",
     summary="Consent to lose the retention gap the worker is stopped at (carried out by it)",
-    responses=_CONSENT_RESPONSES,
+    responses={409: {"description": "No retention gap is pending, or it already has a consent"}},
 )
 def acknowledge_gap(ctx: Ctx, actor: Admin, body: GapConsentRequest) -> dict[str, Any]:
     try:
