@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 from starlette.concurrency import run_in_threadpool
@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from stellar_reconciler.api.auth import Admin, ReadAccess
 from stellar_reconciler.api.context import ApiContext, context
 from stellar_reconciler.api.errors import invalid_param
+from stellar_reconciler.api.params import LedgerField, Limit
 from stellar_reconciler.api.reconciliation import RangeRequest, submit_job
 
 router = APIRouter(tags=["operations"])
@@ -24,11 +25,13 @@ Ctx = Annotated[ApiContext, Depends(context)]
 
 
 class GapConsentRequest(BaseModel):
-    through_ledger: int | None = Field(
-        default=None, ge=1, description="Skip lost ledgers up to this"
+    through_ledger: LedgerField | None = Field(
+        default=None, description="Skip lost ledgers up to this"
     )
     through_oldest: bool = Field(
-        default=False, description="Skip whatever the RPC has lost when the worker resumes"
+        default=False,
+        strict=True,
+        description="Skip whatever the RPC has lost when the worker resumes",
     )
     note: str = Field(default="outside RPC retention", min_length=1, max_length=2000)
 
@@ -47,7 +50,11 @@ def _worker_state(ctx: ApiContext) -> dict[str, Any]:
     }
 
 
-@router.post("/api/worker/restart", summary="Restart the worker; the HTTP server stays up")
+@router.post(
+    "/api/worker/restart",
+    status_code=202,
+    summary="Restart the worker; the HTTP server stays up",
+)
 async def restart_worker(ctx: Ctx, actor: Admin) -> JSONResponse:
     ctx.controls.request_restart()
     await run_in_threadpool(actor.audit, ctx, "restart_worker", None)
@@ -91,10 +98,12 @@ def acknowledge_gap(ctx: Ctx, actor: Admin, body: GapConsentRequest) -> dict[str
         raise invalid_param(
             "through_ledger", f"must be after the checkpoint ({checkpoint})", "body"
         )
-    consent_id = ctx.store.gaps.consent(body.through_ledger, body.note, actor.name)
+    consent_id = ctx.store.gaps.consent(
+        body.through_ledger, body.note, actor.name, actor.remote_addr
+    )
     return {"consent_id": consent_id, "checkpoint": checkpoint, **body.model_dump()}
 
 
 @router.get("/api/audit", dependencies=[ReadAccess], summary="Operator actions, newest first")
-def audit_log(ctx: Ctx, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+def audit_log(ctx: Ctx, limit: Limit = 100) -> dict[str, Any]:
     return {"entries": ctx.store.audit.listing(limit)}

@@ -66,7 +66,9 @@ class Gaps:
         accepted = [(g.first_ledger, g.last_ledger) for g in self.acknowledged()]
         return subtract_ranges(found, accepted)
 
-    def consent(self, through: int | None, note: str, by: str) -> int:
+    def consent(
+        self, through: int | None, note: str, by: str, remote_addr: str | None = None
+    ) -> int:
         """Record an operator's consent to skip lost ledgers up to `through` (None: whatever
         the retention window has lost when the worker next resumes)."""
         with write_transaction(self.engine) as conn:
@@ -82,7 +84,7 @@ class Gaps:
             key = inserted.inserted_primary_key
             assert key is not None
             detail = {"through": through, "note": note}
-            self.audit.record(by, "consent_to_gap", self.stream, detail, conn=conn)
+            self.audit.record(by, "consent_to_gap", self.stream, detail, remote_addr, conn=conn)
             return int(key[0])
 
     def pending_consent(self) -> GapConsent | None:
