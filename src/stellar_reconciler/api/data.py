@@ -52,7 +52,13 @@ def list_events(
     from_ledger: LedgerQuery = None,
     to_ledger: LedgerQuery = None,
     limit: Limit = 100,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            description="next_cursor of the previous page",
+            json_schema_extra={"pattern": f"^{_EVENT_ID.pattern}$"},
+        ),
+    ] = None,
     order: Annotated[
         Literal["asc", "desc"], Query(description="asc: oldest first (default); desc: newest first")
     ] = "asc",

@@ -183,8 +183,8 @@ def list_expectations(
     limit: Limit = 100,
     cursor: Annotated[
         int | None,
-        Digits,
         Query(ge=0, le=MAX_ROW_ID, description="next_cursor of the previous page"),
+        Digits,
     ] = None,
 ) -> dict[str, Any]:
     if contract_id is not None and not StrKey.is_valid_contract(contract_id):

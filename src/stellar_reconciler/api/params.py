@@ -26,9 +26,9 @@ def _digits_only(value: Any) -> Any:
 
 Digits = BeforeValidator(_digits_only)
 LedgerQuery = Annotated[
-    int | None, Digits, Query(ge=1, le=MAX_LEDGER, description="A ledger sequence")
+    int | None, Query(ge=1, le=MAX_LEDGER, description="A ledger sequence"), Digits
 ]
-Limit = Annotated[int, Digits, Query(ge=1, le=1000, description="Items per page")]
-RowIdPath = Annotated[int, Digits, Path(ge=1, le=MAX_ROW_ID)]
+Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page"), Digits]
+RowIdPath = Annotated[int, Path(ge=1, le=MAX_ROW_ID), Digits]
 # JSON bodies: strict, so `true` is not 1 and "5" is not 5.
 LedgerField = Annotated[int, Field(strict=True, ge=1, le=MAX_LEDGER)]

@@ -54,13 +54,16 @@ def check_stored_range(ctx: ApiContext, request: RangeRequest) -> None:
 @router.get("/api/discrepancies", dependencies=[ReadAccess], summary="Discrepancies, newest first")
 def list_discrepancies(
     ctx: Ctx,
-    kind: Annotated[str | None, Query(description=f"One of {', '.join(KINDS)}")] = None,
+    kind: Annotated[
+        str | None,
+        Query(description=f"One of {', '.join(KINDS)}", json_schema_extra={"enum": list(KINDS)}),
+    ] = None,
     is_open: Annotated[
         bool | None, Query(alias="open", description="true: open only; false: resolved only")
     ] = None,
     limit: Limit = 100,
     before_id: Annotated[
-        int | None, Digits, Query(ge=1, le=MAX_ROW_ID, description="Page: ids below this one")
+        int | None, Query(ge=1, le=MAX_ROW_ID, description="Page: ids below this one"), Digits
     ] = None,
 ) -> dict[str, Any]:
     if kind is not None and kind not in KINDS:
