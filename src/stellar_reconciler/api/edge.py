@@ -130,6 +130,7 @@ class EdgeMiddleware:
         self.app = app
         self.routes = routes
         self.ctx = ctx
+        self.admin_routes = {id(route) for route in routes if needs_admin(route)}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -147,7 +148,7 @@ class EdgeMiddleware:
             refusal.headers = {"Allow": allow}
             await error_response(refusal)(scope, receive, send)
             return
-        if route is not None and needs_admin(route):
+        if route is not None and id(route) in self.admin_routes:
             denial = admin_refusal(self.ctx, headers)
             if denial is not None:
                 await error_response(denial)(scope, receive, send)
