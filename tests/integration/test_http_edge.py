@@ -211,7 +211,7 @@ async def test_invalid_json_is_422_with_type(served: tuple[Service, str]) -> Non
     _, base = served
     headers = {**AUTH, "content-type": "application/json"}
     async with httpx.AsyncClient(base_url=base, headers=headers) as http:
-        for content in (b'{"from_ledger": ', b"\xff\xfe{}"):
+        for content in (b'{"from_ledger": ', b'{"note": "\xc3\x28"}'):
             response = await http.post("/api/verify", content=content)
             assert response.status_code == 422, response.text
             assert response.json()["detail"][0]["type"] == "json_invalid"
