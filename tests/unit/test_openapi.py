@@ -38,11 +38,16 @@ def test_admin_operations_need_the_bearer_scheme(document: dict[str, Any]) -> No
 
 
 def test_reads_document_the_optional_token_and_404(document: dict[str, Any]) -> None:
-    """Reads may go without a token (unless READ_TOKEN is set); path ids document 404."""
+    """Reads may go without a token (unless READ_TOKEN is set); path ids document 404; a
+    second resolve documents its 409."""
     operation = document["paths"]["/api/discrepancies/{discrepancy_id}"]["get"]
     assert operation["security"] == [{}, {"bearer": []}]
     assert {"200", "401", "404", "422", "503"} <= set(operation["responses"])
     assert "security" not in document["paths"]["/health"]["get"]
+    resolve = document["paths"]["/api/discrepancies/{discrepancy_id}/resolve"]["post"]
+    assert resolve["responses"]["409"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/ErrorBody"
+    )
 
 
 def test_statuses_media_types_and_error_shapes(document: dict[str, Any]) -> None:

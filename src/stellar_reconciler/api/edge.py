@@ -71,16 +71,9 @@ def allowed_methods(routes: list[APIRoute], scope: Scope) -> list[str]:
     return sorted(methods)
 
 
-class BodyTooLargeError(Exception):
-    """The body passed the route's cap; carries the cap for the message."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        super().__init__(limit)
-
-
-async def read_capped(receive: Receive, limit: int) -> bytes:
-    """The whole request body, or BodyTooLargeError as soon as it passes `limit` bytes."""
+async def read_capped(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None as soon as it passes `limit` bytes (the rest is
+    never read)."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -91,7 +84,7 @@ async def read_capped(receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise BodyTooLargeError(limit)
+            return None
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
@@ -156,12 +149,10 @@ class EdgeMiddleware:
         if scope["method"] in _BODY_METHODS:
             limit = body_limit(route)
             declared = _declared_length(headers)
-            try:
-                if declared is not None and declared > limit:
-                    raise BodyTooLargeError(limit)
-                body = await read_capped(receive, limit)
-            except BodyTooLargeError as exc:
-                response = error_response(_too_large(exc.limit))
+            too_large = declared is not None and declared > limit
+            body = None if too_large else await read_capped(receive, limit)
+            if body is None:
+                response = error_response(_too_large(limit))
                 # The rest of the body is never read: the connection cannot be reused.
                 response.headers["connection"] = "close"
                 await response(scope, receive, send)

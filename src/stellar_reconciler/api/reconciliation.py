@@ -87,6 +87,7 @@ def get_discrepancy(ctx: Ctx, discrepancy_id: RowIdPath) -> dict[str, Any]:
 @router.post(
     "/api/discrepancies/{discrepancy_id}/resolve",
     summary="Close an open discrepancy with a note (admin token)",
+    responses={409: {"description": "The discrepancy is already resolved"}},
 )
 def resolve_discrepancy(
     ctx: Ctx, actor: Admin, discrepancy_id: RowIdPath, body: ResolveRequest
