@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from stellar_reconciler.simnet import SimNetConfig, SimNetwork, serve_in_thread
+from stellar_reconciler.store.discrepancies import NewDiscrepancy
 from tests.integration.harness import running_service, settings_for, wait_for
 
 ADMIN = "admin-token-0123456789"
@@ -39,6 +40,12 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
         settings = settings_for(database_url, url, admin_token=ADMIN)
         async with running_service(settings) as (service, base):
             await wait_for(lambda: service.status.last_processed_ledger == net.latest_ledger)
+            # Something for the links to lead to: open discrepancies (to read and resolve).
+            for key in ("k1", "k2", "k3"):
+                await asyncio.to_thread(
+                    service.store.discrepancies.open,
+                    NewDiscrepancy("unexpected", key, "an event nobody expected"),
+                )
             command = [
                 str(Path(sys.executable).parent / "st"),
                 f"--config-file={CONFIG}",

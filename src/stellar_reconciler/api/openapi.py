@@ -60,6 +60,57 @@ def _complete(operation: dict[str, Any], route: APIRoute, method: str) -> None:
     responses.setdefault("503", _error("The database is unreachable: try again shortly"))
 
 
+# Where one answer names something another operation takes (OpenAPI links): clients and
+# schemathesis's stateful phase follow them. (source path, method, status) -> links.
+_LINKS: dict[tuple[str, str, str], dict[str, tuple[str, str, str, str]]] = {
+    ("/api/discrepancies", "get", "200"): {
+        "GetDiscrepancy": (
+            "/api/discrepancies/{discrepancy_id}",
+            "get",
+            "discrepancy_id",
+            "$response.body#/discrepancies/0/id",
+        ),
+        "ResolveDiscrepancy": (
+            "/api/discrepancies/{discrepancy_id}/resolve",
+            "post",
+            "discrepancy_id",
+            "$response.body#/discrepancies/0/id",
+        ),
+    },
+    ("/api/jobs", "get", "200"): {
+        "GetJob": ("/api/jobs/{job_id}", "get", "job_id", "$response.body#/jobs/0/id"),
+    },
+    ("/api/verify", "post", "202"): {
+        "GetJob": ("/api/jobs/{job_id}", "get", "job_id", "$response.body#/id"),
+    },
+    ("/api/rescans", "post", "202"): {
+        "GetJob": ("/api/jobs/{job_id}", "get", "job_id", "$response.body#/id"),
+    },
+    ("/api/expectations", "get", "200"): {
+        "GetExpectation": (
+            "/api/expectations/{external_id}",
+            "get",
+            "external_id",
+            "$response.body#/expectations/0/external_id",
+        ),
+    },
+}
+
+
+def _add_links(paths: dict[str, Any]) -> None:
+    for (path, method, status), links in _LINKS.items():
+        response = paths.get(path, {}).get(method, {}).get("responses", {}).get(status)
+        if response is None:
+            continue
+        for name, (target, target_method, parameter, value) in links.items():
+            operation_id = paths.get(target, {}).get(target_method, {}).get("operationId")
+            if operation_id is not None:
+                response.setdefault("links", {})[name] = {
+                    "operationId": operation_id,
+                    "parameters": {parameter: value},
+                }
+
+
 def build_openapi(app: FastAPI, routes: list[APIRoute]) -> dict[str, Any]:
     document = get_openapi(
         title=app.title,
@@ -89,6 +140,7 @@ def build_openapi(app: FastAPI, routes: list[APIRoute]) -> dict[str, Any]:
             operation = paths.get(route.path_format, {}).get(method.lower())
             if operation is not None:
                 _complete(operation, route, method.lower())
+    _add_links(paths)
     metrics = paths.get("/metrics", {}).get("get")
     if metrics is not None:
         metrics["responses"]["200"] = {
