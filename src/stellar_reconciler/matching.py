@@ -40,7 +40,9 @@ STATUSES = (PENDING, MATCHED, AMOUNT_MISMATCH, MISSING_EXPECTED)
 
 I128_MIN = -(2**127)
 I128_MAX = 2**127 - 1
-_INTEGER = re.compile(r"^[+-]?[0-9]{1,40}$")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+# 2**127 has 39 digits: a longer number cannot be an i128 (and is never handed to int()).
+_I128_DIGITS = 39
 # A topic value longer than this goes into a match key as its digest, keeping keys short.
 _MAX_KEY_VALUE = 120
 
@@ -53,11 +55,13 @@ def parse_amount(value: object) -> int:
             'digits such as "12500000" (floats would lose precision)'
         )
     if isinstance(value, str):
-        if not _INTEGER.match(value.strip()):
+        if not _INTEGER.fullmatch(value.strip()):
             raise ValueError(
                 f"{value!r} is not a whole number: amounts are integers in the token's smallest "
                 'unit (for example stroops), written as digits such as "12500000"'
             )
+        if len(value.strip().lstrip("+-").lstrip("0")) > _I128_DIGITS:
+            raise ValueError("is outside the i128 range that Soroban amounts use")
         value = int(value.strip())
     if not I128_MIN <= value <= I128_MAX:
         raise ValueError("is outside the i128 range that Soroban amounts use")

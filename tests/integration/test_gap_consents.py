@@ -134,7 +134,7 @@ async def test_consent_without_gap_is_refused_and_a_passed_window_blocks_until_o
             [lost] = service.store.discrepancies.listing("retention_gap")
             assert (lost["first_ledger"], lost["last_ledger"], lost["open"]) == (2960, 2969, False)
             requested_at = accepted.json()["consent"]["requested_at"]
-            assert lost["resolution"].startswith("accepted by admin:")
+            assert lost["resolution"].startswith("accepted by admin at ")
             assert f" at {requested_at}: ledgers 2960-2969 skipped" in lost["resolution"]
             listed = await gaps(http)
             states = {c["id"]: c["state"] for c in listed["consents"]}

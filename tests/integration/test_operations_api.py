@@ -88,10 +88,8 @@ async def test_admin_token_is_required_and_checked_on_every_endpoint(database_ur
                 ["resolve_discrepancy", "verify", "rescan", "pause_worker", "resume_worker",
                  "restart_worker"]
             )  # fmt: skip
-            assert all(
-                e["actor"].startswith("admin:") and ADMIN not in e["actor"]
-                for e in service.store.audit.listing()
-            )
+            # The role only: nothing derived from the token can be tested against guesses.
+            assert all(e["actor"] == "admin" for e in service.store.audit.listing())
 
 
 async def test_read_token_guards_reads_but_not_health_or_metrics(database_url: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 from starlette.concurrency import run_in_threadpool
@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from stellar_reconciler.api.auth import Admin, ReadAccess
 from stellar_reconciler.api.context import ApiContext, context
 from stellar_reconciler.api.errors import ApiError
+from stellar_reconciler.api.params import LedgerField, Limit
 from stellar_reconciler.api.reconciliation import RangeRequest, submit_job
 from stellar_reconciler.errors import GapConsentNotFoundError, GapConsentRefusedError
 
@@ -25,11 +26,12 @@ Ctx = Annotated[ApiContext, Depends(context)]
 
 
 class GapConsentRequest(BaseModel):
-    through_ledger: int | None = Field(
-        default=None, ge=1, le=2**32 - 1, description="Skip lost ledgers up to this one"
+    through_ledger: LedgerField | None = Field(
+        default=None, description="Skip lost ledgers up to this one"
     )
     through_oldest: bool = Field(
         default=False,
+        strict=True,
         description="Skip whatever of the pending gap the RPC has lost when the worker resumes",
     )
     note: str = Field(default="outside RPC retention", min_length=1, max_length=2000)
@@ -49,7 +51,11 @@ def _worker_state(ctx: ApiContext) -> dict[str, Any]:
     }
 
 
-@router.post("/api/worker/restart", summary="Restart the worker; the HTTP server stays up")
+@router.post(
+    "/api/worker/restart",
+    status_code=202,
+    summary="Restart the worker; the HTTP server stays up",
+)
 async def restart_worker(ctx: Ctx, actor: Admin) -> JSONResponse:
     ctx.controls.request_restart()
     await run_in_threadpool(actor.audit, ctx, "restart_worker", None)
@@ -119,5 +125,5 @@ def revoke_gap_consent(
 
 
 @router.get("/api/audit", dependencies=[ReadAccess], summary="Operator actions, newest first")
-def audit_log(ctx: Ctx, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+def audit_log(ctx: Ctx, limit: Limit = 100) -> dict[str, Any]:
     return {"entries": ctx.store.audit.listing(limit)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from stellar_reconciler import __version__
 from stellar_reconciler.api import (
@@ -16,7 +17,9 @@ from stellar_reconciler.api import (
     reconciliation,
 )
 from stellar_reconciler.api.context import ApiContext
+from stellar_reconciler.api.edge import EdgeMiddleware
 from stellar_reconciler.api.errors import install_error_handlers
+from stellar_reconciler.api.openapi import install_openapi
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
@@ -25,12 +28,18 @@ def create_app(ctx: ApiContext) -> FastAPI:
         version=__version__,
         description=(
             "Indexes Soroban contract events from Stellar RPC exactly once and reconciles them. "
-            'Errors are JSON objects of the form {"error": message, "detail": [...]}. '
+            'Errors are JSON objects of the form {"error": message, "detail": [...]}; in a 422 '
+            "each detail entry names one invalid input by `loc`, `msg` and `type`. "
+            "Request bodies are capped (413): 64 KiB, or what an operation's "
+            "`x-max-body-bytes` says. "
             "The dashboard at / uses only the endpoints below."
         ),
         # /docs is served from files in the package (api/docs.py); ReDoc would need a CDN.
         docs_url=None,
         redoc_url=None,
+        # Starlette's redirect builds an absolute Location from the Host header (an open
+        # redirect); a wrong path is a 404 instead.
+        redirect_slashes=False,
     )
     app.state.context = ctx
     install_error_handlers(app)
@@ -42,4 +51,23 @@ def create_app(ctx: ApiContext) -> FastAPI:
     live.install_live(app, ctx)
     app.include_router(docs.router)
     dashboard.install_dashboard(app)
+    # The routes as declared: FastAPI wraps included routers in private types, and the edge
+    # and the OpenAPI completion need each route with its dependencies.
+    routes = [
+        route
+        for router in (
+            monitoring.router,
+            data.router,
+            reconciliation.router,
+            expectations.router,
+            admin.router,
+            live.router,
+            docs.router,
+            dashboard.router,
+        )
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
+    install_openapi(app, routes)
+    app.add_middleware(EdgeMiddleware, routes=routes, ctx=ctx)
     return app

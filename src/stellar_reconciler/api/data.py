@@ -11,16 +11,15 @@ from stellar_sdk import StrKey
 from stellar_reconciler.api.auth import ReadAccess
 from stellar_reconciler.api.context import ApiContext, context
 from stellar_reconciler.api.errors import invalid_param
+from stellar_reconciler.api.params import LedgerQuery, Limit
 from stellar_reconciler.decode import DecodeError, decode_scval_b64
 from stellar_reconciler.store import EventQuery
 
 router = APIRouter(tags=["data"], dependencies=[ReadAccess])
 Ctx = Annotated[ApiContext, Depends(context)]
 
-_EVENT_ID = re.compile(r"^\d{19}-\d{10}$")
-_SYMBOL = re.compile(r"^[A-Za-z0-9_]{1,64}$")
-MAX_LIMIT = 1000
-LedgerParam = Query(ge=1, le=2**32 - 1)
+_EVENT_ID = re.compile(r"[0-9]{19}-[0-9]{10}")
+_SYMBOL = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 
 def check_range(from_ledger: int | None, to_ledger: int | None) -> None:
@@ -30,7 +29,7 @@ def check_range(from_ledger: int | None, to_ledger: int | None) -> None:
 
 def topic_name(topic: str) -> str:
     """The event name a `topic` parameter asks for: a symbol, or a base64 ScVal of one."""
-    if _SYMBOL.match(topic):
+    if _SYMBOL.fullmatch(topic):
         return topic
     try:
         decoded = decode_scval_b64(topic)
@@ -50,17 +49,23 @@ def list_events(
     topic: Annotated[
         str | None, Query(description="Event name: the first topic, e.g. transfer")
     ] = None,
-    from_ledger: Annotated[int | None, LedgerParam] = None,
-    to_ledger: Annotated[int | None, LedgerParam] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    from_ledger: LedgerQuery = None,
+    to_ledger: LedgerQuery = None,
+    limit: Limit = 100,
+    cursor: Annotated[
+        str | None,
+        Query(
+            description="next_cursor of the previous page",
+            json_schema_extra={"pattern": f"^{_EVENT_ID.pattern}$"},
+        ),
+    ] = None,
     order: Annotated[
         Literal["asc", "desc"], Query(description="asc: oldest first (default); desc: newest first")
     ] = "asc",
 ) -> dict[str, Any]:
     if contract_id is not None and not StrKey.is_valid_contract(contract_id):
         raise invalid_param("contract_id", "must be a contract strkey: C followed by 55 characters")
-    if cursor is not None and not _EVENT_ID.match(cursor):
+    if cursor is not None and not _EVENT_ID.fullmatch(cursor):
         raise invalid_param("cursor", "must be a next_cursor value returned by this endpoint")
     check_range(from_ledger, to_ledger)
     rows = ctx.store.list_events(
@@ -80,9 +85,9 @@ def list_events(
 @router.get("/api/ledgers", summary="Processed ledgers with their hashes and event counts")
 def list_ledgers(
     ctx: Ctx,
-    from_ledger: Annotated[int | None, LedgerParam] = None,
-    to_ledger: Annotated[int | None, LedgerParam] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    from_ledger: LedgerQuery = None,
+    to_ledger: LedgerQuery = None,
+    limit: Limit = 100,
 ) -> dict[str, Any]:
     check_range(from_ledger, to_ledger)
     records = ctx.store.list_ledgers(from_ledger, to_ledger, limit)

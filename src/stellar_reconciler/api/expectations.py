@@ -13,7 +13,9 @@ from stellar_sdk import StrKey
 
 from stellar_reconciler.api.auth import Admin, ReadAccess
 from stellar_reconciler.api.context import ApiContext, context
+from stellar_reconciler.api.edge import BODY_LIMIT_KEY
 from stellar_reconciler.api.errors import ApiError, invalid_param
+from stellar_reconciler.api.params import MAX_ROW_ID, Digits, Limit
 from stellar_reconciler.expectation_spec import ExpectationSpec
 from stellar_reconciler.store.expectations import (
     ExpectationConflictError,
@@ -25,7 +27,8 @@ router = APIRouter(tags=["expectations"])
 Ctx = Annotated[ApiContext, Depends(context)]
 
 MAX_RECORDS = 10_000
-MAX_LIMIT = 1000
+# 10,000 records at up to ~1.6 KiB each (a typical record is about 400 bytes).
+MAX_BODY_BYTES = 16 * 1024 * 1024
 _SPEC = TypeAdapter(ExpectationSpec)
 _SPEC_SCHEMA = ExpectationSpec.model_json_schema()
 _BODY_SCHEMA = {
@@ -63,7 +66,7 @@ def _specs(payload: Any) -> tuple[list[ExpectationSpec], bool]:
         raise ApiError(
             422,
             f"body: a list of 1 to {MAX_RECORDS:,} records, got {len(items):,}; split it",
-            [{"loc": ["body"], "msg": f"must hold 1 to {MAX_RECORDS} records"}],
+            [{"loc": ["body"], "msg": f"must hold 1 to {MAX_RECORDS} records", "type": "too_long"}],
         )
     specs: list[ExpectationSpec] = []
     detail: list[dict[str, Any]] = []
@@ -119,10 +122,11 @@ def _specs(payload: Any) -> tuple[list[ExpectationSpec], bool]:
         422: {"description": "A field is invalid; `detail` lists each with its location"},
     },
     openapi_extra={
+        BODY_LIMIT_KEY: MAX_BODY_BYTES,
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": _BODY_SCHEMA, "example": _RECORD_EXAMPLE}},
-        }
+        },
     },
 )
 async def post_expectations(
@@ -139,7 +143,11 @@ async def post_expectations(
         raise ApiError(409, str(exc), conflicts) from exc
     except ExpectationInputError as exc:
         problems: list[Any] = [
-            {"loc": ["body", i, name] if many else ["body", name], "msg": msg}
+            {
+                "loc": ["body", i, name] if many else ["body", name],
+                "msg": msg,
+                "type": "value_error",
+            }
             for i, name, msg in exc.problems
         ]
         raise ApiError(422, str(exc), problems) from exc
@@ -172,9 +180,11 @@ def list_expectations(
     expectations: Repo,
     status: Annotated[Status | None, Query(description="Only records in this status")] = None,
     contract_id: Annotated[str | None, Query(description="Contract strkey (C...)")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    limit: Limit = 100,
     cursor: Annotated[
-        int | None, Query(ge=0, description="next_cursor of the previous page")
+        int | None,
+        Query(ge=0, le=MAX_ROW_ID, description="next_cursor of the previous page"),
+        Digits,
     ] = None,
 ) -> dict[str, Any]:
     if contract_id is not None and not StrKey.is_valid_contract(contract_id):

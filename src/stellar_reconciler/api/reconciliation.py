@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from stellar_reconciler.api.auth import Actor, Admin, ReadAccess
 from stellar_reconciler.api.context import ApiContext, context
 from stellar_reconciler.api.errors import ApiError, invalid_param
+from stellar_reconciler.api.params import MAX_ROW_ID, Digits, LedgerField, Limit, RowIdPath
 from stellar_reconciler.control import JobKind
 from stellar_reconciler.store.discrepancies import KINDS
 
@@ -24,8 +25,8 @@ class ResolveRequest(BaseModel):
 
 
 class RangeRequest(BaseModel):
-    from_ledger: int = Field(ge=1, le=2**32 - 1)
-    to_ledger: int = Field(ge=1, le=2**32 - 1)
+    from_ledger: LedgerField
+    to_ledger: LedgerField
 
     @model_validator(mode="after")
     def _ordered(self) -> RangeRequest:
@@ -53,12 +54,17 @@ def check_stored_range(ctx: ApiContext, request: RangeRequest) -> None:
 @router.get("/api/discrepancies", dependencies=[ReadAccess], summary="Discrepancies, newest first")
 def list_discrepancies(
     ctx: Ctx,
-    kind: Annotated[str | None, Query(description=f"One of {', '.join(KINDS)}")] = None,
+    kind: Annotated[
+        str | None,
+        Query(description=f"One of {', '.join(KINDS)}", json_schema_extra={"enum": list(KINDS)}),
+    ] = None,
     is_open: Annotated[
         bool | None, Query(alias="open", description="true: open only; false: resolved only")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before_id: Annotated[int | None, Query(ge=1, description="Page: ids below this one")] = None,
+    limit: Limit = 100,
+    before_id: Annotated[
+        int | None, Query(ge=1, le=MAX_ROW_ID, description="Page: ids below this one"), Digits
+    ] = None,
 ) -> dict[str, Any]:
     if kind is not None and kind not in KINDS:
         raise invalid_param("kind", f"must be one of {', '.join(KINDS)}")
@@ -71,7 +77,7 @@ def list_discrepancies(
 
 
 @router.get("/api/discrepancies/{discrepancy_id}", dependencies=[ReadAccess])
-def get_discrepancy(ctx: Ctx, discrepancy_id: int) -> dict[str, Any]:
+def get_discrepancy(ctx: Ctx, discrepancy_id: RowIdPath) -> dict[str, Any]:
     found = ctx.store.discrepancies.get(discrepancy_id)
     if found is None:
         raise ApiError(404, f"no discrepancy {discrepancy_id}")
@@ -81,9 +87,10 @@ def get_discrepancy(ctx: Ctx, discrepancy_id: int) -> dict[str, Any]:
 @router.post(
     "/api/discrepancies/{discrepancy_id}/resolve",
     summary="Close an open discrepancy with a note (admin token)",
+    responses={409: {"description": "The discrepancy is already resolved"}},
 )
 def resolve_discrepancy(
-    ctx: Ctx, actor: Admin, discrepancy_id: int, body: ResolveRequest
+    ctx: Ctx, actor: Admin, discrepancy_id: RowIdPath, body: ResolveRequest
 ) -> dict[str, Any]:
     found = ctx.store.discrepancies.get(discrepancy_id)
     if found is None:
@@ -152,7 +159,7 @@ def list_jobs(ctx: Ctx) -> dict[str, Any]:
 
 
 @router.get("/api/jobs/{job_id}", dependencies=[ReadAccess], summary="One job and its progress")
-def get_job(ctx: Ctx, job_id: int) -> dict[str, Any]:
+def get_job(ctx: Ctx, job_id: RowIdPath) -> dict[str, Any]:
     job = ctx.controls.job(job_id)
     if job is None:
         raise ApiError(404, f"no job {job_id} (finished jobs are kept for a while only)")
