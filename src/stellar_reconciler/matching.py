@@ -4,20 +4,25 @@ An expectation names an event by contract id and event name (its first topic), m
 further by transaction hash and topic values, may carry an amount with an absolute tolerance,
 and has a deadline ledger: the last ledger the event may appear in.
 
-The rules, which `match_events` applies and the property tests check:
+The rules, which `match_events` and the store's settlement apply and the property tests check:
 
-- Events are considered in id order, which is ledger order. An event is claimed by at most
-  one pending expectation, and an expectation claims at most one event, so feeding the same
-  events in one batch or in many gives the same outcome.
 - An expectation fits an event when the contract, name, transaction hash and every given
   topic agree, the event is no later than the deadline, it was emitted by a successful call
-  (a failed call moved nothing), and, when an amount is expected, the event has one.
-- Among the pending expectations that fit an event, one whose amount is within tolerance
-  wins over one whose amount is not; among equals, the first created wins.
-- The claim is `matched` when |found - expected| <= tolerance, else `amount_mismatch` with
-  difference = found - expected. Amounts are integers in the token's smallest unit (i128),
-  never floats, so the comparison is exact.
-- A pending expectation whose deadline ledger has been processed becomes `missing_expected`.
+  (a failed call moved nothing), and, when an amount is expected, the event has one. It fits
+  exactly when, besides, |found - expected| <= tolerance. Amounts are integers in the token's
+  smallest unit (i128), never floats, so the comparison is exact.
+- An exact fit settles the expectation `matched` as soon as the event is seen. A fit that is
+  not exact never settles it early: it stays `pending`, showing its closest candidate so far,
+  because the exact event may still come (or already sit in the store, unclaimed).
+- An event is claimed by at most one expectation, and exact claims form a maximum matching:
+  an expectation whose exact event another one holds gets it when the holder can move to
+  another exact event of its own. A matched expectation stays matched; only its event can
+  change. Ties break by `priority` (earliest deadline, smallest tolerance, external id), never
+  by the order in which records were posted or events arrived.
+- When its deadline ledger is processed, a pending expectation settles `amount_mismatch`
+  against its closest unclaimed candidate (difference = found - expected), else
+  `missing_expected`.
+- Events are settled ledger by ledger, so cutting them into batches changes nothing.
 """
 
 from __future__ import annotations
@@ -25,9 +30,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections import defaultdict, deque
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 from stellar_reconciler.models import Event, Json
@@ -227,7 +232,8 @@ class ObservedEvent:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """An expectation settled by an event: matched or amount_mismatch."""
+    """An expectation paired with an event: a settlement (matched or amount_mismatch), or
+    while the expectation is pending, its best candidate so far."""
 
     expectation: Expectation
     event: ObservedEvent
@@ -245,88 +251,238 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class MatchResult:
+    # Pending expectations now matched exactly, in priority order.
     claims: tuple[Claim, ...]
-    # Events no expectation claimed, in id order.
+    # Expectations matched before (`held`) that moved to another exact event to free theirs.
+    moved: tuple[Claim, ...]
+    # For each expectation still pending, the closest non-exact event not claimed: what it
+    # will settle against as amount_mismatch if nothing exact arrives by its deadline.
+    candidates: tuple[Claim, ...]
+    # Expectations still pending although an exact event exists: others hold all of theirs.
+    blocked: tuple[Expectation, ...]
+    # Events no expectation holds, in id order.
     unclaimed: tuple[ObservedEvent, ...]
 
 
-@dataclass
-class _Bucket:
-    """Pending expectations sharing (contract, name, key), indexed for quick choice."""
+def priority(expectation: Expectation) -> tuple[int, int, str, int]:
+    """Who tries first: the earliest deadline, then the pickiest (smallest tolerance), then the
+    external id, so that ties break the same way whatever order records were posted in."""
+    return (
+        expectation.deadline_ledger,
+        expectation.tolerance,
+        expectation.external_id,
+        expectation.id,
+    )
 
-    in_order: deque[Expectation] = field(default_factory=deque)
-    # Zero-tolerance expectations by amount: an exact amount is found without a scan.
-    exact: dict[int, list[Expectation]] = field(default_factory=lambda: defaultdict(list))
-    # Expectations with a tolerance or no amount: any of them may be within tolerance.
-    loose: list[Expectation] = field(default_factory=list)
 
-    def add(self, expectation: Expectation) -> None:
-        self.in_order.append(expectation)
+class _EventIndex:
+    """Events by (contract, name, match key), so each expectation scans only what could fit."""
+
+    def __init__(self, events: Iterable[ObservedEvent]) -> None:
+        self._by_key: dict[tuple[str, str, str], list[ObservedEvent]] = defaultdict(list)
+        self._by_amount: dict[tuple[str, str, str, int], list[ObservedEvent]] = defaultdict(list)
+        for event in sorted(events, key=lambda e: e.id):
+            if not event.successful or event.name is None:
+                continue
+            for key in event.match_keys():
+                self._by_key[(event.contract_id, event.name, key)].append(event)
+                if event.amount is not None:
+                    self._by_amount[(event.contract_id, event.name, key, event.amount)].append(
+                        event
+                    )
+
+    def fitting(self, expectation: Expectation) -> list[ObservedEvent]:
+        key = (expectation.contract_id, expectation.event_name, expectation.key)
+        return [e for e in self._by_key.get(key, ()) if expectation.fits(e)]
+
+    def exact(self, expectation: Expectation) -> list[ObservedEvent]:
+        """Fitting events within tolerance, earliest first."""
         if expectation.amount is not None and expectation.tolerance == 0:
-            self.exact[expectation.amount].append(expectation)
+            group = (
+                expectation.contract_id,
+                expectation.event_name,
+                expectation.key,
+                expectation.amount,
+            )
+            return [e for e in self._by_amount.get(group, ()) if expectation.fits(e)]
+        return [e for e in self.fitting(expectation) if expectation.within_tolerance(e.amount)]
+
+
+def match_events(
+    pending: Iterable[Expectation],
+    events: Iterable[ObservedEvent],
+    held: Iterable[Claim] = (),
+) -> MatchResult:
+    """Settle pending expectations against events by the rules in this module's docstring.
+
+    `events` are the events not claimed by anyone; `held` are exact claims made before whose
+    expectation may move to another exact event (of `events`) so a pending one can have its
+    event. Only exact claims are made here: amount mismatches wait for the deadline."""
+    held = list(held)
+    index = _EventIndex([*events, *(c.event for c in held)])
+    owner: dict[str, Expectation] = {c.event.id: c.expectation for c in held}
+    current: dict[int, ObservedEvent] = {c.expectation.id: c.event for c in held}
+    exact_cache: dict[int, list[ObservedEvent]] = {}
+
+    def exact(expectation: Expectation) -> list[ObservedEvent]:
+        found = exact_cache.get(expectation.id)
+        if found is None:
+            found = exact_cache[expectation.id] = index.exact(expectation)
+        return found
+
+    waiting = sorted({e.id: e for e in pending if e.id not in current}.values(), key=priority)
+    for expectation in waiting:
+        _augment(expectation, exact, owner, current)
+    before = {c.expectation.id: c.event.id for c in held}
+    claims = tuple(Claim(x, current[x.id]) for x in waiting if x.id in current)
+    moved = tuple(
+        Claim(c.expectation, current[c.expectation.id])
+        for c in held
+        if current[c.expectation.id].id != before[c.expectation.id]
+    )
+    candidates = []
+    blocked = []
+    for expectation in waiting:
+        if expectation.id in current:
+            continue
+        if exact(expectation):
+            blocked.append(expectation)
+        if expectation.amount is None:
+            continue
+        free = [e for e in index.fitting(expectation) if e.id not in owner]
+        if free:
+            best = min(free, key=lambda e: (abs((e.amount or 0) - (expectation.amount or 0)), e.id))
+            candidates.append(Claim(expectation, best))
+    unclaimed = tuple(
+        sorted({e.id: e for e in events if e.id not in owner}.values(), key=lambda e: e.id)
+    )
+    return MatchResult(claims, moved, tuple(candidates), tuple(blocked), unclaimed)
+
+
+def _augment(
+    root: Expectation,
+    exact: Callable[[Expectation], list[ObservedEvent]],
+    owner: dict[str, Expectation],
+    current: dict[int, ObservedEvent],
+) -> bool:
+    """Give `root` an exact event: a free one, or one whose holder can move to another exact
+    event of its own (an augmenting path, searched depth first without recursion)."""
+    visited: set[str] = set()
+    stack: list[tuple[Expectation, Iterator[ObservedEvent]]] = [(root, iter(exact(root)))]
+    path: list[ObservedEvent] = []
+    while stack:
+        _, options = stack[-1]
+        for event in options:
+            if event.id in visited:
+                continue
+            visited.add(event.id)
+            holder = owner.get(event.id)
+            if holder is None:
+                for (taker, _), taken in zip(stack, [*path, event], strict=True):
+                    owner[taken.id] = taker
+                    current[taker.id] = taken
+                return True
+            path.append(event)
+            stack.append((holder, iter(exact(holder))))
+            break
         else:
-            self.loose.append(expectation)
-
-    def within(self, event: ObservedEvent, taken: set[int]) -> Expectation | None:
-        """The first-created expectation that fits the event with its amount in tolerance."""
-        best = None
-        if event.amount is not None:
-            best = _first(self.exact.get(event.amount, ()), event, taken, within=True)
-        loose = _first(self.loose, event, taken, within=True)
-        if loose is not None and (best is None or loose.id < best.id):
-            best = loose
-        return best
-
-    def any_fit(self, event: ObservedEvent, taken: set[int]) -> Expectation | None:
-        # Settled and expired ones at the front are dropped: events come in ledger order.
-        while self.in_order and (
-            self.in_order[0].id in taken or self.in_order[0].deadline_ledger < event.ledger
-        ):
-            self.in_order.popleft()
-        return _first(self.in_order, event, taken, within=False)
+            stack.pop()
+            if path:
+                path.pop()
+    return False
 
 
-def _first(
-    candidates: Iterable[Expectation], event: ObservedEvent, taken: set[int], within: bool
-) -> Expectation | None:
-    for expectation in candidates:
-        if expectation.id in taken or not expectation.fits(event):
-            continue
-        if not within or expectation.within_tolerance(event.amount):
-            return expectation
-    return None
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What a run of ledgers settles: new claims (matched, or amount_mismatch at a deadline),
+    matched expectations that moved to another exact event, and the best candidate of each
+    expectation still pending."""
+
+    claims: tuple[Claim, ...]
+    moved: tuple[Claim, ...]
+    candidates: tuple[Claim, ...]
+    # Still pending although an exact event exists: others hold all of theirs. They must be
+    # tried again whenever new events come, whatever their match key (see settle_ledgers).
+    blocked: tuple[Expectation, ...]
+
+    @property
+    def taken(self) -> set[str]:
+        return {c.event.id for c in (*self.claims, *self.moved)}
 
 
-def match_events(pending: Iterable[Expectation], events: Iterable[ObservedEvent]) -> MatchResult:
-    """Settle pending expectations against events by the rules in this module's docstring."""
-    buckets: dict[tuple[str, str, str], _Bucket] = defaultdict(_Bucket)
-    for expectation in sorted(pending, key=lambda e: e.id):
-        buckets[(expectation.contract_id, expectation.event_name, expectation.key)].add(expectation)
-    taken: set[int] = set()
-    claims: list[Claim] = []
-    unclaimed: list[ObservedEvent] = []
+def settle_ledgers(
+    pending: Iterable[Expectation],
+    events: Iterable[ObservedEvent],
+    held: Iterable[Claim] = (),
+    candidates: Iterable[Claim] = (),
+    blocked: Iterable[Expectation] = (),
+) -> Settlement:
+    """Apply the rules one ledger at a time: match each ledger's events, then settle what its
+    close makes overdue, so cutting ledgers into batches changes nothing. `held` are exact
+    claims made before (they may move), `candidates` the pending expectations' best
+    candidates so far (still unclaimed), `blocked` those of `pending` left blocked before.
+
+    An event left unclaimed by its own ledger's round stays so for exact claims: every pending
+    expectation it fits was tried in that round, and pending ones only get fewer."""
+    pending_by_id = {x.id: x for x in pending}
+    by_key: dict[tuple[str, str, str], list[Expectation]] = defaultdict(list)
+    for x in pending_by_id.values():
+        by_key[(x.contract_id, x.event_name, x.key)].append(x)
+    holding = {c.expectation.id: c for c in held}
+    matched_before = set(holding)
+    best = {c.expectation.id: c for c in candidates}
+    settled: dict[int, Claim] = {}
+    taken: set[str] = set()
+    blocked_now = {x.id: pending_by_id[x.id] for x in blocked if x.id in pending_by_id}
+    by_ledger: dict[int, list[ObservedEvent]] = defaultdict(list)
     for event in sorted(events, key=lambda e: e.id):
-        chosen = None
-        if event.successful and event.name is not None and buckets:
-            found = [
-                buckets[(event.contract_id, event.name, key)]
-                for key in event.match_keys()
-                if (event.contract_id, event.name, key) in buckets
-            ]
-            chosen = _earliest(bucket.within(event, taken) for bucket in found)
-            if chosen is None:
-                chosen = _earliest(bucket.any_fit(event, taken) for bucket in found)
-        if chosen is None:
-            unclaimed.append(event)
-            continue
-        taken.add(chosen.id)
-        claims.append(Claim(chosen, event))
-    return MatchResult(tuple(claims), tuple(unclaimed))
+        by_ledger[event.ledger].append(event)
+    by_deadline = sorted(pending_by_id.values(), key=priority)
+    due = 0
+    for ledger, arriving in sorted(by_ledger.items()):
+        # Only these can gain: those an arriving event may fit, and those whose exact event
+        # someone holds (a holder may now move to an arriving one).
+        roots = dict(blocked_now)
+        for event in arriving:
+            for key in event.match_keys():
+                for x in by_key.get((event.contract_id, event.name or "", key), ()):
+                    if x.id in pending_by_id:
+                        roots[x.id] = x
+        result = match_events(roots.values(), arriving, holding.values())
+        for claim in (*result.claims, *result.moved):
+            holding[claim.expectation.id] = settled[claim.expectation.id] = claim
+            taken.add(claim.event.id)
+            pending_by_id.pop(claim.expectation.id, None)
+            best.pop(claim.expectation.id, None)
+            blocked_now.pop(claim.expectation.id, None)
+        blocked_now.update((x.id, x) for x in result.blocked)
+        for claim in result.candidates:
+            known = best.get(claim.expectation.id)
+            if known is None or known.event.id in taken or _closer(claim, known):
+                best[claim.expectation.id] = claim
+        while due < len(by_deadline) and by_deadline[due].deadline_ledger <= ledger:
+            expectation = by_deadline[due]
+            due += 1
+            if pending_by_id.pop(expectation.id, None) is None:
+                continue
+            blocked_now.pop(expectation.id, None)
+            candidate = best.pop(expectation.id, None)
+            if candidate is not None and candidate.event.id not in taken:
+                settled[expectation.id] = candidate
+                taken.add(candidate.event.id)
+    return Settlement(
+        claims=tuple(c for x, c in settled.items() if x not in matched_before),
+        moved=tuple(c for x, c in settled.items() if x in matched_before),
+        candidates=tuple(
+            c for x, c in best.items() if x in pending_by_id and c.event.id not in taken
+        ),
+        blocked=tuple(blocked_now.values()),
+    )
 
 
-def _earliest(candidates: Iterable[Expectation | None]) -> Expectation | None:
-    present = [c for c in candidates if c is not None]
-    return min(present, key=lambda e: e.id) if present else None
+def _closer(claim: Claim, known: Claim) -> bool:
+    mine = (abs(claim.difference or 0), claim.event.id)
+    return mine < (abs(known.difference or 0), known.event.id)
 
 
 def overdue(pending: Iterable[Expectation], through_ledger: int) -> list[Expectation]:

@@ -143,13 +143,14 @@ def test_a_request_repeating_an_id_with_other_content_is_refused(book: Expectati
 def test_batch_hook_settles_matched_mismatched_and_missing(
     book: Expectations, store: Store
 ) -> None:
-    """In the batch's transaction: exact and in-tolerance payments match, others mismatch with
-    the difference, and a record whose deadline passes is missing; discrepancies say so."""
+    """In the batch's transaction: exact and in-tolerance payments match, a mismatching one
+    settles amount_mismatch with the difference once its deadline passes, and a record whose
+    deadline passes with no candidate is missing; discrepancies say so."""
     book.create(
         [
             spec("exact", tx_hash=tx("p1"), amount=100),
             spec("close", tx_hash=tx("p2"), amount=1000, tolerance=10),
-            spec("short", tx_hash=tx("p3"), amount=500),
+            spec("short", tx_hash=tx("p3"), amount=500, deadline_ledger=12),
             spec("never", tx_hash=tx("none"), amount=1, deadline_ledger=12),
             spec("later", tx_hash=tx("none2"), deadline_ledger=99),
         ]
@@ -258,8 +259,9 @@ def test_late_record_matches_a_stored_event_and_closes_its_unexpected(
 def test_look_back_without_a_transaction_uses_topics_and_skips_claimed_events(
     book: Expectations, store: Store
 ) -> None:
-    """Loose records find stored events by topics; an event already claimed stays with its
-    first claimant; a record whose deadline has passed unmatched is missing at once."""
+    """Loose records find stored events by topics; among records alike, the earliest deadline
+    (then the smaller external id) takes the earliest event; a record whose deadline has
+    passed with nothing left for it is missing at once."""
     events = [transfer(10, 0, 100), transfer(11, 0, 100), transfer(12, 0, 100, recipient=ALICE)]
     store.commit_batch(batch(10, 13, events))
     created = book.create(
@@ -271,9 +273,9 @@ def test_look_back_without_a_transaction_uses_topics_and_skips_claimed_events(
         ]
     )
     by_id = {r["external_id"]: r for r in created.records}
-    assert by_id["first"]["event_id"] == events[0].id
-    assert by_id["second"]["event_id"] == events[1].id
-    assert by_id["third"]["status"] == "missing_expected"
+    assert by_id["third"]["event_id"] == events[0].id
+    assert by_id["first"]["event_id"] == events[1].id
+    assert by_id["second"]["status"] == "pending"
     assert by_id["to-alice"]["event_id"] == events[2].id
 
 
