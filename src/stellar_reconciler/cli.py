@@ -31,6 +31,8 @@ T = TypeVar("T")
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
+# An operator action the database's state does not allow (e.g. a gap consent with no gap).
+EXIT_REFUSED = 3
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
@@ -220,7 +222,8 @@ def status(
 @app.command("acknowledge-gap")
 def acknowledge_gap(
     through: Annotated[
-        int | None, typer.Option(help="Accept ledgers up to this one as lost", min=1)
+        int | None,
+        typer.Option(help="Accept ledgers up to this one as lost", min=1, max=2**32 - 1),
     ] = None,
     through_oldest: Annotated[
         bool,
@@ -231,8 +234,10 @@ def acknowledge_gap(
     ] = False,
     note: Annotated[str, typer.Option(help="Why, for the record")] = "outside RPC retention",
 ) -> None:
-    """Consent to skip ledgers the RPC no longer keeps. The worker carries it out when it next
-    meets the gap and records the exact range; nothing else is ever skipped."""
+    """Consent to lose the retention gap the worker is stopped at (see /health). The worker
+    carries it out at its next poll and records the exact range; nothing else is ever
+    skipped. Exit code 3 when there is no such gap, or it already has a consent."""
+    from stellar_reconciler.errors import GapConsentRefusedError
     from stellar_reconciler.store import Store
 
     if (through is None) == (not through_oldest):
@@ -241,17 +246,13 @@ def acknowledge_gap(
     store = Store.open(settings.sqlalchemy_url)
     try:
         guarded(store.migrate)
-        checkpoint = guarded(store.checkpoint).ledger
-        if checkpoint is None:
-            fail("the database has no checkpoint yet; start the service first")
-        if through is not None and through <= checkpoint:
-            fail(f"--through must be after the checkpoint ({checkpoint})")
-        guarded(lambda: store.gaps.consent(through, note, "cli"))
-        limit = f"up to ledger {through}" if through is not None else "up to the RPC's oldest"
-        console.print(
-            f"recorded: the worker will skip lost ledgers after {checkpoint} {limit} when it "
-            "next meets them, and record the exact range"
-        )
+        try:
+            consent = store.consents.give(through, note, "cli")
+        except GapConsentRefusedError as exc:
+            fail(f"refused: {exc}", EXIT_REFUSED)
+        except ReconcilerError as exc:
+            fail(str(exc))
+        console.print(f"recorded consent {consent['id']}: {consent['covers']}", highlight=False)
     finally:
         store.close()
 

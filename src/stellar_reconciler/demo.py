@@ -8,7 +8,30 @@ from typing import Any
 
 from stellar_reconciler.config import Settings
 from stellar_reconciler.service import Service, install_signal_handlers
-from stellar_reconciler.simnet import SimNetConfig, SimNetwork, run_simnet
+from stellar_reconciler.simnet import LieSchedule, SimNetConfig, SimNetwork, run_simnet
+
+# The network's lies, in seconds after start: one, another, then one a minute. Spaced out so
+# a person watching sees each one found and repaired, rather than all in the first seconds.
+FIRST_LIE_SECS = 30
+SECOND_LIE_SECS = 60
+LIE_EVERY_SECS = 60
+# Re-verify every few ledgers (64 in production), so a lie is found seconds after it is told.
+DEMO_VERIFY_EVERY_LEDGERS = 5
+
+
+def lie_schedule(start: int, ledger_interval: float) -> LieSchedule:
+    """The demo's lies from ledger `start` on, as ledger counts at `ledger_interval` seconds."""
+
+    def ledgers(seconds: float) -> int:
+        return max(1, round(seconds / ledger_interval))
+
+    first = ledgers(FIRST_LIE_SECS)
+    return LieSchedule(
+        start=start,
+        first_after=first,
+        second_after=max(first + 1, ledgers(SECOND_LIE_SECS)),
+        every=ledgers(LIE_EVERY_SECS),
+    )
 
 
 async def run_demo(
@@ -31,27 +54,52 @@ async def run_demo(
             events_per_ledger=events_per_ledger,
         )
     )
-    # Something for reconciliation to find: one event left out of its first answer and one
-    # served with another amount on a second read. Re-verification repairs both.
-    tampered = net.first_ledger + max(history - 150, 0)
-    for offset in range(20):
-        events = net.ledger_events(tampered + offset)
-        if events is not None and len(events) >= 2:
-            net.drop_event_at(tampered + offset, 0)
-            net.alter_event(net.event_id_at(tampered + offset, 1))
-            break
+    # Something for reconciliation to find: an event left out of its first answer, then one
+    # served with another amount on a second read, and so on. Re-verification repairs each.
+    net.schedule_lies(lie_schedule(net.latest_ledger, ledger_interval))
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     async with asyncio.TaskGroup() as group:
         group.create_task(
             run_simnet(net, port=0, stop_event=stop, log_level="warning", on_ready=ready.set_result)
         )
         rpc_url = await ready
-        service = Service.build(settings.model_copy(update={"stellar_rpc_url": rpc_url}))
+        service = Service.build(
+            settings.model_copy(
+                update={
+                    "stellar_rpc_url": rpc_url,
+                    "verify_every_ledgers": DEMO_VERIFY_EVERY_LEDGERS,
+                }
+            )
+        )
         group.create_task(service.run(stop))
         await service.server.listening.wait()
         base = f"http://{settings.bind_host}:{service.bound_port()}"
         say(f"Simulated Stellar network: {rpc_url} (a ledger every {ledger_interval:g}s)")
-        say(f"stellar-reconciler: {base}/  (health {base}/health, API docs {base}/docs)")
         say(f"Token contract {net.token_contract_id}, escrow contract {net.escrow_contract_id}")
-        say(f"Admin token for the dashboard's actions: {settings.admin_token}")
-        say("Press Ctrl-C to stop.")
+        say(
+            f"The network lies {FIRST_LIE_SECS}s and {SECOND_LIE_SECS}s from now, then every "
+            f"{LIE_EVERY_SECS}s: watch 'Recently resolved' on the dashboard."
+        )
+        where = [
+            f"stellar-reconciler: {base}/  (health {base}/health, API docs {base}/docs)",
+            f"Admin token for the dashboard's actions: {settings.admin_token}",
+            "Press Ctrl-C to stop.",
+        ]
+        for line in where:
+            say(line)
+        # The catch-up's log lines push the address off the screen: say it again after them.
+        if await caught_up(service, stop):
+            say("Caught up with the simulated network.")
+            for line in where:
+                say(line)
+
+
+async def caught_up(service: Service, stop: asyncio.Event) -> bool:
+    """Wait until the service first reports synced; False when stopped before."""
+    status = service.status
+    version = status.version
+    while not stop.is_set():
+        if status.state()[0] == "synced":
+            return True
+        version = await status.wait_changed(version, 1.0)
+    return False

@@ -81,3 +81,21 @@ class RpcProtocolError(RpcError):
 
 class LedgerOutOfRangeError(RpcRequestError):
     """The ledger asked for is outside what this RPC node retains (-32600, "ledger range")."""
+
+
+class GapConsentRefusedError(StoreError):
+    """A consent to lose ledgers that cannot be given or withdrawn now (the API answers 409)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class GapConsentNotFoundError(StoreError):
+    """No gap consent has this id (the API answers 404)."""
+
+    def __init__(self, consent_id: int) -> None:
+        self.consent_id = consent_id
+        super().__init__(consent_id)
+
+    def __str__(self) -> str:
+        return f"no gap consent {self.consent_id}; GET /api/gaps lists them"

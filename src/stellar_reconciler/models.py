@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 # A JSON value as decoded from an ScVal: str, int, bool, None, list or dict.
@@ -134,3 +135,12 @@ class Page:
 
     items: list[dict[str, Any]] = field(default_factory=list)
     next_cursor: str | None = None
+
+
+class BlockKind(StrEnum):
+    """Why the worker stopped advancing; health shows it as `detail.kind`."""
+
+    # The ledger after the checkpoint is older than the RPC keeps; waits for a consent.
+    RETENTION_GAP = "retention_gap"
+    # A fault that retrying cannot fix; waits for an operator's restart.
+    HALTED = "halted"

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from stellar_reconciler.models import NetworkInfo, NetworkTip
+from stellar_reconciler.models import BlockKind, NetworkInfo, NetworkTip
+from stellar_reconciler.progress import CatchUp
 
 # Mainnet's mean ledger time; used until the network's own close times tell us better.
 DEFAULT_LEDGER_SECS = 5.6
@@ -49,6 +50,7 @@ class ServiceStatus:
     poll_failing: bool = False
     # A condition that holds until something changes it (a retention gap, a halted worker).
     blocking_reason: str | None = None
+    blocking_kind: BlockKind | None = None
     blocking_detail: dict[str, Any] | None = None
     worker_running: bool = False
     paused: bool = False
@@ -57,6 +59,8 @@ class ServiceStatus:
     # Extra reasons (open chain breaks, failed re-verification) that make health 503.
     unhealthy_conditions: dict[str, str] = field(default_factory=dict)
     batches_committed: int = 0
+    # Rate and ETA of the catch-up under way, fed by the worker's committed batches.
+    catch_up: CatchUp = field(default_factory=lambda: CatchUp(caught_up_lag=SYNCED_LAG))
     # Bumped on every change a live view should show; see wait_changed.
     version: int = 0
     _changed: asyncio.Event | None = field(default=None, repr=False)
@@ -137,14 +141,21 @@ class ServiceStatus:
         self.last_error = message
         self.last_error_at = datetime.now(UTC)
 
-    def block(self, reason: str, detail: dict[str, Any] | None = None) -> None:
+    def block(
+        self, reason: str, detail: dict[str, Any] | None = None, kind: BlockKind = BlockKind.HALTED
+    ) -> None:
         self.blocking_reason = reason
+        self.blocking_kind = kind
         self.blocking_detail = detail
         self.record_error(reason)
         self.notify()
 
-    def unblock(self) -> None:
+    def unblock(self, kind: BlockKind | None = None) -> None:
+        """Clear the blocking condition; with `kind`, only a condition of that kind."""
+        if kind is not None and self.blocking_kind is not kind:
+            return
         self.blocking_reason = None
+        self.blocking_kind = None
         self.blocking_detail = None
         self.notify()
 
@@ -197,8 +208,13 @@ class ServiceStatus:
             "last_success_at": _iso(self.last_success_at),
             "last_error": self.last_error,
             "last_error_at": _iso(self.last_error_at),
-            "detail": self.blocking_detail,
+            "detail": self._detail(),
         }
+
+    def _detail(self) -> dict[str, Any] | None:
+        if self.blocking_kind is None:
+            return self.blocking_detail
+        return {"kind": self.blocking_kind.value, **(self.blocking_detail or {})}
 
     def uptime_seconds(self) -> float:
         return time.monotonic() - self.started_monotonic

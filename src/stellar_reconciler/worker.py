@@ -39,8 +39,9 @@ from stellar_reconciler.fetcher import (
     follow_range,
 )
 from stellar_reconciler.metrics import Metrics
-from stellar_reconciler.models import Batch, NetworkInfo, NetworkTip
+from stellar_reconciler.models import Batch, BlockKind, NetworkInfo, NetworkTip
 from stellar_reconciler.pager import build_filter_sets
+from stellar_reconciler.plan import Blocked, Idle, Proceed, Rebase, Skip, Start, plan_next
 from stellar_reconciler.rpc import StellarRpc
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import BatchHook, Store
@@ -115,6 +116,7 @@ class Worker:
         self.sizer = BatchSizer(options.batch_max_ledgers, options.target_batch_events)
         self._checkpoint: int | None = None
         self._last_hash: str | None = None
+        self._start = Start.OLDEST_WHILE_EMPTY if options.start_ledger == "oldest" else Start.FIXED
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -148,12 +150,43 @@ class Worker:
                 self.process_fetcher.close()
 
     async def _cycle(self, stop: asyncio.Event) -> None:
+        """One poll: read the tip, then do what plan_next decides (see plan.py)."""
         if self.status.paused:
             return
         tip = await self.rpc.get_health()
         self.status.observe_tip(tip)
         if self.status.network is None:
             self.status.network = await self._network()
+        checkpoint = await self._current_checkpoint(tip)
+        consent = await asyncio.to_thread(self.store.consents.pending)
+        # A rebase or a skip changes an input of the plan for good (the checkpoint, the start
+        # rule or the consent) and plans again; every other step ends the poll.
+        while True:
+            plan = plan_next(checkpoint, tip.latest_ledger, tip.oldest_ledger, self._start, consent)
+            match plan:
+                case Rebase():
+                    if await asyncio.to_thread(
+                        self.store.rebase_empty_stream, checkpoint, plan.checkpoint
+                    ):
+                        checkpoint = self._checkpoint = plan.checkpoint
+                    else:
+                        self._start = Start.FIXED
+                case Skip():
+                    consent = None
+                    checkpoint = await self._skip(plan, checkpoint)
+                case Blocked():
+                    await self._retention_gap(plan)
+                    return
+                case Idle():
+                    self.status.unblock(BlockKind.RETENTION_GAP)
+                    self.status.record_idle_success()
+                    return
+                case Proceed():
+                    self.status.unblock(BlockKind.RETENTION_GAP)
+                    await self._catch_up(tip, stop)
+                    return
+
+    async def _current_checkpoint(self, tip: NetworkTip) -> int:
         if self._checkpoint is None:
             start = self._start_ledger(tip)
             self._checkpoint = await asyncio.to_thread(
@@ -162,54 +195,34 @@ class Worker:
             self.status.last_processed_ledger = self._checkpoint
             self.status.record_progress(self._checkpoint)
             log.info("stream_ready", checkpoint=self._checkpoint, start_ledger=start)
-        else:
-            # The checkpoint may move outside this loop (an acknowledged gap); re-read it.
-            stored = (await asyncio.to_thread(self.store.checkpoint)).ledger
-            if stored is not None and stored != self._checkpoint:
-                self._checkpoint, self._last_hash = stored, None
-                self.status.last_processed_ledger = stored
-        next_ledger = self._checkpoint + 1
-        # "oldest" means the oldest ledger at the first commit: the window slides one ledger
-        # per close, and nothing has been promised while the database is empty.
-        if (
-            next_ledger < tip.oldest_ledger
-            and self.options.start_ledger == "oldest"
-            and await asyncio.to_thread(
-                self.store.rebase_empty_stream, self._checkpoint, tip.oldest_ledger - 1
-            )
-        ):
-            self._checkpoint = tip.oldest_ledger - 1
-            next_ledger = tip.oldest_ledger
-        if next_ledger < tip.oldest_ledger:
-            consent = await asyncio.to_thread(self.store.gaps.pending_consent)
-            if consent is None or (
-                consent.through_ledger is not None and consent.through_ledger < next_ledger
-            ):
-                await asyncio.to_thread(self._retention_gap, next_ledger, tip)
-                return
-            skip_to = tip.oldest_ledger - 1
-            if consent.through_ledger is not None:
-                skip_to = min(skip_to, consent.through_ledger)
-            await asyncio.to_thread(self.store.gaps.acknowledge, next_ledger, skip_to, consent)
-            log.warning(
-                "gap_acknowledged", first=next_ledger, last=skip_to, by=consent.requested_by
-            )
-            self._checkpoint, self._last_hash = skip_to, None
-            self.status.last_processed_ledger = skip_to
-            next_ledger = skip_to + 1
-            if next_ledger < tip.oldest_ledger:
-                await asyncio.to_thread(self._retention_gap, next_ledger, tip)
-                return
-        if (
-            self.status.blocking_reason
-            and self.status.blocking_detail is not None
-            and (self.status.blocking_detail.get("kind") == "retention_gap")
-        ):
-            self.status.unblock()
-        if next_ledger > tip.latest_ledger:
-            self.status.record_idle_success()
-            return
-        await self._catch_up(tip, stop)
+            return self._checkpoint
+        # The checkpoint may move outside this loop; re-read it.
+        stored = (await asyncio.to_thread(self.store.checkpoint)).ledger
+        if stored is not None and stored != self._checkpoint:
+            return self._moved_to(stored)
+        return self._checkpoint
+
+    async def _skip(self, plan: Skip, checkpoint: int) -> int:
+        """Carry out a consent; the checkpoint after it (unchanged when it was revoked or used
+        in the meantime)."""
+        carried_out = await asyncio.to_thread(
+            self.store.consents.carry_out, plan.first, plan.last, plan.consent.id
+        )
+        if carried_out is None:
+            return checkpoint
+        log.warning(
+            "gap_acknowledged",
+            first=plan.first,
+            last=plan.last,
+            by=plan.consent.requested_by,
+            consent=plan.consent.id,
+        )
+        return self._moved_to(plan.last)
+
+    def _moved_to(self, checkpoint: int) -> int:
+        self._checkpoint, self._last_hash = checkpoint, None
+        self.status.last_processed_ledger = checkpoint
+        return checkpoint
 
     async def _network(self) -> NetworkInfo:
         """The network's passphrase and protocol: shown to operators, never needed to index,
@@ -319,6 +332,11 @@ class Worker:
         self.metrics.batch_duration.observe(duration)
         self.metrics.batch_ledgers.observe(ledgers)
         self.metrics.checkpoint_ledger.set(batch.last_ledger)
+        latest = self.status.tip.latest_ledger if self.status.tip else batch.last_ledger
+        events = len(batch.events)
+        now = time.monotonic()
+        if line := self.status.catch_up.committed(now, batch.last_ledger, ledgers, events, latest):
+            log.info("catch_up_progress", **line)
         self.status.record_progress(batch.last_ledger)
         log.info(
             "batch_committed",
@@ -331,38 +349,27 @@ class Worker:
 
     # --- failures ------------------------------------------------------------------------
 
-    def _retention_gap(self, next_ledger: int, tip: NetworkTip) -> None:
-        """Stop advancing and say exactly what is lost and how to accept it (runs in a thread)."""
-        last_missing = tip.oldest_ledger - 1
+    async def _retention_gap(self, gap: Blocked) -> None:
+        """Stop advancing and say exactly what is lost and how to accept it."""
         command = "reconciler acknowledge-gap --through-oldest"
         detail = {
-            "kind": "retention_gap",
-            "first_missing_ledger": next_ledger,
-            "last_missing_ledger": last_missing,
-            "oldest_available_ledger": tip.oldest_ledger,
+            "first_missing_ledger": gap.first,
+            "last_missing_ledger": gap.last,
+            "oldest_available_ledger": gap.oldest_available,
             "command": command,
         }
         reason = (
-            f"ledgers {next_ledger}-{last_missing} are older than the RPC's retention window "
-            f"(oldest available: {tip.oldest_ledger}) and cannot be indexed; index them from an "
-            f"archive RPC, or accept them as lost and continue: {command}"
+            f"ledgers {gap.first}-{gap.last} are older than the RPC's retention window "
+            f"(oldest available: {gap.oldest_available}) and cannot be indexed; index them from "
+            f"an archive RPC, or accept them as lost and continue: {command}"
         )
-        _, opened = self.store.discrepancies.open(
-            NewDiscrepancy(
-                kind="retention_gap",
-                # Keyed on where the worker stopped: the range's end slides with the window.
-                key=f"retention_gap:checkpoint:{next_ledger}",
-                message=reason,
-                first_ledger=next_ledger,
-                last_ledger=last_missing,
-                expected={"next_ledger": next_ledger},
-                found={"oldest_available_ledger": tip.oldest_ledger},
-            )
+        opened = await asyncio.to_thread(
+            self.store.gaps.report_retention_gap, gap.first, gap.last, reason
         )
         if opened:
-            log.error("retention_gap", **{k: v for k, v in detail.items() if k != "kind"})
+            log.error("retention_gap", **detail)
             self.metrics.processing_errors.labels(kind="retention_gap").inc()
-        self.status.block(reason, detail)
+        self.status.block(reason, detail, BlockKind.RETENTION_GAP)
 
     def _transient(self, exc: ReconcilerError) -> None:
         kind = "database" if isinstance(exc, DatabaseUnavailableError) else "rpc_transient"
@@ -376,7 +383,7 @@ class Worker:
         kind = type(exc).__name__
         self.metrics.processing_errors.labels(kind=kind).inc()
         reason = f"worker stopped: {exc}"
-        self.status.block(reason, {"kind": "halted", "error": kind})
+        self.status.block(reason, {"error": kind}, BlockKind.HALTED)
         log.error("worker_halted", error=str(exc), kind=kind, checkpoint=self._checkpoint)
 
     def _record_chain_break(self, exc: ChainBreakError) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from stellar_reconciler.simnet import serve_in_thread
 from tests.e2e.harness import ADMIN, SOON, Deployment, Watched
@@ -24,25 +24,10 @@ from tests.integration.harness import wait_for_sync
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
 READER = "read-token-0123456789"
 # An account no simulated event involves.
 STRANGER = "GAFCZPBOMB2PKPM6PKCXMITLXUL22A2T4PBYMKQS3VPYFI32B5RTHEKL"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing; install Chromium with: apt-get install -y chromium"
-        if os.environ.get("REQUIRE_BROWSER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture
@@ -52,14 +37,6 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
         deployed.start(rpc_url)
         yield deployed
         deployed.stop()
-
-
-@pytest.fixture
-def watched(browser: Browser) -> Iterator[Watched]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    yield Watched(context.new_page())
-    # Closing the page first ends its stream, so the service stops without waiting for it.
-    context.close()
 
 
 def use_token(page: Page, token: str) -> None:
@@ -185,7 +162,36 @@ def test_with_read_token_the_page_says_why_and_connects_once_given_one(
             use_token(page, READER)
             expect(connection).to_have_text("live", timeout=SOON)
             expect(page.locator("#processed-ledger")).not_to_have_text("—")
-            assert any(f"token={READER}" in url for url in watched.requested)
+            assert any("api/stream?ticket=" in url for url in watched.requested)
+            assert [url for url in watched.requested if READER in url] == []
+            watched.page.context.close()
+        finally:
+            deployment.stop()
+    watched.assert_clean(expected_refusals=None)
+
+
+def test_with_read_token_no_request_url_carries_the_admin_token(
+    tmp_path: Path, watched: Watched
+) -> None:
+    """With READ_TOKEN and ADMIN_TOKEN set and the admin token entered, the page streams
+    through a ticket: no URL it requests contains either token, and it stays live."""
+    deployment = Deployment(f"sqlite:///{tmp_path / 'reconciler.db'}", read_token=READER)
+    with serve_in_thread(deployment.net) as rpc_url:
+        deployment.start(rpc_url)
+        try:
+            page = watched.open(deployment.base + "/", live=False)
+            expect(page.locator("#connection")).to_contain_text("READ_TOKEN is set", timeout=SOON)
+            use_token(page, ADMIN)
+            expect(page.locator("#connection")).to_have_text("live", timeout=SOON)
+            processed = page.locator("#processed-ledger")
+            before = processed.inner_text()
+            expect(processed).not_to_have_text(before, timeout=SOON)
+            # Reload: the token is kept for the tab, and the new page gets a ticket of its own.
+            page.reload()
+            expect(page.locator("#connection")).to_have_text("live", timeout=SOON)
+            tickets = {url for url in watched.requested if "api/stream?ticket=" in url}
+            assert len(tickets) >= 2
+            assert [url for url in watched.requested if ADMIN in url or READER in url] == []
             watched.page.context.close()
         finally:
             deployment.stop()

@@ -129,6 +129,28 @@ async def test_stream_takes_the_token_as_a_query_parameter_only_when_needed(
     assert elsewhere.status_code == 401
 
 
+async def test_stream_ticket_opens_the_stream_without_a_token_in_the_url(
+    database_url: str,
+) -> None:
+    """POST /api/stream/ticket (token in the header) gives a ticket that opens the stream;
+    no ticket without a token, and a made-up ticket is refused."""
+    net = network()
+    async with following(database_url, net, admin_token=ADMIN, read_token=READER) as (_, http):
+        anonymous = await http.post("/api/stream/ticket")
+        issued = await http.post(
+            "/api/stream/ticket", headers={"authorization": f"Bearer {READER}"}
+        )
+        ticket = issued.json()["ticket"]
+        async with http.stream("GET", "/api/stream", params={"ticket": ticket}) as response:
+            assert response.status_code == 200
+            await SnapshotReader(response).next()
+        forged = await http.get("/api/stream", params={"ticket": ticket[::-1]})
+    assert anonymous.status_code == 401
+    assert issued.status_code == 200 and issued.json()["expires_in_seconds"] == 60
+    assert READER not in ticket and ADMIN not in ticket
+    assert forged.status_code == 401 and "ticket" in forged.json()["error"]
+
+
 async def test_close_streams_ends_open_streams(database_url: str) -> None:
     """close_streams (for shutdown) ends an open stream instead of leaving it to a timeout."""
     net = network()

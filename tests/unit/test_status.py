@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from stellar_reconciler.models import NetworkTip
+from stellar_reconciler.models import BlockKind, NetworkTip
 from stellar_reconciler.status import FAILURES_BEFORE_DEGRADED, ServiceStatus
 
 
@@ -77,14 +77,18 @@ def test_stalled_when_no_progress_while_network_moves() -> None:
 
 
 def test_blocking_reason_wins_and_carries_detail() -> None:
-    """A blocking condition (e.g. a retention gap) is degraded with its detail until cleared."""
+    """A blocking condition (e.g. a retention gap) is degraded with its kind and detail until
+    cleared, and clearing one kind leaves a condition of another in place."""
     status = ServiceStatus()
     status.observe_tip(tip(100, oldest=50))
     status.record_progress(10)
-    status.block("ledgers 11-49 are gone", {"kind": "retention_gap", "first_missing_ledger": 11})
+    status.block("ledgers 11-49 are gone", {"first_missing_ledger": 11}, BlockKind.RETENTION_GAP)
     health = status.health()
     assert health["status"] == "degraded" and health["detail"]["first_missing_ledger"] == 11
-    status.unblock()
+    assert health["detail"]["kind"] == "retention_gap"
+    status.unblock(BlockKind.HALTED)
+    assert status.health()["status"] == "degraded"
+    status.unblock(BlockKind.RETENTION_GAP)
     assert status.health()["status"] == "catching_up"
 
 

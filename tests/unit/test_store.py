@@ -135,15 +135,15 @@ def test_acknowledged_gap_moves_checkpoint_and_is_recorded(store: Store) -> None
     store.discrepancies.open(
         NewDiscrepancy("retention_gap", "retention_gap:checkpoint:1", "ledgers 1-500 are gone")
     )
-    store.gaps.consent(None, "outside retention", "cli")
-    consent = store.gaps.pending_consent()
+    store.consents.give(None, "outside retention", "cli")
+    consent = store.consents.pending()
     assert consent is not None and consent.through_ledger is None
-    gap = store.gaps.acknowledge(1, 500, consent)
-    assert store.checkpoint().ledger == 500
+    gap = store.consents.carry_out(1, 500, consent.id)
+    assert gap is not None and store.checkpoint().ledger == 500
     assert [(g.first_ledger, g.last_ledger) for g in store.gaps.acknowledged()] == [(1, 500)]
     assert "outside retention" in store.gaps.acknowledged()[0].note
     assert gap.acknowledged_at.tzinfo is not None
-    assert store.gaps.pending_consent() is None
+    assert store.consents.pending() is None
     assert store.discrepancies.open_counts()["retention_gap"] == 0
     assert [e["action"] for e in store.audit.listing()] == ["consent_to_gap"]
 

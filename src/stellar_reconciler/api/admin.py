@@ -1,5 +1,5 @@
 """Operator actions (admin token): restart, pause and resume the worker, rescan a range,
-accept lost ledgers; and the audit log of all of them.
+accept (or stop accepting) lost ledgers; and the audit log of all of them.
 
 Handlers that touch the controls are async: the controls belong to the event loop the
 worker runs on. Database writes (the audit) go to a thread.
@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from stellar_reconciler.api.auth import Admin, ReadAccess
 from stellar_reconciler.api.context import ApiContext, context
-from stellar_reconciler.api.errors import invalid_param
+from stellar_reconciler.api.errors import ApiError
 from stellar_reconciler.api.reconciliation import RangeRequest, submit_job
+from stellar_reconciler.errors import GapConsentNotFoundError, GapConsentRefusedError
 
 router = APIRouter(tags=["operations"])
 Ctx = Annotated[ApiContext, Depends(context)]
@@ -25,10 +26,11 @@ Ctx = Annotated[ApiContext, Depends(context)]
 
 class GapConsentRequest(BaseModel):
     through_ledger: int | None = Field(
-        default=None, ge=1, description="Skip lost ledgers up to this"
+        default=None, ge=1, le=2**32 - 1, description="Skip lost ledgers up to this one"
     )
     through_oldest: bool = Field(
-        default=False, description="Skip whatever the RPC has lost when the worker resumes"
+        default=False,
+        description="Skip whatever of the pending gap the RPC has lost when the worker resumes",
     )
     note: str = Field(default="outside RPC retention", min_length=1, max_length=2000)
 
@@ -81,18 +83,39 @@ async def rescan(ctx: Ctx, actor: Admin, body: RangeRequest) -> JSONResponse:
 
 @router.post(
     "/api/gaps/acknowledge",
-    summary="Consent to skip ledgers the RPC no longer keeps (carried out by the worker)",
+    summary="Consent to lose the retention gap the worker is stopped at (carried out by it)",
+    responses={409: {"description": "No retention gap is pending, or it already has a consent"}},
 )
 def acknowledge_gap(ctx: Ctx, actor: Admin, body: GapConsentRequest) -> dict[str, Any]:
-    checkpoint = ctx.store.checkpoint().ledger
-    if checkpoint is None:
-        raise invalid_param("through_ledger", "nothing is indexed yet", "body")
-    if body.through_ledger is not None and body.through_ledger <= checkpoint:
-        raise invalid_param(
-            "through_ledger", f"must be after the checkpoint ({checkpoint})", "body"
+    try:
+        consent = ctx.store.consents.give(
+            body.through_ledger, body.note, actor.name, actor.remote_addr
         )
-    consent_id = ctx.store.gaps.consent(body.through_ledger, body.note, actor.name)
-    return {"consent_id": consent_id, "checkpoint": checkpoint, **body.model_dump()}
+    except GapConsentRefusedError as exc:
+        raise ApiError(409, str(exc)) from exc
+    ctx.status.notify_threadsafe()
+    return {"consent_id": consent["id"], "consent": consent}
+
+
+@router.delete(
+    "/api/gaps/consents/{consent_id}",
+    summary="Revoke a gap consent that has not been carried out (pending or expired)",
+    responses={
+        404: {"description": "No such consent"},
+        409: {"description": "Already carried out or revoked"},
+    },
+)
+def revoke_gap_consent(
+    ctx: Ctx, actor: Admin, consent_id: Annotated[int, Path(ge=1, le=2**31 - 1)]
+) -> dict[str, Any]:
+    try:
+        consent = ctx.store.consents.revoke(consent_id, actor.name, actor.remote_addr)
+    except GapConsentNotFoundError as exc:
+        raise ApiError(404, str(exc)) from exc
+    except GapConsentRefusedError as exc:
+        raise ApiError(409, str(exc)) from exc
+    ctx.status.notify_threadsafe()
+    return {"consent": consent}
 
 
 @router.get("/api/audit", dependencies=[ReadAccess], summary="Operator actions, newest first")

@@ -6,13 +6,16 @@ is taken, and a keep-alive comment when nothing happened for 15 s. Every snapsho
 so a client that reconnects simply replaces its state: there is nothing to replay.
 
 EventSource cannot send headers, so when READ_TOKEN is set this one endpoint also accepts
-the token as `?token=` (the read or the admin token); every other endpoint wants the header.
+`?ticket=`, a short-lived ticket from POST /api/stream/ticket (which takes the token in the
+header), so no token need ever sit in a URL where proxies and browser history keep it; and,
+for clients that have nothing else, the token as `?token=` (the read or the admin token).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -23,7 +26,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from stellar_reconciler.api import monitoring
-from stellar_reconciler.api.auth import require_read
+from stellar_reconciler.api.auth import ReadAccess, require_read
 from stellar_reconciler.api.context import ApiContext, context
 from stellar_reconciler.api.errors import ApiError
 from stellar_reconciler.store import EventQuery
@@ -34,10 +37,15 @@ Ctx = Annotated[ApiContext, Depends(context)]
 
 RECENT_EVENTS = 20
 NEWEST_DISCREPANCIES = 5
+RECENTLY_RESOLVED = 5
 RECENT_JOBS = 10
 # Snapshots for one client are at least this far apart: a catch-up commits many batches a
 # second, and a page cannot show them faster anyway. Well under the one-second promise.
 MIN_SNAPSHOT_GAP = 0.2
+# Long enough to open the stream and survive a dropped connection's quick reconnection;
+# after that the page asks for a new one.
+TICKET_SECONDS = 60.0
+MAX_TICKETS = 1000
 
 
 class TelemetryNow(BaseModel):
@@ -51,6 +59,13 @@ class DiscrepancySummary(BaseModel):
     open_counts: dict[str, int] = Field(description="Open discrepancies per kind, every kind")
     newest_open: list[dict[str, Any]] = Field(
         description=f"The newest {NEWEST_DISCREPANCIES} open ones, as GET /api/discrepancies"
+    )
+    recently_resolved: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description=(
+            f"The {RECENTLY_RESOLVED} most recently opened of those already resolved (when, by "
+            "whom, how), as GET /api/discrepancies?open=false"
+        ),
     )
 
 
@@ -68,6 +83,13 @@ class Snapshot(BaseModel):
         description=f"The {RECENT_JOBS} most recent rescans and verifications, as GET /api/jobs"
     )
     expectations: dict[str, Any] = Field(description="What GET /api/reconciliation returns")
+    catch_up: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "The catch-up under way (ledgers done and remaining, ledgers/s, events/s, ETA in "
+            "seconds); null when following the tip"
+        ),
+    )
 
 
 class SnapshotSource:
@@ -98,6 +120,7 @@ class SnapshotSource:
         # Jobs and telemetry belong to the event loop; the store is read in a thread.
         jobs = [job.as_json() for job in ctx.controls.jobs()[:RECENT_JOBS]]
         samples = ctx.telemetry.samples()
+        catch_up = ctx.status.catch_up.current
         stored = await run_in_threadpool(self._read_store)
         return Snapshot(
             version=version,
@@ -106,6 +129,7 @@ class SnapshotSource:
                 latest=samples[-1] if samples else None,
             ),
             jobs=jobs,
+            catch_up=catch_up.as_json() if catch_up else None,
             **stored,
         )
 
@@ -117,13 +141,42 @@ class SnapshotSource:
             "discrepancies": DiscrepancySummary(
                 open_counts=store.discrepancies.open_counts(),
                 newest_open=store.discrepancies.listing(is_open=True, limit=NEWEST_DISCREPANCIES),
+                recently_resolved=store.discrepancies.listing(
+                    is_open=False, limit=RECENTLY_RESOLVED
+                ),
             ),
             "expectations": Expectations.of(store).summary(),
         }
 
 
+class StreamTickets:
+    """Tickets that open /api/stream for TICKET_SECONDS: what a browser puts in the stream's
+    URL instead of a token."""
+
+    def __init__(self) -> None:
+        self._expiry: dict[str, float] = {}
+
+    def issue(self, now: float) -> str:
+        self._forget_expired(now)
+        if len(self._expiry) >= MAX_TICKETS:
+            # Oldest first: dicts keep insertion order.
+            del self._expiry[next(iter(self._expiry))]
+        ticket = secrets.token_urlsafe(24)
+        self._expiry[ticket] = now + TICKET_SECONDS
+        return ticket
+
+    def valid(self, ticket: str, now: float) -> bool:
+        self._forget_expired(now)
+        return ticket in self._expiry
+
+    def _forget_expired(self, now: float) -> None:
+        for ticket in [t for t, expiry in self._expiry.items() if expiry <= now]:
+            del self._expiry[ticket]
+
+
 def install_live(app: FastAPI, ctx: ApiContext) -> None:
     app.state.snapshots = SnapshotSource(ctx)
+    app.state.stream_tickets = StreamTickets()
     app.include_router(router)
 
 
@@ -154,7 +207,21 @@ def stream_access(
             )
         ),
     ] = None,
+    ticket: Annotated[
+        str | None,
+        Query(description="A ticket from POST /api/stream/ticket, instead of a token"),
+    ] = None,
 ) -> None:
+    if ticket is not None and ctx.read_token:
+        tickets: StreamTickets = request.app.state.stream_tickets
+        if not tickets.valid(ticket, time.monotonic()):
+            error = ApiError(
+                401,
+                "the stream ticket is unknown or expired: ask POST /api/stream/ticket for another",
+            )
+            error.headers = {"WWW-Authenticate": "Bearer"}
+            raise error
+        return
     if token is None or not ctx.read_token:
         require_read(request, ctx)
         return
@@ -162,6 +229,22 @@ def stream_access(
         error = ApiError(401, "the token parameter is neither the READ_TOKEN nor the ADMIN_TOKEN")
         error.headers = {"WWW-Authenticate": "Bearer"}
         raise error
+
+
+class StreamTicket(BaseModel):
+    ticket: str = Field(description="Pass as /api/stream?ticket=")
+    expires_in_seconds: float = Field(description="Seconds the ticket opens the stream for")
+
+
+@router.post(
+    "/api/stream/ticket",
+    dependencies=[ReadAccess],
+    summary="A short-lived ticket that opens /api/stream, so no token goes in its URL",
+    responses={401: {"description": "READ_TOKEN is set and no valid token was given"}},
+)
+def stream_ticket(request: Request) -> StreamTicket:
+    tickets: StreamTickets = request.app.state.stream_tickets
+    return StreamTicket(ticket=tickets.issue(time.monotonic()), expires_in_seconds=TICKET_SECONDS)
 
 
 @router.get(
@@ -175,7 +258,7 @@ def stream_access(
         "every new telemetry sample, at most five a second; `: ping` comments keep an idle "
         "connection open. A reconnecting client gets a fresh snapshot and needs nothing else. "
         "When READ_TOKEN is set, send it as a Bearer header or, from a browser's EventSource, "
-        "as `?token=`."
+        "pass a ticket from POST /api/stream/ticket as `?ticket=` (or the token as `?token=`)."
     ),
     responses={401: {"description": "READ_TOKEN is set and no valid token was given"}},
 )

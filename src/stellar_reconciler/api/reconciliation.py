@@ -114,10 +114,14 @@ def list_gaps(ctx: Ctx) -> dict[str, Any]:
         {"first_ledger": g.first_ledger, "last_ledger": g.last_ledger, "note": g.note}
         for g in ctx.store.gaps.acknowledged()
     ]
+    pending = ctx.store.gaps.pending_gap()
     return {
         "stored": {"first_ledger": first, "last_ledger": last, "ledgers": count},
         "gaps": gaps,
         "acknowledged": acknowledged,
+        # The retention gap the worker is stopped at, and every consent with its state.
+        "retention_gap": pending.as_json() if pending is not None else None,
+        "consents": ctx.store.consents.listing(),
     }
 
 

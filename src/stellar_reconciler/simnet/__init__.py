@@ -21,11 +21,13 @@ from stellar_reconciler.simnet.faults import (
 )
 from stellar_reconciler.simnet.network import SimNetwork
 from stellar_reconciler.simnet.runner import run_simnet, serve_in_thread
+from stellar_reconciler.simnet.tamper import LieSchedule
 
 __all__ = [
     "FaultBook",
     "FaultKind",
     "FaultRule",
+    "LieSchedule",
     "SimNetConfig",
     "SimNetConfigError",
     "SimNetwork",

@@ -20,7 +20,7 @@ from stellar_reconciler.simnet.cursor import Cursor
 from stellar_reconciler.simnet.events import EventFactory, LedgerEvents
 from stellar_reconciler.simnet.faults import FaultBook
 from stellar_reconciler.simnet.filters import EventFilter, matches_any
-from stellar_reconciler.simnet.tamper import TamperBook
+from stellar_reconciler.simnet.tamper import LieSchedule, TamperBook
 
 Found = list[tuple[LedgerEvents, int]]
 
@@ -63,6 +63,8 @@ class SimNetwork:
         self._broken_links: list[int] = []
         self._requests: Counter[str] = Counter()
         self._latest = self.config.first_ledger - 1
+        self._lies: LieSchedule | None = None
+        self.lies_told: list[tuple[str, str]] = []
         for _ in range(self.config.prebuilt_ledgers):
             self._close_one()
 
@@ -136,6 +138,7 @@ class SimNetwork:
             sequence = self._chain.append()
             closed_at = iso_time(self._chain.close_time(sequence))
             self._events.append(self._factory.generate(sequence, closed_at))
+            self._tell_scheduled_lie(sequence)
             # Published last: a reader that sees the new tip finds its header and events.
             self._latest = sequence
             return sequence
@@ -248,6 +251,26 @@ class SimNetwork:
         key = (cursor.tx, cursor.op, cursor.event)
         if events is None or all(events.position(i) != key for i in range(len(events))):
             raise ValueError(f"no event {event_id} in ledger {cursor.ledger}")
+
+    def schedule_lies(self, schedule: LieSchedule | None) -> None:
+        """Tell lies on ledgers as they close, as `schedule` says (None: stop)."""
+        with self._lock:
+            self._lies = schedule
+
+    def _tell_scheduled_lie(self, sequence: int) -> None:
+        # Runs before the ledger is published, so no reader can see it before the lie is set.
+        events = self._events[-1]
+        if self._lies is None or not events:
+            return
+        kind = self._lies.due(sequence, len(self.lies_told))
+        if kind is None:
+            return
+        event_id = events.event_id(0)
+        if kind == "drop":
+            self.tamper.drop_event(event_id)
+        else:
+            self.tamper.alter_event(event_id)
+        self.lies_told.append((kind, event_id))
 
     def break_chain_at(self, sequence: int) -> None:
         """From now on ledger `sequence`'s previousLedgerHash differs from its parent's hash."""

@@ -8,13 +8,17 @@ retention window, change the chain itself and live on SimNetwork):
 - alter: the first answer carries the true value, every later one a different value.
 
 The network's record (`SimNetwork.record_events`) always holds the truth.
+
+A LieSchedule tells these lies on ledgers as they close, spaced out in time, so a person
+watching the demo sees each one found and repaired in turn.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from stellar_reconciler.simnet import codec
 
@@ -83,6 +87,32 @@ class TamperBook:
                     for event_id, value in self._alters.items()
                 },
             }
+
+
+@dataclass(frozen=True, slots=True)
+class LieSchedule:
+    """Lies on ledgers closed after `start`: the first `first_after` ledgers later, the second
+    `second_after`, then one every `every`; they alternate between a dropped and an altered
+    event. A ledger without events is skipped: the lie waits for the next one."""
+
+    start: int
+    first_after: int
+    second_after: int
+    every: int
+
+    def __post_init__(self) -> None:
+        if not 0 < self.first_after < self.second_after or self.every < 1:
+            raise ValueError(
+                "a lie schedule needs 0 < first_after < second_after and every >= 1, got "
+                f"{self.first_after}, {self.second_after}, {self.every}"
+            )
+
+    def due(self, sequence: int, told: int) -> Literal["drop", "alter"] | None:
+        """The lie to tell on ledger `sequence`, when `told` lies have been told so far."""
+        after = self.first_after if told == 0 else self.second_after + (told - 1) * self.every
+        if sequence - self.start < after:
+            return None
+        return "drop" if told % 2 == 0 else "alter"
 
 
 def altered(true_value: str) -> str:

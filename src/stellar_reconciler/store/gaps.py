@@ -1,23 +1,23 @@
-"""Gaps: missing ledger runs (found in SQL), and ledgers an operator accepted as lost.
-
-Accepting a loss is a two-step affair on purpose: the operator records a consent, and the
-worker carries it out when it next meets the gap, because the RPC's retention window slides
-one ledger per close and only then is the exact range known.
-"""
+"""Gaps: missing ledger runs (found in SQL), the retention gap the worker is stopped at,
+and ledgers an operator accepted as lost (the consents that accept them: consents.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Engine, and_, insert, select, text, update
+from sqlalchemy import Connection, Engine, and_, select, text, update
 
 from stellar_reconciler.models import AcknowledgedGap
 from stellar_reconciler.reconcile import Range, subtract_ranges
-from stellar_reconciler.store.checkpoint import advance
 from stellar_reconciler.store.database import read_connection, write_transaction
-from stellar_reconciler.store.discrepancies import AuditLog, Discrepancies
-from stellar_reconciler.store.schema import acknowledged_gaps, gap_consents
+from stellar_reconciler.store.discrepancies import Discrepancies, NewDiscrepancy
+from stellar_reconciler.store.schema import (
+    acknowledged_gaps,
+    checkpoints,
+    discrepancies,
+)
 
 # Runs of missing sequences between stored ledgers, found by the database in one pass.
 _GAPS_SQL = text(
@@ -34,26 +34,62 @@ _GAPS_SQL = text(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class GapConsent:
-    id: int
-    through_ledger: int | None
-    note: str
-    requested_by: str
-
-
 def as_utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+def retention_gap_key(first_missing: int) -> str:
+    # Keyed on where the worker stopped: the range's end slides with the window.
+    return f"retention_gap:checkpoint:{first_missing}"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingGap:
+    """The retention gap the worker is stopped at (its end as last seen; it slides)."""
+
+    first_ledger: int
+    last_ledger: int
+    discrepancy_id: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "first_ledger": self.first_ledger,
+            "last_ledger": self.last_ledger,
+            "discrepancy_id": self.discrepancy_id,
+        }
+
+
+def stream_checkpoint(conn: Connection, stream: str) -> int | None:
+    ledger = conn.execute(
+        select(checkpoints.c.ledger).where(checkpoints.c.stream == stream)
+    ).scalar_one_or_none()
+    return None if ledger is None else int(ledger)
+
+
+def pending_gap_at(conn: Connection, checkpoint: int | None) -> PendingGap | None:
+    """The retention gap the worker waits at, given the checkpoint (read in `conn`)."""
+    if checkpoint is None:
+        return None
+    row = conn.execute(
+        select(discrepancies.c.id, discrepancies.c.last_ledger).where(
+            and_(
+                discrepancies.c.key == retention_gap_key(checkpoint + 1),
+                discrepancies.c.resolved_at.is_(None),
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    first = checkpoint + 1
+    last = first if row.last_ledger is None else int(row.last_ledger)
+    return PendingGap(first, last, int(row.id))
+
+
 class Gaps:
-    def __init__(
-        self, engine: Engine, stream: str, discrepancies: Discrepancies, audit: AuditLog
-    ) -> None:
+    def __init__(self, engine: Engine, stream: str, discrepancies: Discrepancies) -> None:
         self.engine = engine
         self.stream = stream
         self.discrepancies = discrepancies
-        self.audit = audit
 
     def find(self, low: int | None = None, high: int | None = None) -> list[Range]:
         """Missing ledger runs between the first and last stored ledger (or low..high),
@@ -66,64 +102,41 @@ class Gaps:
         accepted = [(g.first_ledger, g.last_ledger) for g in self.acknowledged()]
         return subtract_ranges(found, accepted)
 
-    def consent(self, through: int | None, note: str, by: str) -> int:
-        """Record an operator's consent to skip lost ledgers up to `through` (None: whatever
-        the retention window has lost when the worker next resumes)."""
-        with write_transaction(self.engine) as conn:
-            inserted = conn.execute(
-                insert(gap_consents).values(
-                    stream=self.stream,
-                    through_ledger=through,
-                    note=note,
-                    requested_by=by[:64],
-                    requested_at=datetime.now(UTC),
-                )
-            )
-            key = inserted.inserted_primary_key
-            assert key is not None
-            detail = {"through": through, "note": note}
-            self.audit.record(by, "consent_to_gap", self.stream, detail, conn=conn)
-            return int(key[0])
+    # --- the gap the worker is stopped at --------------------------------------------------
 
-    def pending_consent(self) -> GapConsent | None:
-        with read_connection(self.engine) as conn:
-            row = conn.execute(
-                select(gap_consents)
-                .where(
-                    and_(gap_consents.c.stream == self.stream, gap_consents.c.consumed_at.is_(None))
-                )
-                .order_by(gap_consents.c.id.desc())
-                .limit(1)
-            ).one_or_none()
-        if row is None:
-            return None
-        return GapConsent(row.id, row.through_ledger, row.note, row.requested_by)
-
-    def acknowledge(self, first: int, last: int, consent: GapConsent) -> AcknowledgedGap:
-        """Skip ledgers first..last as lost, carrying out `consent`: checkpoint, record, consent
-        and the retention_gap discrepancy all change in one transaction."""
-        now = datetime.now(UTC)
+    def report_retention_gap(self, first: int, last: int, message: str) -> bool:
+        """Record that ledgers first..last are lost from the RPC and the worker waits at
+        `first`; the open discrepancy keeps the newest end. True when newly opened."""
+        found = {"oldest_available_ledger": last + 1}
         with write_transaction(self.engine) as conn:
-            advance(conn, self.stream, first - 1, last)
-            conn.execute(
-                insert(acknowledged_gaps).values(
-                    stream=self.stream,
+            discrepancy_id, opened = self.discrepancies.open(
+                NewDiscrepancy(
+                    kind="retention_gap",
+                    key=retention_gap_key(first),
+                    message=message,
                     first_ledger=first,
                     last_ledger=last,
-                    acknowledged_at=now,
-                    note=f"{consent.note} (by {consent.requested_by})",
-                )
-            )
-            conn.execute(
-                update(gap_consents).where(gap_consents.c.id == consent.id).values(consumed_at=now)
-            )
-            self.discrepancies.resolve_key(
-                f"retention_gap:checkpoint:{first}",
-                consent.requested_by,
-                f"ledgers {first}-{last} accepted as lost: {consent.note}",
+                    expected={"next_ledger": first},
+                    found=found,
+                ),
                 conn,
             )
-        return AcknowledgedGap(first, last, now, consent.note)
+            if not opened:
+                conn.execute(
+                    update(discrepancies)
+                    .where(
+                        and_(
+                            discrepancies.c.id == discrepancy_id,
+                            discrepancies.c.last_ledger != last,
+                        )
+                    )
+                    .values(last_ledger=last, message=message, found=found)
+                )
+        return opened
+
+    def pending_gap(self) -> PendingGap | None:
+        with read_connection(self.engine) as conn:
+            return pending_gap_at(conn, stream_checkpoint(conn, self.stream))
 
     def acknowledged(self) -> list[AcknowledgedGap]:
         with read_connection(self.engine) as conn:

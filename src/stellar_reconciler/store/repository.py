@@ -20,6 +20,7 @@ from stellar_reconciler.models import Batch, Checkpoint, Event, LedgerRecord
 from stellar_reconciler.reconcile import EventFingerprint
 from stellar_reconciler.store import migrate
 from stellar_reconciler.store.checkpoint import advance
+from stellar_reconciler.store.consents import GapConsents
 from stellar_reconciler.store.database import (
     create_database_engine,
     is_sqlite,
@@ -122,7 +123,8 @@ class Store:
         self.stream = stream
         self.discrepancies = Discrepancies(engine)
         self.audit = AuditLog(engine)
-        self.gaps = Gaps(engine, stream, self.discrepancies, self.audit)
+        self.gaps = Gaps(engine, stream, self.discrepancies)
+        self.consents = GapConsents(engine, stream, self.discrepancies, self.audit)
 
     @classmethod
     def open(cls, url: str, stream: str = DEFAULT_STREAM) -> Store:

@@ -95,6 +95,22 @@ gap_consents = Table(
     Column("requested_by", String(64), nullable=False),
     Column("requested_at", DateTime(timezone=True), nullable=False),
     Column("consumed_at", DateTime(timezone=True), nullable=True),
+    # The first missing ledger of the gap it accepts; it applies to that gap only. NULL on
+    # consents from before gaps were named: those are never carried out.
+    Column("first_ledger", BigInteger, nullable=True),
+    # The last ledger it skipped, once carried out.
+    Column("last_ledger", BigInteger, nullable=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_by", String(64), nullable=True),
+    # One live consent per gap: a second is refused, not silently stacked.
+    Index(
+        "ux_gap_consents_live",
+        "stream",
+        "first_ledger",
+        unique=True,
+        sqlite_where=text("consumed_at IS NULL AND revoked_at IS NULL"),
+        postgresql_where=text("consumed_at IS NULL AND revoked_at IS NULL"),
+    ),
 )
 
 discrepancies = Table(

@@ -3,10 +3,9 @@
 // included, in the API's own words.
 
 import { adminToken, call } from "./api.js";
+import { $ } from "./dom.js";
 import { formatCount, planRescan } from "./format.js";
 import { notice } from "./render.js";
-
-const $ = (id) => document.getElementById(id);
 
 // Resolves to {confirmed, note}.
 function confirmDialog({ title, text, action, askNote = false }) {
@@ -36,7 +35,9 @@ function report(result, success) {
   }
   let hint = "";
   if (result.status === 401) {
-    hint = adminToken.get() ? " The admin token entered for this tab was not accepted." : " Enter the admin token at the top of the page.";
+    hint = adminToken.get()
+      ? " The admin token entered for this tab was not accepted."
+      : " Enter the admin token at the top of the page.";
   }
   const what = result.status ? `Refused (HTTP ${result.status})` : "Failed";
   notice("error", `${what}: ${result.message}.${hint}`);
@@ -44,14 +45,17 @@ function report(result, success) {
 
 function checkpointText(status) {
   const ledger = status?.last_processed_ledger;
-  return ledger === null || ledger === undefined ? "the start ledger" : `ledger ${formatCount(ledger + 1)}`;
+  return ledger === null || ledger === undefined
+    ? "the start ledger"
+    : `ledger ${formatCount(ledger + 1)}`;
 }
 
 export function installActions(currentStatus) {
   $("pause").addEventListener("click", async () => {
     const answer = await confirmDialog({
       title: "Pause the worker?",
-      text: "The worker finishes the batch in flight, then takes no new ledgers until resumed. " +
+      text:
+        "The worker finishes the batch in flight, then takes no new ledgers until resumed. " +
         "The HTTP server, the API and this page stay up; health reports “degraded: paused”.",
       action: "Pause",
     });
@@ -70,7 +74,8 @@ export function installActions(currentStatus) {
   $("restart").addEventListener("click", async () => {
     const answer = await confirmDialog({
       title: "Restart the worker?",
-      text: "The running worker stops (a batch in flight commits or rolls back, never half) and a " +
+      text:
+        "The running worker stops (a batch in flight commits or rolls back, never half) and a " +
         `fresh one starts from ${checkpointText(currentStatus())}. The HTTP server keeps ` +
         "running and this page stays connected.",
       action: "Restart worker",
@@ -88,14 +93,22 @@ export function installActions(currentStatus) {
     const range = `${formatCount(plan.first)}–${formatCount(plan.last)}`;
     const answer = await confirmDialog({
       title: `Rescan ledgers ${range}?`,
-      text: `${formatCount(plan.count)} ${plan.count === 1 ? "ledger" : "ledgers"} will be reprocessed: ` +
+      text:
+        `${formatCount(plan.count)} ${plan.count === 1 ? "ledger" : "ledgers"} will be reprocessed: ` +
         "their events are read again from the RPC and replace the stored ones, one transaction " +
         "per batch. Progress shows under Jobs.",
       action: `Rescan ${formatCount(plan.count)} ${plan.count === 1 ? "ledger" : "ledgers"}`,
     });
     if (!answer.confirmed) return;
-    const result = await call("POST", "api/rescans", { from_ledger: plan.first, to_ledger: plan.last });
-    report(result, (job) => `Rescan job #${job.id} queued: ${formatCount(job.total_ledgers)} ledgers (${range}).`);
+    const result = await call("POST", "api/rescans", {
+      from_ledger: plan.first,
+      to_ledger: plan.last,
+    });
+    report(
+      result,
+      (job) =>
+        `Rescan job #${job.id} queued: ${formatCount(job.total_ledgers)} ledgers (${range}).`,
+    );
   });
 
   $("discrepancies-newest").addEventListener("click", async (clicked) => {
@@ -104,7 +117,8 @@ export function installActions(currentStatus) {
     const id = button.dataset.resolve;
     const answer = await confirmDialog({
       title: `Resolve discrepancy #${id}?`,
-      text: `Discrepancy #${id} (${button.dataset.kind}) is marked resolved with your note and ` +
+      text:
+        `Discrepancy #${id} (${button.dataset.kind}) is marked resolved with your note and ` +
         "no longer counts as open. The record and your note stay in the audit log.",
       action: "Resolve",
       askNote: true,

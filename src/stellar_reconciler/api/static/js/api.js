@@ -34,16 +34,19 @@ export async function call(method, path, body, { anonymous = false } = {}) {
     // Not JSON (a proxy's error page, say): the status line below says enough.
   }
   if (!response.ok) {
-    const message = payload && typeof payload.error === "string" ? payload.error : response.statusText;
+    const message =
+      payload && typeof payload.error === "string" ? payload.error : response.statusText;
     return { ok: false, status: response.status, message };
   }
   return { ok: true, status: response.status, body: payload };
 }
 
 // The stream's URL. EventSource cannot send headers, so when reads need a token (READ_TOKEN
-// is set) it goes in the query string, which /api/stream alone accepts; otherwise it stays
-// out of URLs, where proxies may log it.
-export function streamUrl(readNeedsToken) {
-  const token = adminToken.get();
-  return readNeedsToken && token ? `api/stream?token=${encodeURIComponent(token)}` : "api/stream";
+// is set) the token, sent as a header, buys a short-lived ticket and only the ticket goes in
+// the URL: a token never does, since proxies and browser histories keep URLs.
+export async function streamUrl(readNeedsToken) {
+  if (!readNeedsToken || !adminToken.get()) return "api/stream";
+  const result = await call("POST", "api/stream/ticket");
+  // Without a ticket the bare stream is refused, and that refusal is explained on the page.
+  return result.ok ? `api/stream?ticket=${encodeURIComponent(result.body.ticket)}` : "api/stream";
 }

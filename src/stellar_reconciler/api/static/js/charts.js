@@ -15,7 +15,17 @@ function compact(value) {
 }
 
 function axis(scale, label, side = 3, stroke = "#333") {
-  return { scale, label, side, size: 56, values: (_u, splits) => splits.map(compact), labelSize: 18, stroke, grid: { stroke: "#e4e7eb" }, ticks: { stroke: "#c9ced6" } };
+  return {
+    scale,
+    label,
+    side,
+    size: 56,
+    values: (_u, splits) => splits.map(compact),
+    labelSize: 18,
+    stroke,
+    grid: { stroke: "#e4e7eb" },
+    ticks: { stroke: "#c9ced6" },
+  };
 }
 
 // "20:15" (or "20:15:30" when ticks are seconds apart), in UTC like every time on the page.
@@ -29,7 +39,13 @@ function clockTicks(_u, splits, _axis, _space, increment) {
 }
 
 function timeAxis() {
-  return { size: 32, values: clockTicks, stroke: "#333", grid: { stroke: "#e4e7eb" }, ticks: { stroke: "#c9ced6" } };
+  return {
+    size: 32,
+    values: clockTicks,
+    stroke: "#333",
+    grid: { stroke: "#e4e7eb" },
+    ticks: { stroke: "#c9ced6" },
+  };
 }
 
 const SPECS = {
@@ -38,11 +54,26 @@ const SPECS = {
       { label: "ledgers/s", stroke: COLORS.blue, width: 2, scale: "ledgers" },
       { label: "events/s", stroke: COLORS.orange, width: 2, scale: "events" },
     ],
-    axes: [timeAxis(), axis("ledgers", "ledgers/s", 3, COLORS.blue), { ...axis("events", "events/s", 1, COLORS.orange), grid: { show: false } }],
-    scales: { ledgers: { range: (_u, _min, max) => [0, Math.max(1, max)] }, events: { range: (_u, _min, max) => [0, Math.max(1, max)] } },
+    axes: [
+      timeAxis(),
+      axis("ledgers", "ledgers/s", 3, COLORS.blue),
+      { ...axis("events", "events/s", 1, COLORS.orange), grid: { show: false } },
+    ],
+    scales: {
+      ledgers: { range: (_u, _min, max) => [0, Math.max(1, max)] },
+      events: { range: (_u, _min, max) => [0, Math.max(1, max)] },
+    },
   },
   lag: {
-    series: [{ label: "lag (ledgers)", stroke: COLORS.purple, width: 2, fill: "rgba(106,63,181,0.08)", scale: "lag" }],
+    series: [
+      {
+        label: "lag (ledgers)",
+        stroke: COLORS.purple,
+        width: 2,
+        fill: "rgba(106,63,181,0.08)",
+        scale: "lag",
+      },
+    ],
     axes: [timeAxis(), axis("lag", "ledgers")],
     scales: { lag: { range: (_u, _min, max) => [0, Math.max(5, max)] } },
   },
@@ -51,8 +82,15 @@ const SPECS = {
       { label: "CPU %", stroke: COLORS.green, width: 2, scale: "cpu" },
       { label: "memory MiB", stroke: COLORS.blue, width: 2, scale: "mib" },
     ],
-    axes: [timeAxis(), axis("cpu", "CPU %", 3, COLORS.green), { ...axis("mib", "MiB", 1, COLORS.blue), grid: { show: false } }],
-    scales: { cpu: { range: (_u, _min, max) => [0, Math.max(10, max)] }, mib: { range: (_u, min, max) => [0, Math.max(64, max * 1.1, min)] } },
+    axes: [
+      timeAxis(),
+      axis("cpu", "CPU %", 3, COLORS.green),
+      { ...axis("mib", "MiB", 1, COLORS.blue), grid: { show: false } },
+    ],
+    scales: {
+      cpu: { range: (_u, _min, max) => [0, Math.max(10, max)] },
+      mib: { range: (_u, min, max) => [0, Math.max(64, max * 1.1, min)] },
+    },
   },
 };
 

@@ -52,7 +52,11 @@ export function formatDuration(seconds) {
   let rest = Math.max(0, Math.floor(seconds));
   if (rest < 60) return `${rest}s`;
   const parts = [];
-  for (const [unit, size] of [["d", 86400], ["h", 3600], ["m", 60]]) {
+  for (const [unit, size] of [
+    ["d", 86400],
+    ["h", 3600],
+    ["m", 60],
+  ]) {
     const count = Math.floor(rest / size);
     rest -= count * size;
     if (count || parts.length) parts.push(`${count}${unit}`);
@@ -156,12 +160,37 @@ export function planRescan(fromText, toText, status) {
   const processed = status?.last_processed_ledger ?? null;
   if (processed === null) return { ok: false, error: "Nothing is processed yet" };
   if (last > processed) {
-    return { ok: false, error: `To ledger must not be after the last processed ledger (${groupDigits(String(processed))})` };
+    return {
+      ok: false,
+      error: `To ledger must not be after the last processed ledger (${groupDigits(String(processed))})`,
+    };
   }
   // The same bounds the server applies: the RPC must still keep the first ledger.
   const oldest = status?.oldest_ledger ?? null;
   if (oldest !== null && first < oldest) {
-    return { ok: false, error: `From ledger must be at least ${groupDigits(String(oldest))}, the oldest the RPC keeps` };
+    return {
+      ok: false,
+      error: `From ledger must be at least ${groupDigits(String(oldest))}, the oldest the RPC keeps`,
+    };
   }
   return { ok: true, first, last, count: last - first + 1 };
+}
+
+// The line beside the catch-up progress bar, from the snapshot's `catch_up`:
+// "1,200 of 2,000 ledgers (60.0%) · 150.00 ledgers/s · 3,000.00 events/s · about 6s left".
+export function catchUpText(progress) {
+  if (!progress) return NONE;
+  const total = progress.done_ledgers + progress.remaining_ledgers;
+  const parts = [
+    `${formatCount(progress.done_ledgers)} of ${formatCount(total)} ledgers (${formatPercent(progress.fraction)})`,
+  ];
+  if (progress.ledgers_per_second === null) {
+    parts.push("measuring the rate…");
+  } else {
+    parts.push(`${formatDecimal(progress.ledgers_per_second)} ledgers/s`);
+    parts.push(`${formatDecimal(progress.events_per_second)} events/s`);
+  }
+  if (progress.eta_seconds !== null)
+    parts.push(`about ${formatDuration(progress.eta_seconds)} left`);
+  return parts.join(" · ");
 }

@@ -5,11 +5,10 @@
 import { installActions } from "./actions.js";
 import { adminToken, call, streamUrl } from "./api.js";
 import { Charts } from "./charts.js";
+import { $ } from "./dom.js";
 import { renderConnection, renderSnapshot, renderTelemetry } from "./render.js";
 import { connect } from "./stream.js";
 import { chartSeries, mergeSamples, windowRates } from "./telemetry.js";
-
-const $ = (id) => document.getElementById(id);
 
 // readNeedsToken: learnt when the stream is refused and an anonymous read gets a 401.
 const state = { snapshot: null, samples: [], readNeedsToken: false };
@@ -52,7 +51,8 @@ async function onState(connection) {
   // EventSource does not say why a server refused it; the same question over fetch does.
   const anonymous = await call("GET", "api/status", undefined, { anonymous: true });
   if (anonymous.status === 401) state.readNeedsToken = true;
-  const probe = state.readNeedsToken && adminToken.get() ? await call("GET", "api/status") : anonymous;
+  const probe =
+    state.readNeedsToken && adminToken.get() ? await call("GET", "api/status") : anonymous;
   const hint = probe.status === 401 ? " (enter a token above)" : "";
   renderConnection("refused", probe.ok ? "the stream was refused; retrying" : probe.message + hint);
 }

@@ -3,6 +3,7 @@
 
 import {
   NONE,
+  catchUpText,
   eventKeyFields,
   formatAmount,
   formatBytes,
@@ -13,22 +14,7 @@ import {
   formatUtc,
   shorten,
 } from "./format.js";
-
-const $ = (id) => document.getElementById(id);
-
-function setText(id, value) {
-  const node = $(id);
-  if (node.textContent !== value) node.textContent = value;
-}
-
-export function el(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (value !== null && value !== undefined && value !== false) node.setAttribute(name, value);
-  }
-  node.append(...children.filter((child) => child !== null && child !== undefined));
-  return node;
-}
+import { $, el, setText } from "./dom.js";
 
 const STATUS_LABELS = {
   starting: "starting",
@@ -53,16 +39,26 @@ export function renderStatus(status) {
   setText("uptime", formatDuration(status.uptime_seconds));
   setText("started-at", formatUtc(status.started_at));
   setText("last-success", formatUtc(status.last_success_at));
-  setText("last-error", status.last_error ? `${status.last_error} (${formatUtc(status.last_error_at)})` : NONE);
+  setText(
+    "last-error",
+    status.last_error ? `${status.last_error} (${formatUtc(status.last_error_at)})` : NONE,
+  );
   setText("latest-ledger", formatCount(status.latest_ledger));
   setText("processed-ledger", formatCount(status.last_processed_ledger));
   setText("ledger-lag", formatCount(status.ledger_lag));
   const stored = status.stored ?? {};
-  setText("stored-range", stored.ledgers
-    ? `${formatCount(stored.first_ledger)} – ${formatCount(stored.last_ledger)} (${formatCount(stored.ledgers)} ledgers)`
-    : "nothing yet");
-  setText("network", status.network_passphrase
-    ? `“${status.network_passphrase}”, protocol ${status.protocol_version}` : NONE);
+  setText(
+    "stored-range",
+    stored.ledgers
+      ? `${formatCount(stored.first_ledger)} – ${formatCount(stored.last_ledger)} (${formatCount(stored.ledgers)} ledgers)`
+      : "nothing yet",
+  );
+  setText(
+    "network",
+    status.network_passphrase
+      ? `“${status.network_passphrase}”, protocol ${status.protocol_version}`
+      : NONE,
+  );
   setText("version", `stellar-reconciler ${status.version}`);
   const worker = status.paused ? "paused" : status.worker_running ? "running" : "stopped";
   setText("worker-state", worker);
@@ -93,7 +89,8 @@ function keyField([label, value, kind]) {
 }
 
 function eventRow(event) {
-  const name = event.type === "contract" ? event.name ?? NONE : `${event.name ?? NONE} (${event.type})`;
+  const name =
+    event.type === "contract" ? (event.name ?? NONE) : `${event.name ?? NONE} (${event.type})`;
   return el(
     "tr",
     {},
@@ -122,12 +119,18 @@ export function renderEvents(events) {
 
 function ledgers(first, last) {
   if (first === null || first === undefined) return null;
-  return first === last || last === null ? `ledger ${formatCount(first)}` : `ledgers ${formatCount(first)}–${formatCount(last)}`;
+  return first === last || last === null
+    ? `ledger ${formatCount(first)}`
+    : `ledgers ${formatCount(first)}–${formatCount(last)}`;
 }
 
 function countItem(label, href, count) {
-  return el("li", { class: count ? "nonzero" : null },
-    el("a", { href }, label), el("span", { class: "num" }, formatCount(count)));
+  return el(
+    "li",
+    { class: count ? "nonzero" : null },
+    el("a", { href }, label),
+    el("span", { class: "num" }, formatCount(count)),
+  );
 }
 
 export function renderDiscrepancies(summary) {
@@ -135,16 +138,81 @@ export function renderDiscrepancies(summary) {
   const total = counts.reduce((sum, [, count]) => sum + count, 0);
   setText("discrepancies-total", formatCount(total));
   $("discrepancy-kinds").replaceChildren(
-    ...counts.map(([kind, count]) => countItem(kind, `api/discrepancies?kind=${kind}&open=true`, count)),
+    ...counts.map(([kind, count]) =>
+      countItem(kind, `api/discrepancies?kind=${kind}&open=true`, count),
+    ),
   );
   const items = summary.newest_open.map((d) =>
-    el("li", { id: `discrepancy-${d.id}` },
-      el("div", { class: "item-head" },
+    el(
+      "li",
+      { id: `discrepancy-${d.id}` },
+      el(
+        "div",
+        { class: "item-head" },
         el("strong", {}, `#${d.id} ${d.kind}`),
-        el("span", { class: "muted small" }, [ledgers(d.first_ledger, d.last_ledger), formatUtc(d.detected_at)].filter(Boolean).join(" · ")),
-        el("button", { type: "button", class: "small", "data-resolve": d.id, "data-kind": d.kind }, "Resolve…")),
-      el("div", { class: "wrap small clamp", title: d.message }, d.message)));
-  $("discrepancies-newest").replaceChildren(...(items.length ? items : [el("li", { class: "muted" }, "None open")]));
+        el(
+          "span",
+          { class: "muted small" },
+          [ledgers(d.first_ledger, d.last_ledger), formatUtc(d.detected_at)]
+            .filter(Boolean)
+            .join(" · "),
+        ),
+        el(
+          "button",
+          { type: "button", class: "small", "data-resolve": d.id, "data-kind": d.kind },
+          "Resolve…",
+        ),
+      ),
+      el("div", { class: "wrap small clamp", title: d.message }, d.message),
+    ),
+  );
+  $("discrepancies-newest").replaceChildren(
+    ...(items.length ? items : [el("li", { class: "muted" }, "None open")]),
+  );
+  renderResolved(summary.recently_resolved ?? []);
+}
+
+// What was found, when, and how it was put right: a repair done in the same second it was
+// found would otherwise leave no trace on the page.
+function renderResolved(resolved) {
+  const items = resolved.map((d) =>
+    el(
+      "li",
+      { id: `resolved-${d.id}`, "data-kind": d.kind },
+      el(
+        "div",
+        { class: "item-head" },
+        el("strong", {}, `#${d.id} ${d.kind}`),
+        el("span", { class: "muted small" }, ledgers(d.first_ledger, d.last_ledger) ?? ""),
+      ),
+      el("div", { class: "wrap small clamp", title: d.message }, d.message),
+      el(
+        "div",
+        { class: "small muted" },
+        `found ${formatUtc(d.detected_at)} · resolved ${formatUtc(d.resolved_at)} `,
+        d.resolved_by === "auto" ? "automatically" : `by ${d.resolved_by ?? NONE}`,
+      ),
+      el(
+        "div",
+        { class: "wrap small clamp resolution", title: d.resolution ?? "" },
+        d.resolution ?? NONE,
+      ),
+    ),
+  );
+  $("discrepancies-resolved").replaceChildren(
+    ...(items.length ? items : [el("li", { class: "muted" }, "None yet")]),
+  );
+}
+
+// Shown only while the worker works through a backlog (the snapshot's catch_up is null when
+// it follows the tip).
+export function renderCatchUp(progress) {
+  $("catch-up").hidden = !progress;
+  if (!progress) return;
+  const bar = $("catch-up-bar");
+  const value = String(progress.fraction);
+  if (bar.getAttribute("value") !== value) bar.setAttribute("value", value);
+  setText("catch-up-text", catchUpText(progress));
 }
 
 const EXPECTATION_STATUSES = ["pending", "matched", "amount_mismatch", "missing_expected"];
@@ -157,24 +225,46 @@ export function renderExpectations(summary) {
   if (!available) return;
   const counts = summary.expectations ?? {};
   const items = EXPECTATION_STATUSES.map((status) =>
-    countItem(status, `api/expectations?status=${status}`, counts[status] ?? 0));
+    countItem(status, `api/expectations?status=${status}`, counts[status] ?? 0),
+  );
   items.push(countItem("total", "api/expectations", counts.total ?? 0));
   items[items.length - 1].className = "total";
   $("expectations-counts").replaceChildren(...items);
-  setText("match-rate", summary.match_rate === null ? "— (nothing decided yet)" : formatPercent(summary.match_rate, 2));
+  setText(
+    "match-rate",
+    summary.match_rate === null ? "— (nothing decided yet)" : formatPercent(summary.match_rate, 2),
+  );
 }
 
 export function renderJobs(jobs) {
   const items = jobs.map((job) => {
     const percent = `${Math.floor(job.progress * 100)}%`;
-    return el("li", { id: `job-${job.id}`, "data-state": job.state },
-      el("div", {}, el("strong", {}, `#${job.id} ${job.kind}`), ` ledgers ${formatCount(job.first_ledger)}–${formatCount(job.last_ledger)}`),
-      el("div", { class: "progress-line" },
-        el("progress", { max: "1", value: String(job.progress), "aria-label": `Job ${job.id} progress` }),
-        el("span", { class: "pct" }, percent)),
-      el("div", { class: "muted small" },
+    return el(
+      "li",
+      { id: `job-${job.id}`, "data-state": job.state },
+      el(
+        "div",
+        {},
+        el("strong", {}, `#${job.id} ${job.kind}`),
+        ` ledgers ${formatCount(job.first_ledger)}–${formatCount(job.last_ledger)}`,
+      ),
+      el(
+        "div",
+        { class: "progress-line" },
+        el("progress", {
+          max: "1",
+          value: String(job.progress),
+          "aria-label": `Job ${job.id} progress`,
+        }),
+        el("span", { class: "pct" }, percent),
+      ),
+      el(
+        "div",
+        { class: "muted small" },
         `${job.state} · ${formatCount(job.done_ledgers)} of ${formatCount(job.total_ledgers)} ledgers`,
-        job.error ? ` · ${job.error}` : ""));
+        job.error ? ` · ${job.error}` : "",
+      ),
+    );
   });
   $("jobs").replaceChildren(...(items.length ? items : [el("li", { class: "muted" }, "None yet")]));
 }
@@ -200,4 +290,5 @@ export function renderSnapshot(snapshot) {
   renderDiscrepancies(snapshot.discrepancies);
   renderExpectations(snapshot.expectations);
   renderJobs(snapshot.jobs);
+  renderCatchUp(snapshot.catch_up ?? null);
 }

@@ -4,13 +4,19 @@
 
 const RETRY_MS = [1000, 2000, 5000, 10000];
 
+// `url` is asked again for every connection (it may fetch a fresh ticket: it can be async).
 export function connect({ url, onOpen, onSnapshot, onState }) {
   let source = null;
   let failures = 0;
   let timer = null;
+  // Bumped by restart(), so an open() still waiting for its URL does not open a second source.
+  let generation = 0;
 
-  function open() {
-    source = new EventSource(url());
+  async function open() {
+    const opening = generation;
+    const target = await url();
+    if (opening !== generation) return;
+    source = new EventSource(target);
     source.onopen = () => {
       failures = 0;
       onState("live");
@@ -36,6 +42,7 @@ export function connect({ url, onOpen, onSnapshot, onState }) {
     restart() {
       clearTimeout(timer);
       if (source) source.close();
+      generation += 1;
       failures = 0;
       open();
     },
