@@ -8,6 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stellar_reconciler.assignment import (
+    MatchResult,
+    Settlement,
+    match_events,
+    priority,
+    settle_ledgers,
+)
 from stellar_reconciler.matching import (
     AMOUNT_MISMATCH,
     I128_MAX,
@@ -17,17 +24,12 @@ from stellar_reconciler.matching import (
     PENDING,
     Claim,
     Expectation,
-    MatchResult,
     ObservedEvent,
-    Settlement,
     event_amount,
-    match_events,
     match_key,
     normalize_value,
     overdue,
     parse_amount,
-    priority,
-    settle_ledgers,
 )
 
 CONTRACTS = (

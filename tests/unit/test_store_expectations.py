@@ -410,3 +410,85 @@ def test_csv_header_problems_and_conflicts_are_reported(book: Expectations, stor
     changed = CSV.replace(",100,0,50,", ",101,0,50,")
     report = import_csv(changed, store)
     assert [(e.line, "amount" in e.message) for e in report.errors] == [(2, True)]
+
+
+CAROL = "GD7YF7WOGHCMZKSQ3TDVPXY3UT3V6SJ2QL5C4TOFQ4IHK4UJUAWSVH3C"
+
+
+def test_records_posted_after_their_exact_events_match_them_not_older_transfers(
+    book: Expectations, store: Store
+) -> None:
+    """The usual order (the app writes its record after submitting): three records posted after
+    their exact transfers, with older transfers between the same counterparties of other amounts
+    in the store, all settle matched against the exact events, and nothing cries wolf."""
+    pairs = [(ALICE, BOB), (BOB, CAROL), (CAROL, ALICE)]
+    older = [
+        transfer(10 + n, i, amount=289_851_775_821 + 1000 * i + n, sender=a, recipient=b)
+        for n, (a, b) in enumerate(pairs)
+        for i in range(3)
+    ]
+    exact = [
+        transfer(14, n, amount=5_000_000 + n, sender=a, recipient=b)
+        for n, (a, b) in enumerate(pairs)
+    ]
+    store.commit_batch(batch(10, 15, [*older, *exact]), hooks=[ExpectationMatcher(book)])
+    created = book.create(
+        [
+            spec(
+                f"late-{n}",
+                amount=5_000_000 + n,
+                deadline_ledger=None,
+                deadline_ledgers=50,
+                **{"from": a, "to": b},
+            )
+            for n, (a, b) in enumerate(pairs)
+        ]
+    )
+    assert [(r["status"], r["event_id"]) for r in created.records] == [
+        ("matched", e.id) for e in exact
+    ]
+    assert open_discrepancies(store, "amount_mismatch") == []
+
+
+def test_a_mismatch_waits_for_its_deadline_and_an_exact_event_then_wins(
+    book: Expectations, store: Store
+) -> None:
+    """A mismatching transfer makes the record show a candidate, not a verdict; the exact one
+    arriving before the deadline settles it matched; with none, the closest candidate settles
+    it amount_mismatch at the deadline."""
+    book.create(
+        [
+            spec("waits", amount=100, deadline_ledger=14, **{"from": ALICE, "to": BOB}),
+            spec("misses", amount=100, deadline_ledger=14, **{"from": BOB, "to": CAROL}),
+        ]
+    )
+    hook = ExpectationMatcher(book)
+    near = transfer(10, 1, amount=90, sender=BOB, recipient=CAROL)
+    store.commit_batch(
+        batch(
+            10,
+            11,
+            [
+                transfer(10, 0, amount=70),
+                near,
+                transfer(11, 0, amount=60, sender=BOB, recipient=CAROL),
+            ],
+        ),
+        hooks=[hook],
+    )
+    waits, misses = book.get("waits"), book.get("misses")
+    assert waits is not None and misses is not None
+    assert waits["status"] == "pending" and waits["difference"] == "-30"
+    assert misses["status"] == "pending" and misses["found_amount"] == "90"
+    right = transfer(12, 0, amount=100)
+    store.commit_batch(batch(12, 14, [right]), hooks=[hook])
+    waits, misses = book.get("waits"), book.get("misses")
+    assert waits is not None and misses is not None
+    assert (waits["status"], waits["event_id"]) == ("matched", right.id)
+    assert (misses["status"], misses["event_id"], misses["difference"]) == (
+        "amount_mismatch",
+        near.id,
+        "-10",
+    )
+    (alarm,) = open_discrepancies(store, "amount_mismatch")
+    assert alarm["subject"] == "misses"

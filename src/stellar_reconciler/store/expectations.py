@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select
 
+from stellar_reconciler.assignment import match_events
 from stellar_reconciler.errors import ReconcilerError
 from stellar_reconciler.expectation_spec import ExpectationSpec
 from stellar_reconciler.matching import (
@@ -24,7 +25,6 @@ from stellar_reconciler.matching import (
     Expectation,
     ObservedEvent,
     canonical,
-    match_events,
     match_key,
     topics_json,
 )

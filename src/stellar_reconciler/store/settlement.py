@@ -15,14 +15,13 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, text, update
 
+from stellar_reconciler.assignment import priority, settle_ledgers
 from stellar_reconciler.matching import (
     MATCHED,
     MISSING_EXPECTED,
     Claim,
     Expectation,
     ObservedEvent,
-    priority,
-    settle_ledgers,
 )
 from stellar_reconciler.models import Batch
 from stellar_reconciler.store.bulk import insert_many
