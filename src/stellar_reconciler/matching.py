@@ -4,20 +4,26 @@ An expectation names an event by contract id and event name (its first topic), m
 further by transaction hash and topic values, may carry an amount with an absolute tolerance,
 and has a deadline ledger: the last ledger the event may appear in.
 
-The rules, which `match_events` applies and the property tests check:
+The rules, which `assignment` applies (and the store's settlement through it) and the property
+tests check:
 
-- Events are considered in id order, which is ledger order. An event is claimed by at most
-  one pending expectation, and an expectation claims at most one event, so feeding the same
-  events in one batch or in many gives the same outcome.
 - An expectation fits an event when the contract, name, transaction hash and every given
   topic agree, the event is no later than the deadline, it was emitted by a successful call
-  (a failed call moved nothing), and, when an amount is expected, the event has one.
-- Among the pending expectations that fit an event, one whose amount is within tolerance
-  wins over one whose amount is not; among equals, the first created wins.
-- The claim is `matched` when |found - expected| <= tolerance, else `amount_mismatch` with
-  difference = found - expected. Amounts are integers in the token's smallest unit (i128),
-  never floats, so the comparison is exact.
-- A pending expectation whose deadline ledger has been processed becomes `missing_expected`.
+  (a failed call moved nothing), and, when an amount is expected, the event has one. It fits
+  exactly when, besides, |found - expected| <= tolerance. Amounts are integers in the token's
+  smallest unit (i128), never floats, so the comparison is exact.
+- An exact fit settles the expectation `matched` as soon as the event is seen. A fit that is
+  not exact never settles it early: it stays `pending`, showing its closest candidate so far,
+  because the exact event may still come (or already sit in the store, unclaimed).
+- An event is claimed by at most one expectation, and exact claims form a maximum matching:
+  an expectation whose exact event another one holds gets it when the holder can move to
+  another exact event of its own. A matched expectation stays matched; only its event can
+  change. Ties break by `priority` (earliest deadline, smallest tolerance, external id), never
+  by the order in which records were posted or events arrived.
+- When its deadline ledger is processed, a pending expectation settles `amount_mismatch`
+  against its closest unclaimed candidate (difference = found - expected), else
+  `missing_expected`.
+- Events are settled ledger by ledger, so cutting them into batches changes nothing.
 """
 
 from __future__ import annotations
@@ -25,9 +31,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 from stellar_reconciler.models import Event, Json
@@ -231,7 +236,8 @@ class ObservedEvent:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """An expectation settled by an event: matched or amount_mismatch."""
+    """An expectation paired with an event: a settlement (matched or amount_mismatch), or
+    while the expectation is pending, its best candidate so far."""
 
     expectation: Expectation
     event: ObservedEvent
@@ -245,92 +251,6 @@ class Claim:
         if self.expectation.amount is None or self.event.amount is None:
             return None
         return self.event.amount - self.expectation.amount
-
-
-@dataclass(frozen=True, slots=True)
-class MatchResult:
-    claims: tuple[Claim, ...]
-    # Events no expectation claimed, in id order.
-    unclaimed: tuple[ObservedEvent, ...]
-
-
-@dataclass
-class _Bucket:
-    """Pending expectations sharing (contract, name, key), indexed for quick choice."""
-
-    in_order: deque[Expectation] = field(default_factory=deque)
-    # Zero-tolerance expectations by amount: an exact amount is found without a scan.
-    exact: dict[int, list[Expectation]] = field(default_factory=lambda: defaultdict(list))
-    # Expectations with a tolerance or no amount: any of them may be within tolerance.
-    loose: list[Expectation] = field(default_factory=list)
-
-    def add(self, expectation: Expectation) -> None:
-        self.in_order.append(expectation)
-        if expectation.amount is not None and expectation.tolerance == 0:
-            self.exact[expectation.amount].append(expectation)
-        else:
-            self.loose.append(expectation)
-
-    def within(self, event: ObservedEvent, taken: set[int]) -> Expectation | None:
-        """The first-created expectation that fits the event with its amount in tolerance."""
-        best = None
-        if event.amount is not None:
-            best = _first(self.exact.get(event.amount, ()), event, taken, within=True)
-        loose = _first(self.loose, event, taken, within=True)
-        if loose is not None and (best is None or loose.id < best.id):
-            best = loose
-        return best
-
-    def any_fit(self, event: ObservedEvent, taken: set[int]) -> Expectation | None:
-        # Settled and expired ones at the front are dropped: events come in ledger order.
-        while self.in_order and (
-            self.in_order[0].id in taken or self.in_order[0].deadline_ledger < event.ledger
-        ):
-            self.in_order.popleft()
-        return _first(self.in_order, event, taken, within=False)
-
-
-def _first(
-    candidates: Iterable[Expectation], event: ObservedEvent, taken: set[int], within: bool
-) -> Expectation | None:
-    for expectation in candidates:
-        if expectation.id in taken or not expectation.fits(event):
-            continue
-        if not within or expectation.within_tolerance(event.amount):
-            return expectation
-    return None
-
-
-def match_events(pending: Iterable[Expectation], events: Iterable[ObservedEvent]) -> MatchResult:
-    """Settle pending expectations against events by the rules in this module's docstring."""
-    buckets: dict[tuple[str, str, str], _Bucket] = defaultdict(_Bucket)
-    for expectation in sorted(pending, key=lambda e: e.id):
-        buckets[(expectation.contract_id, expectation.event_name, expectation.key)].add(expectation)
-    taken: set[int] = set()
-    claims: list[Claim] = []
-    unclaimed: list[ObservedEvent] = []
-    for event in sorted(events, key=lambda e: e.id):
-        chosen = None
-        if event.successful and event.name is not None and buckets:
-            found = [
-                buckets[(event.contract_id, event.name, key)]
-                for key in event.match_keys()
-                if (event.contract_id, event.name, key) in buckets
-            ]
-            chosen = _earliest(bucket.within(event, taken) for bucket in found)
-            if chosen is None:
-                chosen = _earliest(bucket.any_fit(event, taken) for bucket in found)
-        if chosen is None:
-            unclaimed.append(event)
-            continue
-        taken.add(chosen.id)
-        claims.append(Claim(chosen, event))
-    return MatchResult(tuple(claims), tuple(unclaimed))
-
-
-def _earliest(candidates: Iterable[Expectation | None]) -> Expectation | None:
-    present = [c for c in candidates if c is not None]
-    return min(present, key=lambda e: e.id) if present else None
 
 
 def overdue(pending: Iterable[Expectation], through_ledger: int) -> list[Expectation]:

@@ -235,11 +235,11 @@ class Plan:
         for event in transfers[6000:7500]:
             tolerance = rng.choice((0, rng.randint(1, 10**6)))
             off = (tolerance + rng.choice((1, rng.randint(1, 10**9)))) * rng.choice((-1, 1))
-            self._add(
-                "amount_mismatch",
-                event,
-                **self._payment(event, int(event["value"]) + off, tolerance),
-            )
+            payment = self._payment(event, int(event["value"]) + off, tolerance)
+            # A mismatch is settled at the deadline (until then the record shows its
+            # candidate), so these deadlines fall inside the history.
+            payment["deadline_ledger"] = min(payment["deadline_ledger"], net.latest_ledger)
+            self._add("amount_mismatch", event, **payment)
         for event in funded[:500]:
             self._add(
                 "matched",

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stellar_reconciler.assignment import (
+    MatchResult,
+    Settlement,
+    match_events,
+    priority,
+    settle_ledgers,
+)
 from stellar_reconciler.matching import (
     AMOUNT_MISMATCH,
     I128_MAX,
     I128_MIN,
     MATCHED,
     MISSING_EXPECTED,
+    PENDING,
+    Claim,
     Expectation,
     ObservedEvent,
     event_amount,
-    match_events,
     match_key,
     normalize_value,
     overdue,
@@ -102,116 +109,148 @@ worlds = st.tuples(
 )
 
 
-def reference(
-    pending: Sequence[Expectation], events: Sequence[ObservedEvent]
-) -> list[tuple[int, str]]:
-    """The rules, spelled out by brute force: every pending expectation checked per event."""
-    taken: set[int] = set()
-    claims = []
-    for event in sorted(events, key=lambda e: e.id):
-        fitting = [x for x in pending if x.id not in taken and x.fits(event)]
-        if fitting:
-            best = min(fitting, key=lambda x: (not x.within_tolerance(event.amount), x.id))
-            taken.add(best.id)
-            claims.append((best.id, event.id))
-    return claims
+Outcome = dict[str, tuple[str, str | None]]
 
 
-def outcome_in_batches(
-    pending: Sequence[Expectation], events: Sequence[ObservedEvent], cuts: Sequence[int]
-) -> dict[int, tuple[str, str | None]]:
-    """What the batch hook does, batch after batch: match, then expire what is overdue."""
-    waiting = list(pending)
-    outcome: dict[int, tuple[str, str | None]] = {}
-    first = 1
-    for last in [*sorted(set(cuts)), 8]:
-        if last < first:
-            continue
-        in_batch = [e for e in events if first <= e.ledger <= last]
-        for claim in match_events(waiting, in_batch).claims:
-            outcome[claim.expectation.id] = (claim.status, claim.event.id)
-        waiting = [x for x in waiting if x.id not in outcome]
-        for x in overdue(waiting, last):
-            outcome[x.id] = (MISSING_EXPECTED, None)
-        waiting = [x for x in waiting if x.id not in outcome]
-        first = last + 1
-    return outcome
+class Lifecycle:
+    """What the service does with records and events, in pure form: records are posted after
+    some ledger (looking back at what is stored), ledgers are settled in batches, and a batch
+    settles what its last ledger makes overdue, as the store's batch hook does."""
+
+    def __init__(self, records: Sequence[Expectation], events: Sequence[ObservedEvent]) -> None:
+        self.records, self.events = records, events
+        self.pending: dict[int, Expectation] = {}
+        self.held: dict[int, Claim] = {}
+        self.candidates: dict[int, Claim] = {}
+        self.blocked: set[int] = set()
+        self.outcome: dict[int, tuple[str, str | None]] = {}
+        self.taken: set[str] = set()
+
+    def run(self, posted_after: dict[int, int], cuts: Sequence[int]) -> Outcome:
+        checkpoint = 0
+        self._post([x for x in self.records if posted_after.get(x.id, 0) <= 0], checkpoint)
+        for last in [*sorted(set(cuts)), LAST_LEDGER]:
+            if last <= checkpoint:
+                continue
+            batch = [
+                e for e in self.events if checkpoint < e.ledger <= last and e.id not in self.taken
+            ]
+            self._apply(
+                settle_ledgers(
+                    self.pending.values(),
+                    batch,
+                    self.held.values(),
+                    [c for c in self.candidates.values() if c.event.id not in self.taken],
+                    [self.pending[x] for x in self.blocked if x in self.pending],
+                )
+            )
+            self._expire(last)
+            arriving = [x for x in self.records if checkpoint < posted_after.get(x.id, 0) <= last]
+            checkpoint = last
+            self._post(arriving, checkpoint)
+        return {x.external_id: self.outcome.get(x.id, (PENDING, None)) for x in self.records}
+
+    def _post(self, records: Sequence[Expectation], checkpoint: int) -> None:
+        records = [x for x in records if x.id not in self.pending and x.id not in self.outcome]
+        self.pending.update((x.id, x) for x in records)
+        stored = [e for e in self.events if e.ledger <= checkpoint and e.id not in self.taken]
+        result = match_events(records, stored, self.held.values())
+        self._apply(result)
+        self._expire(checkpoint)
+
+    def _apply(self, result: MatchResult | Settlement) -> None:
+        for claim in (*result.claims, *result.moved):
+            x = claim.expectation
+            self.outcome[x.id] = (claim.status, claim.event.id)
+            self.taken.add(claim.event.id)
+            self.pending.pop(x.id, None)
+            self.candidates.pop(x.id, None)
+            if claim.status == MATCHED:
+                self.held[x.id] = claim
+        self.taken = {c.event.id for c in self.held.values()} | {
+            event for status, event in self.outcome.values() if event is not None
+        }
+        for claim in result.candidates:
+            self.candidates[claim.expectation.id] = claim
+        if isinstance(result, Settlement):
+            self.blocked = set()
+        self.blocked |= {x.id for x in result.blocked}
+        self.blocked &= set(self.pending)
+
+    def _expire(self, through: int) -> None:
+        for x in sorted(self.pending.values(), key=priority):
+            if x.deadline_ledger > through:
+                continue
+            del self.pending[x.id]
+            candidate = self.candidates.pop(x.id, None)
+            if candidate is not None and candidate.event.id not in self.taken:
+                self.outcome[x.id] = (AMOUNT_MISMATCH, candidate.event.id)
+                self.taken.add(candidate.event.id)
+            else:
+                self.outcome[x.id] = (MISSING_EXPECTED, None)
 
 
-@given(worlds)
-def test_matching_follows_the_rules_exactly(
-    world: tuple[list[Expectation], list[ObservedEvent]],
-) -> None:
-    """The indexed matcher claims exactly what a brute-force reading of the rules claims."""
-    pending, events = world
-    result = match_events(pending, events)
-    assert [(c.expectation.id, c.event.id) for c in result.claims] == reference(pending, events)
+LAST_LEDGER = 8
 
 
 @given(worlds)
 def test_no_event_or_expectation_is_claimed_twice(
     world: tuple[list[Expectation], list[ObservedEvent]],
 ) -> None:
-    """Each event satisfies at most one expectation and each expectation claims at most one."""
-    pending, events = world
-    result = match_events(pending, events)
-    expectation_ids = [c.expectation.id for c in result.claims]
-    event_ids = [c.event.id for c in result.claims]
-    assert len(set(expectation_ids)) == len(expectation_ids)
-    assert len(set(event_ids)) == len(event_ids)
-    assert sorted(event_ids + [e.id for e in result.unclaimed]) == sorted(e.id for e in events)
+    """Each event settles at most one expectation, and each expectation is settled once."""
+    records, events = world
+    outcome = Lifecycle(records, events).run({}, [])
+    claimed = [event for _, event in outcome.values() if event is not None]
+    assert len(claimed) == len(set(claimed))
 
 
 @given(worlds)
-def test_every_claim_fits_and_is_classified_exactly(
+def test_every_settlement_fits_and_is_classified_exactly(
     world: tuple[list[Expectation], list[ObservedEvent]],
 ) -> None:
-    """A claim fits its event; matched iff |found - expected| <= tolerance; difference exact."""
-    pending, events = world
-    for claim in match_events(pending, events).claims:
-        wanted, event = claim.expectation, claim.event
-        assert wanted.fits(event)
-        assert event.successful and event.ledger <= wanted.deadline_ledger
-        if wanted.amount is None:
-            assert claim.status == MATCHED and claim.difference is None
+    """A settled record fits its event; matched iff within tolerance; a mismatch only once the
+    deadline is processed; and never while an exact event for it sits unclaimed."""
+    records, events = world
+    outcome = Lifecycle(records, events).run({}, [])
+    by_id = {e.id: e for e in events}
+    claimed = {event for _, event in outcome.values() if event is not None}
+    for record in records:
+        status, event_id = outcome[record.external_id]
+        exact_free = [
+            e
+            for e in events
+            if record.fits(e) and record.within_tolerance(e.amount) and e.id not in claimed
+        ]
+        if status in (AMOUNT_MISMATCH, MISSING_EXPECTED):
+            assert exact_free == [], "an exact event was left unclaimed beside a false alarm"
+        if event_id is None:
             continue
-        assert event.amount is not None
-        assert claim.difference == event.amount - wanted.amount
-        within = abs(event.amount - wanted.amount) <= wanted.tolerance
-        assert claim.status == (MATCHED if within else AMOUNT_MISMATCH)
+        event = by_id[event_id]
+        assert record.fits(event)
+        assert (status == MATCHED) == record.within_tolerance(event.amount)
 
 
-@given(worlds)
-def test_no_unclaimed_event_fits_a_never_claimed_expectation(
-    world: tuple[list[Expectation], list[ObservedEvent]],
-) -> None:
-    """Matching is maximal: nothing that could pair up is left apart."""
-    pending, events = world
-    result = match_events(pending, events)
-    claimed = {c.expectation.id for c in result.claims}
-    for event in result.unclaimed:
-        assert not any(x.fits(event) for x in pending if x.id not in claimed)
-
-
-@given(worlds, st.lists(st.integers(1, 8), max_size=7))
+@given(worlds, st.lists(st.integers(1, LAST_LEDGER), max_size=7))
 def test_batch_boundaries_do_not_change_the_outcome(
     world: tuple[list[Expectation], list[ObservedEvent]], cuts: list[int]
 ) -> None:
     """Settling ledger by ledger, in any batches, ends exactly as settling in one batch."""
-    pending, events = world
-    assert outcome_in_batches(pending, events, cuts) == outcome_in_batches(pending, events, [])
+    records, events = world
+    assert Lifecycle(records, events).run({}, cuts) == Lifecycle(records, events).run({}, [])
 
 
-@given(worlds, st.randoms(use_true_random=False))
-def test_input_order_does_not_matter(
-    world: tuple[list[Expectation], list[ObservedEvent]], rnd: random.Random
+@given(worlds, st.lists(st.integers(0, LAST_LEDGER), max_size=25), st.lists(st.integers(1, 8)))
+def test_posting_late_settles_as_many_records_exactly(
+    world: tuple[list[Expectation], list[ObservedEvent]], moments: list[int], cuts: list[int]
 ) -> None:
-    """Events are taken in id order and expectations in creation order, however they arrive."""
-    pending, events = world
-    shuffled_pending, shuffled_events = pending[:], events[:]
-    rnd.shuffle(shuffled_pending)
-    rnd.shuffle(shuffled_events)
-    assert match_events(shuffled_pending, shuffled_events) == match_events(pending, events)
+    """Records posted after their events (before their deadline) settle as many records exactly
+    as posting them all first: a late record never loses its exact event to first-fit."""
+    records, events = world
+    posted = {x.id: min(m, x.deadline_ledger - 1) for x, m in zip(records, moments, strict=False)}
+    late = Lifecycle(records, events).run(posted, cuts)
+    early = Lifecycle(records, events).run({}, cuts)
+    matched = sum(status == MATCHED for status, _ in early.values())
+    assert sum(status == MATCHED for status, _ in late.values()) == matched
 
 
 @given(
@@ -223,7 +262,8 @@ def test_tolerance_boundary_is_exact_for_i128_amounts(
     expected: int, tolerance: int, sign: int
 ) -> None:
     """Exactly at the tolerance is matched; one unit beyond is a mismatch, at any magnitude."""
-    wanted = Expectation(1, "x", CONTRACTS[0], "transfer", 10, amount=expected, tolerance=tolerance)
+    # Deadline at the event's ledger, so a mismatch is settled there too.
+    wanted = Expectation(1, "x", CONTRACTS[0], "transfer", 1, amount=expected, tolerance=tolerance)
 
     def claim_for(found: int) -> tuple[str, int | None]:
         event = ObservedEvent(
@@ -235,7 +275,7 @@ def test_tolerance_boundary_is_exact_for_i128_amounts(
             ("transfer",),
             found,
         )
-        (claim,) = match_events([wanted], [event]).claims
+        (claim,) = settle_ledgers([wanted], [event]).claims
         return claim.status, claim.difference
 
     at_edge = expected + sign * tolerance
@@ -302,8 +342,9 @@ def test_a_record_within_tolerance_wins_over_an_earlier_mismatching_one() -> Non
     assert claim.expectation == newer and claim.status == MATCHED
 
 
-def test_the_first_created_wins_among_equals() -> None:
-    """Two identical records and one event: the first created claims it, the other waits."""
+def test_ties_break_by_external_id_not_by_posting_order() -> None:
+    """Two records alike but for their ids and one event: the smaller external id claims it,
+    whichever was posted first; the other waits."""
     result = match_events([_expect(7), _expect(3)], [_event()])
     assert [c.expectation.id for c in result.claims] == [3]
 

@@ -143,13 +143,14 @@ def test_a_request_repeating_an_id_with_other_content_is_refused(book: Expectati
 def test_batch_hook_settles_matched_mismatched_and_missing(
     book: Expectations, store: Store
 ) -> None:
-    """In the batch's transaction: exact and in-tolerance payments match, others mismatch with
-    the difference, and a record whose deadline passes is missing; discrepancies say so."""
+    """In the batch's transaction: exact and in-tolerance payments match, a mismatching one
+    settles amount_mismatch with the difference once its deadline passes, and a record whose
+    deadline passes with no candidate is missing; discrepancies say so."""
     book.create(
         [
             spec("exact", tx_hash=tx("p1"), amount=100),
             spec("close", tx_hash=tx("p2"), amount=1000, tolerance=10),
-            spec("short", tx_hash=tx("p3"), amount=500),
+            spec("short", tx_hash=tx("p3"), amount=500, deadline_ledger=12),
             spec("never", tx_hash=tx("none"), amount=1, deadline_ledger=12),
             spec("later", tx_hash=tx("none2"), deadline_ledger=99),
         ]
@@ -258,8 +259,9 @@ def test_late_record_matches_a_stored_event_and_closes_its_unexpected(
 def test_look_back_without_a_transaction_uses_topics_and_skips_claimed_events(
     book: Expectations, store: Store
 ) -> None:
-    """Loose records find stored events by topics; an event already claimed stays with its
-    first claimant; a record whose deadline has passed unmatched is missing at once."""
+    """Loose records find stored events by topics; among records alike, the earliest deadline
+    (then the smaller external id) takes the earliest event; a record whose deadline has
+    passed with nothing left for it is missing at once."""
     events = [transfer(10, 0, 100), transfer(11, 0, 100), transfer(12, 0, 100, recipient=ALICE)]
     store.commit_batch(batch(10, 13, events))
     created = book.create(
@@ -271,9 +273,9 @@ def test_look_back_without_a_transaction_uses_topics_and_skips_claimed_events(
         ]
     )
     by_id = {r["external_id"]: r for r in created.records}
-    assert by_id["first"]["event_id"] == events[0].id
-    assert by_id["second"]["event_id"] == events[1].id
-    assert by_id["third"]["status"] == "missing_expected"
+    assert by_id["third"]["event_id"] == events[0].id
+    assert by_id["first"]["event_id"] == events[1].id
+    assert by_id["second"]["status"] == "pending"
     assert by_id["to-alice"]["event_id"] == events[2].id
 
 
@@ -408,3 +410,85 @@ def test_csv_header_problems_and_conflicts_are_reported(book: Expectations, stor
     changed = CSV.replace(",100,0,50,", ",101,0,50,")
     report = import_csv(changed, store)
     assert [(e.line, "amount" in e.message) for e in report.errors] == [(2, True)]
+
+
+CAROL = "GD7YF7WOGHCMZKSQ3TDVPXY3UT3V6SJ2QL5C4TOFQ4IHK4UJUAWSVH3C"
+
+
+def test_records_posted_after_their_exact_events_match_them_not_older_transfers(
+    book: Expectations, store: Store
+) -> None:
+    """The usual order (the app writes its record after submitting): three records posted after
+    their exact transfers, with older transfers between the same counterparties of other amounts
+    in the store, all settle matched against the exact events, and nothing cries wolf."""
+    pairs = [(ALICE, BOB), (BOB, CAROL), (CAROL, ALICE)]
+    older = [
+        transfer(10 + n, i, amount=289_851_775_821 + 1000 * i + n, sender=a, recipient=b)
+        for n, (a, b) in enumerate(pairs)
+        for i in range(3)
+    ]
+    exact = [
+        transfer(14, n, amount=5_000_000 + n, sender=a, recipient=b)
+        for n, (a, b) in enumerate(pairs)
+    ]
+    store.commit_batch(batch(10, 15, [*older, *exact]), hooks=[ExpectationMatcher(book)])
+    created = book.create(
+        [
+            spec(
+                f"late-{n}",
+                amount=5_000_000 + n,
+                deadline_ledger=None,
+                deadline_ledgers=50,
+                **{"from": a, "to": b},
+            )
+            for n, (a, b) in enumerate(pairs)
+        ]
+    )
+    assert [(r["status"], r["event_id"]) for r in created.records] == [
+        ("matched", e.id) for e in exact
+    ]
+    assert open_discrepancies(store, "amount_mismatch") == []
+
+
+def test_a_mismatch_waits_for_its_deadline_and_an_exact_event_then_wins(
+    book: Expectations, store: Store
+) -> None:
+    """A mismatching transfer makes the record show a candidate, not a verdict; the exact one
+    arriving before the deadline settles it matched; with none, the closest candidate settles
+    it amount_mismatch at the deadline."""
+    book.create(
+        [
+            spec("waits", amount=100, deadline_ledger=14, **{"from": ALICE, "to": BOB}),
+            spec("misses", amount=100, deadline_ledger=14, **{"from": BOB, "to": CAROL}),
+        ]
+    )
+    hook = ExpectationMatcher(book)
+    near = transfer(10, 1, amount=90, sender=BOB, recipient=CAROL)
+    store.commit_batch(
+        batch(
+            10,
+            11,
+            [
+                transfer(10, 0, amount=70),
+                near,
+                transfer(11, 0, amount=60, sender=BOB, recipient=CAROL),
+            ],
+        ),
+        hooks=[hook],
+    )
+    waits, misses = book.get("waits"), book.get("misses")
+    assert waits is not None and misses is not None
+    assert waits["status"] == "pending" and waits["difference"] == "-30"
+    assert misses["status"] == "pending" and misses["found_amount"] == "90"
+    right = transfer(12, 0, amount=100)
+    store.commit_batch(batch(12, 14, [right]), hooks=[hook])
+    waits, misses = book.get("waits"), book.get("misses")
+    assert waits is not None and misses is not None
+    assert (waits["status"], waits["event_id"]) == ("matched", right.id)
+    assert (misses["status"], misses["event_id"], misses["difference"]) == (
+        "amount_mismatch",
+        near.id,
+        "-10",
+    )
+    (alarm,) = open_discrepancies(store, "amount_mismatch")
+    assert alarm["subject"] == "misses"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select
 
+from stellar_reconciler.assignment import match_events
 from stellar_reconciler.errors import ReconcilerError
 from stellar_reconciler.expectation_spec import ExpectationSpec
 from stellar_reconciler.matching import (
@@ -24,7 +25,6 @@ from stellar_reconciler.matching import (
     Expectation,
     ObservedEvent,
     canonical,
-    match_events,
     match_key,
     topics_json,
 )
@@ -293,16 +293,20 @@ class Expectations:
                 events.c.id < _first_event_id(deadline + 1),
             )
             candidates.update((e.id, e) for e in observed_events(conn.execute(window)))
-        claims = match_events(created, candidates.values()).claims
-        settlement.settle(conn, claims)
-        for claim in claims:
+        held = settlement.held_for(conn, candidates.values(), pinned_to=created)
+        result = match_events(created, candidates.values(), held)
+        settlement.move(conn, result.moved)
+        settlement.settle(conn, result.claims)
+        settlement.note_candidates(conn, result.candidates)
+        settlement.mark_blocked(conn, result.blocked)
+        for claim in result.claims:
             self.discrepancies.resolve_key(
                 unexpected_key(claim.event.id),
                 "expectations",
                 f"claimed by expectation {claim.expectation.external_id!r}, posted late",
                 conn=conn,
             )
-        claimed = {c.expectation.id for c in claims}
+        claimed = {c.expectation.id for c in result.claims}
         settlement.expire(conn, checkpoint, [e.id for e in created if e.id not in claimed])
 
     # --- reading -------------------------------------------------------------------------

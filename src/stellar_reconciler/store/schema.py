@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -180,6 +181,10 @@ expectations = Table(
     Column("status", String(24), nullable=False),
     Column("event_id", String(32), nullable=True),
     Column("event_ledger", BigInteger, nullable=True),
+    # While pending: the closest non-exact event so far (found_amount and difference are its).
+    Column("candidate_event_id", String(32), nullable=True),
+    # While pending: an exact event exists but others hold all of them (matching.Settlement).
+    Column("blocked", Boolean, nullable=False, server_default=false()),
     Column("found_amount", String(48), nullable=True),
     Column("difference", String(48), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -196,6 +201,10 @@ expectations = Table(
         "match_key",
         sqlite_where=text("status = 'pending'"),
         postgresql_where=text("status = 'pending'"),
+    ),
+    # Matched records that may move to another exact event, by key (matching._augment).
+    Index(
+        "ix_expectations_key_deadline", "contract_id", "event_name", "match_key", "deadline_ledger"
     ),
     Index(
         "ix_expectations_pending_deadline",

@@ -15,18 +15,18 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, text, update
 
+from stellar_reconciler.assignment import priority, settle_ledgers
 from stellar_reconciler.matching import (
     MATCHED,
     MISSING_EXPECTED,
     Claim,
     Expectation,
     ObservedEvent,
-    match_events,
 )
 from stellar_reconciler.models import Batch
 from stellar_reconciler.store.bulk import insert_many
 from stellar_reconciler.store.discrepancies import NewDiscrepancy
-from stellar_reconciler.store.schema import discrepancies, expectations
+from stellar_reconciler.store.schema import discrepancies, events, expectations
 
 # Bound parameters per IN (...) list: well under SQLite's and PostgreSQL's limits.
 CHUNK = 2000
@@ -177,6 +177,7 @@ def settle(conn: Connection, claims: Sequence[Claim]) -> None:
                 event_ledger=bindparam("b_event_ledger"),
                 found_amount=bindparam("b_found"),
                 difference=bindparam("b_difference"),
+                candidate_event_id=None,
                 settled_at=now,
             ),
             rows,
@@ -184,9 +185,65 @@ def settle(conn: Connection, claims: Sequence[Claim]) -> None:
     open_all(conn, [mismatch_found(c) for c in claims if c.status != MATCHED])
 
 
+def move(conn: Connection, moved: Sequence[Claim]) -> None:
+    """Point matched expectations at the other exact event they moved to. Their old events go
+    to others in the same transaction, so every moved row lets go first: the unique index on
+    event_id holds after each statement, not only at commit."""
+    if not moved:
+        return
+    ids = [c.expectation.id for c in moved]
+    for chunk in chunks(ids):
+        conn.execute(update(expectations).where(expectations.c.id.in_(chunk)).values(event_id=None))
+    conn.execute(
+        update(expectations)
+        .where(expectations.c.id == bindparam("b_id"))
+        .values(
+            event_id=bindparam("b_event_id"),
+            event_ledger=bindparam("b_event_ledger"),
+            found_amount=bindparam("b_found"),
+            difference=bindparam("b_difference"),
+        ),
+        [
+            {
+                "b_id": c.expectation.id,
+                "b_event_id": c.event.id,
+                "b_event_ledger": c.event.ledger,
+                "b_found": text_of(c.event.amount),
+                "b_difference": text_of(c.difference),
+            }
+            for c in moved
+        ],
+    )
+
+
+def note_candidates(conn: Connection, candidates: Sequence[Claim]) -> None:
+    """Show each pending expectation's closest candidate so far on its row."""
+    if not candidates:
+        return
+    conn.execute(
+        update(expectations)
+        .where(expectations.c.id == bindparam("b_id"))
+        .values(
+            candidate_event_id=bindparam("b_event_id"),
+            found_amount=bindparam("b_found"),
+            difference=bindparam("b_difference"),
+        ),
+        [
+            {
+                "b_id": c.expectation.id,
+                "b_event_id": c.event.id,
+                "b_found": text_of(c.event.amount),
+                "b_difference": text_of(c.difference),
+            }
+            for c in candidates
+        ],
+    )
+
+
 def expire(conn: Connection, through: int, only: Sequence[int] | None = None) -> int:
-    """Mark pending expectations whose deadline ledger is processed missing_expected (all
-    of them, or those of `only`); returns how many."""
+    """Settle pending expectations whose deadline ledger is processed (all of them, or those
+    of `only`): amount_mismatch against their candidate when no one has claimed it since,
+    else missing_expected. Returns how many."""
     query = select(expectations).where(IS_PENDING, expectations.c.deadline_ledger <= through)
     overdue: list[Any] = []
     if only is None:
@@ -196,15 +253,47 @@ def expire(conn: Connection, through: int, only: Sequence[int] | None = None) ->
             overdue.extend(conn.execute(query.where(expectations.c.id.in_(chunk))))
     if not overdue:
         return 0
+    overdue.sort(key=lambda row: priority(expectation_of(row)))
+    wanted = sorted({row.candidate_event_id for row in overdue if row.candidate_event_id})
+    free = _unclaimed_events(conn, wanted)
+    mismatches: list[Claim] = []
+    missed: list[Any] = []
+    for row in overdue:
+        candidate = free.pop(row.candidate_event_id, None) if row.candidate_event_id else None
+        if candidate is None:
+            missed.append(row)
+        else:
+            mismatches.append(Claim(expectation_of(row), candidate))
+    settle(conn, mismatches)
     now = datetime.now(UTC)
-    for chunk in chunks([row.id for row in overdue]):
+    for chunk in chunks([row.id for row in missed]):
         conn.execute(
             update(expectations)
             .where(expectations.c.id.in_(chunk))
-            .values(status=MISSING_EXPECTED, settled_at=now)
+            .values(
+                status=MISSING_EXPECTED,
+                settled_at=now,
+                candidate_event_id=None,
+                found_amount=None,
+                difference=None,
+            )
         )
-    open_all(conn, [missing(row) for row in overdue])
+    open_all(conn, [missing(row) for row in missed])
     return len(overdue)
+
+
+def _unclaimed_events(conn: Connection, ids: Sequence[str]) -> dict[str, ObservedEvent]:
+    """The events of `ids` that no expectation has claimed, as matching sees them."""
+    found: dict[str, ObservedEvent] = {}
+    for chunk in chunks(ids):
+        claimed = set(
+            conn.execute(
+                select(expectations.c.event_id).where(expectations.c.event_id.in_(chunk))
+            ).scalars()
+        )
+        rows = conn.execute(select(events).where(events.c.id.in_(chunk)))
+        found.update((e.id, e) for e in observed_events(rows) if e.id not in claimed)
+    return found
 
 
 def settle_batch(conn: Connection, batch: Batch, report: Collection[str] = ()) -> None:
@@ -240,13 +329,51 @@ def settle_batch(conn: Connection, batch: Batch, report: Collection[str] = ()) -
         )
         observed = [e for e in observed if e.id not in claimed_before]
     relevant = [e for e in observed if (e.contract_id, e.name) in waiting]
-    claims = match_events(pending_for(conn, relevant), relevant).claims
-    settle(conn, claims)
+    claimed = _settle_ledger_by_ledger(conn, relevant)
     if report:
-        claimed = {c.event.id for c in claims}
         stray = [e for e in observed if e.contract_id in report and e.id not in claimed]
         open_all(conn, [unexpected(e) for e in stray])
     expire(conn, batch.last_ledger)
+
+
+def _settle_ledger_by_ledger(conn: Connection, relevant: Sequence[ObservedEvent]) -> set[str]:
+    """Settle the batch's events ledger by ledger (matching.settle_ledgers) and write the
+    outcome; returns the ids of the batch's events claimed."""
+    if not relevant:
+        return set()
+    pending = pending_for(conn, relevant)
+    blocked = blocked_for(conn, relevant)
+    everyone = list({x.id: x for x in [*pending, *blocked]}.values())
+    held = held_for(conn, relevant)
+    outcome = settle_ledgers(
+        everyone, relevant, held, stored_candidates(conn, everyone).values(), blocked
+    )
+    move(conn, outcome.moved)
+    settle(conn, outcome.claims)
+    note_candidates(conn, outcome.candidates)
+    settled = {c.expectation.id for c in outcome.claims}
+    mark_blocked(conn, outcome.blocked, [x for x in blocked if x.id not in settled])
+    return outcome.taken | {c.event.id for c in held}
+
+
+def stored_candidates(conn: Connection, pending: Iterable[Expectation]) -> dict[int, Claim]:
+    """The candidates pending expectations showed before this batch, while still unclaimed."""
+    by_id = {x.id: x for x in pending}
+    rows: list[Any] = []
+    for chunk in chunks(sorted(by_id)):
+        rows.extend(
+            conn.execute(
+                select(expectations.c.id, expectations.c.candidate_event_id).where(
+                    expectations.c.id.in_(chunk), expectations.c.candidate_event_id.is_not(None)
+                )
+            )
+        )
+    free = _unclaimed_events(conn, [row.candidate_event_id for row in rows])
+    return {
+        row.id: Claim(by_id[row.id], free[row.candidate_event_id])
+        for row in rows
+        if row.candidate_event_id in free
+    }
 
 
 def pending_for(conn: Connection, observed: Iterable[ObservedEvent]) -> list[Expectation]:
@@ -268,6 +395,88 @@ def pending_for(conn: Connection, observed: Iterable[ObservedEvent]) -> list[Exp
             )
             pending.extend(expectation_of(r) for r in rows)
     return pending
+
+
+def held_for(
+    conn: Connection, observed: Iterable[ObservedEvent], pinned_to: Iterable[Expectation] = ()
+) -> list[Claim]:
+    """Matched expectations that could move to one of these events, with the events they hold
+    now: each may move to free its own for a pending record (matching._augment). They share
+    a match key with an event, and their deadline is not before its ledger. `pinned_to` adds
+    the holders of the events these expectations fit (a look-back may want those events)."""
+    observed = list(observed)
+    if not observed:
+        return []
+    first_ledger = min(e.ledger for e in observed)
+    keys: dict[tuple[str, str], set[str]] = {}
+    for event in observed:
+        keys.setdefault((event.contract_id, event.name or ""), set()).update(event.match_keys())
+    for wanted in pinned_to:
+        keys.setdefault((wanted.contract_id, wanted.event_name), set()).add(wanted.key)
+    rows: list[Any] = []
+    for (contract_id, name), group_keys in keys.items():
+        for chunk in chunks(sorted(group_keys)):
+            rows.extend(
+                conn.execute(
+                    select(*MATCHER_COLUMNS, expectations.c.event_id).where(
+                        expectations.c.status == MATCHED,
+                        expectations.c.contract_id == contract_id,
+                        expectations.c.event_name == name,
+                        expectations.c.match_key.in_(chunk),
+                        expectations.c.deadline_ledger >= first_ledger,
+                    )
+                )
+            )
+    holding = _events_by_id(conn, [row.event_id for row in rows])
+    unique = {row.id: row for row in rows}
+    return [
+        Claim(expectation_of(row), holding[row.event_id])
+        for row in unique.values()
+        if row.event_id in holding
+    ]
+
+
+def _events_by_id(conn: Connection, ids: Sequence[str]) -> dict[str, ObservedEvent]:
+    found: dict[str, ObservedEvent] = {}
+    for chunk in chunks(sorted(set(ids))):
+        found.update(
+            (e.id, e)
+            for e in observed_events(conn.execute(select(events).where(events.c.id.in_(chunk))))
+        )
+    return found
+
+
+def blocked_for(conn: Connection, observed: Iterable[ObservedEvent]) -> list[Expectation]:
+    """Pending expectations of these events' contracts and names that wait for an event
+    another holds: whatever their match key, new events may free one for them."""
+    groups = {(e.contract_id, e.name or "") for e in observed}
+    found: list[Expectation] = []
+    for contract_id, name in sorted(groups):
+        rows = conn.execute(
+            select(*MATCHER_COLUMNS).where(
+                IS_PENDING,
+                expectations.c.blocked.is_(True),
+                expectations.c.contract_id == contract_id,
+                expectations.c.event_name == name,
+            )
+        )
+        found.extend(expectation_of(r) for r in rows)
+    return found
+
+
+def mark_blocked(
+    conn: Connection, blocked: Iterable[Expectation], unblocked: Iterable[Expectation] = ()
+) -> None:
+    """Flag pending expectations as blocked (or not any more): see blocked_for."""
+    now_blocked = {x.id for x in blocked}
+    for flag, ids in (
+        (True, sorted(now_blocked)),
+        (False, sorted({x.id for x in unblocked} - now_blocked)),
+    ):
+        for chunk in chunks(ids):
+            conn.execute(
+                update(expectations).where(expectations.c.id.in_(chunk)).values(blocked=flag)
+            )
 
 
 def missing(row: Any) -> NewDiscrepancy:

@@ -1,0 +1,290 @@
+"""Assignment: which events settle which expected records, by the rules in matching.py.
+
+Exact claims form a maximum matching grown one expectation at a time by augmenting paths
+(`_augment`), so an expectation that needs an event another holds gets it when the holder can
+move to an exact event of its own. `settle_ledgers` applies the rules ledger by ledger, as the
+store's batch hook does; `match_events` makes one round, as posting a record late does. Pure:
+the property tests run it against a model of the whole lifecycle.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from stellar_reconciler.matching import Claim, Expectation, ObservedEvent
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    # Pending expectations now matched exactly, in priority order.
+    claims: tuple[Claim, ...]
+    # Expectations matched before (`held`) that moved to another exact event to free theirs.
+    moved: tuple[Claim, ...]
+    # For each expectation still pending, the closest non-exact event not claimed: what it
+    # will settle against as amount_mismatch if nothing exact arrives by its deadline.
+    candidates: tuple[Claim, ...]
+    # Expectations still pending although an exact event exists: others hold all of theirs.
+    blocked: tuple[Expectation, ...]
+    # Events no expectation holds, in id order.
+    unclaimed: tuple[ObservedEvent, ...]
+
+
+def priority(expectation: Expectation) -> tuple[int, int, str, int]:
+    """Who tries first: the earliest deadline, then the pickiest (smallest tolerance), then the
+    external id, so that ties break the same way whatever order records were posted in."""
+    return (
+        expectation.deadline_ledger,
+        expectation.tolerance,
+        expectation.external_id,
+        expectation.id,
+    )
+
+
+class _EventIndex:
+    """Events by (contract, name, match key), so each expectation scans only what could fit."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[str, str, str], list[ObservedEvent]] = defaultdict(list)
+        self._by_amount: dict[tuple[str, str, str, int], list[ObservedEvent]] = defaultdict(list)
+
+    def add(self, events: Iterable[ObservedEvent]) -> None:
+        for event in events:
+            if not event.successful or event.name is None:
+                continue
+            for key in event.match_keys():
+                self._by_key[(event.contract_id, event.name, key)].append(event)
+                if event.amount is not None:
+                    self._by_amount[(event.contract_id, event.name, key, event.amount)].append(
+                        event
+                    )
+
+    def fitting(self, expectation: Expectation) -> list[ObservedEvent]:
+        key = (expectation.contract_id, expectation.event_name, expectation.key)
+        return [e for e in self._by_key.get(key, ()) if expectation.fits(e)]
+
+    def exact(self, expectation: Expectation) -> list[ObservedEvent]:
+        """Fitting events within tolerance, earliest first."""
+        if expectation.amount is not None and expectation.tolerance == 0:
+            group = (
+                expectation.contract_id,
+                expectation.event_name,
+                expectation.key,
+                expectation.amount,
+            )
+            return [e for e in self._by_amount.get(group, ()) if expectation.fits(e)]
+        return [e for e in self.fitting(expectation) if expectation.within_tolerance(e.amount)]
+
+
+class _Board:
+    """One matching in progress: the events seen so far, indexed, who holds which, and the
+    events settled as amount mismatches (claimed for good: nobody moves onto them)."""
+
+    def __init__(self, held: Iterable[Claim]) -> None:
+        held = list(held)
+        self.index = _EventIndex()
+        self.index.add(c.event for c in held)
+        self.owner: dict[str, Expectation] = {c.event.id: c.expectation for c in held}
+        self.current: dict[int, ObservedEvent] = {c.expectation.id: c.event for c in held}
+        self.held = held
+        self.frozen: set[str] = set()
+        self._exact: dict[int, list[ObservedEvent]] = {}
+
+    def add(self, events: Iterable[ObservedEvent]) -> None:
+        self.index.add(events)
+        self._exact.clear()
+
+    def exact(self, expectation: Expectation) -> list[ObservedEvent]:
+        found = self._exact.get(expectation.id)
+        if found is None:
+            found = self._exact[expectation.id] = [
+                e for e in self.index.exact(expectation) if e.id not in self.frozen
+            ]
+        return found
+
+    def claimed(self, event_id: str) -> bool:
+        return event_id in self.owner or event_id in self.frozen
+
+    def freeze(self, event: ObservedEvent) -> None:
+        self.frozen.add(event.id)
+        self._exact.clear()
+
+    def settle(self, pending: Iterable[Expectation]) -> MatchResult:
+        """Try each pending expectation in priority order (see match_events)."""
+        waiting = sorted(
+            {x.id: x for x in pending if x.id not in self.current}.values(), key=priority
+        )
+        for expectation in waiting:
+            _augment(expectation, self.exact, self.owner, self.current)
+        claims = tuple(Claim(x, self.current[x.id]) for x in waiting if x.id in self.current)
+        candidates = []
+        blocked = []
+        for expectation in waiting:
+            if expectation.id in self.current:
+                continue
+            if self.exact(expectation):
+                blocked.append(expectation)
+            if expectation.amount is None:
+                continue
+            wanted = expectation.amount
+            free = [e for e in self.index.fitting(expectation) if not self.claimed(e.id)]
+            if free:
+                best = min(free, key=lambda e: (abs((e.amount or 0) - wanted), e.id))
+                candidates.append(Claim(expectation, best))
+        return MatchResult(claims, self.moved(), tuple(candidates), tuple(blocked), ())
+
+    def moved(self) -> tuple[Claim, ...]:
+        return tuple(
+            Claim(c.expectation, self.current[c.expectation.id])
+            for c in self.held
+            if self.current[c.expectation.id].id != c.event.id
+        )
+
+
+def match_events(
+    pending: Iterable[Expectation],
+    events: Iterable[ObservedEvent],
+    held: Iterable[Claim] = (),
+) -> MatchResult:
+    """Settle pending expectations against events by the rules in this module's docstring.
+
+    `events` are the events not claimed by anyone; `held` are exact claims made before whose
+    expectation may move to another exact event (of `events`) so a pending one can have its
+    event. Only exact claims are made here: amount mismatches wait for the deadline."""
+    events = list(events)
+    board = _Board(held)
+    board.add(events)
+    result = board.settle(pending)
+    unclaimed = tuple(
+        sorted({e.id: e for e in events if not board.claimed(e.id)}.values(), key=lambda e: e.id)
+    )
+    return MatchResult(result.claims, result.moved, result.candidates, result.blocked, unclaimed)
+
+
+def _augment(
+    root: Expectation,
+    exact: Callable[[Expectation], list[ObservedEvent]],
+    owner: dict[str, Expectation],
+    current: dict[int, ObservedEvent],
+) -> bool:
+    """Give `root` an exact event: a free one, or one whose holder can move to another exact
+    event of its own (an augmenting path, searched depth first without recursion). Each step
+    looks at free events before held ones, so nobody moves when a free event will do."""
+
+    def options(expectation: Expectation) -> Iterator[ObservedEvent]:
+        return iter(sorted(exact(expectation), key=lambda e: (e.id in owner, e.id)))
+
+    visited: set[str] = set()
+    stack: list[tuple[Expectation, Iterator[ObservedEvent]]] = [(root, options(root))]
+    path: list[ObservedEvent] = []
+    while stack:
+        _, remaining = stack[-1]
+        for event in remaining:
+            if event.id in visited:
+                continue
+            visited.add(event.id)
+            holder = owner.get(event.id)
+            if holder is None:
+                for (taker, _), taken in zip(stack, [*path, event], strict=True):
+                    owner[taken.id] = taker
+                    current[taker.id] = taken
+                return True
+            path.append(event)
+            stack.append((holder, options(holder)))
+            break
+        else:
+            stack.pop()
+            if path:
+                path.pop()
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What a run of ledgers settles: new claims (matched, or amount_mismatch at a deadline),
+    matched expectations that moved to another exact event, and the best candidate of each
+    expectation still pending."""
+
+    claims: tuple[Claim, ...]
+    moved: tuple[Claim, ...]
+    candidates: tuple[Claim, ...]
+    # Still pending although an exact event exists: others hold all of theirs. They must be
+    # tried again whenever new events come, whatever their match key (see settle_ledgers).
+    blocked: tuple[Expectation, ...]
+
+    @property
+    def taken(self) -> set[str]:
+        return {c.event.id for c in (*self.claims, *self.moved)}
+
+
+def settle_ledgers(
+    pending: Iterable[Expectation],
+    events: Iterable[ObservedEvent],
+    held: Iterable[Claim] = (),
+    candidates: Iterable[Claim] = (),
+    blocked: Iterable[Expectation] = (),
+) -> Settlement:
+    """Apply the rules one ledger at a time: match each ledger's events, then settle what its
+    close makes overdue, so cutting ledgers into batches changes nothing. `held` are exact
+    claims made before (they may move), `candidates` the pending expectations' best
+    candidates so far (still unclaimed), `blocked` those of `pending` left blocked before.
+
+    Each round tries only the expectations an arriving event may fit and the blocked ones: an
+    expectation that could gain nothing from a ledger's events is left alone."""
+    waiting = {x.id: x for x in pending}
+    by_key: dict[tuple[str, str, str], list[Expectation]] = defaultdict(list)
+    for x in waiting.values():
+        by_key[(x.contract_id, x.event_name, x.key)].append(x)
+    board = _Board(held)
+    best = {c.expectation.id: c for c in candidates}
+    stuck = {x.id: waiting[x.id] for x in blocked if x.id in waiting}
+    matched: list[Expectation] = []
+    mismatched: list[Claim] = []
+    by_ledger: dict[int, list[ObservedEvent]] = defaultdict(list)
+    for event in events:
+        by_ledger[event.ledger].append(event)
+    by_deadline = sorted(waiting.values(), key=priority)
+    due = 0
+    for ledger, arriving in sorted(by_ledger.items()):
+        board.add(arriving)
+        roots = dict(stuck)
+        for event in arriving:
+            for key in event.match_keys():
+                for x in by_key.get((event.contract_id, event.name or "", key), ()):
+                    if x.id in waiting:
+                        roots[x.id] = x
+        result = board.settle(roots.values())
+        for claim in result.claims:
+            matched.append(claim.expectation)
+            del waiting[claim.expectation.id]
+            best.pop(claim.expectation.id, None)
+            stuck.pop(claim.expectation.id, None)
+        stuck.update((x.id, x) for x in result.blocked)
+        for claim in result.candidates:
+            known = best.get(claim.expectation.id)
+            if known is None or board.claimed(known.event.id) or _closer(claim, known):
+                best[claim.expectation.id] = claim
+        while due < len(by_deadline) and by_deadline[due].deadline_ledger <= ledger:
+            expectation = by_deadline[due]
+            due += 1
+            if waiting.pop(expectation.id, None) is None:
+                continue
+            stuck.pop(expectation.id, None)
+            candidate = best.pop(expectation.id, None)
+            if candidate is not None and not board.claimed(candidate.event.id):
+                mismatched.append(candidate)
+                board.freeze(candidate.event)
+    return Settlement(
+        claims=(*(Claim(x, board.current[x.id]) for x in matched), *mismatched),
+        moved=board.moved(),
+        candidates=tuple(
+            c for x, c in best.items() if x in waiting and not board.claimed(c.event.id)
+        ),
+        blocked=tuple(stuck.values()),
+    )
+
+
+def _closer(claim: Claim, known: Claim) -> bool:
+    mine = (abs(claim.difference or 0), claim.event.id)
+    return mine < (abs(known.difference or 0), known.event.id)
