@@ -97,7 +97,7 @@ class Service:
             options.filter_sets,
             settings.verify_every_ledgers,
         )
-        telemetry = Telemetry(metrics, status)
+        telemetry = Telemetry(metrics, status, store=store)
         app = create_app(
             ApiContext(
                 store=store,
