@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,11 +13,21 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from stellar_reconciler.service import Service
 from stellar_reconciler.simnet import FaultKind, SimNetConfig, SimNetwork, serve_in_thread
 from tests.conftest import ADMIN_URL, PostgresTemplate
 from tests.integration.harness import running_service, settings_for, wait_for
 from tests.integration.test_live_stream import SnapshotReader
 
+ADMIN = "admin-token-0123456789"
+AUTH = {"Authorization": f"Bearer {ADMIN}"}
+EXPECTED = {
+    "external_id": "outage-1",
+    "contract_id": "CDLZFC3SYJYDZT7K67VZ75HPJVIEUVNIXF47ZG2FB2RMQQVU2HHGCYSC",
+    "event_name": "transfer",
+    "amount": "1000",
+    "deadline_ledger": 10_000,
+}
 STATUS_GAUGES = (
     "reconciler_latest_ledger",
     "reconciler_checkpoint_ledger",
@@ -101,17 +112,17 @@ async def test_rpc_outage_keeps_last_known_values_with_their_timestamps(database
             assert seen <= max(outage_started, failed_at)
 
 
-class ConnectionSwitch:
+class PostgresOutage:
     """A real PostgreSQL outage for one database: connections refused and open ones ended."""
 
-    def __init__(self, database: str) -> None:
-        self.database = database
+    def __init__(self, database_url: str) -> None:
+        self.database = database_url.rsplit("/", 1)[1]
 
     def _admin(self, sql: str, *params: str) -> None:
         with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
             conn.execute(sql, params or None)
 
-    def cut(self) -> None:
+    def cut(self, _service: Service) -> None:
         self._admin(f'ALTER DATABASE "{self.database}" ALLOW_CONNECTIONS false')
         self._admin(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -123,36 +134,69 @@ class ConnectionSwitch:
         self._admin(f'ALTER DATABASE "{self.database}" ALLOW_CONNECTIONS true')
 
 
-@pytest.fixture
-def postgres_url(postgres_template: PostgresTemplate) -> Iterator[str]:
-    url = postgres_template.clone()
-    yield url
-    ConnectionSwitch(url.rsplit("/", 1)[1]).restore()
-    postgres_template.drop(url)
+class SqliteOutage:
+    """The SQLite file's volume goes away (its directory renamed) and the open connections
+    are lost with it; new ones cannot open the file until it comes back."""
+
+    def __init__(self, volume: Path) -> None:
+        self.volume = volume
+        self.away = volume.with_name(volume.name + "-gone")
+
+    def cut(self, service: Service) -> None:
+        self.volume.rename(self.away)
+        service.store.engine.dispose()
+
+    def restore(self) -> None:
+        if self.away.exists():
+            self.away.rename(self.volume)
 
 
-@pytest.mark.postgres
-async def test_metrics_and_stream_answer_while_postgresql_is_down(postgres_url: str) -> None:
-    """PostgreSQL refusing connections: /metrics answers 200 with the last known values and
-    refresh timestamps that stop moving; /api/stream sends a snapshot naming the outage."""
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def outage(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[str, PostgresOutage | SqliteOutage]]:
+    """A database URL and the means to make that database really unavailable."""
+    if request.param == "sqlite":
+        volume = tmp_path / "volume"
+        volume.mkdir()
+        sqlite = SqliteOutage(volume)
+        yield f"sqlite:///{volume / 'reconciler.db'}", sqlite
+        sqlite.restore()
+        return
+    template: PostgresTemplate = request.getfixturevalue("postgres_template")
+    url = template.clone()
+    postgres = PostgresOutage(url)
+    yield url, postgres
+    postgres.restore()
+    template.drop(url)
+
+
+async def test_metrics_and_stream_answer_while_the_database_is_down(
+    outage: tuple[str, PostgresOutage | SqliteOutage],
+) -> None:
+    """Database unreachable: /metrics answers 200 with the last known values (a pending
+    expectation included) and refresh timestamps that stop moving; /api/stream and
+    /api/status answer with the outage named; all recovers when the database is back."""
+    database_url, switch = outage
     net = SimNetwork(SimNetConfig(seed=93, first_ledger=50, prebuilt_ledgers=15))
-    switch = ConnectionSwitch(postgres_url.rsplit("/", 1)[1])
     with serve_in_thread(net) as url:
-        settings = settings_for(postgres_url, url)
+        settings = settings_for(database_url, url, admin_token=ADMIN)
         async with (
             running_service(settings) as (service, base),
             httpx.AsyncClient(base_url=base, timeout=10) as http,
         ):
             service.telemetry.store_refresh = 0.1
             await wait_for(lambda: service.status.last_processed_ledger == net.latest_ledger)
+            posted = await http.post("/api/expectations", json=EXPECTED, headers=AUTH)
+            assert posted.status_code == 201, posted.text
             await wait_for(
                 lambda: service.metrics.registry.get_sample_value(
-                    "reconciler_expectations_refreshed_timestamp_seconds"
+                    "reconciler_expectations", {"status": "pending"}
                 ),
-                what="a first refresh of the expectation counts",
+                what="the pending expectation to be counted",
             )
             before = await scrape(http)
-            switch.cut()
+            switch.cut(service)
             cut_at = time.time()
             await wait_for(lambda: service.telemetry.database_error, what="the refresh to fail")
             during = await scrape(http)
@@ -160,12 +204,15 @@ async def test_metrics_and_stream_answer_while_postgresql_is_down(postgres_url: 
             assert refreshed is not None and refreshed <= cut_at
             assert value(during, "reconciler_checkpoint_ledger") == net.latest_ledger
             assert value(during, "reconciler_latest_ledger") == net.latest_ledger
+            assert ({"status": "pending"}, 1.0) in during["reconciler_expectations"]
             assert found_counts(during, "reconciler_expectations") == found_counts(
                 before, "reconciler_expectations"
             )
             assert found_counts(during, "reconciler_discrepancies_open") == found_counts(
                 before, "reconciler_discrepancies_open"
             )
+            status = await http.get("/api/status")
+            assert status.status_code == 200 and "unavailable" in status.json()["database_error"]
             async with http.stream("GET", "/api/stream") as response:
                 assert response.status_code == 200
                 snapshot = await SnapshotReader(response).next()
