@@ -57,12 +57,16 @@ class ScrubSecrets:
             buffered.append(body)
             if message.get("more_body", False):
                 return
-            whole = self._scrub(b"".join(buffered), is_json)
+            original = b"".join(buffered)
+            whole = self._scrub(original, is_json)
             if start is None:  # pragma: no cover - ASGI sends the start message first
                 raise RuntimeError("response body before its start message")
-            headers = MutableHeaders(raw=list(start.get("headers", [])))
-            headers["content-length"] = str(len(whole))
-            await send({**start, "headers": headers.raw})
+            if whole is not original:
+                # Only a changed body gets a new length (a HEAD answer has none to measure).
+                headers = MutableHeaders(raw=list(start.get("headers", [])))
+                headers["content-length"] = str(len(whole))
+                start = {**start, "headers": headers.raw}
+            await send(start)
             await send({"type": "http.response.body", "body": whole, "more_body": False})
 
         await self.app(scope, receive, scrubbing_send)
