@@ -16,7 +16,7 @@ from rich.table import Table
 
 from stellar_reconciler.config import Settings
 from stellar_reconciler.errors import ConfigError, ReconcilerError
-from stellar_reconciler.logs import configure_logging
+from stellar_reconciler.logs import configure_logging_for
 from stellar_reconciler.simnet.cli import simnet_command
 
 app = typer.Typer(
@@ -62,7 +62,7 @@ def run() -> None:
     from stellar_reconciler.service import run_service
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging_for(settings)
     guarded(lambda: asyncio.run(run_service(settings)))
 
 
@@ -96,7 +96,7 @@ def demo(
             # The simulated network does not exist yet; run_demo points the service at it.
             stellar_rpc_url="http://127.0.0.1:1/",
         )
-        configure_logging(settings.log_level)
+        configure_logging_for(settings)
         guarded(
             lambda: asyncio.run(
                 run_demo(
@@ -267,7 +267,7 @@ def verify(
     from stellar_reconciler.service import run_verification
 
     settings = load_settings()
-    configure_logging("warning")
+    configure_logging_for(settings, level="warning")
     report = guarded(lambda: asyncio.run(run_verification(settings, from_ledger, to_ledger)))
     table = Table(title="verification", show_header=False)
     for key, value in report.items():

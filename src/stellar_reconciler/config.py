@@ -46,6 +46,7 @@ EXPECTED_FORMS: dict[str, str] = {
     "BATCH_MAX_LEDGERS": "a whole number of ledgers from 1 to 10000",
     "CATCH_UP_PROCESS_LEDGERS": "a whole number of ledgers (0 keeps catch-up in one process)",
     "LOG_LEVEL": "one of debug, info, warning, error",
+    "LOG_FORMAT": "json or console (unset: console when stderr is a terminal, else json)",
     "VERIFY_EVERY_LEDGERS": "a whole number of ledgers (0 turns periodic re-verification off)",
     "ADMIN_TOKEN": (
         "a secret of at least 16 characters, or empty to disable state-changing endpoints"
@@ -121,6 +122,8 @@ class Settings(BaseSettings):
     batch_max_ledgers: int = Field(default=1000, ge=1, le=10000)
     catch_up_process_ledgers: int = Field(default=1000, ge=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # "auto" is the default only: console on a terminal, JSON lines otherwise.
+    log_format: Literal["auto", "json", "console"] = "auto"
     verify_every_ledgers: int = Field(default=64, ge=0)
     admin_token: str = ""
     read_token: str = ""
@@ -219,7 +222,7 @@ class Settings(BaseSettings):
             raise ValueError("at most 5 topic filters")
         return tuple(filters)
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lower_level(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

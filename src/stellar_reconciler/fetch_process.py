@@ -35,6 +35,7 @@ from stellar_reconciler.errors import ReconcilerError, RpcTransientError
 from stellar_reconciler.fetcher import BatchSizer, RangeFetcher, follow_range
 from stellar_reconciler.logs import configure_logging
 from stellar_reconciler.models import Batch, Event, LedgerRecord
+from stellar_reconciler.redaction import Redactor, url_secrets
 from stellar_reconciler.rpc import RetryPolicy, RpcObserver, StellarRpc, new_http_client
 
 log = structlog.get_logger("stellar_reconciler.fetch_process")
@@ -55,6 +56,7 @@ class FetchConfig:
     user_agent: str
     filter_sets: list[list[dict[str, Any]]]
     log_level: str = "info"
+    log_format: str = "auto"
 
     @classmethod
     def from_settings(
@@ -67,6 +69,7 @@ class FetchConfig:
             user_agent=settings.user_agent,
             filter_sets=filter_sets,
             log_level=settings.log_level,
+            log_format=settings.log_format,
         )
 
 
@@ -166,7 +169,9 @@ def child_main(fd: int) -> None:
         config: FetchConfig = connection.recv()
     except EOFError:
         return
-    configure_logging(config.log_level)
+    # The child writes to the same stderr: same format, same secrets kept out.
+    redactor = Redactor(url_secrets(config.rpc_url))
+    configure_logging(config.log_level, log_format=config.log_format, redactor=redactor)
     # Frozen start-up objects, but the default young threshold: a higher one kept the child
     # ~13 MB larger for no measurable speed (docs/benchmarks.md).
     tune_garbage_collector(young_threshold=gc.get_threshold()[0])

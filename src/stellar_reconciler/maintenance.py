@@ -144,8 +144,7 @@ class Maintenance:
     def refresh_health(self) -> None:
         """Open chain breaks and source mismatches make health 503; export counts by kind."""
         counts = self.store.discrepancies.open_counts()
-        for kind, count in counts.items():
-            self.metrics.discrepancies_open.labels(kind=kind).set(count)
+        self.metrics.set_discrepancy_counts(counts)
         conditions = {
             kind: f"{counts[kind]} open {kind} discrepancies: see /api/discrepancies?kind={kind}"
             for kind in sorted(BLOCKING_KINDS)

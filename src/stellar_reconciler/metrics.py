@@ -2,9 +2,17 @@
 
 A registry per service instance (not the global one) lets tests and the demo run several
 services in one process without metric name clashes.
+
+Nothing here reads the database at scrape time: /metrics must keep answering while the
+database is down, which is exactly when an operator needs it. Values that live in the
+database are pushed in by their owners (the worker on commit, the telemetry loop
+periodically), each family with a timestamp gauge saying when it was last refreshed.
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Iterator
 
 from prometheus_client import (
     CollectorRegistry,
@@ -13,19 +21,64 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from stellar_reconciler.status import ServiceStatus
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
+class ObservedGauge(Collector):
+    """A gauge with no sample until its value is known, then the last known value together
+    with `<name>_observed_timestamp_seconds`, the Unix time it was last observed.
+
+    A plain Gauge reads 0 before its first set, and 0 is a plausible ledger number or lag: an
+    outage would look like good news. Keeping the last value with its age lets an alert rule
+    tell "lag 3" from "lag 3, an hour ago".
+    """
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.value: float | None = None
+        self.observed_at: float | None = None
+        registry.register(self)
+
+    def set(self, value: float, observed_at: float | None = None) -> None:
+        self.value = float(value)
+        self.observed_at = time.time() if observed_at is None else observed_at
+
+    def collect(self) -> Iterator[Metric]:
+        value = GaugeMetricFamily(self.name, self.documentation)
+        stamp = GaugeMetricFamily(
+            f"{self.name}_observed_timestamp_seconds",
+            f"Unix time {self.name} was last observed; its value is kept until the next.",
+        )
+        if self.value is not None and self.observed_at is not None:
+            value.add_metric([], self.value)
+            stamp.add_metric([], self.observed_at)
+        yield value
+        yield stamp
+
+    def describe(self) -> Iterator[Metric]:
+        # Registering calls describe() to reserve names; collect() must not run then, and
+        # it yields the same families anyway.
+        yield GaugeMetricFamily(self.name, self.documentation)
+        yield GaugeMetricFamily(f"{self.name}_observed_timestamp_seconds", "")
+
+
 class Metrics:
     """The service's metrics; also the RPC client's observer of attempts and retries."""
 
     def __init__(self, status: ServiceStatus | None = None) -> None:
+        # `_created` series double the output and mean nothing to an alert rule; the switch is
+        # process-wide in prometheus_client, and every registry here wants it off.
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
         self.registry = CollectorRegistry()
         self._status = status
         r = self.registry
@@ -43,16 +96,21 @@ class Metrics:
         self.events_indexed = Counter(
             "reconciler_events_indexed", "Contract events committed to the database.", registry=r
         )
-        self.latest_ledger = Gauge(
-            "reconciler_latest_ledger", "Latest ledger the RPC node reports.", registry=r
+        self.latest_ledger = ObservedGauge(
+            "reconciler_latest_ledger",
+            "Latest ledger the RPC node reported (no sample until it answers once).",
+            r,
         )
-        self.checkpoint_ledger = Gauge(
-            "reconciler_checkpoint_ledger", "Last ledger committed (the checkpoint).", registry=r
+        self.checkpoint_ledger = ObservedGauge(
+            "reconciler_checkpoint_ledger",
+            "Last ledger committed (the checkpoint; no sample until read or committed).",
+            r,
         )
-        self.ledger_lag = Gauge(
+        self.ledger_lag = ObservedGauge(
             "reconciler_ledger_lag",
-            "Ledgers between the network's latest and the checkpoint (never negative).",
-            registry=r,
+            "Ledgers between the network's latest and the checkpoint (never negative; no "
+            "sample until both are known).",
+            r,
         )
         self.healthy = Gauge(
             "reconciler_healthy", "1 when /health answers 200, else 0.", registry=r
@@ -94,6 +152,16 @@ class Metrics:
         self.expectations = Gauge(
             "reconciler_expectations", "Expected records, by status.", ["status"], registry=r
         )
+        self.expectations_refreshed = Gauge(
+            "reconciler_expectations_refreshed_timestamp_seconds",
+            "Unix time reconciler_expectations was last read from the database.",
+            registry=r,
+        )
+        self.discrepancies_refreshed = Gauge(
+            "reconciler_discrepancies_refreshed_timestamp_seconds",
+            "Unix time reconciler_discrepancies_open was last read from the database.",
+            registry=r,
+        )
 
     # RpcObserver -----------------------------------------------------------------------------
 
@@ -106,17 +174,39 @@ class Metrics:
     def rpc_retry(self, method: str) -> None:
         self.rpc_retries.labels(method=method).inc()
 
+    # Owners of database-held values -------------------------------------------------------
+
+    def set_expectation_counts(self, counts: dict[str, int]) -> None:
+        for status_name, count in counts.items():
+            self.expectations.labels(status=status_name).set(count)
+        self.expectations_refreshed.set(time.time())
+
+    def set_discrepancy_counts(self, counts: dict[str, int]) -> None:
+        for kind, count in counts.items():
+            self.discrepancies_open.labels(kind=kind).set(count)
+        self.discrepancies_refreshed.set(time.time())
+
     # Rendering ---------------------------------------------------------------------------------
 
+    def refresh_from_status(self) -> None:
+        """Copy what the status knows (memory only) into the gauges; unknowns stay unset."""
+        status = self._status
+        if status is None:
+            return
+        tip_seen = status.tip_observed_at
+        if status.tip is not None and tip_seen is not None:
+            self.latest_ledger.set(status.tip.latest_ledger, tip_seen)
+            lag = status.ledger_lag
+            if lag is not None:
+                self.ledger_lag.set(lag, tip_seen)
+        if (
+            status.last_processed_ledger is not None
+            and status.last_processed_ledger != self.checkpoint_ledger.value
+        ):
+            self.checkpoint_ledger.set(status.last_processed_ledger)
+        self.healthy.set(1 if status.health()["healthy"] else 0)
+
     def render(self) -> bytes:
-        """The text exposition, with gauges refreshed from the status first."""
-        if self._status is not None:
-            health = self._status.health()
-            if health["latest_ledger"] is not None:
-                self.latest_ledger.set(health["latest_ledger"])
-            if health["last_processed_ledger"] is not None:
-                self.checkpoint_ledger.set(health["last_processed_ledger"])
-            if health["ledger_lag"] is not None:
-                self.ledger_lag.set(health["ledger_lag"])
-            self.healthy.set(1 if health["healthy"] else 0)
+        """The text exposition, with the status gauges refreshed from memory first."""
+        self.refresh_from_status()
         return generate_latest(self.registry)

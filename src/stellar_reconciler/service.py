@@ -20,12 +20,14 @@ from fastapi import FastAPI
 
 from stellar_reconciler.api import ApiContext, create_app
 from stellar_reconciler.api.live import close_streams
+from stellar_reconciler.api.scrub import ScrubSecrets
 from stellar_reconciler.collector import tune_garbage_collector
-from stellar_reconciler.config import Settings
+from stellar_reconciler.config import Settings, redact_url
 from stellar_reconciler.control import Controls
 from stellar_reconciler.errors import ReconcilerError
 from stellar_reconciler.maintenance import Maintenance
 from stellar_reconciler.metrics import Metrics
+from stellar_reconciler.redaction import Redactor
 from stellar_reconciler.rpc import RetryPolicy, RpcObserver, StellarRpc, new_http_client
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import BatchHook, Store
@@ -97,7 +99,7 @@ class Service:
             options.filter_sets,
             settings.verify_every_ledgers,
         )
-        telemetry = Telemetry(metrics, status)
+        telemetry = Telemetry(metrics, status, store=store)
         app = create_app(
             ApiContext(
                 store=store,
@@ -111,6 +113,8 @@ class Service:
                 read_token=settings.read_token,
             )
         )
+        # Whatever a route returns, no configured secret leaves the service.
+        app.add_middleware(ScrubSecrets, redactor=Redactor.from_settings(settings))
         config = uvicorn.Config(
             app,
             host=settings.bind_host,
@@ -158,7 +162,7 @@ class Service:
         log.info(
             "service_starting",
             bind=self.settings.bind_addr,
-            rpc=self.settings.stellar_rpc_url,
+            rpc=redact_url(self.settings.stellar_rpc_url),
             database=self.store.dialect,
         )
         try:

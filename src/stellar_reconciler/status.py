@@ -40,6 +40,8 @@ class ServiceStatus:
     started_monotonic: float = field(default_factory=time.monotonic)
     network: NetworkInfo | None = None
     tip: NetworkTip | None = None
+    # Unix time of the last observe_tip, so a kept tip shows its age (metrics, outages).
+    tip_observed_at: float | None = None
     last_processed_ledger: int | None = None
     last_success_at: datetime | None = None
     last_progress_monotonic: float | None = None
@@ -99,6 +101,7 @@ class ServiceStatus:
     def observe_tip(self, tip: NetworkTip) -> None:
         previous = self.tip
         self.tip = tip
+        self.tip_observed_at = time.time()
         self.first_poll_done = True
         if (
             tip.latest_close_time

@@ -29,6 +29,7 @@ from stellar_reconciler.api import monitoring
 from stellar_reconciler.api.auth import ReadAccess, require_read
 from stellar_reconciler.api.context import ApiContext, context
 from stellar_reconciler.api.errors import ApiError
+from stellar_reconciler.errors import DatabaseUnavailableError
 from stellar_reconciler.store import EventQuery
 from stellar_reconciler.store.expectations import Expectations
 
@@ -90,6 +91,13 @@ class Snapshot(BaseModel):
             "seconds); null when following the tip"
         ),
     )
+    database_error: str | None = Field(
+        default=None,
+        description=(
+            "Why the database could not be read for this snapshot (null when it could); "
+            "events, discrepancies and expectations are then the last ones read"
+        ),
+    )
 
 
 class SnapshotSource:
@@ -98,6 +106,12 @@ class SnapshotSource:
     def __init__(self, ctx: ApiContext) -> None:
         self.ctx = ctx
         self._built: tuple[tuple[int, float | None], Snapshot] | None = None
+        # The last parts read from the database, shown (marked stale) while it is down.
+        self._last_stored: dict[str, Any] = {
+            "events": [],
+            "discrepancies": DiscrepancySummary(open_counts={}, newest_open=[]),
+            "expectations": {},
+        }
         self._lock = asyncio.Lock()
         # Set when the service stops, so open streams end instead of holding shutdown up.
         self.closing = False
@@ -135,18 +149,25 @@ class SnapshotSource:
 
     def _read_store(self) -> dict[str, Any]:
         store = self.ctx.store
-        return {
-            "status": monitoring.status(self.ctx),
-            "events": store.list_events(EventQuery(limit=RECENT_EVENTS, descending=True)),
-            "discrepancies": DiscrepancySummary(
-                open_counts=store.discrepancies.open_counts(),
-                newest_open=store.discrepancies.listing(is_open=True, limit=NEWEST_DISCREPANCIES),
-                recently_resolved=store.discrepancies.listing(
-                    is_open=False, limit=RECENTLY_RESOLVED
+        status = monitoring.status(self.ctx)
+        try:
+            self._last_stored = {
+                "events": store.list_events(EventQuery(limit=RECENT_EVENTS, descending=True)),
+                "discrepancies": DiscrepancySummary(
+                    open_counts=store.discrepancies.open_counts(),
+                    newest_open=store.discrepancies.listing(
+                        is_open=True, limit=NEWEST_DISCREPANCIES
+                    ),
+                    recently_resolved=store.discrepancies.listing(
+                        is_open=False, limit=RECENTLY_RESOLVED
+                    ),
                 ),
-            ),
-            "expectations": Expectations.of(store).summary(),
-        }
+                "expectations": Expectations.of(store).summary(),
+            }
+        except DatabaseUnavailableError as exc:
+            # A dashboard watching an outage should see it, not a stream that breaks off.
+            return {**self._last_stored, "status": status, "database_error": str(exc)}
+        return {**self._last_stored, "status": status, "database_error": status["database_error"]}
 
 
 class StreamTickets:

@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse, Response
 from stellar_reconciler import __version__
 from stellar_reconciler.api.auth import ReadAccess
 from stellar_reconciler.api.context import ApiContext, context
+from stellar_reconciler.errors import DatabaseUnavailableError
 from stellar_reconciler.metrics import CONTENT_TYPE
-from stellar_reconciler.store.expectations import Expectations
 
 router = APIRouter()
 Ctx = Annotated[ApiContext, Depends(context)]
@@ -30,8 +30,7 @@ def health(ctx: Ctx) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics", tags=["monitoring"])
 def metrics(ctx: Ctx) -> Response:
-    for status_name, count in Expectations.of(ctx.store).counts().items():
-        ctx.metrics.expectations.labels(status=status_name).set(count)
+    # From memory only: Prometheus must keep its series while the database is down.
     return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
 
 
@@ -45,7 +44,13 @@ def status(ctx: Ctx) -> dict[str, Any]:
     body = ctx.status.health()
     network = ctx.status.network
     tip = ctx.status.tip
-    first, last, stored = ctx.store.ledger_bounds()
+    try:
+        first, last, stored = ctx.store.ledger_bounds()
+        body["database_error"] = None
+    except DatabaseUnavailableError as exc:
+        # What is known from memory still answers; the stored range waits for the database.
+        first, last, stored = None, None, None
+        body["database_error"] = str(exc)
     body.update(
         {
             "service_name": ctx.service_name,
