@@ -1,0 +1,246 @@
+"""The SEP-54 data lake: ledger metadata as objects in S3, GCS or a directory.
+
+A lake holds one configuration object at its root (`.config.json`: network passphrase,
+ledgers per batch, batches per partition, compression) and one zstd-compressed
+`LedgerCloseMetaBatch` per batch, under keys whose names start with the reversed (2^32 - 1
+minus the first ledger) hex sequence, so newer ledgers list first:
+
+    FFFFFFFF--0-63999/FFFFFFF5--10.xdr.zstd      (a partition of 64,000 one-ledger batches)
+
+SEP-54's text spells the suffix `.xdr.zst`; Galexie, which writes every public lake, appends
+`.xdr.` and the compression's name (`zstd`), which is what real objects are named. SEP-54 does
+not vouch for what it stores, so every ledger read here is hash-checked against its header and
+chained to the one before it.
+
+The object store is `obstore` (the Rust `object_store` crate behind a small Python API): one
+library for S3, GCS and local directories, credentials from the standard environment, async
+reads, and no fsspec layer to configure per backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import obstore
+import zstandard
+from obstore.exceptions import BaseError, NotFoundError
+from obstore.store import ObjectStore, from_url
+
+from stellar_reconciler.config import redact_url
+from stellar_reconciler.errors import (
+    LakeChainError,
+    LakeError,
+    LakeNetworkMismatchError,
+    LakeObjectCorruptError,
+    LakeObjectMissingError,
+    LakeUnreachableError,
+    MetaDecodeError,
+)
+from stellar_reconciler.metaevents import MetaLedger, batch_ledgers
+
+CONFIG_KEY = ".config.json"
+MAX_SEQUENCE = 0xFFFFFFFF
+# A decompressed batch larger than this is refused rather than held in memory (mainnet
+# ledgers are about 1-2 MB of XDR each; a 64-ledger batch stays well below this).
+MAX_BATCH_BYTES = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LakeLayout:
+    """What the lake's configuration object says, and the object keys that follow from it."""
+
+    network_passphrase: str
+    ledgers_per_batch: int
+    batches_per_partition: int
+    compression: str = "zstd"
+    ledgers_path: str = ""
+
+    @classmethod
+    def parse(cls, raw: bytes, key: str = CONFIG_KEY) -> LakeLayout:
+        try:
+            config = json.loads(raw)
+            layout = cls(
+                network_passphrase=str(config["networkPassphrase"]),
+                ledgers_per_batch=int(config["ledgersPerBatch"]),
+                batches_per_partition=int(config["batchesPerPartition"]),
+                compression=str(config.get("compression", "zstd")),
+                ledgers_path=str(config.get("ledgersPath", "")).strip("/"),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LakeObjectCorruptError(
+                key,
+                "is not a SEP-54 configuration object (JSON with networkPassphrase, "
+                f"ledgersPerBatch, batchesPerPartition): {exc}",
+            ) from exc
+        if layout.ledgers_per_batch < 1 or layout.batches_per_partition < 1:
+            raise LakeObjectCorruptError(
+                key, "ledgersPerBatch and batchesPerPartition must be >= 1"
+            )
+        if layout.compression != "zstd":
+            raise LakeObjectCorruptError(
+                key, f"compression {layout.compression!r} is not supported (zstd is)"
+            )
+        return layout
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "networkPassphrase": self.network_passphrase,
+                "compression": self.compression,
+                "ledgersPerBatch": self.ledgers_per_batch,
+                "batchesPerPartition": self.batches_per_partition,
+            },
+            indent=2,
+        ).encode()
+
+    def batch_range(self, sequence: int) -> tuple[int, int]:
+        """First and last ledger of the batch holding `sequence`."""
+        first = sequence - sequence % self.ledgers_per_batch
+        return first, first + self.ledgers_per_batch - 1
+
+    def batch_key(self, sequence: int) -> str:
+        """The object key of the batch holding ledger `sequence`, as SEP-54 names it."""
+        first, last = self.batch_range(sequence)
+        name = _reversed_name(first, last, self.ledgers_per_batch == 1)
+        parts = [self.ledgers_path] if self.ledgers_path else []
+        per_partition = self.ledgers_per_batch * self.batches_per_partition
+        if self.batches_per_partition > 1:
+            start = sequence - sequence % per_partition
+            parts.append(_reversed_name(start, start + per_partition - 1, False))
+        parts.append(f"{name}.xdr.{self.compression}")
+        return "/".join(parts)
+
+
+def _reversed_name(first: int, last: int, single: bool) -> str:
+    head = f"{MAX_SEQUENCE - first:08X}--{first}"
+    return head if single else f"{head}-{last}"
+
+
+def open_store(url: str, endpoint_url: str = "", anonymous: bool = False) -> ObjectStore:
+    """An obstore store for LAKE_URL (`s3://bucket/prefix`, `gs://bucket/prefix`, `file:///dir`).
+
+    Credentials come from the standard environment (AWS_*, GOOGLE_*), which obstore reads
+    itself; `anonymous` sends unsigned requests, as public buckets (AWS Open Data) want.
+    """
+    config: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    if url.startswith(("s3://", "gs://")) and anonymous:
+        config["skip_signature"] = True
+    if url.startswith("s3://") and endpoint_url:
+        config["endpoint"] = endpoint_url
+        if endpoint_url.startswith("http://"):
+            options["allow_http"] = True
+    try:
+        # obstore's config types are TypedDicts per backend; a plain dict serves them all.
+        return from_url(url, config=config or None, client_options=options or None)  # type: ignore[arg-type]
+    except (BaseError, ValueError) as exc:
+        raise LakeUnreachableError(CONFIG_KEY, f"cannot open {redact_url(url)}: {exc}") from exc
+
+
+class Lake:
+    """Reads ledgers out of a lake, checked against the network and chained by hash."""
+
+    def __init__(self, store: ObjectStore, expected_passphrase: str, prefetch: int = 4) -> None:
+        if prefetch < 1:
+            raise ValueError("prefetch must be at least 1")
+        self._store = store
+        self._expected = expected_passphrase
+        self._prefetch = prefetch
+        self._layout: LakeLayout | None = None
+        self.bytes_fetched = 0
+
+    async def layout(self) -> LakeLayout:
+        """The lake's configuration, read once; refuses a lake of another network."""
+        if self._layout is None:
+            layout = LakeLayout.parse(await self._get(CONFIG_KEY), CONFIG_KEY)
+            if layout.network_passphrase != self._expected:
+                raise LakeNetworkMismatchError(
+                    CONFIG_KEY, layout.network_passphrase, self._expected
+                )
+            self._layout = layout
+        return self._layout
+
+    async def batch(self, sequence: int) -> list[MetaLedger]:
+        """Every ledger of the batch holding `sequence`, decompressed and hash-checked."""
+        layout = await self.layout()
+        key = layout.batch_key(sequence)
+        return self._decode(key, await self._get(key), layout)
+
+    async def ledgers(
+        self, first: int, last: int, previous_hash: str | None = None
+    ) -> AsyncIterator[MetaLedger]:
+        """Ledgers first..last in order, each chained to the one before (and the first to
+        `previous_hash` when given). At most `prefetch` objects are in flight or waiting."""
+        layout = await self.layout()
+        starts = range(layout.batch_range(first)[0], last + 1, layout.ledgers_per_batch)
+        pending: deque[tuple[str, asyncio.Task[bytes]]] = deque()
+        upcoming = iter(starts)
+        expected_previous = previous_hash
+        try:
+            while True:
+                while len(pending) < self._prefetch:
+                    start = next(upcoming, None)
+                    if start is None:
+                        break
+                    key = layout.batch_key(start)
+                    pending.append((key, asyncio.ensure_future(self._get(key))))
+                if not pending:
+                    return
+                key, task = pending.popleft()
+                for ledger in self._decode(key, await task, layout):
+                    header = ledger.header
+                    if not first <= header.sequence <= last:
+                        continue
+                    if expected_previous is not None and header.previous_hash != expected_previous:
+                        raise LakeChainError(
+                            key,
+                            f"ledger {header.sequence}'s previous hash {header.previous_hash} "
+                            f"is not the hash of ledger {header.sequence - 1} "
+                            f"({expected_previous}); the lake copy cannot be trusted here",
+                        )
+                    expected_previous = header.hash
+                    yield ledger
+        finally:
+            for _, task in pending:
+                task.cancel()
+
+    def _decode(self, key: str, raw: bytes, layout: LakeLayout) -> list[MetaLedger]:
+        try:
+            with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)) as reader:
+                data = reader.read(MAX_BATCH_BYTES + 1)
+        except zstandard.ZstdError as exc:
+            raise LakeObjectCorruptError(key, f"is not valid zstd: {exc}") from exc
+        if len(data) > MAX_BATCH_BYTES:
+            raise LakeObjectCorruptError(key, f"decompresses to more than {MAX_BATCH_BYTES} bytes")
+        try:
+            ledgers = batch_ledgers(data)
+        except MetaDecodeError as exc:
+            raise LakeObjectCorruptError(
+                key, f"is not a whole LedgerCloseMetaBatch (truncated or corrupt): {exc}"
+            ) from exc
+        first, _ = layout.batch_range(ledgers[0].header.sequence if ledgers else 0)
+        if not ledgers or layout.batch_key(first) != key:
+            raise LakeObjectCorruptError(key, "holds other ledgers than its name says")
+        return ledgers
+
+    async def _get(self, key: str) -> bytes:
+        try:
+            result = await obstore.get_async(self._store, key)
+            data = bytes(await result.bytes_async())
+        except FileNotFoundError as exc:
+            raise LakeObjectMissingError(key, "is not in the lake") from exc
+        except NotFoundError as exc:
+            raise LakeObjectMissingError(key, "is not in the lake") from exc
+        except (BaseError, OSError) as exc:
+            raise LakeUnreachableError(key, f"could not be read: {exc}") from exc
+        self.bytes_fetched += len(data)
+        return data
+
+
+__all__ = ["CONFIG_KEY", "Lake", "LakeError", "LakeLayout", "open_store"]

@@ -1,0 +1,166 @@
+"""The simulated network's history as a SEP-54 data lake.
+
+Each ledger becomes a `LedgerCloseMeta` v2 whose transactions carry, as TransactionMeta v4,
+exactly the events getEvents serves for that ledger: fee charges as transaction-level events
+before all transactions, each transaction's operation events under its operation, and fee
+refunds after all transactions. Headers are the chain's own, so hashes check and chain.
+Objects are written through obstore, so the same code fills a directory or an S3 bucket.
+
+The getLedgers metadata of the simulated network stays event-free (it is sized for other
+tests); only the lake copy carries the events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterable, Mapping
+
+import obstore
+import zstandard
+from obstore.store import ObjectStore
+from stellar_sdk import StrKey
+
+from stellar_reconciler.lake import CONFIG_KEY, LakeLayout
+from stellar_reconciler.simnet import codec
+from stellar_reconciler.simnet.cursor import TX_MASK
+from stellar_reconciler.simnet.events import SYSTEM, LedgerEvents
+from stellar_reconciler.simnet.network import SimNetwork
+
+_BEFORE_ALL_TXS, _AFTER_ALL_TXS = 0, 2
+_TX_FAILED = -1
+_u32 = struct.Struct(">I").pack
+_i32 = struct.Struct(">i").pack
+
+
+def close_meta(network: SimNetwork, sequence: int, altered: bool = False) -> bytes:
+    """LedgerCloseMeta v2 XDR of `sequence` with its events; `altered` changes one event's
+    value (a lake copy that differs from what the RPC serves)."""
+    header = network.header_xdr(sequence)
+    entry = hashlib.sha256(header).digest() + header + _u32(0)
+    previous = header[4:36]
+    parts = [
+        _i32(2),
+        _i32(0),  # LedgerCloseMetaExt v0
+        entry,
+        _i32(1) + previous + _u32(0),  # GeneralizedTransactionSet v1, no phases
+    ]
+    events = network.ledger_events(sequence)
+    transactions = _transactions(events, altered) if events is not None else []
+    parts.append(_u32(len(transactions)))
+    parts.extend(transactions)
+    parts.append(_u32(0) + _u32(0))  # upgrades, SCP info
+    parts.append(struct.pack(">Q", 0) + _u32(0))  # live Soroban state size, evicted keys
+    return b"".join(parts)
+
+
+def _transactions(events: LedgerEvents, altered: bool) -> list[bytes]:
+    numbers: dict[str, int] = {}
+    fee_ordinal = 0
+    for i in range(len(events)):
+        if events.txs[i] == 0:
+            fee_ordinal += 1
+            numbers.setdefault(events.tx_hashes[i], fee_ordinal)
+        elif events.txs[i] != TX_MASK:
+            numbers.setdefault(events.tx_hashes[i], events.txs[i])
+    count = max(numbers.values(), default=0)
+    hashes = {number: tx_hash for tx_hash, number in numbers.items()}
+    op_events: dict[int, list[bytes]] = {}
+    tx_events: dict[int, list[bytes]] = {}
+    successful: dict[int, bool] = {}
+    for i in range(len(events)):
+        tx = numbers[events.tx_hashes[i]]
+        value = events.values[i]
+        if altered and i == 0:
+            value = codec.b64(codec.u32(0xDEAD))
+        event = _contract_event(events.types[i], events.contract_ids[i], events.topics[i], value)
+        if events.txs[i] == 0:
+            tx_events.setdefault(tx, []).append(_i32(_BEFORE_ALL_TXS) + event)
+            successful[tx] = events.successful[i]
+        elif events.txs[i] == TX_MASK:
+            tx_events.setdefault(tx, []).append(_i32(_AFTER_ALL_TXS) + event)
+        else:
+            op_events.setdefault(tx, []).append(event)
+    return [
+        _result_meta(
+            bytes.fromhex(hashes[tx]),
+            successful.get(tx, True),
+            op_events.get(tx, []),
+            tx_events.get(tx, []),
+        )
+        for tx in range(1, count + 1)
+    ]
+
+
+def _contract_event(kind: str, contract_id: str, topics: Iterable[str], value: str) -> bytes:
+    topic_bytes = [codec.unb64(t) for t in topics]
+    return b"".join(
+        (
+            _i32(0),  # ExtensionPoint v0
+            _u32(1) + StrKey.decode_contract(contract_id),
+            _i32(0 if kind == SYSTEM else 1),
+            _i32(0),  # body v0
+            _u32(len(topic_bytes)),
+            *topic_bytes,
+            codec.unb64(value),
+        )
+    )
+
+
+def _result_meta(tx_hash: bytes, ok: bool, ops: list[bytes], tx_events: list[bytes]) -> bytes:
+    result = struct.pack(">q", 100) + _i32(0 if ok else _TX_FAILED) + _u32(0) + _i32(0)
+    operations = _u32(1) + _i32(0) + _u32(0) + _u32(len(ops)) + b"".join(ops) if ops else _u32(0)
+    meta = b"".join(
+        (
+            _i32(4),
+            _i32(0),  # ext
+            _u32(0),  # changes before
+            operations,
+            _u32(0),  # changes after
+            _u32(0),  # no Soroban meta
+            _u32(len(tx_events)),
+            *tx_events,
+            _u32(0),  # diagnostic events
+        )
+    )
+    return b"".join((_i32(0), tx_hash, result, _u32(0), meta, _u32(0)))
+
+
+def batch_object(metas: list[bytes], first: int, last: int) -> bytes:
+    """A SEP-54 object: zstd of the LedgerCloseMetaBatch of ledgers first..last."""
+    batch = _u32(first) + _u32(last) + _u32(len(metas)) + b"".join(metas)
+    return zstandard.ZstdCompressor(level=3).compress(batch)
+
+
+def publish(
+    network: SimNetwork,
+    store: ObjectStore,
+    first: int,
+    last: int,
+    layout: LakeLayout | None = None,
+    altered: Iterable[int] = (),
+    passphrase: str | None = None,
+) -> list[str]:
+    """Write ledgers first..last (whole batches) and the configuration object; returns the
+    batch keys written. `passphrase` overrides the network's (a lake of another network)."""
+    layout = layout or LakeLayout(network.passphrase, 1, 64)
+    if passphrase is not None:
+        layout = LakeLayout(passphrase, layout.ledgers_per_batch, layout.batches_per_partition)
+    obstore.put(store, CONFIG_KEY, layout.to_json())
+    changed = set(altered)
+    keys = []
+    start = layout.batch_range(first)[0]
+    while start <= last:
+        end = start + layout.ledgers_per_batch - 1
+        sequences = range(start, end + 1)
+        metas = [close_meta(network, s, s in changed) for s in sequences]
+        key = layout.batch_key(start)
+        obstore.put(store, key, batch_object(metas, start, end))
+        keys.append(key)
+        start = end + 1
+    return keys
+
+
+def truth(network: SimNetwork, first: int, last: int) -> Mapping[str, dict[str, object]]:
+    """The events getEvents would serve for first..last, by id (the comparison's reference)."""
+    return {record["id"]: record for record in network.record_events(first, last)}
