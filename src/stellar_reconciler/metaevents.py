@@ -157,7 +157,10 @@ def transaction_events(
     """Operation and transaction-level events of one TransactionMeta (as getTransactions
     serves `resultMetaXdr`). Ledger-wide counters start at 0, as for a ledger's only tx."""
     sink = _Sink(ledger, closed_at)
-    end = sink.transaction_meta(meta, 0, tx_index, tx_hash, successful)
+    try:
+        end = sink.transaction_meta(meta, 0, tx_index, tx_hash, successful)
+    except (XdrSkipError, struct.error):
+        return transaction_events_with_sdk(meta, ledger, tx_index, tx_hash, successful, closed_at)
     if end != len(meta):
         raise MetaDecodeError(f"{len(meta) - end} bytes after the TransactionMeta")
     return sink.sorted()
@@ -404,6 +407,19 @@ def ledger_events_with_sdk(meta: bytes, cause: Exception | None = None) -> MetaL
             code in _SUCCESS_CODES,
         )
     return MetaLedger(header, tuple(sink.sorted()))
+
+
+def transaction_events_with_sdk(
+    meta: bytes, ledger: int, tx_index: int, tx_hash: str, successful: bool, closed_at: str
+) -> list[RawEvent]:
+    """`transaction_events` through stellar-sdk's full decode (the reference)."""
+    try:
+        decoded = xdr.TransactionMeta.from_xdr_bytes(meta)
+    except (ValueError, IndexError, EOFError, KeyError) as exc:
+        raise MetaDecodeError(f"not a TransactionMeta: {exc}") from exc
+    sink = _SdkSink(ledger, closed_at)
+    sink.transaction(decoded, tx_index, tx_hash, successful)
+    return sink.sorted()
 
 
 class _SdkSink(_Sink):
