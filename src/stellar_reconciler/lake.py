@@ -140,7 +140,12 @@ def open_store(url: str, endpoint_url: str = "", anonymous: bool = False) -> Obj
         # obstore's config types are TypedDicts per backend; a plain dict serves them all.
         return from_url(url, config=config or None, client_options=options or None)  # type: ignore[arg-type]
     except (BaseError, ValueError) as exc:
-        raise LakeUnreachableError(CONFIG_KEY, f"cannot open {redact_url(url)}: {exc}") from exc
+        # obstore's message repeats the URL with any credentials in it; name the kind only.
+        raise LakeUnreachableError(
+            CONFIG_KEY,
+            f"cannot open {redact_url(url)} ({type(exc).__name__}); LAKE_URL must be "
+            "s3://bucket/prefix, gs://bucket/prefix or file:///dir",
+        ) from None
 
 
 class Lake:
