@@ -243,7 +243,9 @@ class Lake:
         except NotFoundError as exc:
             raise LakeObjectMissingError(key, "is not in the lake") from exc
         except (BaseError, OSError) as exc:
-            raise LakeUnreachableError(key, f"could not be read: {exc}") from exc
+            # obstore appends a multi-line debug dump; its first line says what happened.
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise LakeUnreachableError(key, f"could not be read: {first_line}") from exc
         self.bytes_fetched += len(data)
         return data
 

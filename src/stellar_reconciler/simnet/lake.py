@@ -150,6 +150,11 @@ def publish(
     changed = set(altered)
     keys = []
     start = layout.batch_range(first)[0]
+    if start < network.first_ledger or layout.batch_range(last)[1] > network.latest_ledger:
+        raise ValueError(
+            f"ledgers {first}-{last} do not fill whole batches of {layout.ledgers_per_batch} "
+            f"inside {network.first_ledger}..{network.latest_ledger}"
+        )
     while start <= last:
         end = start + layout.ledgers_per_batch - 1
         sequences = range(start, end + 1)
