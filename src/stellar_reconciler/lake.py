@@ -159,6 +159,7 @@ class Lake:
         self._prefetch = prefetch
         self._layout: LakeLayout | None = None
         self.bytes_fetched = 0
+        self.objects_requested = 0
 
     async def layout(self) -> LakeLayout:
         """The lake's configuration, read once; refuses a lake of another network."""
@@ -235,6 +236,7 @@ class Lake:
         return ledgers
 
     async def _get(self, key: str) -> bytes:
+        self.objects_requested += 1
         try:
             result = await obstore.get_async(self._store, key)
             data = bytes(await result.bytes_async())

@@ -92,6 +92,15 @@ def _read(store: LocalStore, passphrase: str, first: int, last: int) -> list[Met
     return asyncio.run(collect())
 
 
+def _read_with(
+    lake: Lake, first: int, last: int, previous_hash: str | None = None
+) -> list[MetaLedger]:
+    async def collect() -> list[MetaLedger]:
+        return [ledger async for ledger in lake.ledgers(first, last, previous_hash)]
+
+    return asyncio.run(collect())
+
+
 def test_directory_lake_gives_the_simnet_events_id_for_id(
     network: SimNetwork, tmp_path: Path
 ) -> None:
@@ -113,6 +122,39 @@ def test_directory_lake_gives_the_simnet_events_id_for_id(
         assert list(event.topics_xdr) == record["topic"]
         assert event.tx_hash == record["txHash"]
         assert event.in_successful_contract_call == record["inSuccessfulContractCall"]
+
+
+def test_prefetch_keeps_at_most_the_configured_objects_ahead(
+    network: SimNetwork, tmp_path: Path
+) -> None:
+    """With prefetch 3, taking the first ledger of 20 one-ledger objects has asked for the
+    configuration and 3 objects, no more; the whole range asks for each object once."""
+    store = LocalStore(str(tmp_path))
+    simlake.publish(network, store, 1000, 1019)
+    lake = Lake(store, network.passphrase, prefetch=3)
+
+    async def first_only() -> int:
+        ledgers = lake.ledgers(1000, 1019)
+        ledger = await anext(ledgers)
+        await ledgers.aclose()
+        return ledger.header.sequence
+
+    assert asyncio.run(first_only()) == 1000
+    assert lake.objects_requested == 1 + 3
+    whole = Lake(store, network.passphrase, prefetch=3)
+    assert len(_read_with(whole, 1000, 1019)) == 20
+    assert whole.objects_requested == 1 + 20
+
+
+def test_first_ledger_must_chain_to_the_hash_given(network: SimNetwork, tmp_path: Path) -> None:
+    """Reading on from a stored ledger: a first ledger whose previous hash is not the stored
+    hash is LakeChainError; the right hash reads on."""
+    store = LocalStore(str(tmp_path))
+    keys = simlake.publish(network, store, 1000, 1004)
+    lake = Lake(store, network.passphrase)
+    assert len(_read_with(lake, 1002, 1004, network.ledger_hash(1001))) == 3
+    with pytest.raises(LakeChainError, match=keys[2]):
+        _read_with(lake, 1002, 1004, network.ledger_hash(1000))
 
 
 def test_real_galexie_object_is_read_from_a_directory_lake(tmp_path: Path) -> None:

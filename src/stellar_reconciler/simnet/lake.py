@@ -29,32 +29,44 @@ from stellar_reconciler.simnet.network import SimNetwork
 
 _BEFORE_ALL_TXS, _AFTER_ALL_TXS = 0, 2
 _TX_FAILED = -1
+_DIAGNOSTIC = 2
+_SCV_VOID = 1
 _u32 = struct.Struct(">I").pack
 _i32 = struct.Struct(">i").pack
 
 
-def close_meta(network: SimNetwork, sequence: int, altered: bool = False) -> bytes:
-    """LedgerCloseMeta v2 XDR of `sequence` with its events; `altered` changes one event's
-    value (a lake copy that differs from what the RPC serves)."""
+def close_meta(
+    network: SimNetwork, sequence: int, altered: bool = False, version: int = 2
+) -> bytes:
+    """LedgerCloseMeta XDR of `sequence` with its events; `altered` changes one event's value
+    (a lake copy that differs from what the RPC serves).
+
+    `version` 2 carries TransactionMeta v4 (protocol 23 on); 1 carries v3 (protocols 20-22:
+    Soroban events only, with a diagnostic event beside them that getEvents never serves), and
+    needs a network without fee events, which v3 cannot hold; 0 carries v2 (before Soroban:
+    no events at all).
+    """
     header = network.header_xdr(sequence)
     entry = hashlib.sha256(header).digest() + header + _u32(0)
     previous = header[4:36]
-    parts = [
-        _i32(2),
-        _i32(0),  # LedgerCloseMetaExt v0
-        entry,
-        _i32(1) + previous + _u32(0),  # GeneralizedTransactionSet v1, no phases
-    ]
     events = network.ledger_events(sequence)
-    transactions = _transactions(events, altered) if events is not None else []
-    parts.append(_u32(len(transactions)))
-    parts.extend(transactions)
-    parts.append(_u32(0) + _u32(0))  # upgrades, SCP info
-    parts.append(struct.pack(">Q", 0) + _u32(0))  # live Soroban state size, evicted keys
-    return b"".join(parts)
+    if version == 1 and events is not None and any(tx in (0, TX_MASK) for tx in events.txs):
+        raise ValueError("TransactionMeta v3 holds no transaction-level (fee) events")
+    transactions = _transactions(events, altered, version) if events is not None else []
+    if version == 0:
+        head = [_i32(0), entry, previous + _u32(0)]  # TransactionSet with no envelopes
+    else:
+        # LedgerCloseMetaExt v0, then a GeneralizedTransactionSet v1 with no phases.
+        head = [_i32(version), _i32(0), entry, _i32(1) + previous + _u32(0)]
+    tail = [_u32(0) + _u32(0)]  # upgrades, SCP info
+    if version:
+        tail.append(struct.pack(">Q", 0) + _u32(0))  # live Soroban state size, evicted keys
+    if version == 1:
+        tail.append(_u32(0))  # unused
+    return b"".join([*head, _u32(len(transactions)), *transactions, *tail])
 
 
-def _transactions(events: LedgerEvents, altered: bool) -> list[bytes]:
+def _transactions(events: LedgerEvents, altered: bool, version: int) -> list[bytes]:
     numbers: dict[str, int] = {}
     fee_ordinal = 0
     for i in range(len(events)):
@@ -87,6 +99,7 @@ def _transactions(events: LedgerEvents, altered: bool) -> list[bytes]:
             successful.get(tx, True),
             op_events.get(tx, []),
             tx_events.get(tx, []),
+            version,
         )
         for tx in range(1, count + 1)
     ]
@@ -107,10 +120,25 @@ def _contract_event(kind: str, contract_id: str, topics: Iterable[str], value: s
     )
 
 
-def _result_meta(tx_hash: bytes, ok: bool, ops: list[bytes], tx_events: list[bytes]) -> bytes:
+def _result_meta(
+    tx_hash: bytes, ok: bool, ops: list[bytes], tx_events: list[bytes], version: int
+) -> bytes:
+    """TransactionResultMeta (v1 for LedgerCloseMeta v2) of one transaction."""
     result = struct.pack(">q", 100) + _i32(0 if ok else _TX_FAILED) + _u32(0) + _i32(0)
+    if version == 2:
+        meta = _meta_v4(ops, tx_events)
+        return b"".join((_i32(0), tx_hash, result, _u32(0), meta, _u32(0)))
+    # OperationMeta of one operation with no ledger changes.
+    operations = _u32(1) + _u32(0)
+    # v1 carries TransactionMeta v3; v0 carries v2 (changes before, operations, changes after).
+    v2 = _i32(2) + _u32(0) + operations + _u32(0)
+    meta = _meta_v3(operations, ops) if version == 1 else v2
+    return b"".join((tx_hash, result, _u32(0), meta))
+
+
+def _meta_v4(ops: list[bytes], tx_events: list[bytes]) -> bytes:
     operations = _u32(1) + _i32(0) + _u32(0) + _u32(len(ops)) + b"".join(ops) if ops else _u32(0)
-    meta = b"".join(
+    return b"".join(
         (
             _i32(4),
             _i32(0),  # ext
@@ -123,7 +151,24 @@ def _result_meta(tx_hash: bytes, ok: bool, ops: list[bytes], tx_events: list[byt
             _u32(0),  # diagnostic events
         )
     )
-    return b"".join((_i32(0), tx_hash, result, _u32(0), meta, _u32(0)))
+
+
+def _meta_v3(operations: bytes, ops: list[bytes]) -> bytes:
+    # A diagnostic copy of the first event rides along, as nodes with diagnostics enabled
+    # write them: it must never come out as an event.
+    # The type sits after the ext (4), the contract id's flag (4) and the id itself (32).
+    diagnostics = [_u32(1) + ops[0][:40] + _i32(_DIAGNOSTIC) + ops[0][44:]] if ops else []
+    soroban = b"".join(
+        (
+            _i32(0),  # SorobanTransactionMetaExt v0
+            _u32(len(ops)),
+            *ops,
+            _i32(_SCV_VOID),  # return value
+            _u32(len(diagnostics)),
+            *diagnostics,
+        )
+    )
+    return b"".join((_i32(3), _i32(0), _u32(0), operations, _u32(0), _u32(1), soroban))
 
 
 def batch_object(metas: list[bytes], first: int, last: int) -> bytes:
@@ -140,9 +185,11 @@ def publish(
     layout: LakeLayout | None = None,
     altered: Iterable[int] = (),
     passphrase: str | None = None,
+    version: int = 2,
 ) -> list[str]:
     """Write ledgers first..last (whole batches) and the configuration object; returns the
-    batch keys written. `passphrase` overrides the network's (a lake of another network)."""
+    batch keys written. `passphrase` overrides the network's (a lake of another network);
+    `version` is the LedgerCloseMeta version (see close_meta)."""
     layout = layout or LakeLayout(network.passphrase, 1, 64)
     if passphrase is not None:
         layout = LakeLayout(passphrase, layout.ledgers_per_batch, layout.batches_per_partition)
@@ -158,7 +205,7 @@ def publish(
     while start <= last:
         end = start + layout.ledgers_per_batch - 1
         sequences = range(start, end + 1)
-        metas = [close_meta(network, s, s in changed) for s in sequences]
+        metas = [close_meta(network, s, s in changed, version) for s in sequences]
         key = layout.batch_key(start)
         obstore.put(store, key, batch_object(metas, start, end))
         keys.append(key)
