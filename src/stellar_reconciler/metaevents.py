@@ -29,8 +29,10 @@ from datetime import UTC, datetime
 
 from stellar_sdk import StrKey, xdr
 
+from stellar_reconciler.config import Settings
+from stellar_reconciler.decode import decode_event
 from stellar_reconciler.errors import MetaDecodeError
-from stellar_reconciler.models import LedgerHeader, RawEvent
+from stellar_reconciler.models import Event, LedgerHeader, RawEvent
 from stellar_reconciler.xdrskip import Skipper, XdrSkipError, skipper
 
 TX_MASK = (1 << 20) - 1
@@ -53,6 +55,11 @@ class MetaLedger:
     header: LedgerHeader
     events: tuple[RawEvent, ...]
 
+    def decoded(self, selector: EventSelector | None = None) -> list[Event]:
+        """The selected events decoded as the service stores them (topics and value as JSON)."""
+        chosen = self.events if selector is None else filter(selector.selects, self.events)
+        return [decode_event(event) for event in chosen]
+
 
 @dataclass(frozen=True, slots=True)
 class EventSelector:
@@ -69,6 +76,11 @@ class EventSelector:
     @classmethod
     def of(cls, contract_ids: Iterable[str], topics: Iterable[Sequence[str]]) -> EventSelector:
         return cls(frozenset(contract_ids), tuple(tuple(t) for t in topics))
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> EventSelector:
+        """What CONTRACT_IDS and EVENT_TOPICS select (segments already as getEvents takes them)."""
+        return cls.of(settings.contract_ids, settings.event_topics)
 
     def selects(self, event: RawEvent) -> bool:
         if self.contract_ids and event.contract_id not in self.contract_ids:

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from stellar_sdk import xdr
 
+from stellar_reconciler.config import Settings
 from stellar_reconciler.decode import decode_event, parse_event_id
 from stellar_reconciler.errors import MetaDecodeError
 from stellar_reconciler.metaevents import (
@@ -23,6 +24,8 @@ from stellar_reconciler.metaevents import (
     transaction_events_with_sdk,
 )
 from stellar_reconciler.models import RawEvent
+from stellar_reconciler.pager import build_filter_sets
+from stellar_reconciler.rpc import parse_event
 from stellar_reconciler.simnet import filters as simnet_filters
 from stellar_reconciler.simnet.config import SimNetConfig
 from stellar_reconciler.simnet.lake import close_meta
@@ -240,3 +243,31 @@ def test_selector_matches_like_get_events_filters(
         frozenset(), tuple(chosen), tuple(simnet_filters.TopicFilter(tuple(f)) for f in filters)
     )
     assert selector.selects(event) == reference.matches("contract", contract, tuple(topics))
+
+
+def test_lake_events_decode_to_what_the_service_stores_from_get_events() -> None:
+    """Every event of ten simulated ledgers, decoded from the lake meta, equals the Event the
+    service builds from the same ledger's getEvents answer; with CONTRACT_IDS and EVENT_TOPICS
+    set, the selection equals what getEvents' filters (built as the worker builds them) serve."""
+    network = SimNetwork(
+        SimNetConfig(seed=9, first_ledger=700, prebuilt_ledgers=10, system_event_every=2)
+    )
+    settings = Settings.from_env(
+        contract_ids=network.token_contract_id, event_topics="transfer,*,*,*"
+    )
+    (filter_list,) = build_filter_sets(settings.contract_ids, settings.event_topics)
+    filters = simnet_filters.decode_filters(filter_list)
+    selector = EventSelector.for_settings(settings)
+    selected_total = 0
+    for sequence in range(700, 710):
+        ledger = ledger_events(close_meta(network, sequence))
+        served = network.record_events(sequence, sequence)
+        assert ledger.decoded() == [decode_event(parse_event(r)) for r in served]
+        wanted = [
+            decode_event(parse_event(r))
+            for r in served
+            if simnet_filters.matches_any(filters, r["type"], r["contractId"], tuple(r["topic"]))
+        ]
+        assert ledger.decoded(selector) == wanted
+        selected_total += len(wanted)
+    assert selected_total > 0
