@@ -199,7 +199,10 @@ class Lake:
                 if not pending:
                     return
                 key, task = pending.popleft()
-                for ledger in self._decode(key, await task, layout):
+                # Decompressing and walking a mainnet batch takes milliseconds of CPU; off the
+                # event loop, the prefetches and anything else on the loop keep going.
+                decoded = await asyncio.to_thread(self._decode, key, await task, layout)
+                for ledger in decoded:
                     header = ledger.header
                     if not first <= header.sequence <= last:
                         continue

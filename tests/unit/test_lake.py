@@ -184,7 +184,7 @@ def test_missing_object_names_its_key(network: SimNetwork, tmp_path: Path) -> No
     """A batch object that is not there is LakeObjectMissingError with its key."""
     store = LocalStore(str(tmp_path))
     keys = simlake.publish(network, store, 1000, 1009)
-    (tmp_path / keys[5]).unlink()
+    simlake.damage(store, keys[5], "missing")
     with pytest.raises(LakeObjectMissingError, match=keys[5]):
         _read(store, network.passphrase, 1000, 1009)
 
@@ -195,23 +195,15 @@ def test_missing_configuration_is_missing_not_unreachable(tmp_path: Path) -> Non
         _read(LocalStore(str(tmp_path)), MAINNET, 1, 1)
 
 
-@pytest.mark.parametrize("damage", ["truncate", "corrupt", "empty"])
+@pytest.mark.parametrize("how", ["truncated", "corrupt", "empty"])
 def test_damaged_object_is_corrupt_naming_its_key(
-    network: SimNetwork, tmp_path: Path, damage: str
+    network: SimNetwork, tmp_path: Path, how: str
 ) -> None:
     """A truncated, bit-flipped or empty object is LakeObjectCorruptError naming its key, and
     the ledgers before it still come out."""
     store = LocalStore(str(tmp_path))
     keys = simlake.publish(network, store, 1000, 1009)
-    path = tmp_path / keys[6]
-    data = path.read_bytes()
-    if damage == "truncate":
-        data = data[: len(data) // 2]
-    elif damage == "corrupt":
-        data = data[:20] + bytes(b ^ 0x5A for b in data[20:40]) + data[40:]
-    else:
-        data = b""
-    path.write_bytes(data)
+    simlake.damage(store, keys[6], how)
     seen: list[int] = []
 
     async def collect() -> None:

@@ -213,6 +213,27 @@ def publish(
     return keys
 
 
+DAMAGES = ("missing", "truncated", "corrupt", "empty")
+
+
+def damage(store: ObjectStore, key: str, how: str) -> None:
+    """Break one lake object: `missing` deletes it, `truncated` keeps its first half,
+    `corrupt` flips 20 bytes after the zstd frame header, `empty` leaves zero bytes."""
+    if how not in DAMAGES:
+        raise ValueError(f"damage {how!r} is not one of {', '.join(DAMAGES)}")
+    if how == "missing":
+        obstore.delete(store, key)
+        return
+    data = bytes(obstore.get(store, key).bytes())
+    if how == "truncated":
+        data = data[: len(data) // 2]
+    elif how == "corrupt":
+        data = data[:20] + bytes(b ^ 0x5A for b in data[20:40]) + data[40:]
+    else:
+        data = b""
+    obstore.put(store, key, data)
+
+
 def truth(network: SimNetwork, first: int, last: int) -> Mapping[str, dict[str, object]]:
     """The events getEvents would serve for first..last, by id (the comparison's reference)."""
     return {record["id"]: record for record in network.record_events(first, last)}
