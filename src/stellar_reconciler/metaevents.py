@@ -26,6 +26,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from stellar_sdk import StrKey, xdr
 
@@ -101,6 +102,23 @@ def _topics_match(segments: tuple[str, ...], topics: tuple[str, ...]) -> bool:
 def closed_at_text(close_time: int) -> str:
     """RFC 3339 in UTC with a Z, as getEvents formats ledgerClosedAt."""
     return datetime.fromtimestamp(close_time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rpc_record(event: RawEvent) -> dict[str, Any]:
+    """The event as getEvents serves it (keys and JSON types of its base64 XDR format)."""
+    return {
+        "type": event.type,
+        "ledger": event.ledger,
+        "ledgerClosedAt": event.ledger_closed_at,
+        "contractId": event.contract_id,
+        "id": event.id,
+        "operationIndex": event.operation_index,
+        "transactionIndex": event.transaction_index,
+        "txHash": event.tx_hash,
+        "inSuccessfulContractCall": event.in_successful_contract_call,
+        "topic": list(event.topics_xdr),
+        "value": event.value_xdr,
+    }
 
 
 def event_id(ledger: int, tx: int, op: int, index: int) -> str:

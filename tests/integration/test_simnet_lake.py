@@ -11,7 +11,7 @@ import httpx
 from obstore.store import LocalStore
 
 from stellar_reconciler.lake import Lake
-from stellar_reconciler.metaevents import MetaLedger
+from stellar_reconciler.metaevents import MetaLedger, rpc_record
 from stellar_reconciler.simnet.config import DEFAULT_PASSPHRASE
 from stellar_reconciler.simnet.testing import result
 from tests.integration.test_simnet_runner import free_port, poll
@@ -73,22 +73,6 @@ def test_cli_lake_dir_publishes_what_get_events_serves(tmp_path: Path) -> None:
 
     ledgers = asyncio.run(read())
     assert [ledger.header.sequence for ledger in ledgers] == list(range(600, 640))
-    from_lake = [
-        {
-            "type": e.type,
-            "ledger": e.ledger,
-            "ledgerClosedAt": e.ledger_closed_at,
-            "contractId": e.contract_id,
-            "id": e.id,
-            "operationIndex": e.operation_index,
-            "transactionIndex": e.transaction_index,
-            "txHash": e.tx_hash,
-            "inSuccessfulContractCall": e.in_successful_contract_call,
-            "topic": list(e.topics_xdr),
-            "value": e.value_xdr,
-        }
-        for ledger in ledgers
-        for e in ledger.events
-    ]
+    from_lake = [rpc_record(e) for ledger in ledgers for e in ledger.events]
     assert len(served) > 100
     assert from_lake == served

@@ -20,6 +20,7 @@ from stellar_reconciler.metaevents import (
     batch_ledgers,
     ledger_events,
     ledger_events_with_sdk,
+    rpc_record,
     transaction_events,
     transaction_events_with_sdk,
 )
@@ -48,23 +49,6 @@ def _p25_meta() -> bytes:
     return base64.b64decode(load("testnet_getLatestLedger_1283415_p25.result.json")["metadataXdr"])
 
 
-def _as_rpc(event: RawEvent) -> dict[str, object]:
-    """The event in getEvents' JSON shape (the keys and JSON types the RPC sends)."""
-    return {
-        "type": event.type,
-        "ledger": event.ledger,
-        "ledgerClosedAt": event.ledger_closed_at,
-        "contractId": event.contract_id,
-        "id": event.id,
-        "transactionIndex": event.transaction_index,
-        "operationIndex": event.operation_index,
-        "inSuccessfulContractCall": event.in_successful_contract_call,
-        "topic": list(event.topics_xdr),
-        "value": event.value_xdr,
-        "txHash": event.tx_hash,
-    }
-
-
 def test_protocol_25_ledger_yields_the_fee_and_the_transfer_with_rpc_ids() -> None:
     """Ledger 1283415 (meta v2, tx meta v4): tx-level fee at (tx 0, op 0, 0), SAC transfer at
     (tx 1, op 0, 0), both from the one transaction, in id order, header hash = the RPC's id."""
@@ -89,7 +73,7 @@ def test_fee_event_has_the_shape_the_rpc_serves_for_fee_events() -> None:
     """The extracted fee event has the keys, JSON types, contract, first topic and value type of
     the RPC's recorded fee events (testnet_getEvents_any), and the same id rule (tx 0, op 0)."""
     recorded = load("testnet_getEvents_any.result.json")["events"]
-    fee = _as_rpc(ledger_events(_p25_meta()).events[0])
+    fee = rpc_record(ledger_events(_p25_meta()).events[0])
     for served in recorded:
         assert set(fee) == set(served)
         assert {k: type(v) for k, v in fee.items()} == {k: type(v) for k, v in served.items()}
@@ -213,7 +197,7 @@ def test_simnet_metas_agree_with_sdk_and_with_get_events(
     ledger = ledger_events(meta)
     assert ledger == ledger_events_with_sdk(meta)
     served = network.record_events(sequence, sequence)
-    assert [_as_rpc(e) for e in ledger.events] == ([] if version == 0 else served)
+    assert [rpc_record(e) for e in ledger.events] == ([] if version == 0 else served)
 
 
 _TOPIC = st.sampled_from(["AAAADwAAAANmZWUA", "AAAADwAAAAh0cmFuc2Zlcg==", "AAAAAwAAAAE="])
