@@ -31,7 +31,8 @@ from obstore.store import LocalStore
 from stellar_sdk import xdr
 
 from stellar_reconciler.lake import Lake, LakeLayout
-from stellar_reconciler.metaevents import batch_ledgers, ledger_events_with_sdk
+from stellar_reconciler.metaevents import batch_ledgers
+from stellar_reconciler.metasdk import ledger_events_with_sdk
 from stellar_reconciler.simnet import lake as simlake
 from stellar_reconciler.simnet.config import SimNetConfig
 from stellar_reconciler.simnet.network import SimNetwork
@@ -77,6 +78,7 @@ def compile_time() -> float:
 
 
 def lake_read(ledgers: int, per_ledger: int) -> dict[str, Any]:
+    ledgers = -(-ledgers // 8) * 8  # whole objects of 8 ledgers
     network = SimNetwork(
         SimNetConfig(
             seed=3, first_ledger=1024, prebuilt_ledgers=ledgers, events_per_ledger=per_ledger

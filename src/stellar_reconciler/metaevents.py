@@ -13,8 +13,8 @@ The rules are stellar-rpc's own (its event ingestion from `LedgerCloseMeta`):
 - the transaction hash is the one in the transaction's result pair.
 
 The fast path walks the bytes and builds nothing but the events (see xdrskip); the stellar-sdk
-path (`ledger_events_with_sdk`) decodes everything and is the reference the tests hold the
-fast path to, and the fallback when the fast path meets something it does not expect.
+path (metasdk) decodes everything and is the reference the tests hold the fast path to, and
+the fallback when the fast path meets something it does not expect.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from stellar_sdk import StrKey, xdr
+from stellar_sdk import StrKey
 
 from stellar_reconciler.config import Settings
 from stellar_reconciler.decode import decode_event
@@ -38,11 +38,11 @@ from stellar_reconciler.xdrskip import Skipper, XdrSkipError, skipper
 
 TX_MASK = (1 << 20) - 1
 OP_MASK = (1 << 12) - 1
-_EVENT_TYPES = {0: "system", 1: "contract"}
-_DIAGNOSTIC = 2
-_BEFORE_ALL_TXS, _AFTER_TX, _AFTER_ALL_TXS = 0, 1, 2
+EVENT_TYPES = {0: "system", 1: "contract"}
+DIAGNOSTIC = 2
+BEFORE_ALL_TXS, AFTER_TX, AFTER_ALL_TXS = 0, 1, 2
 # txSUCCESS and txFEE_BUMP_INNER_SUCCESS; every other result code is a failed transaction.
-_SUCCESS_CODES = (0, 1)
+SUCCESS_CODES = (0, 1)
 
 _uint = struct.Struct(">I").unpack_from
 _int = struct.Struct(">i").unpack_from
@@ -160,8 +160,11 @@ def batch_ledgers(data: bytes) -> list[MetaLedger]:
         for _ in range(count):
             ledger, pos = _read_close_meta(data, pos)
             ledgers.append(ledger)
-    except (XdrSkipError, struct.error) as exc:
-        return _batch_with_sdk(data, exc)
+    except (XdrSkipError, struct.error, RecursionError) as exc:
+        # metasdk imports this module: imported here, where the fallback needs it.
+        from stellar_reconciler.metasdk import batch_ledgers_with_sdk
+
+        return batch_ledgers_with_sdk(data, exc)
     if pos != len(data):
         raise MetaDecodeError(f"{len(data) - pos} bytes after the last ledger of the batch")
     sequences = [ledger.header.sequence for ledger in ledgers]
@@ -174,7 +177,9 @@ def ledger_events(meta: bytes) -> MetaLedger:
     """The ledger described by one `LedgerCloseMeta` XDR (v0, v1 or v2)."""
     try:
         ledger, end = _read_close_meta(meta, 0)
-    except (XdrSkipError, struct.error) as exc:
+    except (XdrSkipError, struct.error, RecursionError) as exc:
+        from stellar_reconciler.metasdk import ledger_events_with_sdk
+
         return ledger_events_with_sdk(meta, exc)
     if end != len(meta):
         raise MetaDecodeError(f"{len(meta) - end} bytes after the LedgerCloseMeta")
@@ -186,10 +191,12 @@ def transaction_events(
 ) -> list[RawEvent]:
     """Operation and transaction-level events of one TransactionMeta (as getTransactions
     serves `resultMetaXdr`). Ledger-wide counters start at 0, as for a ledger's only tx."""
-    sink = _Sink(ledger, closed_at)
+    sink = EventSink(ledger, closed_at)
     try:
         end = sink.transaction_meta(meta, 0, tx_index, tx_hash, successful)
-    except (XdrSkipError, struct.error):
+    except (XdrSkipError, struct.error, RecursionError):
+        from stellar_reconciler.metasdk import transaction_events_with_sdk
+
         return transaction_events_with_sdk(meta, ledger, tx_index, tx_hash, successful, closed_at)
     if end != len(meta):
         raise MetaDecodeError(f"{len(meta) - end} bytes after the TransactionMeta")
@@ -205,7 +212,7 @@ def _read_close_meta(data: bytes, pos: int) -> tuple[MetaLedger, int]:
     if version:
         pos = _skip_close_meta_ext(data, pos)
     header, pos = _read_history_entry(data, pos)
-    sink = _Sink(header.sequence, closed_at_text(header.close_time))
+    sink = EventSink(header.sequence, closed_at_text(header.close_time))
     pos = (_skip_tx_set if version == 0 else _skip_generalized_tx_set)(data, pos)
     (count,) = _uint(data, pos)
     pos += 4
@@ -216,7 +223,7 @@ def _read_close_meta(data: bytes, pos: int) -> tuple[MetaLedger, int]:
         (code,) = _int(data, pos + 40)
         pos = _skip_result(data, pos + 32)
         pos = _skip_changes(data, pos)  # fee processing
-        pos = sink.transaction_meta(data, pos, tx_index, tx_hash, code in _SUCCESS_CODES)
+        pos = sink.transaction_meta(data, pos, tx_index, tx_hash, code in SUCCESS_CODES)
         if version == 2:
             pos = _skip_changes(data, pos)  # post-apply fee processing
     pos = _skip_array(data, pos, _skip_upgrade)
@@ -264,7 +271,7 @@ def _skip_array(data: bytes, pos: int, skip: Skipper) -> int:
     return pos
 
 
-class _Sink:
+class EventSink:
     """Collects one ledger's events with stellar-rpc's ids."""
 
     def __init__(self, ledger: int, closed_at: str) -> None:
@@ -326,13 +333,13 @@ class _Sink:
         for _ in range(count):
             (stage,) = _int(data, pos)
             pos += 4
-            if stage == _BEFORE_ALL_TXS:
+            if stage == BEFORE_ALL_TXS:
                 pos = self._event(data, pos, 0, 0, self.before_all, tx_hash, ok)
                 self.before_all += 1
-            elif stage == _AFTER_TX:
+            elif stage == AFTER_TX:
                 pos = self._event(data, pos, tx, OP_MASK, after_tx, tx_hash, ok)
                 after_tx += 1
-            elif stage == _AFTER_ALL_TXS:
+            elif stage == AFTER_ALL_TXS:
                 pos = self._event(data, pos, TX_MASK, 0, self.after_all, tx_hash, ok)
                 self.after_all += 1
             else:
@@ -364,11 +371,11 @@ class _Sink:
         if end > len(data):
             raise XdrSkipError("event value runs past the end of the meta")
         value = base64.b64encode(data[pos:end]).decode("ascii")
-        if kind != _DIAGNOSTIC:
+        if kind != DIAGNOSTIC:
             self.events.append(
                 RawEvent(
                     event_id(self.ledger, tx, op, index),
-                    _EVENT_TYPES.get(kind, "contract"),
+                    EVENT_TYPES.get(kind, "contract"),
                     self.ledger,
                     self.closed_at,
                     contract_id,
@@ -385,116 +392,3 @@ class _Sink:
 
 def _contract_strkey(raw: bytes) -> str:
     return StrKey.encode_contract(raw)
-
-
-# --- the reference path through stellar-sdk --------------------------------------------------
-
-
-def _batch_with_sdk(data: bytes, cause: Exception) -> list[MetaLedger]:
-    try:
-        batch = xdr.LedgerCloseMetaBatch.from_xdr_bytes(data)
-    except (ValueError, IndexError, EOFError, KeyError) as exc:
-        raise MetaDecodeError(f"not a LedgerCloseMetaBatch: {cause}") from exc
-    return [ledger_events_with_sdk(m.to_xdr_bytes()) for m in batch.ledger_close_metas]
-
-
-def ledger_events_with_sdk(meta: bytes, cause: Exception | None = None) -> MetaLedger:
-    """`ledger_events` through stellar-sdk's full decode: the reference, and the fallback."""
-    try:
-        close_meta = xdr.LedgerCloseMeta.from_xdr_bytes(meta)
-    except (ValueError, IndexError, EOFError, KeyError) as exc:
-        raise MetaDecodeError(f"not a LedgerCloseMeta: {cause or exc}") from exc
-    body: xdr.LedgerCloseMetaV0 | xdr.LedgerCloseMetaV1 | xdr.LedgerCloseMetaV2 | None
-    body = close_meta.v0 or close_meta.v1 or close_meta.v2
-    assert body is not None
-    entry = body.ledger_header
-    header_bytes = entry.header.to_xdr_bytes()
-    digest = hashlib.sha256(header_bytes).hexdigest()
-    if digest != entry.hash.hash.hex():
-        raise MetaDecodeError(
-            f"ledger header hashes to {digest}, its history entry says {entry.hash.hash.hex()}"
-        )
-    h = entry.header
-    header = LedgerHeader(
-        sequence=h.ledger_seq.uint32,
-        hash=digest,
-        previous_hash=h.previous_ledger_hash.hash.hex(),
-        close_time=h.scp_value.close_time.time_point.uint64,
-        protocol_version=h.ledger_version.uint32,
-        meta_size=len(meta),
-    )
-    sink = _SdkSink(header.sequence, closed_at_text(header.close_time))
-    processed: list[xdr.TransactionResultMeta | xdr.TransactionResultMetaV1] = list(
-        body.tx_processing
-    )
-    for tx, processing in enumerate(processed, start=1):
-        pair = processing.result
-        code = pair.result.result.code.value
-        sink.transaction(
-            processing.tx_apply_processing,
-            tx,
-            pair.transaction_hash.hash.hex(),
-            code in _SUCCESS_CODES,
-        )
-    return MetaLedger(header, tuple(sink.sorted()))
-
-
-def transaction_events_with_sdk(
-    meta: bytes, ledger: int, tx_index: int, tx_hash: str, successful: bool, closed_at: str
-) -> list[RawEvent]:
-    """`transaction_events` through stellar-sdk's full decode (the reference)."""
-    try:
-        decoded = xdr.TransactionMeta.from_xdr_bytes(meta)
-    except (ValueError, IndexError, EOFError, KeyError) as exc:
-        raise MetaDecodeError(f"not a TransactionMeta: {exc}") from exc
-    sink = _SdkSink(ledger, closed_at)
-    sink.transaction(decoded, tx_index, tx_hash, successful)
-    return sink.sorted()
-
-
-class _SdkSink(_Sink):
-    def transaction(self, meta: xdr.TransactionMeta, tx: int, tx_hash: str, ok: bool) -> None:
-        if meta.v == 3 and meta.v3 is not None and meta.v3.soroban_meta is not None:
-            for index, event in enumerate(meta.v3.soroban_meta.events):
-                self._add(event, tx, 0, index, tx_hash, ok)
-        if meta.v == 4 and meta.v4 is not None:
-            for op, operation in enumerate(meta.v4.operations):
-                for index, event in enumerate(operation.events):
-                    self._add(event, tx, op, index, tx_hash, ok)
-            after_tx = 0
-            for tx_event in meta.v4.events:
-                stage = tx_event.stage.value
-                if stage == _BEFORE_ALL_TXS:
-                    self._add(tx_event.event, 0, 0, self.before_all, tx_hash, ok)
-                    self.before_all += 1
-                elif stage == _AFTER_TX:
-                    self._add(tx_event.event, tx, OP_MASK, after_tx, tx_hash, ok)
-                    after_tx += 1
-                else:
-                    self._add(tx_event.event, TX_MASK, 0, self.after_all, tx_hash, ok)
-                    self.after_all += 1
-
-    def _add(
-        self, event: xdr.ContractEvent, tx: int, op: int, index: int, tx_hash: str, ok: bool
-    ) -> None:
-        kind = event.type.value
-        if kind == _DIAGNOSTIC:
-            return
-        body = event.body.v0
-        assert body is not None
-        contract = event.contract_id
-        self.events.append(
-            RawEvent(
-                event_id(self.ledger, tx, op, index),
-                _EVENT_TYPES.get(kind, "contract"),
-                self.ledger,
-                self.closed_at,
-                StrKey.encode_contract(contract.to_xdr_bytes()) if contract else "",
-                tx_hash,
-                tx,
-                op,
-                ok,
-                tuple(t.to_xdr() for t in body.topics),
-                body.data.to_xdr(),
-            )
-        )

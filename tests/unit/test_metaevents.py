@@ -19,11 +19,10 @@ from stellar_reconciler.metaevents import (
     EventSelector,
     batch_ledgers,
     ledger_events,
-    ledger_events_with_sdk,
     rpc_record,
     transaction_events,
-    transaction_events_with_sdk,
 )
+from stellar_reconciler.metasdk import ledger_events_with_sdk, transaction_events_with_sdk
 from stellar_reconciler.models import RawEvent
 from stellar_reconciler.pager import build_filter_sets
 from stellar_reconciler.rpc import parse_event
