@@ -46,6 +46,7 @@ from stellar_reconciler.metaevents import MetaLedger, batch_ledgers
 
 CONFIG_KEY = ".config.json"
 MAX_SEQUENCE = 0xFFFFFFFF
+GENESIS_LEDGER = 2
 # A decompressed batch larger than this is refused rather than held in memory (mainnet
 # ledgers are about 1-2 MB of XDR each; a 64-ledger batch stays well below this).
 MAX_BATCH_BYTES = 512 * 1024 * 1024
@@ -233,9 +234,15 @@ class Lake:
             raise LakeObjectCorruptError(
                 key, f"is not a whole LedgerCloseMetaBatch (truncated or corrupt): {exc}"
             ) from exc
-        first, _ = layout.batch_range(ledgers[0].header.sequence if ledgers else 0)
-        if not ledgers or layout.batch_key(first) != key:
-            raise LakeObjectCorruptError(key, "holds other ledgers than its name says")
+        held = [ledger.header.sequence for ledger in ledgers]
+        first, last = layout.batch_range(held[0] if held else 0)
+        # The network's first ledger is 2, so the oldest batch may start there.
+        expected = list(range(max(first, GENESIS_LEDGER), last + 1))
+        if layout.batch_key(first) != key or held != expected:
+            shown = f"{held[0]}-{held[-1]}" if held else "none"
+            raise LakeObjectCorruptError(
+                key, f"holds ledgers {shown}, not the whole batch its name says"
+            )
         return ledgers
 
     async def _get(self, key: str) -> bytes:

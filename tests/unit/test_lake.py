@@ -7,6 +7,7 @@ import pickle
 import shutil
 from pathlib import Path
 
+import obstore
 import pytest
 from obstore.store import LocalStore
 
@@ -213,6 +214,20 @@ def test_damaged_object_is_corrupt_naming_its_key(
     with pytest.raises(LakeObjectCorruptError, match=keys[6]):
         asyncio.run(collect())
     assert seen == list(range(1000, 1006))
+
+
+def test_object_missing_a_ledger_of_its_batch_is_corrupt(
+    network: SimNetwork, tmp_path: Path
+) -> None:
+    """An object named for ledgers 1004-1007 that holds only 1004-1006 is refused by its key,
+    rather than read as if ledger 1007 had no events."""
+    store = LocalStore(str(tmp_path))
+    layout = LakeLayout(network.passphrase, 4, 8)
+    keys = simlake.publish(network, store, 1000, 1011, layout)
+    metas = [simlake.close_meta(network, s) for s in range(1004, 1007)]
+    obstore.put(store, keys[1], simlake.batch_object(metas, 1004, 1006))
+    with pytest.raises(LakeObjectCorruptError, match=r"1004-1006, not the whole batch"):
+        _read(store, network.passphrase, 1000, 1011)
 
 
 def test_hashes_that_do_not_chain_name_the_object(network: SimNetwork, tmp_path: Path) -> None:
