@@ -18,6 +18,7 @@ from stellar_reconciler.errors import (
     LakeObjectCorruptError,
     LakeObjectMissingError,
     LakeUnreachableError,
+    MetaDecodeError,
 )
 from stellar_reconciler.lake import CONFIG_KEY, Lake, LakeLayout, open_store
 from stellar_reconciler.metaevents import MetaLedger
@@ -78,6 +79,13 @@ def test_lake_errors_pickle_and_name_the_key(error: LakeError) -> None:
     assert type(copy) is type(error)
     assert str(copy) == str(error)
     assert "'k'" in str(copy)
+
+
+def test_meta_decode_error_pickles() -> None:
+    """MetaDecodeError crosses processes too (a catch-up decodes in a child process)."""
+    error = MetaDecodeError("batch says ledgers 1-2 but holds 3 metas")
+    copy = pickle.loads(pickle.dumps(error))  # noqa: S301 (our own bytes, just made)
+    assert (type(copy), str(copy)) == (MetaDecodeError, str(error))
 
 
 @pytest.fixture
