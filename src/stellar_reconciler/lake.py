@@ -5,12 +5,12 @@ ledgers per batch, batches per partition, compression) and one zstd-compressed
 `LedgerCloseMetaBatch` per batch, under keys whose names start with the reversed (2^32 - 1
 minus the first ledger) hex sequence, so newer ledgers list first:
 
-    FFFFFFFF--0-63999/FFFFFFF5--10.xdr.zstd      (a partition of 64,000 one-ledger batches)
+    FFFFFFFF--0-63999/FFFFFFF5--10.xdr.zst      (a partition of 64,000 one-ledger batches)
 
-SEP-54's text spells the suffix `.xdr.zst`; Galexie, which writes every public lake, appends
-`.xdr.` and the compression's name (`zstd`), which is what real objects are named. SEP-54 does
-not vouch for what it stores, so every ledger read here is hash-checked against its header and
-chained to the one before it.
+SEP-54 names the suffix `.xdr.zst`; lakes Galexie wrote earlier use `.xdr.zstd` (as the real
+object in the test fixtures does), so the suffix is read off the lake's listing, as the Go
+SDK's datastore does. SEP-54 does not vouch for what it stores, so every ledger read here is
+hash-checked against its header and chained to the one before it.
 
 The object store is `obstore` (the Rust `object_store` crate behind a small Python API): one
 library for S3, GCS and local directories, credentials from the standard environment, async
@@ -20,8 +20,10 @@ reads, and no fsspec layer to configure per backend.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
+import re
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -45,6 +47,11 @@ from stellar_reconciler.errors import (
 from stellar_reconciler.metaevents import MetaLedger, batch_ledgers
 
 CONFIG_KEY = ".config.json"
+DEFAULT_EXTENSION = "zst"
+# The base name of a batch object: reversed start, start, optional end, `.xdr.` and a suffix.
+_BATCH_NAME = re.compile(r"^[0-9A-F]{8}--[0-9]+(?:-[0-9]+)?\.xdr\.([A-Za-z0-9_-]+)$")
+# How many keys one look at the lake's listing reads to find a batch object's suffix.
+_LISTING_PAGE = 100
 MAX_SEQUENCE = 0xFFFFFFFF
 GENESIS_LEDGER = 2
 # A decompressed batch larger than this is refused rather than held in memory (mainnet
@@ -61,6 +68,9 @@ class LakeLayout:
     batches_per_partition: int
     compression: str = "zstd"
     ledgers_path: str = ""
+    # The object name suffix after `.xdr.`: SEP-54 says `zst`; lakes written by Galexie
+    # before it adopted SEP-54's name use `zstd`. Found by listing the lake (Lake.layout).
+    extension: str = DEFAULT_EXTENSION
 
     @classmethod
     def parse(cls, raw: bytes, key: str = CONFIG_KEY) -> LakeLayout:
@@ -114,7 +124,7 @@ class LakeLayout:
         if self.batches_per_partition > 1:
             start = sequence - sequence % per_partition
             parts.append(_reversed_name(start, start + per_partition - 1, False))
-        parts.append(f"{name}.xdr.{self.compression}")
+        parts.append(f"{name}.xdr.{self.extension}")
         return "/".join(parts)
 
 
@@ -170,8 +180,28 @@ class Lake:
                 raise LakeNetworkMismatchError(
                     CONFIG_KEY, layout.network_passphrase, self._expected
                 )
-            self._layout = layout
+            extension = await asyncio.to_thread(self._listed_extension, layout.ledgers_path)
+            self._layout = dataclasses.replace(layout, extension=extension)
         return self._layout
+
+    def _listed_extension(self, prefix: str) -> str:
+        """The suffix of the first batch object the listing shows (the default when none).
+
+        One page of the listing is enough: keys list the configuration object and then the
+        newest partition first. (obstore's synchronous listing, run in a thread: its async
+        stream aborts the interpreter at exit in the version tested.)
+        """
+        try:
+            stream = obstore.list(self._store, prefix or None, chunk_size=_LISTING_PAGE)
+            page = next(stream, [])
+        except (BaseError, OSError) as exc:
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise LakeUnreachableError(prefix or "/", f"could not be listed: {first_line}") from exc
+        for item in page:
+            match = _BATCH_NAME.match(item["path"].rsplit("/", 1)[-1])
+            if match:
+                return match.group(1)
+        return DEFAULT_EXTENSION
 
     async def batch(self, sequence: int) -> list[MetaLedger]:
         """Every ledger of the batch holding `sequence`, decompressed and hash-checked."""

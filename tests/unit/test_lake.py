@@ -33,16 +33,17 @@ MAINNET = "Public Global Stellar Network ; September 2015"
 def test_keys_are_the_sep54_examples() -> None:
     """2 ledgers a batch, 8 batches a partition: the key names SEP-54's example lists."""
     layout = LakeLayout(MAINNET, 2, 8)
-    assert layout.batch_key(18) == "FFFFFFEF--16-31/FFFFFFED--18-19.xdr.zstd"
-    assert layout.batch_key(19) == "FFFFFFEF--16-31/FFFFFFED--18-19.xdr.zstd"
-    assert layout.batch_key(2) == "FFFFFFFF--0-15/FFFFFFFD--2-3.xdr.zstd"
-    assert layout.batch_key(15) == "FFFFFFFF--0-15/FFFFFFF1--14-15.xdr.zstd"
+    assert layout.batch_key(18) == "FFFFFFEF--16-31/FFFFFFED--18-19.xdr.zst"
+    assert layout.batch_key(19) == "FFFFFFEF--16-31/FFFFFFED--18-19.xdr.zst"
+    assert layout.batch_key(2) == "FFFFFFFF--0-15/FFFFFFFD--2-3.xdr.zst"
+    assert layout.batch_key(15) == "FFFFFFFF--0-15/FFFFFFF1--14-15.xdr.zst"
 
 
 def test_one_ledger_batches_drop_the_range_and_one_batch_partitions_drop_the_folder() -> None:
-    """Batch size 1 names the batch by its one ledger; partition size 1 omits the partition."""
-    assert LakeLayout(MAINNET, 1, 1).batch_key(2) == "FFFFFFFD--2.xdr.zstd"
-    real = LakeLayout(MAINNET, 1, 64000).batch_key(53312000)
+    """Batch size 1 names the batch by its one ledger; partition size 1 omits the partition; the
+    real Galexie object's name (the older `zstd` suffix) comes out with that suffix."""
+    assert LakeLayout(MAINNET, 1, 1).batch_key(2) == "FFFFFFFD--2.xdr.zst"
+    real = LakeLayout(MAINNET, 1, 64000, extension="zstd").batch_key(53312000)
     assert real == "FCD285FF--53312000-53375999/FCD285FF--53312000.xdr.zstd"
     assert (
         LakeLayout(MAINNET, 1, 64000, ledgers_path="ledgers")
@@ -133,6 +134,20 @@ def test_directory_lake_gives_the_simnet_events_id_for_id(
         assert event.in_successful_contract_call == record["inSuccessfulContractCall"]
 
 
+def test_suffix_is_taken_from_the_listing_and_defaults_to_sep54s(
+    network: SimNetwork, tmp_path: Path
+) -> None:
+    """A lake of `.xdr.zst` objects reads with `zst`; an empty lake assumes SEP-54's `zst`."""
+    (tmp_path / "lake").mkdir()
+    store = LocalStore(str(tmp_path / "lake"))
+    simlake.publish(network, store, 1000, 1003)
+    assert asyncio.run(Lake(store, network.passphrase).layout()).extension == "zst"
+    (tmp_path / "empty").mkdir()
+    empty = LocalStore(str(tmp_path / "empty"))
+    obstore.put(empty, CONFIG_KEY, LakeLayout(network.passphrase, 1, 64).to_json())
+    assert asyncio.run(Lake(empty, network.passphrase).layout()).extension == "zst"
+
+
 def test_prefetch_keeps_at_most_the_configured_objects_ahead(
     network: SimNetwork, tmp_path: Path
 ) -> None:
@@ -167,9 +182,10 @@ def test_first_ledger_must_chain_to_the_hash_given(network: SimNetwork, tmp_path
 
 
 def test_real_galexie_object_is_read_from_a_directory_lake(tmp_path: Path) -> None:
-    """The real mainnet object, put under its SEP-54 key, reads back as ledger 53312000."""
+    """The real mainnet object, under the key and the `.xdr.zstd` suffix Galexie gave it, reads
+    back as ledger 53312000: the reader finds the suffix in the lake's listing."""
     assert FIXTURES is not None
-    layout = LakeLayout(MAINNET, 1, 64000)
+    layout = LakeLayout(MAINNET, 1, 64000, extension="zstd")
     target = tmp_path / layout.batch_key(53312000)
     target.parent.mkdir(parents=True)
     shutil.copy(Path(FIXTURES) / "mainnet_LedgerCloseMetaBatch_53312000.xdr.zstd", target)
