@@ -6,7 +6,9 @@ import base64
 import struct
 
 import pytest
-from stellar_sdk import xdr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from stellar_sdk import Address, scval, xdr
 
 from stellar_reconciler.xdrskip import XdrSkipError, skipper
 from tests.fixtures import load
@@ -56,3 +58,47 @@ def test_unknown_union_arm_and_short_input_raise() -> None:
         except (struct.error, XdrSkipError):
             continue
         assert end > cut
+
+
+_scalars = st.one_of(
+    st.booleans().map(scval.to_bool),
+    st.just(scval.to_void()),
+    st.integers(0, 2**32 - 1).map(scval.to_uint32),
+    st.integers(-(2**63), 2**63 - 1).map(scval.to_int64),
+    st.integers(-(2**127), 2**127 - 1).map(scval.to_int128),
+    st.integers(0, 2**256 - 1).map(scval.to_uint256),
+    st.binary(max_size=40).map(scval.to_bytes),
+    st.binary(max_size=33).map(scval.to_string),
+    st.from_regex(r"[a-z_]{1,32}", fullmatch=True).map(scval.to_symbol),
+    st.binary(min_size=32, max_size=32).map(
+        lambda raw: scval.to_address(Address.from_raw_contract(raw))
+    ),
+    st.integers(0, 2**32 - 1).map(
+        lambda code: xdr.SCVal(
+            xdr.SCValType.SCV_ERROR,
+            error=xdr.SCError(xdr.SCErrorType.SCE_CONTRACT, contract_code=xdr.Uint32(code)),
+        )
+    ),
+)
+_scvals = st.recursive(
+    _scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4).map(scval.to_vec),
+        st.lists(st.tuples(children, children), max_size=4).map(
+            lambda pairs: xdr.SCVal(
+                xdr.SCValType.SCV_MAP,
+                map=xdr.SCMap([xdr.SCMapEntry(key=k, val=v) for k, v in pairs]),
+            )
+        ),
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300)
+@given(_scvals, st.binary(max_size=8))
+def test_scval_skipper_finds_the_end_stellar_sdk_encodes(value: xdr.SCVal, tail: bytes) -> None:
+    """Any ScVal (nested vectors and maps, errors, addresses, wide integers), followed by any
+    bytes: the skipper ends exactly where stellar-sdk's encoding of the value ends."""
+    encoded = value.to_xdr_bytes()
+    assert skipper("SCVal")(encoded + tail, 0) == len(encoded)
