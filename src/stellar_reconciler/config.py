@@ -53,6 +53,13 @@ EXPECTED_FORMS: dict[str, str] = {
     ),
     "READ_TOKEN": "a secret of at least 16 characters, or empty to leave read endpoints open",
     "WEBHOOK_URLS": "comma-separated http:// or https:// URLs",
+    "LAKE_URL": (
+        "empty (no lake), or a SEP-54 lake: s3://bucket/prefix, gs://bucket/prefix or "
+        "file:///absolute/dir"
+    ),
+    "LAKE_ENDPOINT_URL": "empty, or the http:// or https:// URL of an S3-compatible endpoint",
+    "LAKE_ANONYMOUS": "true to read a public bucket without credentials, false to sign requests",
+    "LAKE_PREFETCH": "a whole number of lake objects to fetch ahead, from 1 to 64",
     "UNEXPECTED_EVENT_CONTRACTS": (
         "comma-separated contract strkeys (C...) whose unclaimed events are reported"
     ),
@@ -130,6 +137,10 @@ class Settings(BaseSettings):
     webhook_urls: Annotated[tuple[str, ...], NoDecode] = ()
     webhook_secret: str = ""
     unexpected_event_contracts: Annotated[tuple[str, ...], NoDecode] = ()
+    lake_url: str = ""
+    lake_endpoint_url: str = ""
+    lake_anonymous: bool = False
+    lake_prefetch: int = Field(default=4, ge=1, le=64)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -181,6 +192,27 @@ class Settings(BaseSettings):
         if not _URL.match(value.strip()):
             raise ValueError("bad url")
         return value.strip()
+
+    @field_validator("lake_url")
+    @classmethod
+    def _check_lake_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme in ("s3", "gs") and parts.netloc:
+            return value.rstrip("/")
+        if parts.scheme == "file" and not parts.netloc and parts.path.startswith("/"):
+            return value.rstrip("/")
+        raise ValueError("bad lake url")
+
+    @field_validator("lake_endpoint_url")
+    @classmethod
+    def _check_lake_endpoint_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not _URL.match(value):
+            raise ValueError("bad url")
+        return value
 
     @field_validator("start_ledger")
     @classmethod

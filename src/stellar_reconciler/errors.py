@@ -99,3 +99,51 @@ class GapConsentNotFoundError(StoreError):
 
     def __str__(self) -> str:
         return f"no gap consent {self.consent_id}; GET /api/gaps lists them"
+
+
+class MetaDecodeError(ReconcilerError):
+    """Ledger metadata that does not parse or does not check out (a header whose hash is wrong)."""
+
+
+class LakeError(ReconcilerError):
+    """Base of every failure reading the SEP-54 data lake; names the object key involved."""
+
+    def __init__(self, key: str, detail: str) -> None:
+        self.key = key
+        self.detail = detail
+        super().__init__(key, detail)
+
+    def __str__(self) -> str:
+        return f"lake object {self.key!r}: {self.detail}"
+
+
+class LakeUnreachableError(LakeError):
+    """The object store did not answer (network, credentials, endpoint); worth retrying later."""
+
+
+class LakeObjectMissingError(LakeError):
+    """No object for a ledger in the lake: not published yet, or LAKE_URL points elsewhere."""
+
+
+class LakeObjectCorruptError(LakeError):
+    """The object is there but is not a whole, valid LedgerCloseMetaBatch (truncated, corrupt)."""
+
+
+class LakeNetworkMismatchError(LakeError):
+    """The lake holds another network's ledgers than the RPC the service follows."""
+
+    def __init__(self, key: str, lake_passphrase: str, expected_passphrase: str) -> None:
+        self.lake_passphrase = lake_passphrase
+        self.expected_passphrase = expected_passphrase
+        super().__init__(
+            key,
+            f"the lake is of network {lake_passphrase!r} but the RPC serves "
+            f"{expected_passphrase!r}; point LAKE_URL at the lake of the same network",
+        )
+
+    def __reduce__(self) -> tuple[type[LakeNetworkMismatchError], tuple[str, str, str]]:
+        return (type(self), (self.key, self.lake_passphrase, self.expected_passphrase))
+
+
+class LakeChainError(LakeError):
+    """Ledgers of the lake whose hashes do not chain: the lake copy cannot be trusted."""

@@ -14,9 +14,11 @@ how many requests it hits (default 1) or `*` until the process ends. Examples:
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from obstore.store import LocalStore
 
 from stellar_reconciler.simnet.config import (
     DEFAULT_PASSPHRASE,
@@ -25,6 +27,7 @@ from stellar_reconciler.simnet.config import (
     SimNetConfigError,
 )
 from stellar_reconciler.simnet.faults import HTTP_STATUS, FaultKind
+from stellar_reconciler.simnet.lake import publish
 from stellar_reconciler.simnet.network import SimNetwork
 from stellar_reconciler.simnet.runner import run_simnet
 
@@ -95,6 +98,13 @@ def simnet_command(
         typer.Option(help="METHOD:KIND[=VALUE][:COUNT], repeatable (see module docs)."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    lake_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also publish the prebuilt history as a SEP-54 lake in this directory "
+            "(before serving; ledgers closed later are not added)."
+        ),
+    ] = None,
 ) -> None:
     """Run a simulated Stellar RPC node (JSON-RPC at /, control API at /_simnet/)."""
     try:
@@ -115,6 +125,9 @@ def simnet_command(
     net = SimNetwork(config)
     for rule in rules:
         net.faults.add(**rule)
+    if lake_dir is not None:
+        lake_dir.mkdir(parents=True, exist_ok=True)
+        publish(net, LocalStore(str(lake_dir)), net.first_ledger, net.latest_ledger)
     asyncio.run(run_simnet(net, host, port, log_level=log_level))
 
 
