@@ -62,8 +62,8 @@ demo: install
 	$(BIN)/reconciler demo
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench deploy
+	$(BIN)/ruff format --check src tests bench deploy
 
 typecheck: install
 	$(BIN)/mypy
