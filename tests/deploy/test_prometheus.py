@@ -30,9 +30,10 @@ def run_promtool(promtool: str, *arguments: str) -> subprocess.CompletedProcess[
     )
 
 
-def test_scrape_config_is_valid(promtool: str) -> None:
-    """promtool accepts prometheus.yml and the rule file it names."""
-    result = run_promtool(promtool, "check", "config", str(PROMETHEUS / "prometheus.yml"))
+@pytest.mark.parametrize("config", ["prometheus.yml", "prometheus-compose.yml"])
+def test_scrape_config_is_valid(promtool: str, config: str) -> None:
+    """promtool accepts each scrape config (host and compose) and the rule file it names."""
+    result = run_promtool(promtool, "check", "config", str(PROMETHEUS / config))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
