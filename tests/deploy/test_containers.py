@@ -1,16 +1,22 @@
 """The Dockerfile passes hadolint and keeps its promises (multi-stage, non-root, health check,
-`reconciler run`); compose.yaml is valid under the Compose Specification schema and mounts
-only files that exist. Neither is built or started here: no container runtime is available."""
+`reconciler run`, a health check that follows /health); compose.yaml is valid under the
+Compose Specification schema and mounts only files that exist. Neither is built or started
+here: no container runtime is available."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
+
+from tests.deploy.processes import poll, service, simnet
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = Path(sys.executable).parent
@@ -94,3 +100,32 @@ def test_compose_runs_every_piece_and_mounts_files_that_exist() -> None:
     ]
     assert mounted
     assert [path for path in mounted if not (REPO / path).exists()] == []
+
+
+def healthcheck_command() -> list[str]:
+    """The HEALTHCHECK's CMD array from the Dockerfile (continuation lines joined)."""
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    match = re.search(r"^HEALTHCHECK .*?CMD (\[.*\])$", text, flags=re.MULTILINE)
+    assert match, "no HEALTHCHECK ... CMD [...] in the Dockerfile"
+    command: list[str] = json.loads(match[1])
+    return command
+
+
+@pytest.mark.slow
+def test_healthcheck_command_follows_health(tmp_path: Path) -> None:
+    """The image's health check command, run here against a real service at the BIND_ADDR it
+    reads, succeeds while /health is 200 and fails once the RPC answers 500 and /health is 503."""
+    command = healthcheck_command()
+    # The image's `python` is the venv's; this test's interpreter stands in for it.
+    command[0] = sys.executable if command[0] == "python" else command[0]
+    with simnet(tmp_path) as rpc_url, service(tmp_path, rpc_url) as service_url:
+        env = {**os.environ, "BIND_ADDR": "0.0.0.0:" + service_url.rsplit(":", 1)[1]}
+
+        def check() -> int:
+            return subprocess.run(command, env=env, capture_output=True, timeout=30).returncode
+
+        assert check() == 0
+        fault = {"kind": "http_500", "method": "*", "times": None}
+        httpx.post(f"{rpc_url}_simnet/faults", json=fault, timeout=5).raise_for_status()
+        poll(lambda: httpx.get(f"{service_url}/health").status_code == 503, "/health 503")
+        assert check() != 0
