@@ -8,15 +8,61 @@ STAMP := $(VENV)/.installed-stamp
 NPM := $(shell command -v npm 2>/dev/null)
 NODE_STAMP := node_modules/.installed-stamp
 
-.PHONY: install demo test lint lint-js test-js typecheck unit bench clean
+
+# Bump when the recipe below changes: a .venv made by an older Makefile is then rebuilt.
+VENV_RECIPE := 2
+RECIPE_FILE := $(VENV)/.makefile-recipe
+
+# `version_of PY` prints PY's MAJOR.MINOR, or nothing when PY does not run; `is_supported V`
+# succeeds for 3.11 and newer. Plain shell, so no Python has to run before we know it is a good one.
+define version_shell
+version_of() { "$$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null | tail -n 1; }; \
+is_supported() { major=$${1%%.*}; minor=$${1#*.}; \
+  [ -n "$$1" ] && [ "$$major" -eq "$$major" ] 2>/dev/null && [ "$$minor" -eq "$$minor" ] 2>/dev/null && \
+  { [ "$$major" -gt 3 ] || { [ "$$major" -eq 3 ] && [ "$$minor" -ge 11 ]; }; }; }
+endef
+
+# Stops with the advice when $(PYTHON) is missing or older than 3.11.
+define check_python
+$(version_shell); \
+found=$$(version_of "$(PYTHON)"); \
+if ! is_supported "$$found"; then \
+  if [ -z "$$found" ]; then what="'$(PYTHON)' was not found or does not run"; \
+  else what="'$(PYTHON)' is Python $$found"; fi; \
+  echo "stellar-reconciler needs Python 3.11 or newer, and $$what." >&2; \
+  echo "Choose one on the command line, for example: make PYTHON=python3.11 $(or $(MAKECMDGOALS),install)" >&2; \
+  exit 2; \
+fi
+endef
+
+.PHONY: install check-python demo test lint lint-js test-js typecheck unit bench clean
+
+# A .venv with a Python that no longer runs or is too old, or one left by an older Makefile, is
+# removed and built again instead of failing every later command.
+install:
+	@$(version_shell); \
+	if [ -e "$(VENV)" ]; then \
+	  found=$$(version_of "$(BIN)/python"); reason=""; \
+	  if [ -z "$$found" ]; then reason="its Python does not run"; \
+	  elif ! is_supported "$$found"; then reason="it was made with Python $$found"; \
+	  elif [ "$$(cat "$(RECIPE_FILE)" 2>/dev/null)" != "$(VENV_RECIPE)" ]; then \
+	    reason="an older Makefile made it"; fi; \
+	  if [ -n "$$reason" ]; then \
+	    $(check_python); \
+	    echo "Rebuilding $(VENV): $$reason."; rm -rf "$(VENV)"; fi; \
+	fi
+	@$(MAKE) --no-print-directory $(STAMP) MAKECMDGOALS='$(or $(MAKECMDGOALS),install)'
+
+check-python:
+	@$(check_python)
 
 $(STAMP): pyproject.toml
+	@$(check_python)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	echo $(VENV_RECIPE) > $(RECIPE_FILE)
 	touch $(STAMP)
-
-install: $(STAMP)
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -26,8 +72,8 @@ demo: install
 	$(BIN)/reconciler demo
 
 lint: install lint-js
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench deploy
+	$(BIN)/ruff format --check src tests bench deploy
 
 ifdef NPM
 lint-js: $(NODE_STAMP)
