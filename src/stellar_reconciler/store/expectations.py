@@ -30,12 +30,12 @@ from stellar_reconciler.matching import (
 )
 from stellar_reconciler.models import Batch
 from stellar_reconciler.store import settlement
+from stellar_reconciler.store.bulk import chunks
 from stellar_reconciler.store.database import read_connection, write_transaction
 from stellar_reconciler.store.discrepancies import Discrepancies, _iso, discrepancy_json
 from stellar_reconciler.store.schema import checkpoints, discrepancies, events, expectations
 from stellar_reconciler.store.settlement import (
     IS_PENDING,
-    chunks,
     expectation_of,
     lock,
     observed_events,
