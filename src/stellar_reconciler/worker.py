@@ -43,8 +43,7 @@ from stellar_reconciler.models import Batch, NetworkInfo, NetworkTip
 from stellar_reconciler.pager import build_filter_sets
 from stellar_reconciler.rpc import StellarRpc
 from stellar_reconciler.status import ServiceStatus
-from stellar_reconciler.store import BatchHook, Store
-from stellar_reconciler.store.discrepancies import NewDiscrepancy
+from stellar_reconciler.store import BatchHook, NewDiscrepancy, Store
 
 log = structlog.get_logger("stellar_reconciler.worker")
 

@@ -27,7 +27,6 @@ from stellar_reconciler.api.auth import require_read
 from stellar_reconciler.api.context import ApiContext, context
 from stellar_reconciler.api.errors import ApiError
 from stellar_reconciler.store import EventQuery
-from stellar_reconciler.store.expectations import Expectations
 
 router = APIRouter(tags=["monitoring"])
 Ctx = Annotated[ApiContext, Depends(context)]
@@ -118,7 +117,7 @@ class SnapshotSource:
                 open_counts=store.discrepancies.open_counts(),
                 newest_open=store.discrepancies.listing(is_open=True, limit=NEWEST_DISCREPANCIES),
             ),
-            "expectations": Expectations.of(store).summary(),
+            "expectations": store.expectations.summary(),
         }
 
 

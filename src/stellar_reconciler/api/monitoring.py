@@ -11,7 +11,6 @@ from stellar_reconciler import __version__
 from stellar_reconciler.api.auth import ReadAccess
 from stellar_reconciler.api.context import ApiContext, context
 from stellar_reconciler.metrics import CONTENT_TYPE
-from stellar_reconciler.store.expectations import Expectations
 
 router = APIRouter()
 Ctx = Annotated[ApiContext, Depends(context)]
@@ -30,7 +29,7 @@ def health(ctx: Ctx) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics", tags=["monitoring"])
 def metrics(ctx: Ctx) -> Response:
-    for status_name, count in Expectations.of(ctx.store).counts().items():
+    for status_name, count in ctx.store.expectations.counts().items():
         ctx.metrics.expectations.labels(status=status_name).set(count)
     return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
 

@@ -160,6 +160,15 @@ class Discrepancies:
             ).rowcount
         return bool(moved)
 
+    def set_found(self, discrepancy_id: int, found: Any, conn: Connection | None = None) -> None:
+        """Replace what a discrepancy says was found (a repair's progress, say)."""
+        with self._tx(conn) as tx:
+            tx.execute(
+                update(discrepancies)
+                .where(discrepancies.c.id == discrepancy_id)
+                .values(found=found)
+            )
+
     def resolve_key(
         self, key: str, by: str, resolution: str, conn: Connection | None = None
     ) -> int:
