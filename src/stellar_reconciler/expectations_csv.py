@@ -27,11 +27,7 @@ from pydantic import ValidationError
 
 from stellar_reconciler.expectation_spec import ExpectationSpec
 from stellar_reconciler.store import Store
-from stellar_reconciler.store.expectations import (
-    ExpectationConflictError,
-    ExpectationInputError,
-    Expectations,
-)
+from stellar_reconciler.store.expectations import ExpectationConflictError, ExpectationInputError
 
 REQUIRED = ("external_id", "contract_id", "event_name")
 COLUMNS = (
@@ -158,7 +154,7 @@ def import_csv(source: Path | str, store: Store, actor: str = "cli") -> ImportRe
     lines = [line for line, _ in specs]
     by_id = {spec.external_id: line for line, spec in specs}
     try:
-        created = Expectations.of(store).create([spec for _, spec in specs])
+        created = store.expectations.create([spec for _, spec in specs])
     except ExpectationInputError as exc:
         return ImportReport(
             rows=len(specs),

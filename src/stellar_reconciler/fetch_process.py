@@ -1,42 +1,39 @@
-"""FetchProcess: a RangeFetcher in a process of its own, so a long catch-up uses two cores.
+"""FetchProcess: the worker's batches fetched in a process of its own, so a long catch-up
+uses two cores.
 
 Fetching, parsing and decoding a range costs about as much CPU as writing it, and in one
-process both sides take turns on the same interpreter lock. Here a child process follows the
-range with the very same RangeFetcher and sizing (fetcher.follow_range) on its own event loop
-and streams each finished Batch back; the worker writes one batch while the child fetches the
-next. Every RPC attempt the child makes is replayed into the parent's observer (the metrics)
-when its batch comes back, and errors come back as the same typed errors the in-process
-fetcher raises, so the worker treats both fetchers alike.
+process both sides take turns on the same interpreter lock. Here a child process
+(fetch_child.py) follows the range with the very same RangeFetcher and sizing on its own
+event loop and streams each finished Batch back; the worker writes one batch while the child
+fetches the next. Every RPC attempt the child makes is replayed into the parent's observer
+(the metrics) when its batch comes back, and errors come back as the same typed errors the
+in-process fetcher raises: FetchProcess and fetcher.InProcessSource are the two BatchSources,
+and the worker treats them alike.
 
 The child is a fresh interpreter started on first use (no copy of the parent's threads or
-locks) and is ended when the worker stops, when a request is abandoned half-way (its answer
-would otherwise be read as the next one's), or when it dies; the next fetch starts a new one.
+locks). `close()` asks an idle child to leave and waits for it off the event loop;
+`terminate()` ends it at once, and is what happens when a request is abandoned half-way (its
+answer would otherwise be read as the next one's) or the child dies; the next follow starts
+a new one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import signal
 import socket
 import subprocess
 import sys
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
 
 import structlog
 
-from stellar_reconciler.collector import tune_garbage_collector
-from stellar_reconciler.config import Settings
-from stellar_reconciler.errors import ReconcilerError, RpcTransientError
-from stellar_reconciler.fetcher import BatchSizer, RangeFetcher, follow_range
-from stellar_reconciler.logs import configure_logging
-from stellar_reconciler.models import Batch, Event, LedgerRecord
-from stellar_reconciler.redaction import Redactor, url_secrets
-from stellar_reconciler.rpc import RetryPolicy, RpcObserver, StellarRpc, new_http_client
+from stellar_reconciler.errors import RpcTransientError
+from stellar_reconciler.fetch_child import ChildStart, FetchConfig, FollowRange, Reply
+from stellar_reconciler.fetcher import BatchSizing
+from stellar_reconciler.models import Batch
+from stellar_reconciler.rpc import RpcObserver
 
 log = structlog.get_logger("stellar_reconciler.fetch_process")
 
@@ -45,32 +42,7 @@ _EXIT_GRACE_SECS = 2.0
 # Children lost in a row before the worker stops asking for one.
 MAX_LOSSES = 3
 
-
-@dataclass(frozen=True, slots=True)
-class FetchConfig:
-    """What the child needs to reach the RPC exactly as the parent does."""
-
-    rpc_url: str
-    retry: RetryPolicy
-    timeout_secs: float
-    user_agent: str
-    filter_sets: list[list[dict[str, Any]]]
-    log_level: str = "info"
-    log_format: str = "auto"
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, filter_sets: list[list[dict[str, Any]]]
-    ) -> FetchConfig:
-        return cls(
-            rpc_url=settings.stellar_rpc_url,
-            retry=RetryPolicy.from_settings(settings),
-            timeout_secs=settings.rpc_timeout_secs,
-            user_agent=settings.user_agent,
-            filter_sets=filter_sets,
-            log_level=settings.log_level,
-            log_format=settings.log_format,
-        )
+__all__ = ["MAX_LOSSES", "FetchConfig", "FetchProcess", "FetchProcessLostError"]
 
 
 class FetchProcessLostError(RpcTransientError):
@@ -85,151 +57,12 @@ class FetchProcessLostError(RpcTransientError):
         )
 
 
-@dataclass(frozen=True, slots=True)
-class _PortableError:
-    """A typed error carried across the pipe without calling its __init__ again (several take
-    other arguments than the message pickle would hand them)."""
-
-    kind: type[ReconcilerError]
-    args: tuple[Any, ...]
-    state: dict[str, Any]
-
-    @classmethod
-    def of(cls, error: ReconcilerError) -> _PortableError:
-        return cls(type(error), error.args, dict(vars(error)))
-
-    def rebuild(self) -> ReconcilerError:
-        error = self.kind.__new__(self.kind)
-        error.args = self.args
-        vars(error).update(self.state)
-        return error
-
-
-@dataclass(slots=True)
-class _Reply:
-    batch: _WireBatch | None
-    error: _PortableError | None
-    attempts: list[tuple[str, str, float, str | None]] = field(default_factory=list)
-    retries: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class _WireBatch:
-    """A Batch as it crosses the pipe: its events as plain tuples, which pickle in C, where
-    an Event (a NamedTuple) would go through Python-level __getnewargs__ and __new__ calls,
-    measured at ~9% of a catch-up's CPU."""
-
-    first_ledger: int
-    last_ledger: int
-    ledgers: tuple[LedgerRecord, ...]
-    events: list[tuple[Any, ...]]
-
-    @classmethod
-    def of(cls, batch: Batch) -> _WireBatch:
-        events = list(map(tuple, batch.events))
-        return cls(batch.first_ledger, batch.last_ledger, batch.ledgers, events)
-
-    def batch(self) -> Batch:
-        return Batch(
-            self.first_ledger,
-            self.last_ledger,
-            self.ledgers,
-            tuple(map(Event._make, self.events)),
-        )
-
-
-class _Recorder:
-    """The child's RpcObserver: keeps every attempt until the reply carries them home."""
-
-    def __init__(self) -> None:
-        self.attempts: list[tuple[str, str, float, str | None]] = []
-        self.retries: list[str] = []
-
-    def rpc_attempt(self, method: str, outcome: str, seconds: float, error: str | None) -> None:
-        self.attempts.append((method, outcome, seconds, error))
-
-    def rpc_retry(self, method: str) -> None:
-        self.retries.append(method)
-
-    def reply(self, batch: Batch | None, error: _PortableError | None) -> _Reply:
-        wire = _WireBatch.of(batch) if batch is not None else None
-        found = _Reply(wire, error, self.attempts, self.retries)
-        self.attempts, self.retries = [], []
-        return found
-
-
-def child_main(fd: int) -> None:
-    """The child's whole life: follow the ranges the parent asks for, sending each batch as
-    soon as it is fetched, until the parent says stop or is gone. `fd` is the child's end of
-    a socket pair; the first message on it is the FetchConfig."""
-    # Ctrl-C reaches the whole process group; the parent decides when the child ends.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    connection = Connection(fd)
-    try:
-        config: FetchConfig = connection.recv()
-    except EOFError:
-        return
-    # The child writes to the same stderr: same format, same secrets kept out.
-    redactor = Redactor(url_secrets(config.rpc_url))
-    configure_logging(config.log_level, log_format=config.log_format, redactor=redactor)
-    # Frozen start-up objects, but the default young threshold: a higher one kept the child
-    # ~13 MB larger for no measurable speed (docs/benchmarks.md).
-    tune_garbage_collector(young_threshold=gc.get_threshold()[0])
-    loop = asyncio.new_event_loop()
-    recorder = _Recorder()
-    client = new_http_client(config.timeout_secs, config.user_agent)
-    fetcher = RangeFetcher(
-        StellarRpc(client, config.rpc_url, config.retry, observer=recorder), config.filter_sets
-    )
-    try:
-        while True:
-            try:
-                request = connection.recv()
-            except EOFError:
-                return  # the parent is gone
-            if request is None:
-                return
-            loop.run_until_complete(_follow(connection, fetcher, recorder, request))
-    except (BrokenPipeError, ConnectionResetError):
-        return  # the parent stopped listening
-    finally:
-        loop.run_until_complete(client.aclose())
-        loop.close()
-
-
-@dataclass(frozen=True, slots=True)
-class _Follow:
-    first: int
-    target: int
-    previous_hash: str | None
-    max_ledgers: int
-    target_events: int
-    max_events: int
-
-
-async def _follow(
-    connection: Connection, fetcher: RangeFetcher, recorder: _Recorder, request: _Follow
-) -> None:
-    sizer = BatchSizer(request.max_ledgers, request.target_events)
-    batches = follow_range(
-        fetcher, sizer, request.first, request.target, request.previous_hash, request.max_events
-    )
-    try:
-        async for batch in batches:
-            # Blocks while the parent is still busy with earlier batches: that is the
-            # back-pressure that keeps memory bounded however long the backlog.
-            connection.send(recorder.reply(batch, None))
-    except ReconcilerError as exc:
-        connection.send(recorder.reply(None, _PortableError.of(exc)))
-        return
-    connection.send(recorder.reply(None, None))
-
-
 class FetchProcess:
-    """Follows ledger ranges in a child process and hands back their batches in order."""
+    """A BatchSource: follows ledger ranges in a child process and hands back their batches
+    in order."""
 
-    def __init__(self, config: FetchConfig, observer: RpcObserver) -> None:
-        self._config = config
+    def __init__(self, config: FetchConfig, sizing: BatchSizing, observer: RpcObserver) -> None:
+        self._start = ChildStart(config, sizing)
         self._observer = observer
         self._process: subprocess.Popen[bytes] | None = None
         self._connection: Connection | None = None
@@ -248,29 +81,21 @@ class FetchProcess:
         return self._process.pid if self._process is not None else None
 
     async def follow(
-        self,
-        first: int,
-        target: int,
-        previous_hash: str | None,
-        max_ledgers: int,
-        target_events: int,
-        max_events: int,
+        self, first: int, target: int, previous_hash: str | None
     ) -> AsyncGenerator[Batch, None]:
         """first..target as consecutive batches, exactly as fetcher.follow_range yields them
         (same sizes, same errors), fetched by the child while the caller works on the last
-        one. Leaving before the end stops the child; the next call starts a new one."""
+        one. Leaving before the end ends the child; the next call starts a new one."""
         try:
             connection = self._started()
-            connection.send(
-                _Follow(first, target, previous_hash, max_ledgers, target_events, max_events)
-            )
+            connection.send(FollowRange(first, target, previous_hash))
         except OSError as exc:
             raise self._lost("could not be started or reached", exc) from exc
         finished = False
         try:
             while True:
                 try:
-                    reply: _Reply = await asyncio.to_thread(connection.recv)
+                    reply: Reply = await asyncio.to_thread(connection.recv)
                 except (EOFError, OSError) as exc:
                     finished = True
                     raise self._lost("ended unexpectedly", exc) from exc
@@ -289,11 +114,38 @@ class FetchProcess:
         finally:
             if not finished:
                 # Batches still on their way would be read as the next call's: start afresh.
-                # Killing the child also ends a thread still waiting on its pipe.
-                self._kill()
+                # Ending the child also ends a thread still waiting on its pipe.
+                self.terminate()
+
+    async def close(self) -> None:
+        """Ask an idle child to leave, and kill it if it has not within _EXIT_GRACE_SECS; the
+        wait runs in a thread, so the event loop goes on meanwhile. Safe to call at any time;
+        cancelled half-way, it kills the child at once."""
+        process, connection = self._process, self._connection
+        self._process = self._connection = None
+        if connection is not None:
+            with contextlib.suppress(OSError):  # the child may be gone already
+                connection.send(None)
+            connection.close()
+        if process is None:
+            return
+        try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await asyncio.to_thread(process.wait, _EXIT_GRACE_SECS)
+        finally:
+            _stop(process)
+
+    def terminate(self) -> None:
+        """End the child now, busy or not (SIGKILL: it holds nothing that must be saved); a
+        thread waiting on its pipe then sees end of file and lets go of the connection, which
+        closes with it. Returns once the child is reaped, a matter of milliseconds."""
+        process = self._process
+        self._process = self._connection = None
+        if process is not None:
+            _stop(process)
 
     def _lost(self, what: str, cause: BaseException) -> FetchProcessLostError:
-        self._kill()
+        self.terminate()
         self.losses += 1
         return FetchProcessLostError(f"the fetch process {what} ({cause!r})")
 
@@ -301,7 +153,7 @@ class FetchProcess:
         if self._connection is not None and self._process is not None:
             if self._process.poll() is None:
                 return self._connection
-            self._kill()
+            self.terminate()
         ours, theirs = socket.socketpair()
         with theirs:
             # A fresh interpreter that imports only the fetching side (not the web app, not
@@ -315,29 +167,8 @@ class FetchProcess:
         # Owned before the first send, so a child that is already gone is still reaped.
         self._process, self._connection = process, connection
         log.info("fetch_process_started", pid=process.pid)
-        connection.send(self._config)
+        connection.send(self._start)
         return connection
-
-    def close(self) -> None:
-        """Stop an idle child (politely, then for sure); safe to call at any time."""
-        process, connection = self._process, self._connection
-        self._process = self._connection = None
-        if connection is not None:
-            with contextlib.suppress(OSError):  # the child may be gone already
-                connection.send(None)
-            connection.close()
-        if process is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(_EXIT_GRACE_SECS)
-            _stop(process)
-
-    def _kill(self) -> None:
-        """End a child that may be busy; a thread waiting on its pipe then sees end of file
-        and lets go of the connection, which closes with it."""
-        process = self._process
-        self._process = self._connection = None
-        if process is not None:
-            _stop(process)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -346,6 +177,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     log.info("fetch_process_stopped", pid=process.pid, exitcode=process.wait())
 
 
-_CHILD_COMMAND = "import sys; from stellar_reconciler.fetch_process import child_main; " + (
+_CHILD_COMMAND = "import sys; from stellar_reconciler.fetch_child import child_main; " + (
     "child_main(int(sys.argv[1]))"
 )

@@ -1,7 +1,9 @@
 """RangeFetcher: complete ledger ranges from the RPC, decoded and hash-checked.
 
 The worker uses one to follow the tip; maintenance jobs (re-verification, gap filling,
-rescans) use their own, so their paging state never mixes with the follower's.
+rescans) use their own, so their paging state never mixes with the follower's. The worker
+reads its batches from a BatchSource: InProcessSource here, or fetch_process.FetchProcess for
+a long catch-up; both follow a range with follow_range and the same BatchSizing.
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from stellar_reconciler.decode import DecodeError, decode_event
 from stellar_reconciler.errors import ReconcilerError, RpcProtocolError, RpcTransientError
@@ -197,3 +200,46 @@ async def follow_range(
         previous_hash = batch.ledgers[-1].hash
         next_ledger = batch.last_ledger + 1
         yield batch
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSizing:
+    """How big the worker's batches may grow; fixed for a run, handed once to each source."""
+
+    max_ledgers: int = MAX_BATCH_LEDGERS
+    target_events: int = TARGET_BATCH_EVENTS
+    # One fetch stops at a ledger boundary once it holds this many events.
+    max_events: int = 2 * TARGET_BATCH_EVENTS
+
+    def sizer(self) -> BatchSizer:
+        return BatchSizer(self.max_ledgers, self.target_events)
+
+
+class BatchSource(Protocol):
+    """Where the worker's batches come from. Every source yields first..target exactly as
+    follow_range does (same sizes, same typed errors); leaving a range early is allowed."""
+
+    def follow(
+        self, first: int, target: int, previous_hash: str | None
+    ) -> AsyncGenerator[Batch, None]: ...
+
+    async def close(self) -> None:
+        """Give back what the source holds until it is next followed; safe at any time."""
+
+
+class InProcessSource:
+    """A BatchSource fetching in this process, on this event loop."""
+
+    def __init__(self, fetcher: RangeFetcher, sizing: BatchSizing) -> None:
+        self.fetcher = fetcher
+        self.max_events = sizing.max_events
+        # Kept from range to range: the density seen last sizes the next range's first batch.
+        self.sizer = sizing.sizer()
+
+    def follow(
+        self, first: int, target: int, previous_hash: str | None
+    ) -> AsyncGenerator[Batch, None]:
+        return follow_range(self.fetcher, self.sizer, first, target, previous_hash, self.max_events)
+
+    async def close(self) -> None:
+        """Nothing to give back: the fetcher's client belongs to the worker."""

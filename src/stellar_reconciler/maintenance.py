@@ -3,7 +3,8 @@
 Runs beside the worker, on ledgers already behind the checkpoint (so the two never write the
 same rows): re-verifies stored ranges against a fresh read of the RPC, fills gaps that are
 still inside the RPC's retention window, and runs the rescans and verifications operators
-ask for. Every finding is a discrepancy record; repairs are one transaction each.
+ask for. Every finding is a discrepancy record; repairs are one transaction per batch, each
+a named operation of the store (replace_range, fill_gap).
 """
 
 from __future__ import annotations
@@ -24,9 +25,7 @@ from stellar_reconciler.models import Batch, Event, NetworkTip
 from stellar_reconciler.reconcile import Comparison, EventFingerprint, Range, compare_ranges
 from stellar_reconciler.rpc import StellarRpc
 from stellar_reconciler.status import SYNCED_LAG, ServiceStatus
-from stellar_reconciler.store import BatchHook, Store
-from stellar_reconciler.store.database import write_transaction
-from stellar_reconciler.store.discrepancies import BLOCKING_KINDS, NewDiscrepancy
+from stellar_reconciler.store import BLOCKING_KINDS, BatchHook, NewDiscrepancy, Store
 
 log = structlog.get_logger("stellar_reconciler.maintenance")
 
@@ -186,7 +185,7 @@ class Maintenance:
         fetcher = RangeFetcher(self.rpc, self.filter_sets)
         events = 0
         async for batch in fetcher.batches(first, last, previous_hash=None):
-            await asyncio.to_thread(self._replace, batch, None)
+            await asyncio.to_thread(self.store.replace_range, batch, self.batch_hooks)
             events += len(batch.events)
             if job is not None:
                 job.done_ledgers = batch.last_ledger - first + 1
@@ -258,7 +257,7 @@ class Maintenance:
             kind="source_mismatch", key=key, message=message, first_ledger=span[0],
             last_ledger=span[1], expected={"ledgers": len(fresh.ledgers)}, found=found,
         )  # fmt: skip
-        await asyncio.to_thread(self._replace, fresh, discrepancy)
+        await asyncio.to_thread(self.store.replace_range, fresh, self.batch_hooks, discrepancy)
         log.warning("source_mismatch_repaired", first=span[0], last=span[1], **{
             k: summary[k] for k in ("missing", "unexpected", "changed")
         })  # fmt: skip
@@ -278,16 +277,6 @@ class Maintenance:
         else:
             report.unrepaired.append(span)
             log.error("source_mismatch_unrepaired", first=span[0], last=span[1])
-
-    def _replace(self, batch: Batch, discrepancy: NewDiscrepancy | None) -> None:
-        with write_transaction(self.store.engine) as conn:
-            self.store.replace_range(
-                batch.first_ledger, batch.last_ledger, batch.ledgers, batch.events, conn
-            )
-            for hook in self.batch_hooks:
-                hook(conn, batch)
-            if discrepancy is not None:
-                self.store.discrepancies.open(discrepancy, conn)
 
     def _record_rewritten_history(self, comparison: Comparison, broken: list[int]) -> None:
         for diff in comparison.diffs:
@@ -314,7 +303,7 @@ class Maintenance:
     async def repair_gaps(
         self, tip: NetworkTip, low: int | None = None, high: int | None = None
     ) -> VerifyReport:
-        """Fill gaps inside the RPC's retention window, in order, one transaction each; record
+        """Fill gaps inside the RPC's retention window, in order, a transaction a batch; record
         the ones outside it as retention_gap discrepancies with their exact range."""
         gaps = await asyncio.to_thread(self.store.gaps.find, low, high)
         report = VerifyReport(low or 0, high or 0)
@@ -335,40 +324,23 @@ class Maintenance:
         return report
 
     async def _fill(self, first: int, last: int) -> None:
+        """Fetch and write first..last batch by batch, each batch one transaction: memory
+        stays that of one batch however long the gap. Every batch chains to the stored ledger
+        before the gap; the last must also chain to the one after it, or nothing of it is
+        written (the batches before it are true history either way)."""
         before = await asyncio.to_thread(self.store.ledger, first - 1)
         after = await asyncio.to_thread(self.store.ledger, last + 1)
         fetcher = RangeFetcher(self.rpc, self.filter_sets)
-        batches = [b async for b in fetcher.batches(first, last, before.hash if before else None)]
-        if after is not None and batches and batches[-1].ledgers[-1].hash != after.previous_hash:
-            raise ChainBreakError(last + 1, batches[-1].ledgers[-1].hash, after.previous_hash)
-        events = sum(len(b.events) for b in batches)
-        await asyncio.to_thread(self._insert_gap, first, last, batches, events)
+        events = 0
+        async for batch in fetcher.batches(first, last, before.hash if before else None):
+            reached = batch.ledgers[-1].hash
+            if batch.last_ledger == last and after is not None and reached != after.previous_hash:
+                raise ChainBreakError(last + 1, reached, after.previous_hash)
+            events += len(batch.events)
+            await asyncio.to_thread(
+                self.store.fill_gap, (first, last), batch, self.batch_hooks, events
+            )
         log.info("gap_filled", first=first, last=last, events=events)
-
-    def _insert_gap(self, first: int, last: int, batches: list[Batch], events: int) -> None:
-        with write_transaction(self.store.engine) as conn:
-            for batch in batches:
-                # Events of a missing ledger row may survive it; the fresh read replaces them.
-                self.store.replace_range(
-                    batch.first_ledger, batch.last_ledger, batch.ledgers, batch.events, conn
-                )
-                for hook in self.batch_hooks:
-                    hook(conn, batch)
-            new = NewDiscrepancy(
-                kind="gap",
-                key=f"gap:{first}-{last}",
-                message=f"ledgers {first}-{last} were missing from the database",
-                first_ledger=first,
-                last_ledger=last,
-            )
-            discrepancy_id, _ = self.store.discrepancies.open(new, conn)
-            self.store.discrepancies.resolve(
-                discrepancy_id,
-                "auto",
-                f"filled from the RPC in one transaction: {last - first + 1} ledgers, "
-                f"{events} events, hash chain checked on both sides",
-                conn,
-            )
 
     def _record_retention_gap(self, lost: Range, tip: NetworkTip) -> None:
         first, last = lost

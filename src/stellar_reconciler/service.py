@@ -30,8 +30,7 @@ from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.redaction import Redactor
 from stellar_reconciler.rpc import RetryPolicy, RpcObserver, StellarRpc, new_http_client
 from stellar_reconciler.status import ServiceStatus
-from stellar_reconciler.store import BatchHook, Store
-from stellar_reconciler.store.expectations import ExpectationMatcher, Expectations
+from stellar_reconciler.store import BatchHook, ExpectationMatcher, Store
 from stellar_reconciler.telemetry import Telemetry
 from stellar_reconciler.webhook import WebhookSender
 from stellar_reconciler.worker import Worker, WorkerOptions
@@ -138,7 +137,7 @@ class Service:
             _QuietServer(config),
         )
         # Expected records are matched inside each batch's transaction (and each repair's).
-        matcher = ExpectationMatcher(Expectations.of(store), settings.unexpected_event_contracts)
+        matcher = ExpectationMatcher(store.expectations, settings.unexpected_event_contracts)
         service.set_batch_hooks([matcher])
         return service
 

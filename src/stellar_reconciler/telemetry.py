@@ -19,7 +19,6 @@ from stellar_reconciler.errors import DatabaseUnavailableError
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import Store
-from stellar_reconciler.store.expectations import Expectations
 
 log = structlog.get_logger("stellar_reconciler.telemetry")
 
@@ -91,7 +90,7 @@ class Telemetry:
         if self.store is None:
             return False
         try:
-            expectation_counts = Expectations.of(self.store).counts()
+            expectation_counts = self.store.expectations.counts()
             discrepancy_counts = self.store.discrepancies.open_counts()
             checkpoint = self.store.checkpoint().ledger
         except DatabaseUnavailableError as exc:

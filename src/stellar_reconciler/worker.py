@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,11 +32,12 @@ from stellar_reconciler.fetch_process import FetchConfig, FetchProcess
 from stellar_reconciler.fetcher import (
     MAX_BATCH_LEDGERS,
     TARGET_BATCH_EVENTS,
-    BatchSizer,
+    BatchSizing,
+    BatchSource,
     ChainBreakError,
+    InProcessSource,
     RangeFetcher,
     first_error,
-    follow_range,
 )
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.models import Batch, BlockKind, NetworkInfo, NetworkTip
@@ -44,8 +45,7 @@ from stellar_reconciler.pager import build_filter_sets
 from stellar_reconciler.plan import Blocked, Idle, Proceed, Rebase, Skip, Start, plan_next
 from stellar_reconciler.rpc import StellarRpc
 from stellar_reconciler.status import ServiceStatus
-from stellar_reconciler.store import BatchHook, Store
-from stellar_reconciler.store.discrepancies import NewDiscrepancy
+from stellar_reconciler.store import BatchHook, NewDiscrepancy, Store
 
 log = structlog.get_logger("stellar_reconciler.worker")
 
@@ -110,10 +110,13 @@ class Worker:
         self.metrics = metrics
         self.options = options
         self.fetcher = RangeFetcher(rpc, options.filter_sets)
-        self.process_fetcher = (
-            FetchProcess(options.process_fetch, metrics) if options.process_fetch else None
+        sizing = BatchSizing(
+            options.batch_max_ledgers, options.target_batch_events, 2 * options.target_batch_events
         )
-        self.sizer = BatchSizer(options.batch_max_ledgers, options.target_batch_events)
+        self.in_process = InProcessSource(self.fetcher, sizing)
+        self.process_fetcher = (
+            FetchProcess(options.process_fetch, sizing, metrics) if options.process_fetch else None
+        )
         self._checkpoint: int | None = None
         self._last_hash: str | None = None
         self._start = Start.OLDEST_WHILE_EMPTY if options.start_ledger == "oldest" else Start.FIXED
@@ -147,7 +150,7 @@ class Worker:
         finally:
             self.status.worker_running = False
             if self.process_fetcher is not None:
-                self.process_fetcher.close()
+                await self.process_fetcher.close()
 
     async def _cycle(self, stop: asyncio.Event) -> None:
         """One poll: read the tip, then do what plan_next decides (see plan.py)."""
@@ -249,7 +252,8 @@ class Worker:
         if self._last_hash is None:
             stored = await asyncio.to_thread(self.store.ledger, self._checkpoint)
             self._last_hash = stored.hash if stored else None
-        batches = self._batches(self._checkpoint + 1, tip.latest_ledger)
+        first, target = self._checkpoint + 1, tip.latest_ledger
+        batches = (await self._source(first, target)).follow(first, target, self._last_hash)
         queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=1)
         fetch_error: list[BaseException] = []
         try:
@@ -264,11 +268,10 @@ class Worker:
             # Raised only now, after every batch fetched before the failure was committed.
             raise fetch_error[0]
 
-    def _batches(self, first: int, target: int) -> AsyncGenerator[Batch, None]:
-        """The batches from `first` to `target`. A long backlog is fetched by a second process,
-        so writing gets a core of its own; a short one is not worth the hand-over (and
-        following the tip stays in-process)."""
-        max_events = 2 * self.options.target_batch_events
+    async def _source(self, first: int, target: int) -> BatchSource:
+        """Where the batches from `first` to `target` come from. A long backlog is fetched by a
+        second process, so writing gets a core of its own; a short one is not worth the
+        hand-over (and following the tip stays in-process)."""
         process = self.process_fetcher
         if process is not None and not process.trusted:
             log.warning(
@@ -278,18 +281,11 @@ class Worker:
             )
             self.process_fetcher = process = None
         if process is not None and target - first + 1 >= self.options.process_fetch_min_ledgers:
-            return process.follow(
-                first,
-                target,
-                self._last_hash,
-                self.options.batch_max_ledgers,
-                self.options.target_batch_events,
-                max_events,
-            )
+            return process
         if process is not None:
             # Caught up: the child's memory is better given back until the next long backlog.
-            process.close()
-        return follow_range(self.fetcher, self.sizer, first, target, self._last_hash, max_events)
+            await process.close()
+        return self.in_process
 
     async def _produce(
         self,

@@ -53,7 +53,7 @@ class TimedHook:
 
 def wire_expectations(service: Service, unexpected: tuple[str, ...] = ()) -> TimedHook:
     """Swap the service's matcher for a timed one (watching `unexpected` contracts)."""
-    timed = TimedHook(ExpectationMatcher(Expectations.of(service.store), unexpected))
+    timed = TimedHook(ExpectationMatcher(service.store.expectations, unexpected))
     others = [h for h in service.worker.batch_hooks if not isinstance(h, ExpectationMatcher)]
     service.set_batch_hooks([*others, timed])
     return timed
@@ -366,7 +366,7 @@ async def test_ten_thousand_csv_records_are_classified_exactly(
             )
             catch_up_seconds = time.perf_counter() - started
             summary = (await http.get("/api/reconciliation")).json()
-            records = await all_records(Expectations.of(service.store))
+            records = await all_records(service.store.expectations)
             reported = await asyncio.to_thread(open_unexpected, service.store)
             # An event reported as unexpected turns out to be expected after all: posted late.
             late_event = next(

@@ -3,9 +3,10 @@ in-process fetcher would, with the same errors and the same RPC attempts counted
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -13,7 +14,13 @@ import pytest
 from stellar_reconciler import fetch_process
 from stellar_reconciler.errors import RpcTransientError
 from stellar_reconciler.fetch_process import FetchConfig, FetchProcess, FetchProcessLostError
-from stellar_reconciler.fetcher import BatchSizer, ChainBreakError, RangeFetcher, follow_range
+from stellar_reconciler.fetcher import (
+    BatchSizing,
+    BatchSource,
+    ChainBreakError,
+    InProcessSource,
+    RangeFetcher,
+)
 from stellar_reconciler.models import Batch
 from stellar_reconciler.rpc import RetryPolicy, StellarRpc, new_http_client
 from stellar_reconciler.simnet import (
@@ -33,7 +40,7 @@ from tests.integration.harness import (
 
 FAST = RetryPolicy(max_attempts=3, initial_backoff=0.005, max_backoff=0.02)
 FIRST = 7000
-SIZES = {"max_ledgers": 1000, "target_events": 400, "max_events": 800}
+SIZING = BatchSizing(max_ledgers=1000, target_events=400, max_events=800)
 
 
 class Attempts:
@@ -69,24 +76,24 @@ def observed() -> Attempts:
 
 
 @pytest.fixture
-def process(url: str, observed: Attempts) -> Iterator[FetchProcess]:
+async def process(url: str, observed: Attempts) -> AsyncIterator[FetchProcess]:
     config = FetchConfig(
         rpc_url=url, retry=FAST, timeout_secs=5, user_agent="test", filter_sets=[[]]
     )
-    fetching = FetchProcess(config, observed)
+    fetching = FetchProcess(config, SIZING, observed)
     yield fetching
-    fetching.close()
+    await fetching.close()
 
 
 async def in_process(url: str, first: int, target: int) -> tuple[list[Batch], Attempts, Any]:
-    """What follow_range yields in this process, its attempts, and the error it ended with."""
+    """What the in-process source yields, its attempts, and the error it ended with."""
     observed = Attempts()
     client = new_http_client(5, "test")
     fetcher = RangeFetcher(StellarRpc(client, url, FAST, observer=observed), [[]])
-    sizer = BatchSizer(SIZES["max_ledgers"], SIZES["target_events"])
+    source: BatchSource = InProcessSource(fetcher, SIZING)
     found: list[Batch] = []
     try:
-        async for batch in follow_range(fetcher, sizer, first, target, None, SIZES["max_events"]):
+        async for batch in source.follow(first, target, None):
             found.append(batch)
     except (RpcTransientError, ChainBreakError) as exc:
         return found, observed, exc
@@ -99,7 +106,8 @@ async def child(
     process: FetchProcess, first: int, target: int
 ) -> tuple[list[Batch], BaseException | None]:
     found: list[Batch] = []
-    batches: AsyncGenerator[Batch, None] = process.follow(first, target, None, **SIZES)
+    source: BatchSource = process
+    batches: AsyncGenerator[Batch, None] = source.follow(first, target, None)
     try:
         async for batch in batches:
             found.append(batch)
@@ -168,7 +176,7 @@ async def test_chain_break_arrives_with_both_hashes_and_its_valid_prefix(
 
 async def test_a_killed_child_is_reported_and_replaced(process: FetchProcess) -> None:
     """SIGKILL mid-range: FetchProcessLostError (transient); the next call starts afresh."""
-    batches = process.follow(FIRST, FIRST + 299, None, **SIZES)
+    batches = process.follow(FIRST, FIRST + 299, None)
     first = await anext(batches)
     assert first.first_ledger == FIRST
     pid = process.pid
@@ -187,14 +195,33 @@ async def test_leaving_early_stops_the_child_and_close_is_idempotent(
 ) -> None:
     """A caller that stops reading ends the child (its batches would be read as the next
     call's); close() afterwards, twice, is harmless."""
-    batches = process.follow(FIRST, FIRST + 299, None, **SIZES)
+    batches = process.follow(FIRST, FIRST + 299, None)
     await anext(batches)
     pid = process.pid
     assert pid is not None and alive(pid)
     await batches.aclose()
     assert process.pid is None and not alive(pid)
-    process.close()
-    process.close()
+    await process.close()
+    await process.close()
+
+
+async def test_close_waits_for_the_child_off_the_event_loop(process: FetchProcess) -> None:
+    """close() asks a child to leave and waits for it in a thread: a child frozen when asked
+    is let go by this same event loop while close() waits, and then leaves on its own (exit
+    code 0) rather than being killed at the end of the grace period."""
+    found, error = await child(process, FIRST, FIRST + 20)
+    assert error is None and found
+    popen = process._process  # read only: the exit code is not otherwise kept
+    assert popen is not None
+    os.kill(popen.pid, signal.SIGSTOP)
+    closing = asyncio.create_task(process.close())
+    # One turn of the loop: close() sends its request and starts waiting. A close() that
+    # blocked the loop would finish here, after killing the frozen child.
+    await asyncio.sleep(0)
+    os.kill(popen.pid, signal.SIGCONT)
+    await closing
+    assert popen.returncode == 0
+    assert process.pid is None and not alive(popen.pid)
 
 
 async def test_service_catches_up_through_the_fetch_process(database_url: str) -> None:

@@ -15,7 +15,6 @@ from stellar_reconciler.expectation_spec import ExpectationSpec
 from stellar_reconciler.expectations_csv import import_csv, parse_csv
 from stellar_reconciler.models import Batch, Event, LedgerRecord
 from stellar_reconciler.store import Store
-from stellar_reconciler.store.database import write_transaction
 from stellar_reconciler.store.expectations import (
     ExpectationConflictError,
     ExpectationInputError,
@@ -92,7 +91,7 @@ def spec(external_id: str, **fields: Any) -> ExpectationSpec:
 def book(store: Store) -> Expectations:
     """The expectations repository of a store whose stream starts at ledger 10."""
     store.ensure_stream(10, "fp")
-    return Expectations.of(store)
+    return store.expectations
 
 
 def open_discrepancies(store: Store, kind: str) -> list[dict[str, Any]]:
@@ -115,7 +114,7 @@ def test_records_are_created_pending_with_absolute_or_relative_deadlines(
 
 def test_relative_deadline_before_any_ledger_is_refused(store: Store) -> None:
     """Without a checkpoint, deadline_ledgers has nothing to count from: an error, no rows."""
-    book = Expectations.of(store)
+    book = store.expectations
     with pytest.raises(ExpectationInputError, match="deadline_ledger"):
         book.create([spec("a"), spec("b", deadline_ledger=None, deadline_ledgers=5)])
     assert book.counts()["pending"] == 0
@@ -212,9 +211,7 @@ def test_a_repaired_range_keeps_its_claims_and_reports_nothing_twice(
     repaired = batch(10, 10, [transfer(10, 0), transfer(10, 1, sender=BOB, recipient=ALICE)])
     store.commit_batch(repaired, [hook])
     book.create([spec("second", to=BOB)])
-    with write_transaction(store.engine) as conn:
-        store.replace_range(10, 10, repaired.ledgers, repaired.events, conn)
-        hook(conn, repaired)
+    store.replace_range(repaired, [hook])
     assert book.get("first")["event_id"] == repaired.events[0].id
     assert book.get("second")["status"] == "pending"
     (stray,) = open_discrepancies(store, "unexpected")

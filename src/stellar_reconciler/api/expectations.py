@@ -17,11 +17,8 @@ from stellar_reconciler.api.edge import BODY_LIMIT_KEY
 from stellar_reconciler.api.errors import ApiError, invalid_param
 from stellar_reconciler.api.params import MAX_ROW_ID, Digits, Limit
 from stellar_reconciler.expectation_spec import ExpectationSpec
-from stellar_reconciler.store.expectations import (
-    ExpectationConflictError,
-    ExpectationInputError,
-    Expectations,
-)
+from stellar_reconciler.store import Expectations
+from stellar_reconciler.store.expectations import ExpectationConflictError, ExpectationInputError
 
 router = APIRouter(tags=["expectations"])
 Ctx = Annotated[ApiContext, Depends(context)]
@@ -51,7 +48,7 @@ Status = Literal["pending", "matched", "amount_mismatch", "missing_expected"]
 
 
 def repository(ctx: Ctx) -> Expectations:
-    return Expectations.of(ctx.store)
+    return ctx.store.expectations
 
 
 Repo = Annotated[Expectations, Depends(repository)]

@@ -31,7 +31,6 @@ from stellar_reconciler.api.context import ApiContext, context
 from stellar_reconciler.api.errors import ApiError
 from stellar_reconciler.errors import DatabaseUnavailableError
 from stellar_reconciler.store import EventQuery
-from stellar_reconciler.store.expectations import Expectations
 
 router = APIRouter(tags=["monitoring"])
 Ctx = Annotated[ApiContext, Depends(context)]
@@ -162,7 +161,7 @@ class SnapshotSource:
                         is_open=False, limit=RECENTLY_RESOLVED
                     ),
                 ),
-                "expectations": Expectations.of(store).summary(),
+                "expectations": store.expectations.summary(),
             }
         except DatabaseUnavailableError as exc:
             # A dashboard watching an outage should see it, not a stream that breaks off.

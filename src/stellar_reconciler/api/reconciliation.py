@@ -14,7 +14,7 @@ from stellar_reconciler.api.context import ApiContext, context
 from stellar_reconciler.api.errors import ApiError, invalid_param
 from stellar_reconciler.api.params import MAX_ROW_ID, Digits, LedgerField, Limit, RowIdPath
 from stellar_reconciler.control import JobKind
-from stellar_reconciler.store.discrepancies import KINDS
+from stellar_reconciler.store import KINDS
 
 router = APIRouter(tags=["reconciliation"])
 Ctx = Annotated[ApiContext, Depends(context)]

@@ -1,5 +1,20 @@
-"""Persistence: schema, migrations and the repository, on SQLite and PostgreSQL alike."""
+"""Persistence: schema, migrations and the repository, on SQLite and PostgreSQL alike.
 
+Callers outside this package import from here; its modules are its own business.
+"""
+
+from stellar_reconciler.store.discrepancies import BLOCKING_KINDS, KINDS, NewDiscrepancy
+from stellar_reconciler.store.expectations import ExpectationMatcher, Expectations
 from stellar_reconciler.store.repository import DEFAULT_STREAM, BatchHook, EventQuery, Store
 
-__all__ = ["DEFAULT_STREAM", "BatchHook", "EventQuery", "Store"]
+__all__ = [
+    "BLOCKING_KINDS",
+    "DEFAULT_STREAM",
+    "KINDS",
+    "BatchHook",
+    "EventQuery",
+    "ExpectationMatcher",
+    "Expectations",
+    "NewDiscrepancy",
+    "Store",
+]

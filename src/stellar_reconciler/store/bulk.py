@@ -63,6 +63,15 @@ EVENT_COLUMNS = (
 )
 
 
+# Bound parameters per IN (...) list: well under SQLite's and PostgreSQL's limits.
+CHUNK = 2000
+
+
+def chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
 def insert_events(conn: Connection, event_list: Sequence[Event]) -> None:
     """Insert events inside the caller's transaction: the rows `event_row` in repository.py
     describes, built straight into tuples because this is the hot table."""

@@ -6,7 +6,7 @@ transaction; without one, each call is its own transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 
+from stellar_reconciler.store.bulk import chunks, insert_many
 from stellar_reconciler.store.database import read_connection, write_transaction
 from stellar_reconciler.store.schema import audit_log, discrepancies
 
@@ -28,6 +29,13 @@ KINDS = (
 )
 # Open discrepancies of these kinds mean the stored history cannot be trusted: health is 503.
 BLOCKING_KINDS = frozenset({"chain_break", "source_mismatch"})
+# What of a key the column holds: two keys alike this far name the same problem.
+KEY_LENGTH = 200
+
+
+def stored_key(key: str) -> str:
+    """The key as the discrepancies table holds it; every lookup by key goes through here."""
+    return key[:KEY_LENGTH]
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -72,6 +80,44 @@ def discrepancy_json(row: Any) -> dict[str, Any]:
     }
 
 
+def open_all(conn: Connection, found: Sequence[NewDiscrepancy]) -> int:
+    """Open each discrepancy unless one is already open under the same stored key, inside the
+    caller's transaction; returns how many were opened. The one implementation of "unless
+    already open": a batch can raise thousands at once (every unclaimed event of a watched
+    contract), so the open keys are read in chunks and the new rows go in one statement."""
+    by_key: dict[str, NewDiscrepancy] = {}
+    for new in found:
+        by_key.setdefault(stored_key(new.key), new)
+    already: set[str] = set()
+    for chunk in chunks(list(by_key)):
+        already.update(
+            conn.execute(
+                select(discrepancies.c.key).where(
+                    discrepancies.c.key.in_(chunk), discrepancies.c.resolved_at.is_(None)
+                )
+            ).scalars()
+        )
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "kind": new.kind,
+            "key": key,
+            "message": new.message,
+            "first_ledger": new.first_ledger,
+            "last_ledger": new.last_ledger,
+            "subject": new.subject,
+            "expected": new.expected,
+            "found": new.found,
+            "detected_at": now,
+            "notify_attempts": 0,
+        }
+        for key, new in by_key.items()
+        if key not in already
+    ]
+    insert_many(conn, discrepancies, rows)
+    return len(rows)
+
+
 class Discrepancies:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -87,30 +133,16 @@ class Discrepancies:
     def open(self, new: NewDiscrepancy, conn: Connection | None = None) -> tuple[int, bool]:
         """Record a discrepancy unless the same one is already open; (id, newly opened)."""
         with self._tx(conn) as tx:
-            existing = tx.execute(
+            newly_opened = open_all(tx, [new]) == 1
+            found = tx.execute(
                 select(discrepancies.c.id).where(
-                    and_(discrepancies.c.key == new.key, discrepancies.c.resolved_at.is_(None))
+                    and_(
+                        discrepancies.c.key == stored_key(new.key),
+                        discrepancies.c.resolved_at.is_(None),
+                    )
                 )
-            ).scalar_one_or_none()
-            if existing is not None:
-                return int(existing), False
-            inserted = tx.execute(
-                insert(discrepancies).values(
-                    kind=new.kind,
-                    key=new.key[:200],
-                    message=new.message,
-                    first_ledger=new.first_ledger,
-                    last_ledger=new.last_ledger,
-                    subject=new.subject,
-                    expected=new.expected,
-                    found=new.found,
-                    detected_at=datetime.now(UTC),
-                    notify_attempts=0,
-                )
-            )
-            key = inserted.inserted_primary_key
-            assert key is not None
-            return int(key[0]), True
+            ).scalar_one()
+            return int(found), newly_opened
 
     def resolve(
         self, discrepancy_id: int, by: str, resolution: str, conn: Connection | None = None
@@ -128,6 +160,15 @@ class Discrepancies:
             ).rowcount
         return bool(moved)
 
+    def set_found(self, discrepancy_id: int, found: Any, conn: Connection | None = None) -> None:
+        """Replace what a discrepancy says was found (a repair's progress, say)."""
+        with self._tx(conn) as tx:
+            tx.execute(
+                update(discrepancies)
+                .where(discrepancies.c.id == discrepancy_id)
+                .values(found=found)
+            )
+
     def resolve_key(
         self, key: str, by: str, resolution: str, conn: Connection | None = None
     ) -> int:
@@ -135,7 +176,12 @@ class Discrepancies:
             return int(
                 tx.execute(
                     update(discrepancies)
-                    .where(and_(discrepancies.c.key == key, discrepancies.c.resolved_at.is_(None)))
+                    .where(
+                        and_(
+                            discrepancies.c.key == stored_key(key),
+                            discrepancies.c.resolved_at.is_(None),
+                        )
+                    )
                     .values(
                         resolved_at=datetime.now(UTC), resolved_by=by[:64], resolution=resolution
                     )

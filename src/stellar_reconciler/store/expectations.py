@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select
 
@@ -30,21 +30,17 @@ from stellar_reconciler.matching import (
 )
 from stellar_reconciler.models import Batch
 from stellar_reconciler.store import settlement
+from stellar_reconciler.store.bulk import chunks
 from stellar_reconciler.store.database import read_connection, write_transaction
 from stellar_reconciler.store.discrepancies import Discrepancies, _iso, discrepancy_json
 from stellar_reconciler.store.schema import checkpoints, discrepancies, events, expectations
 from stellar_reconciler.store.settlement import (
     IS_PENDING,
-    chunks,
     expectation_of,
     lock,
     observed_events,
     unexpected_key,
 )
-
-if TYPE_CHECKING:
-    # Only a type: Store may hold an Expectations, so importing it here would be circular.
-    from stellar_reconciler.store.repository import Store
 
 # Records without a transaction hash look back this many ledgers (about a day) for an event
 # stored before them; with a hash, any stored event up to the deadline is found (indexed).
@@ -144,10 +140,6 @@ class Expectations:
         self.engine = engine
         self.discrepancies = discrepancies
         self.stream = stream
-
-    @classmethod
-    def of(cls, store: Store) -> Expectations:
-        return cls(store.engine, store.discrepancies, store.stream)
 
     @contextmanager
     def _tx(self, conn: Connection | None) -> Iterator[Connection]:

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, and_, delete, func, insert, select
 
 from stellar_reconciler.errors import CheckpointConflictError, StreamMismatchError
 from stellar_reconciler.models import Batch, Checkpoint, Event, LedgerRecord
-from stellar_reconciler.reconcile import EventFingerprint
+from stellar_reconciler.reconcile import EventFingerprint, Range
 from stellar_reconciler.store import migrate
 from stellar_reconciler.store.checkpoint import advance
 from stellar_reconciler.store.consents import GapConsents
@@ -27,7 +27,8 @@ from stellar_reconciler.store.database import (
     read_connection,
     write_transaction,
 )
-from stellar_reconciler.store.discrepancies import AuditLog, Discrepancies
+from stellar_reconciler.store.discrepancies import AuditLog, Discrepancies, NewDiscrepancy
+from stellar_reconciler.store.expectations import Expectations
 from stellar_reconciler.store.gaps import Gaps
 from stellar_reconciler.store.schema import (
     checkpoints,
@@ -125,6 +126,7 @@ class Store:
         self.audit = AuditLog(engine)
         self.gaps = Gaps(engine, stream, self.discrepancies)
         self.consents = GapConsents(engine, stream, self.discrepancies, self.audit)
+        self.expectations = Expectations(engine, self.discrepancies, stream)
 
     @classmethod
     def open(cls, url: str, stream: str = DEFAULT_STREAM) -> Store:
@@ -341,24 +343,77 @@ class Store:
             )
             return {int(seq): h for seq, h in rows}
 
+    def is_sqlite(self) -> bool:
+        return is_sqlite(self.engine)
+
+    # --- repairs: re-indexing ranges behind the checkpoint ---------------------------------
+
     def replace_range(
         self,
-        first: int,
-        last: int,
-        ledger_records: Sequence[LedgerRecord],
-        event_list: Sequence[Event],
-        conn: Connection,
+        batch: Batch,
+        hooks: Sequence[BatchHook] = (),
+        discrepancy: NewDiscrepancy | None = None,
     ) -> None:
-        """Re-index first..last inside the caller's transaction: the range must already be
+        """Re-index the batch's ledgers with its rows, in one transaction with its hooks and
+        the discrepancy that records why (if any), so a repair and its record share one fate."""
+        with write_transaction(self.engine) as conn:
+            self._replace_rows(conn, batch, hooks)
+            if discrepancy is not None:
+                self.discrepancies.open(discrepancy, conn)
+
+    def fill_gap(
+        self, gap: Range, batch: Batch, hooks: Sequence[BatchHook] = (), events: int = 0
+    ) -> None:
+        """Write one batch of a missing range, in one transaction with its hooks and the gap's
+        record: opened by the first batch, its `found` moved on by each, resolved by the one
+        that reaches the gap's end. `events` counts the gap's events so far, this batch's
+        included. The record is keyed by the gap's last ledger, so a fill that failed half-way
+        is finished, and its record closed, by the next fill of what remains."""
+        first, last = gap
+        record = NewDiscrepancy(
+            kind="gap",
+            key=f"gap:through:{last}",
+            message=f"ledgers {first}-{last} were missing from the database",
+            first_ledger=first,
+            last_ledger=last,
+        )
+        with write_transaction(self.engine) as conn:
+            present = conn.execute(
+                select(func.count())
+                .select_from(ledgers)
+                .where(ledgers.c.sequence.between(batch.first_ledger, batch.last_ledger))
+            ).scalar_one()
+            if present == len(batch.ledgers):
+                # Filled meanwhile (a verify job and the periodic check can meet on one gap):
+                # recording it again would open a record for a gap that is no longer there.
+                return
+            self._replace_rows(conn, batch, hooks)
+            discrepancy_id, _ = self.discrepancies.open(record, conn)
+            if batch.last_ledger < last:
+                self.discrepancies.set_found(
+                    discrepancy_id, {"filled_through": batch.last_ledger}, conn
+                )
+                return
+            self.discrepancies.resolve(
+                discrepancy_id,
+                "auto",
+                f"filled from the RPC, one transaction per batch: ledgers {first}-{last}, "
+                f"{events} events, hash chain checked on both sides",
+                conn,
+            )
+
+    def _replace_rows(self, conn: Connection, batch: Batch, hooks: Sequence[BatchHook]) -> None:
+        """The batch's ledgers hold exactly its rows afterwards. The range must already be
         behind the checkpoint, so the worker never writes there at the same time."""
         checkpoint = conn.execute(
             select(checkpoints.c.ledger).where(checkpoints.c.stream == self.stream)
         ).scalar_one_or_none()
-        if checkpoint is None or last > checkpoint:
-            raise CheckpointConflictError(self.stream, last, checkpoint)
+        if checkpoint is None or batch.last_ledger > checkpoint:
+            raise CheckpointConflictError(self.stream, batch.last_ledger, checkpoint)
+        first, last = batch.first_ledger, batch.last_ledger
+        # Events of a missing ledger row may survive it; the fresh read replaces them.
         conn.execute(delete(events).where(events.c.ledger.between(first, last)))
         conn.execute(delete(ledgers).where(ledgers.c.sequence.between(first, last)))
-        self.insert_rows(conn, ledger_records, event_list)
-
-    def is_sqlite(self) -> bool:
-        return is_sqlite(self.engine)
+        self.insert_rows(conn, batch.ledgers, batch.events)
+        for hook in hooks:
+            hook(conn, batch)

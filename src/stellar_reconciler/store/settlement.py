@@ -24,12 +24,10 @@ from stellar_reconciler.matching import (
     ObservedEvent,
 )
 from stellar_reconciler.models import Batch
-from stellar_reconciler.store.bulk import insert_many
-from stellar_reconciler.store.discrepancies import NewDiscrepancy
-from stellar_reconciler.store.schema import discrepancies, events, expectations
+from stellar_reconciler.store.bulk import chunks
+from stellar_reconciler.store.discrepancies import NewDiscrepancy, open_all
+from stellar_reconciler.store.schema import events, expectations
 
-# Bound parameters per IN (...) list: well under SQLite's and PostgreSQL's limits.
-CHUNK = 2000
 # Literal, not a bound parameter, so SQLite can use the partial indexes on pending rows.
 IS_PENDING = text("expectations.status = 'pending'")
 _SETTLE_POSTGRESQL = text(
@@ -45,11 +43,6 @@ _SETTLE_POSTGRESQL = text(
     WHERE x.id = v.id
     """
 )
-
-
-def chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), CHUNK):
-        yield items[start : start + CHUNK]
 
 
 def lock(conn: Connection) -> None:
@@ -108,43 +101,6 @@ def observed_events(rows: Iterable[Any]) -> Iterator[ObservedEvent]:
 
 def text_of(value: int | None) -> str | None:
     return str(value) if value is not None else None
-
-
-def open_all(conn: Connection, found: Sequence[NewDiscrepancy]) -> int:
-    """Discrepancies.open for many at once: skip those already open under the same key, insert
-    the rest in one statement. A batch can raise thousands (every unclaimed event of a
-    watched contract), and two statements per discrepancy cost more than the batch itself."""
-    by_key: dict[str, NewDiscrepancy] = {}
-    for new in found:
-        by_key.setdefault(new.key[:200], new)
-    already: set[str] = set()
-    for chunk in chunks(list(by_key)):
-        already.update(
-            conn.execute(
-                select(discrepancies.c.key).where(
-                    discrepancies.c.key.in_(chunk), discrepancies.c.resolved_at.is_(None)
-                )
-            ).scalars()
-        )
-    now = datetime.now(UTC)
-    rows = [
-        {
-            "kind": new.kind,
-            "key": key,
-            "message": new.message,
-            "first_ledger": new.first_ledger,
-            "last_ledger": new.last_ledger,
-            "subject": new.subject,
-            "expected": new.expected,
-            "found": new.found,
-            "detected_at": now,
-            "notify_attempts": 0,
-        }
-        for key, new in by_key.items()
-        if key not in already
-    ]
-    insert_many(conn, discrepancies, rows)
-    return len(rows)
 
 
 def settle(conn: Connection, claims: Sequence[Claim]) -> None:

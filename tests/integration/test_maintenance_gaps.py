@@ -1,0 +1,96 @@
+"""Gap filling through maintenance, against the simulated network: a batch a transaction."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from sqlalchemy import Connection, delete
+
+from stellar_reconciler.control import Controls
+from stellar_reconciler.fetcher import RangeFetcher
+from stellar_reconciler.maintenance import Maintenance
+from stellar_reconciler.metrics import Metrics
+from stellar_reconciler.models import Batch
+from stellar_reconciler.rpc import RetryPolicy, StellarRpc, new_http_client
+from stellar_reconciler.simnet import SimNetConfig, SimNetwork, serve_in_thread
+from stellar_reconciler.status import ServiceStatus
+from stellar_reconciler.store import Store
+from stellar_reconciler.store.schema import events, ledgers
+from tests.integration.harness import (
+    network_event_ids,
+    network_ledgers,
+    stored_event_ids,
+    stored_ledgers,
+)
+
+FAST = RetryPolicy(max_attempts=3, initial_backoff=0.005, max_backoff=0.02)
+
+
+@pytest.fixture
+def net() -> SimNetwork:
+    return SimNetwork(
+        SimNetConfig(seed=48, first_ledger=100, prebuilt_ledgers=200, events_per_ledger=6)
+    )
+
+
+@pytest.fixture
+def url(net: SimNetwork) -> Iterator[str]:
+    with serve_in_thread(net) as served:
+        yield served
+
+
+@pytest.fixture
+async def rpc(url: str) -> AsyncIterator[StellarRpc]:
+    client = new_http_client(5, "test")
+    yield StellarRpc(client, url, FAST)
+    await client.aclose()
+
+
+class CommittedBefore:
+    """A batch hook noting, for each batch, which of the gap's ledgers another connection
+    already sees: what earlier transactions committed, not what this one is writing."""
+
+    def __init__(self, reader: Store, gap: tuple[int, int]) -> None:
+        self.reader = reader
+        self.gap = gap
+        self.seen: list[tuple[int, int, list[int]]] = []
+
+    def __call__(self, _: Connection, batch: Batch) -> None:
+        first, last = self.gap
+        visible = [r.sequence for r in self.reader.list_ledgers(first, last, 1000)]
+        self.seen.append((batch.first_ledger, batch.last_ledger, visible))
+
+
+async def test_a_long_gap_is_filled_and_recorded_a_batch_at_a_time(
+    database_url: str, store: Store, net: SimNetwork, rpc: StellarRpc
+) -> None:
+    """A 60-ledger gap arrives in more than one batch; when each batch is written the batches
+    before it are already committed, and afterwards the gap has one record, resolved, and
+    the stored ledgers and events are the network's."""
+    store.ensure_stream(100, "fp")
+    async for batch in RangeFetcher(rpc, [[]]).batches(100, 299, None):
+        store.commit_batch(batch)
+    with store.engine.begin() as conn:
+        conn.execute(delete(events).where(events.c.ledger.between(200, 259)))
+        conn.execute(delete(ledgers).where(ledgers.c.sequence.between(200, 259)))
+    reader = Store.open(database_url)
+    hook = CommittedBefore(reader, (200, 259))
+    maintenance = Maintenance(
+        rpc, store, ServiceStatus(), Metrics(), Controls(), [[]], 0, batch_hooks=[hook]
+    )
+    try:
+        report = await maintenance.repair_gaps(await rpc.get_health())
+    finally:
+        reader.close()
+    assert report.gaps_filled == [(200, 259)]
+    assert len(hook.seen) > 1
+    expected_visible: list[int] = []
+    for first, last, visible in hook.seen:
+        assert visible == expected_visible
+        expected_visible = [*expected_visible, *range(first, last + 1)]
+    assert expected_visible == list(range(200, 260))
+    [record] = store.discrepancies.listing(kind="gap")
+    assert (record["first_ledger"], record["last_ledger"], record["open"]) == (200, 259, False)
+    assert stored_ledgers(database_url) == network_ledgers(net, 100, 299)
+    assert stored_event_ids(database_url) == network_event_ids(net, 100, 299)
