@@ -10,6 +10,8 @@ from __future__ import annotations
 import email.utils
 import itertools
 import re
+import socket
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,14 +21,17 @@ from typing import Any, Protocol
 import httpx
 import stamina
 
-from stellar_reconciler.config import Settings
+from stellar_reconciler.config import Settings, redact_url
 from stellar_reconciler.decode import DecodeError, decode_bare_header, decode_history_entry
 from stellar_reconciler.errors import (
     LedgerOutOfRangeError,
     RpcError,
+    RpcHttpStatusError,
+    RpcMalformedError,
     RpcProtocolError,
     RpcRequestError,
     RpcTransientError,
+    RpcUnreachableError,
 )
 from stellar_reconciler.models import LedgerHeader, NetworkInfo, NetworkTip, RawEvent
 
@@ -115,6 +120,45 @@ def _retry_after_seconds(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, min((when - datetime.now(UTC)).total_seconds(), MAX_RETRY_AFTER_SECS))
+
+
+def _transport_fault(exc: httpx.TransportError) -> str:
+    """dns, refused, timeout, tls or connection: what lies under httpx's wrapper."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, socket.gaierror):
+            return "dns"
+        if isinstance(cause, ConnectionRefusedError):
+            return "refused"
+        if isinstance(cause, ssl.SSLError):
+            return "tls"
+        cause = cause.__cause__ or cause.__context__
+    # httpcore re-raises some of these as its own exceptions with only the message kept.
+    text = str(exc)
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "dns"
+    if "Temporary failure in name resolution" in text or "Errno -3" in text:
+        return "dns"
+    if "Connection refused" in text or "Errno 111" in text:
+        return "refused"
+    if "SSL" in text or "CERTIFICATE" in text.upper():
+        return "tls"
+    return "connection"
+
+
+def _describe_body(response: httpx.Response) -> str:
+    """What a 200 answer that is not JSON-RPC looks like, for the error message."""
+    body = response.content
+    if not body.strip():
+        return "HTTP 200 with an empty body"
+    kind = response.headers.get("content-type", "no content type").split(";")[0]
+    if body.lstrip()[:1] in (b"{", b"["):
+        return f"HTTP 200 with JSON cut short or invalid ({len(body)} bytes, {kind})"
+    return f"HTTP 200 with a body that is not JSON ({len(body)} bytes, {kind})"
 
 
 def _backoff_hook(exc: Exception) -> bool | float:
@@ -263,13 +307,25 @@ class StellarRpc:
     ) -> None:
         self._client = client
         self._url = url
+        # What messages, logs and pages show: an API key in the URL must not leak.
+        self.shown_url = redact_url(url)
         self._retry = retry or RetryPolicy()
         self._observer: RpcObserver = observer or _NullObserver()
         self._ids = itertools.count(1)
+        # Requests on the wire: request id -> (method, monotonic start), for "waiting for...".
+        self._in_flight: dict[int, tuple[str, float]] = {}
+        # Retries are counted by the observer and failed polls are summarised by the worker;
+        # stamina's own warning per retry is what flooded the log against a dead RPC.
+        stamina.instrumentation.set_on_retry_hooks([])
 
     @property
     def url(self) -> str:
         return self._url
+
+    def pending(self) -> list[tuple[str, str, float]]:
+        """The requests awaiting an answer, oldest first: (method, shown URL, monotonic start)."""
+        calls = sorted(self._in_flight.values(), key=lambda call: call[1])
+        return [(method, self.shown_url, started) for method, started in calls]
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -293,21 +349,26 @@ class StellarRpc:
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
 
     async def _call_once(self, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
-        body: dict[str, Any] = {"jsonrpc": "2.0", "id": next(self._ids), "method": method}
+        request_id = next(self._ids)
+        body: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
         if params:
             body["params"] = dict(params)
         started = time.perf_counter()
         outcome = "ok"
         error: str | None = None
+        self._in_flight[request_id] = (method, time.monotonic())
         try:
             response = await self._client.post(self._url, json=body)
             result = self._result(method, response)
-        except httpx.TimeoutException as exc:
-            outcome, error = "timeout", f"{method}: timed out after {self._client.timeout.read}s"
-            raise RpcTransientError(method, f"timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
-            outcome, error = "connection", f"{method}: connection failed ({type(exc).__name__})"
-            raise RpcTransientError(method, f"connection failed ({type(exc).__name__})") from exc
+            fault = _transport_fault(exc)
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if fault == "timeout":
+                detail = f"{type(exc).__name__} after {self._client.timeout.read}s"
+            unreachable = RpcUnreachableError(method, self.shown_url, fault, detail)
+            outcome = "timeout" if fault == "timeout" else "connection"
+            error = str(unreachable)
+            raise unreachable from exc
         except RpcTransientError as exc:
             outcome, error = ("throttled" if "429" in str(exc) else "transient"), str(exc)
             raise
@@ -318,6 +379,7 @@ class StellarRpc:
             outcome, error = "malformed", str(exc)
             raise
         finally:
+            self._in_flight.pop(request_id, None)
             self._observer.rpc_attempt(method, outcome, time.perf_counter() - started, error)
         return result
 
@@ -325,38 +387,37 @@ class StellarRpc:
         status = response.status_code
         if status in TRANSIENT_HTTP:
             retry_after = _retry_after_seconds(response.headers.get("retry-after"))
-            raise RpcTransientError(method, f"HTTP {status}", retry_after=retry_after)
-        if status != 200:
-            raise RpcProtocolError(
-                method,
-                f"HTTP {status} from {self._url}: check STELLAR_RPC_URL points at a Stellar RPC "
-                "endpoint",
+            raise RpcTransientError(
+                method, f"HTTP {status} from {self.shown_url}", retry_after=retry_after
             )
+        if status != 200:
+            raise RpcHttpStatusError(method, self.shown_url, status)
         try:
             envelope = response.json()
         except ValueError as exc:
-            raise RpcProtocolError(method, "answer is not JSON") from exc
+            raise RpcMalformedError(method, self.shown_url, _describe_body(response)) from exc
         if not isinstance(envelope, dict):
-            raise RpcProtocolError(method, "answer is not a JSON-RPC object")
+            raise RpcMalformedError(method, self.shown_url, "the answer is not a JSON-RPC object")
         error = envelope.get("error")
         if error is not None:
             raise self._rpc_error(method, error)
         result = envelope.get("result")
         if not isinstance(result, dict):
-            raise RpcProtocolError(method, "answer has no 'result' object")
+            raise RpcMalformedError(method, self.shown_url, "the answer has no 'result' object")
         return result
 
-    @staticmethod
-    def _rpc_error(method: str, error: Any) -> RpcError:
+    def _rpc_error(self, method: str, error: Any) -> RpcError:
         if not isinstance(error, dict) or not isinstance(error.get("code"), int):
-            return RpcProtocolError(method, f"malformed JSON-RPC error {error!r}")
+            return RpcMalformedError(method, self.shown_url, f"malformed JSON-RPC error {error!r}")
         code = int(error["code"])
         message = str(error.get("message", ""))
         if code in TRANSIENT_CODES:
-            return RpcTransientError(method, f"JSON-RPC error {code}: {message}")
+            return RpcTransientError(
+                method, f"JSON-RPC error {code} from {self.shown_url}: {message}"
+            )
         if code == -32600 and "ledger range" in message:
-            return LedgerOutOfRangeError(method, code, message)
-        return RpcRequestError(method, code, message)
+            return LedgerOutOfRangeError(method, code, message, self.shown_url)
+        return RpcRequestError(method, code, message, self.shown_url)
 
     # --- methods -------------------------------------------------------------------------
 
