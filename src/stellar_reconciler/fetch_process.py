@@ -326,6 +326,10 @@ class FetchProcess:
                 process.wait(_EXIT_GRACE_SECS)
             _stop(process)
 
+    def kill(self) -> None:
+        """End the child now, busy or not: shutdown must not wait for a hung RPC call."""
+        self._kill()
+
     def _kill(self) -> None:
         """End a child that may be busy; a thread waiting on its pipe then sees end of file
         and lets go of the connection, which closes with it."""
