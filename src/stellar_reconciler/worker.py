@@ -126,11 +126,13 @@ class Worker:
         self.outage = Outage(backoff, options.failure_summary_secs)
         # The batch commit running in a thread, if any: waited for (briefly) on stop.
         self._commit: asyncio.Future[None] | None = None
+        # True while a commit runs in its thread (the future above ends with the event loop).
+        self._in_commit = False
 
     @property
     def committing(self) -> bool:
         """A batch is in the database's hands right now."""
-        return self._commit is not None and not self._commit.done()
+        return self._in_commit
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -358,11 +360,17 @@ class Worker:
             started = time.perf_counter()
             # Shielded: once a batch is handed to the database it commits or rolls back whole,
             # even when shutdown cancels the loop around it.
-            self._commit = asyncio.ensure_future(
-                asyncio.to_thread(self.store.commit_batch, batch, self.batch_hooks)
-            )
+            self._commit = asyncio.ensure_future(asyncio.to_thread(self._commit_batch, batch))
             await asyncio.shield(self._commit)
             self._committed(batch, time.perf_counter() - started)
+
+    def _commit_batch(self, batch: Batch) -> None:
+        """Runs in a thread: commit one batch, whole or not at all."""
+        self._in_commit = True
+        try:
+            self.store.commit_batch(batch, self.batch_hooks)
+        finally:
+            self._in_commit = False
 
     def _committed(self, batch: Batch, duration: float) -> None:
         self._checkpoint = batch.last_ledger

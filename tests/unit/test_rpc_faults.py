@@ -3,10 +3,9 @@ the (redacted) URL, and every new error class survives pickling."""
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 import socket
-import threading
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -23,6 +22,8 @@ from stellar_reconciler.errors import (
 )
 from stellar_reconciler.rpc import RetryPolicy, StellarRpc
 from stellar_reconciler.simnet import FaultKind, SimNetConfig, SimNetwork, serve_in_thread
+from tests.integration.harness import wait_for
+from tests.loopback import closed_port, silent_server
 
 ONCE = RetryPolicy(max_attempts=1, initial_backoff=0.001, max_backoff=0.001)
 
@@ -36,48 +37,6 @@ async def health_error(url: str, read_secs: float = 5.0) -> RpcError:
     return caught.value
 
 
-@pytest.fixture
-def silent_server() -> Iterator[tuple[int, threading.Event]]:
-    """A loopback TCP server that accepts connections, sends `b"not tls"` if asked, and
-    otherwise never answers; yields its port and an event that makes it greet."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    greet = threading.Event()
-    accepted: list[socket.socket] = []
-    done = threading.Event()
-
-    def serve() -> None:
-        server.settimeout(0.05)
-        while not done.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            accepted.append(conn)
-            if greet.is_set():
-                conn.sendall(b"HTTP/1.1 400 not tls\r\n\r\n")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1], greet
-    finally:
-        done.set()
-        thread.join(5)
-        server.close()
-        for conn in accepted:
-            conn.close()
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_connection_refused_names_the_url_and_the_fault() -> None:
     """A closed loopback port is told as 'refused', with the URL and what to check."""
     url = f"http://127.0.0.1:{closed_port()}/"
@@ -86,23 +45,18 @@ async def test_connection_refused_names_the_url_and_the_fault() -> None:
     assert url in str(error) and "refused" in str(error) and "STELLAR_RPC_URL" in str(error)
 
 
-async def test_a_server_that_never_answers_is_a_timeout(
-    silent_server: tuple[int, threading.Event],
-) -> None:
+async def test_a_server_that_never_answers_is_a_timeout() -> None:
     """Accepted but unanswered requests are told as 'timeout', not as a refused connection."""
-    port, _ = silent_server
-    error = await health_error(f"http://127.0.0.1:{port}/", read_secs=0.3)
+    with silent_server() as port:
+        error = await health_error(f"http://127.0.0.1:{port}/", read_secs=0.3)
     assert isinstance(error, RpcUnreachableError) and error.fault == "timeout"
     assert f"127.0.0.1:{port}" in str(error) and "no answer in time" in str(error)
 
 
-async def test_https_to_a_plain_server_is_a_tls_fault(
-    silent_server: tuple[int, threading.Event],
-) -> None:
+async def test_https_to_a_plain_server_is_a_tls_fault() -> None:
     """https:// to something that does not speak TLS is told as a TLS fault."""
-    port, greet = silent_server
-    greet.set()
-    error = await health_error(f"https://127.0.0.1:{port}/")
+    with silent_server(b"HTTP/1.1 400 not tls\r\n\r\n") as port:
+        error = await health_error(f"https://127.0.0.1:{port}/")
     assert isinstance(error, RpcUnreachableError) and error.fault == "tls", error
     assert "TLS handshake failed" in str(error)
 
@@ -120,6 +74,21 @@ async def test_a_name_that_does_not_resolve_is_a_dns_fault() -> None:
         with pytest.raises(RpcUnreachableError) as caught:
             await rpc.get_health()
     assert caught.value.fault == "dns" and "does not resolve" in str(caught.value)
+
+
+async def test_a_request_awaiting_its_answer_is_listed_as_pending() -> None:
+    """While getHealth waits on a silent server, pending() names it and its redacted URL."""
+    with silent_server() as port:
+        async with httpx.AsyncClient(timeout=30) as client:
+            rpc = StellarRpc(client, f"http://k:secret@127.0.0.1:{port}/", ONCE)
+            call = asyncio.create_task(rpc.get_health())
+            await wait_for(rpc.pending, 10, "getHealth to be on the wire")
+            [(method, url, _)] = rpc.pending()
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+    assert (method, url) == ("getHealth", f"http://***@127.0.0.1:{port}/")
+    assert rpc.pending() == []
 
 
 @pytest.mark.parametrize(
