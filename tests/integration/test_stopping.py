@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from stellar_reconciler.service import FORCED_EXIT_CODE, STOP_DEADLINE_SECS
-from stellar_reconciler.simnet import SimNetConfig, SimNetwork, serve_in_thread
+from stellar_reconciler.simnet import FaultKind, SimNetConfig, SimNetwork, serve_in_thread
 from tests.conftest import PostgresTemplate
 from tests.integration.harness import (
     network_event_ids,
@@ -103,6 +103,46 @@ def test_stop_with_an_rpc_that_never_answers(sig: signal.Signals, tmp_path: Path
             assert stop_and_wait(process, sig) == 0
     events = [line["event"] for line in log_lines(log_file)]
     assert "stop_requested" in events and "service_stopped" in events
+
+
+def process_gone(pid: int) -> bool:
+    """True when `pid` has ended (a zombie waiting to be reaped counts as ended)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+def test_stop_during_a_catch_up_in_the_fetch_process_ends_the_child_too(tmp_path: Path) -> None:
+    """A backlog fetched by the catch-up child process, whose getEvents never comes back:
+    SIGTERM ends the service within the deadline, and the child with it."""
+    net = SimNetwork(SimNetConfig(seed=12, first_ledger=2, prebuilt_ledgers=200))
+    port = closed_port()
+    log_file = tmp_path / "service.log"
+    with serve_in_thread(net) as rpc_url:
+        hang = net.faults.add(FaultKind.SLOW, method="getEvents", delay=60, times=None)
+        settings = settings_for(
+            f"sqlite:///{tmp_path / 'r.db'}",
+            rpc_url,
+            bind_addr=f"127.0.0.1:{port}",
+            start_ledger="2",
+        )
+        env = service_env(settings) | {"CATCH_UP_PROCESS_LEDGERS": "50", "RPC_TIMEOUT_SECS": "90"}
+        with service_process(env, log_file) as process:
+            started = wait_for_sync(
+                lambda: [
+                    line for line in log_lines(log_file) if line["event"] == "fetch_process_started"
+                ],
+                60,
+                "the fetch process to start",
+            )
+            wait_for_sync(lambda: hang.fired >= 1, 30, "the child's getEvents to hang")
+            child = int(started[0]["pid"])
+            assert not process_gone(child)
+            assert stop_and_wait(process, signal.SIGTERM) == 0
+        net.faults.clear()
+    assert process_gone(child)
 
 
 @pytest.mark.postgres
