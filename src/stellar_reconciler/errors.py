@@ -161,15 +161,15 @@ class LedgerOutOfRangeError(RpcRequestError):
 
 
 class StopDeadlineError(ReconcilerError):
-    """Shutdown outlasted its deadline: something (a database commit, most likely) did not
+    """Shutdown could not wait for something (a database commit, most likely) that did not
     let go, so the process leaves without it; an unfinished transaction is rolled back."""
 
     def __init__(self, seconds: float, waiting_for: str) -> None:
         self.seconds = seconds
         self.waiting_for = waiting_for
         super().__init__(
-            f"stopping took longer than {seconds:g}s (still waiting for {waiting_for}); "
-            "exiting anyway: a batch that had not committed is rolled back by the database"
+            f"stopped after {seconds:g}s while still waiting for {waiting_for}; a batch that "
+            "had not committed is rolled back by the database"
         )
 
     def __reduce__(self) -> tuple[type[StopDeadlineError], tuple[float, str]]:

@@ -21,8 +21,11 @@ from typing import Any, Protocol
 import httpx
 import stamina
 
+from stellar_reconciler.answers import int_field, network_tip, str_field
+from stellar_reconciler.answers import parse_event as parse_event
+from stellar_reconciler.answers import parse_ledger as parse_ledger
 from stellar_reconciler.config import Settings, redact_url
-from stellar_reconciler.decode import DecodeError, decode_bare_header, decode_history_entry
+from stellar_reconciler.decode import DecodeError, decode_bare_header
 from stellar_reconciler.errors import (
     LedgerOutOfRangeError,
     RpcError,
@@ -167,134 +170,6 @@ def _backoff_hook(exc: Exception) -> bool | float:
     return False
 
 
-def _int(data: Mapping[str, Any], key: str, method: str, *, optional: bool = False) -> int:
-    """Read an integer field that servers send as a JSON number or as a decimal string."""
-    value = data.get(key)
-    if value is None and optional:
-        return 0
-    if isinstance(value, bool):
-        raise RpcProtocolError(method, f"field {key!r} is a boolean, expected a number")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    raise RpcProtocolError(method, f"field {key!r} is {value!r}, expected a whole number")
-
-
-def _str(data: Mapping[str, Any], key: str, method: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str):
-        raise RpcProtocolError(method, f"field {key!r} is {value!r}, expected a string")
-    return value
-
-
-def _tip(result: Mapping[str, Any], method: str) -> NetworkTip:
-    return NetworkTip(
-        latest_ledger=_int(result, "latestLedger", method),
-        oldest_ledger=_int(result, "oldestLedger", method),
-        latest_close_time=_int(result, "latestLedgerCloseTime", method, optional=True) or None,
-        oldest_close_time=_int(result, "oldestLedgerCloseTime", method, optional=True) or None,
-        retention_window=_int(result, "ledgerRetentionWindow", method, optional=True) or None,
-    )
-
-
-def parse_event(item: Any, method: str = "getEvents") -> RawEvent:
-    """Turn one getEvents entry into a RawEvent, checking every field a follower relies on."""
-    # A catch-up parses millions of entries: take the ones shaped exactly as stellar-rpc
-    # serves them with exact type checks only; anything else gets the checks (and the
-    # messages) of the careful path below.
-    if type(item) is dict:
-        topics, value = item.get("topic"), item.get("value")
-        ledger, event_id = item.get("ledger"), item.get("id")
-        kind, closed_at = item.get("type"), item.get("ledgerClosedAt")
-        contract_id, tx_hash = item.get("contractId"), item.get("txHash")
-        tx_index, op_index = item.get("transactionIndex"), item.get("operationIndex")
-        successful = item.get("inSuccessfulContractCall", True)
-        if (
-            type(topics) is list
-            and type(value) is str
-            and type(ledger) is int
-            and type(event_id) is str
-            and type(kind) is str
-            and type(closed_at) is str
-            and type(contract_id) is str
-            and type(tx_hash) is str
-            and type(tx_index) is int
-            and type(op_index) is int
-            and type(successful) is bool
-            and all(type(t) is str for t in topics)
-        ):
-            return RawEvent(
-                event_id,
-                kind,
-                ledger,
-                closed_at,
-                contract_id,
-                tx_hash,
-                tx_index,
-                op_index,
-                successful,
-                tuple(topics),
-                value,
-            )
-    return _parse_event_carefully(item, method)
-
-
-def _parse_event_carefully(item: Any, method: str) -> RawEvent:
-    if not isinstance(item, Mapping):
-        raise RpcProtocolError(method, f"event entry is {type(item).__name__}, expected an object")
-    topics = item.get("topic")
-    if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
-        raise RpcProtocolError(
-            method, "event 'topic' must be a list of base64 strings (is xdrFormat json?)"
-        )
-    contract_id = item.get("contractId") or ""
-    if not isinstance(contract_id, str):
-        raise RpcProtocolError(method, f"event contractId is {contract_id!r}")
-    value = item.get("value")
-    if not isinstance(value, str):
-        raise RpcProtocolError(method, f"event 'value' is {value!r}, expected base64 XDR")
-    return RawEvent(
-        id=_str(item, "id", method),
-        type=_str(item, "type", method),
-        ledger=_int(item, "ledger", method),
-        ledger_closed_at=_str(item, "ledgerClosedAt", method),
-        contract_id=contract_id,
-        tx_hash=str(item.get("txHash") or ""),
-        transaction_index=_int(item, "transactionIndex", method, optional=True),
-        operation_index=_int(item, "operationIndex", method, optional=True),
-        in_successful_contract_call=bool(item.get("inSuccessfulContractCall", True)),
-        topics_xdr=tuple(topics),
-        value_xdr=value,
-    )
-
-
-def parse_ledger(item: Any, method: str = "getLedgers") -> LedgerHeader:
-    """Decode one getLedgers entry and prove its hash: the served hash, the entry's own hash
-    and sha256 of the header XDR must all agree."""
-    if not isinstance(item, Mapping):
-        raise RpcProtocolError(method, "ledger entry is not an object")
-    sequence = _int(item, "sequence", method)
-    served_hash = _str(item, "hash", method).lower()
-    meta = item.get("metadataXdr")
-    try:
-        header, entry_hash = decode_history_entry(
-            _str(item, "headerXdr", method), len(meta) if isinstance(meta, str) else 0
-        )
-    except DecodeError as exc:
-        raise RpcProtocolError(method, f"ledger {sequence}: {exc}") from exc
-    if header.sequence != sequence:
-        raise RpcProtocolError(method, f"ledger {sequence} carries a header for {header.sequence}")
-    if not header.hash == entry_hash == served_hash:
-        raise RpcProtocolError(
-            method,
-            f"ledger {sequence}: served hash {served_hash} but its header hashes to {header.hash}",
-        )
-    return header
-
-
 class StellarRpc:
     """The Stellar RPC methods a follower needs, with retries and metrics on every call."""
 
@@ -426,13 +301,13 @@ class StellarRpc:
         status = result.get("status")
         if status != "healthy":
             raise RpcTransientError("getHealth", f"node reports status {status!r}")
-        return _tip(result, "getHealth")
+        return network_tip(result, "getHealth")
 
     async def get_network(self) -> NetworkInfo:
         result = await self.call("getNetwork")
         return NetworkInfo(
-            passphrase=_str(result, "passphrase", "getNetwork"),
-            protocol_version=_int(result, "protocolVersion", "getNetwork"),
+            passphrase=str_field(result, "passphrase", "getNetwork"),
+            protocol_version=int_field(result, "protocolVersion", "getNetwork"),
             friendbot_url=result.get("friendbotUrl") or None,
         )
 
@@ -446,10 +321,10 @@ class StellarRpc:
             except DecodeError as exc:
                 raise RpcProtocolError("getLatestLedger", str(exc)) from exc
         return LatestLedger(
-            sequence=_int(result, "sequence", "getLatestLedger"),
-            hash=_str(result, "id", "getLatestLedger").lower(),
-            protocol_version=_int(result, "protocolVersion", "getLatestLedger"),
-            close_time=_int(result, "closeTime", "getLatestLedger", optional=True),
+            sequence=int_field(result, "sequence", "getLatestLedger"),
+            hash=str_field(result, "id", "getLatestLedger").lower(),
+            protocol_version=int_field(result, "protocolVersion", "getLatestLedger"),
+            close_time=int_field(result, "closeTime", "getLatestLedger", optional=True),
             header=header,
         )
 
@@ -467,7 +342,7 @@ class StellarRpc:
             raise RpcProtocolError("getLedgers", "answer has no 'ledgers' list")
         return LedgersPage(
             ledgers=[parse_ledger(item) for item in items],
-            tip=_tip(result, "getLedgers"),
+            tip=network_tip(result, "getLedgers"),
             cursor=str(result.get("cursor") or ""),
         )
 
@@ -500,7 +375,7 @@ class StellarRpc:
             raise RpcProtocolError("getEvents", "answer has no 'cursor' (server older than 22?)")
         return EventsPage(
             events=[parse_event(item) for item in items],
-            tip=_tip(result, "getEvents"),
+            tip=network_tip(result, "getEvents"),
             cursor=page_cursor,
         )
 

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -352,19 +353,27 @@ class StopDeadline:
         self._describe = describe
         self._before_exit = before_exit
         self._timer: threading.Timer | None = None
+        self._signalled_at: float | None = None
 
     def signalled(self, stop: asyncio.Event) -> None:
         if self._timer is not None:
             log.warning("stop_signal_repeated", hint="exiting now")
             self._expire()
+        self._signalled_at = time.monotonic()
         stop.set()
         self._timer = threading.Timer(FORCED_EXIT_SECS, self._expire)
         self._timer.daemon = True
         self._timer.start()
         log.info("stop_requested", deadline_secs=STOP_DEADLINE_SECS)
 
+    def expire(self) -> None:
+        """End the process now (the service stopped, but a thread still holds its exit)."""
+        self._expire()
+
     def _expire(self) -> None:
-        error = StopDeadlineError(FORCED_EXIT_SECS, self._describe())
+        started = self._signalled_at
+        waited = time.monotonic() - started if started is not None else 0.0
+        error = StopDeadlineError(round(waited, 1), self._describe())
         try:
             self._before_exit()
         finally:
@@ -389,3 +398,6 @@ async def run_service(settings: Settings) -> None:
     install_signal_handlers(stop, deadline)
     tune_garbage_collector()
     await service.run(stop)
+    if service.worker.committing:
+        # A commit stuck in its thread would hold the interpreter's exit until the deadline.
+        deadline.expire()

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stellar_reconciler.answers import _parse_event_carefully, parse_event
 from stellar_reconciler.errors import (
     LedgerOutOfRangeError,
     RpcHttpStatusError,
@@ -24,9 +25,7 @@ from stellar_reconciler.rpc import (
     RetryPolicy,
     StellarRpc,
     _backoff_hook,
-    _parse_event_carefully,
     _retry_after_seconds,
-    parse_event,
 )
 from tests.fixtures import load
 
