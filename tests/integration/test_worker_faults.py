@@ -14,6 +14,7 @@ import pytest
 
 from stellar_reconciler.simnet import FaultKind, SimNetConfig, SimNetwork, serve_in_thread
 from stellar_reconciler.status import AHEAD_POLLS
+from tests.conftest import PostgresTemplate
 from tests.integration.harness import (
     network_event_ids,
     network_ledgers,
@@ -23,6 +24,7 @@ from tests.integration.harness import (
     stored_ledgers,
     wait_for,
 )
+from tests.loopback import cuttable_proxy
 
 # Back-off caps small enough that recovery is seen in a test; the schedule is the same.
 FAST_BACKOFF = {"poll_failure_max_backoff_secs": 0.2, "rpc_fault_max_backoff_secs": 0.3}
@@ -105,6 +107,41 @@ async def test_a_burst_of_json_rpc_errors_passes_without_a_human(database_url: s
     assert rule.fired >= 2
     assert stored_ledgers(database_url) == network_ledgers(net, 2, 61)
     assert stored_event_ids(database_url) == network_event_ids(net, 2, 61)
+
+
+@pytest.mark.postgres
+async def test_a_database_outage_is_blamed_on_the_database_and_heals(
+    postgres_template: PostgresTemplate,
+) -> None:
+    """PostgreSQL cut off mid-follow (through a loopback proxy): 503 'database failing: ...',
+    not 'RPC failing'; once it is back, 200 and every ledger and event once, no restart."""
+    direct_url = postgres_template.clone()
+    net = SimNetwork(
+        SimNetConfig(seed=25, first_ledger=2, prebuilt_ledgers=20, events_per_ledger=4)
+    )
+    try:
+        with cuttable_proxy(5432) as proxy, serve_in_thread(net) as rpc_url:
+            proxied = direct_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+            assert proxied != direct_url
+            settings = settings_for(proxied, rpc_url, start_ledger="2", **FAST_BACKOFF)
+            async with (
+                running_service(settings) as (service, base),
+                httpx.AsyncClient(base_url=base, timeout=10) as http,
+            ):
+                await wait_for(lambda: service.status.last_processed_ledger == 21, what="21")
+                proxy.cut()
+                net.close_ledgers(5)
+                _, body = await _wait_health(
+                    http, lambda s, b: s == 503 and "failing" in (b["reason"] or "")
+                )
+                assert body["reason"].startswith("database failing: "), body["reason"]
+                assert service.status.worker_running
+                proxy.restore()
+                await _wait_health(http, lambda s, b: s == 200 and b["last_processed_ledger"] == 26)
+        assert stored_ledgers(direct_url) == network_ledgers(net, 2, 26)
+        assert stored_event_ids(direct_url) == network_event_ids(net, 2, 26)
+    finally:
+        postgres_template.drop(direct_url)
 
 
 async def test_a_database_ahead_of_the_network_is_503_naming_both_ledgers(
