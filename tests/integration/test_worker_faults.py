@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -107,6 +108,29 @@ async def test_a_burst_of_json_rpc_errors_passes_without_a_human(database_url: s
     assert rule.fired >= 2
     assert stored_ledgers(database_url) == network_ledgers(net, 2, 61)
     assert stored_event_ids(database_url) == network_event_ids(net, 2, 61)
+
+
+async def test_a_get_health_that_hangs_past_the_stall_threshold_is_a_stall(tmp_path: Path) -> None:
+    """A synced service whose getHealth hangs (15 s, under a 30 s timeout): 'stalled' with the
+    call and the URL once 2 x poll interval + 10 s pass, the last known tip kept; healthy
+    again when the answer comes."""
+    net = SimNetwork(SimNetConfig(seed=26, first_ledger=2, prebuilt_ledgers=10))
+    with serve_in_thread(net) as url:
+        settings = settings_for(
+            f"sqlite:///{tmp_path / 'r.db'}", url, start_ledger="2", rpc_timeout_secs=30
+        )
+        async with (
+            running_service(settings) as (service, base),
+            httpx.AsyncClient(base_url=base, timeout=10) as http,
+        ):
+            await wait_for(lambda: service.status.last_processed_ledger == 11, what="11")
+            net.faults.add(FaultKind.SLOW, method="getHealth", delay=15)
+            _, body = await _wait_health(
+                http, lambda s, b: s == 503 and b["status"] == "stalled", within=30
+            )
+            assert body["reason"].startswith(f"RPC stalled: getHealth to {url} has not answered")
+            assert body["latest_ledger"] == 11 and body["ledger_lag"] == 0
+            await _wait_health(http, lambda s, b: s == 200, within=30)
 
 
 @pytest.mark.postgres
