@@ -46,6 +46,22 @@ class StreamMismatchError(StoreError):
     """The database was filled with other event filters than the ones configured now."""
 
 
+class StopDeadlineError(ReconcilerError):
+    """Shutdown could not wait for something (a database commit, most likely) that did not
+    let go, so the process leaves without it; an unfinished transaction is rolled back."""
+
+    def __init__(self, seconds: float, waiting_for: str) -> None:
+        self.seconds = seconds
+        self.waiting_for = waiting_for
+        super().__init__(
+            f"stopped after {seconds:g}s while still waiting for {waiting_for}; a batch that "
+            "had not committed is rolled back by the database"
+        )
+
+    def __reduce__(self) -> tuple[type[StopDeadlineError], tuple[float, str]]:
+        return type(self), (self.seconds, self.waiting_for)
+
+
 class RpcError(ReconcilerError):
     """Base of every failure talking to Stellar RPC."""
 
@@ -158,19 +174,3 @@ class RpcMalformedError(RpcProtocolError):
 
 class LedgerOutOfRangeError(RpcRequestError):
     """The ledger asked for is outside what this RPC node retains (-32600, "ledger range")."""
-
-
-class StopDeadlineError(ReconcilerError):
-    """Shutdown could not wait for something (a database commit, most likely) that did not
-    let go, so the process leaves without it; an unfinished transaction is rolled back."""
-
-    def __init__(self, seconds: float, waiting_for: str) -> None:
-        self.seconds = seconds
-        self.waiting_for = waiting_for
-        super().__init__(
-            f"stopped after {seconds:g}s while still waiting for {waiting_for}; a batch that "
-            "had not committed is rolled back by the database"
-        )
-
-    def __reduce__(self) -> tuple[type[StopDeadlineError], tuple[float, str]]:
-        return type(self), (self.seconds, self.waiting_for)

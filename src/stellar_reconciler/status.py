@@ -53,8 +53,8 @@ class ServiceStatus:
     started_monotonic: float = field(default_factory=time.monotonic)
     network: NetworkInfo | None = None
     tip: NetworkTip | None = None
-    # When `tip` was last seen: while the RPC is down the lag is against this older tip.
-    tip_observed_at: datetime | None = None
+    # Unix time of the last observe_tip, so a kept tip shows its age (metrics, outages).
+    tip_observed_at: float | None = None
     last_processed_ledger: int | None = None
     last_success_at: datetime | None = None
     last_progress_monotonic: float | None = None
@@ -117,7 +117,7 @@ class ServiceStatus:
     def observe_tip(self, tip: NetworkTip) -> None:
         previous = self.tip
         self.tip = tip
-        self.tip_observed_at = datetime.now(UTC)
+        self.tip_observed_at = time.time()
         self.first_poll_done = True
         checkpoint = self.last_processed_ledger
         self.ahead_polls = (
@@ -267,7 +267,9 @@ class ServiceStatus:
             "reason": reason,
             "last_processed_ledger": self.last_processed_ledger,
             "latest_ledger": self.tip.latest_ledger if self.tip else None,
-            "latest_ledger_observed_at": _iso(self.tip_observed_at),
+            "latest_ledger_observed_at": _iso(
+                datetime.fromtimestamp(self.tip_observed_at, UTC) if self.tip_observed_at else None
+            ),
             "ledger_lag": self.ledger_lag,
             "last_success_at": _iso(self.last_success_at),
             "last_error": self.last_error,

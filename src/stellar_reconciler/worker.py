@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from stellar_reconciler import outage
 from stellar_reconciler.config import Settings
 from stellar_reconciler.errors import (
     DatabaseUnavailableError,
@@ -38,7 +39,6 @@ from stellar_reconciler.fetcher import (
 )
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.models import Batch, NetworkInfo, NetworkTip
-from stellar_reconciler.outage import Outage, PollBackoff, dependency_of
 from stellar_reconciler.pager import build_filter_sets
 from stellar_reconciler.rpc import StellarRpc
 from stellar_reconciler.status import ServiceStatus
@@ -63,7 +63,7 @@ class WorkerOptions:
     # A backlog of at least this many ledgers is fetched by a FetchProcess (None: never).
     process_fetch: FetchConfig | None = None
     process_fetch_min_ledgers: int = 1000
-    backoff: PollBackoff | None = None
+    backoff: outage.PollBackoff | None = None
     failure_summary_secs: float = 60.0
 
     @classmethod
@@ -83,7 +83,7 @@ class WorkerOptions:
             if settings.catch_up_process_ledgers
             else None,
             process_fetch_min_ledgers=settings.catch_up_process_ledgers,
-            backoff=PollBackoff.from_settings(settings),
+            backoff=outage.PollBackoff.from_settings(settings),
             failure_summary_secs=settings.failure_summary_secs,
         )
 
@@ -120,21 +120,26 @@ class Worker:
             FetchProcess(options.process_fetch, metrics) if options.process_fetch else None
         )
         self.sizer = BatchSizer(options.batch_max_ledgers, options.target_batch_events)
-        self._checkpoint: int | None = None
-        self._last_hash: str | None = None
-        backoff = options.backoff or PollBackoff(options.poll_interval, 60.0, 300.0)
-        self.outage = Outage(backoff, options.failure_summary_secs)
+        backoff = options.backoff or outage.PollBackoff(options.poll_interval, 60.0, 300.0)
+        self.outage = outage.Outage(backoff, options.failure_summary_secs)
         # The batch commit running in a thread, if any: waited for (briefly) on stop.
         self._commit: asyncio.Future[None] | None = None
         # True while a commit runs in its thread (the future above ends with the event loop).
         self._in_commit = False
+        self._checkpoint: int | None = None
+        self._last_hash: str | None = None
+
+    # --- the loop ------------------------------------------------------------------------
 
     @property
     def committing(self) -> bool:
         """A batch is in the database's hands right now."""
         return self._in_commit
 
-    # --- the loop ------------------------------------------------------------------------
+    def kill_fetch_process(self) -> None:
+        """End the catch-up child at once, busy or not (the service's stop deadline)."""
+        if self.process_fetcher is not None:
+            self.process_fetcher.kill()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and catch up until `stop` is set, which cancels the poll in flight at once.
@@ -393,11 +398,6 @@ class Worker:
 
     # --- failures ------------------------------------------------------------------------
 
-    def kill_fetch_process(self) -> None:
-        """End the catch-up child at once, busy or not (the service's stop deadline)."""
-        if self.process_fetcher is not None:
-            self.process_fetcher.kill()
-
     def _retention_gap(self, next_ledger: int, tip: NetworkTip) -> None:
         """Stop advancing and say exactly what is lost and how to accept it (runs in a thread)."""
         last_missing = tip.oldest_ledger - 1
@@ -440,7 +440,7 @@ class Worker:
         else:
             kind = "rpc_transient"
         self.metrics.processing_errors.labels(kind=kind).inc()
-        self.status.record_poll_failure(str(exc), dependency_of(exc))
+        self.status.record_poll_failure(str(exc), outage.dependency_of(exc))
         return self.outage.failed(exc, self._checkpoint)
 
     async def _halt(self, exc: ReconcilerError) -> None:
