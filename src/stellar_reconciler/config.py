@@ -37,6 +37,9 @@ EXPECTED_FORMS: dict[str, str] = {
     "RPC_INITIAL_BACKOFF_MS": "a whole number of milliseconds from 1 to 60000",
     "RPC_MAX_BACKOFF_SECS": "a number of seconds greater than 0 and at most 600",
     "RPC_TIMEOUT_SECS": "a number of seconds greater than 0 and at most 600",
+    "POLL_FAILURE_MAX_BACKOFF_SECS": "a number of seconds greater than 0 and at most 3600",
+    "RPC_FAULT_MAX_BACKOFF_SECS": "a number of seconds greater than 0 and at most 3600",
+    "FAILURE_SUMMARY_SECS": "a number of seconds greater than 0 and at most 86400",
     "START_LEDGER": "a ledger number (1 or more), 'oldest' or 'latest'",
     "CONTRACT_IDS": "comma-separated contract strkeys (C..., 56 characters), or empty for all",
     "EVENT_TOPICS": (
@@ -123,6 +126,13 @@ class Settings(BaseSettings):
     rpc_initial_backoff_ms: int = Field(default=250, ge=1, le=60000)
     rpc_max_backoff_secs: float = Field(default=5.0, gt=0, le=600)
     rpc_timeout_secs: float = Field(default=30.0, gt=0, le=600)
+    # Between failed polls the wait doubles up to one of these caps: transient faults (a dead
+    # or overloaded RPC, a database away) and faults a retry inside one call cannot fix
+    # (401/403, HTML from a proxy, JSON-RPC -32600/-32601/-32602/-32700).
+    poll_failure_max_backoff_secs: float = Field(default=60.0, gt=0, le=3600)
+    rpc_fault_max_backoff_secs: float = Field(default=300.0, gt=0, le=3600)
+    # While polls keep failing, one "still failing" summary line at most this often.
+    failure_summary_secs: float = Field(default=60.0, gt=0, le=86400)
     start_ledger: str = "oldest"
     contract_ids: Annotated[tuple[str, ...], NoDecode] = ()
     event_topics: Annotated[tuple[tuple[str, ...], ...], NoDecode] = ()
@@ -300,6 +310,9 @@ class Settings(BaseSettings):
             "rpc_initial_backoff_ms": self.rpc_initial_backoff_ms,
             "rpc_max_backoff_secs": self.rpc_max_backoff_secs,
             "rpc_timeout_secs": self.rpc_timeout_secs,
+            "poll_failure_max_backoff_secs": self.poll_failure_max_backoff_secs,
+            "rpc_fault_max_backoff_secs": self.rpc_fault_max_backoff_secs,
+            "failure_summary_secs": self.failure_summary_secs,
             "start_ledger": self.start_ledger,
             "contract_ids": list(self.contract_ids),
             "event_topics": [list(f) for f in self.event_topics],

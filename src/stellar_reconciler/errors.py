@@ -46,10 +46,29 @@ class StreamMismatchError(StoreError):
     """The database was filled with other event filters than the ones configured now."""
 
 
+class StopDeadlineError(ReconcilerError):
+    """Shutdown could not wait for something (a database commit, most likely) that did not
+    let go, so the process leaves without it; an unfinished transaction is rolled back."""
+
+    def __init__(self, seconds: float, waiting_for: str) -> None:
+        self.seconds = seconds
+        self.waiting_for = waiting_for
+        super().__init__(
+            f"stopped after {seconds:g}s while still waiting for {waiting_for}; a batch that "
+            "had not committed is rolled back by the database"
+        )
+
+    def __reduce__(self) -> tuple[type[StopDeadlineError], tuple[float, str]]:
+        return type(self), (self.seconds, self.waiting_for)
+
+
 class RpcError(ReconcilerError):
     """Base of every failure talking to Stellar RPC."""
 
     retryable: bool = False
+    # What went wrong, in one word, for logs and metrics: dns, refused, timeout, tls,
+    # connection, http_status, malformed, jsonrpc, transient, protocol.
+    fault: str = "protocol"
 
     def __init__(self, method: str, message: str) -> None:
         self.method = method
@@ -60,23 +79,97 @@ class RpcTransientError(RpcError):
     """A fault worth retrying: overload, timeouts, dropped connections, 5xx, 429."""
 
     retryable = True
+    fault = "transient"
 
     def __init__(self, method: str, message: str, retry_after: float | None = None) -> None:
         self.retry_after = retry_after
         super().__init__(method, message)
 
 
-class RpcRequestError(RpcError):
-    """The RPC rejected the request itself (-32600/-32601/-32602): retrying cannot help."""
+# What an operator should check, by the kind of fault that left no HTTP answer.
+_UNREACHABLE_ADVICE = {
+    "dns": "its host name does not resolve; check the host in STELLAR_RPC_URL and this "
+    "machine's DNS",
+    "refused": "the connection was refused (nothing listens there); check STELLAR_RPC_URL "
+    "and that the RPC is running",
+    "timeout": "no answer in time; the RPC may be overloaded, or a firewall drops the "
+    "packets (RPC_TIMEOUT_SECS sets the wait)",
+    "tls": "the TLS handshake failed; check the certificate, and http:// against https:// "
+    "in STELLAR_RPC_URL",
+    "connection": "the connection failed or was dropped before an answer",
+}
 
-    def __init__(self, method: str, code: int, message: str) -> None:
+
+class RpcUnreachableError(RpcTransientError):
+    """No HTTP answer at all: the host name does not resolve, nothing listens, the TLS
+    handshake fails, the connection drops, or no answer comes in time."""
+
+    def __init__(self, method: str, url: str, fault: str, detail: str) -> None:
+        self.url = url
+        self.fault = fault
+        self.detail = detail
+        advice = _UNREACHABLE_ADVICE.get(fault, _UNREACHABLE_ADVICE["connection"])
+        super().__init__(method, f"{url}: {advice} ({detail})")
+
+    def __reduce__(self) -> tuple[type[RpcUnreachableError], tuple[str, str, str, str]]:
+        return type(self), (self.method, self.url, self.fault, self.detail)
+
+
+class RpcRequestError(RpcError):
+    """The RPC rejected the request itself (-32600/-32601/-32602): sending it again at once
+    cannot help, though a node behind a load balancer may answer differently later."""
+
+    fault = "jsonrpc"
+
+    def __init__(self, method: str, code: int, message: str, url: str | None = None) -> None:
         self.code = code
         self.rpc_message = message
-        super().__init__(method, f"JSON-RPC error {code}: {message}")
+        self.url = url
+        where = f" from {url}" if url else ""
+        super().__init__(method, f"JSON-RPC error {code}{where}: {message}")
+
+    def __reduce__(self) -> tuple[type[RpcRequestError], tuple[str, int, str, str | None]]:
+        return type(self), (self.method, self.code, self.rpc_message, self.url)
 
 
 class RpcProtocolError(RpcError):
     """The RPC answered something that does not follow the Stellar RPC protocol."""
+
+
+class RpcHttpStatusError(RpcProtocolError):
+    """An HTTP status no retry inside one call will change (401, 403, 404, 520...)."""
+
+    fault = "http_status"
+
+    def __init__(self, method: str, url: str, status: int) -> None:
+        self.url = url
+        self.status = status
+        if status in (401, 403):
+            advice = "the endpoint refuses us; check the API key or credentials in STELLAR_RPC_URL"
+        else:
+            advice = "check that STELLAR_RPC_URL points at a Stellar RPC endpoint"
+        super().__init__(method, f"HTTP {status} from {url}: {advice}")
+
+    def __reduce__(self) -> tuple[type[RpcHttpStatusError], tuple[str, str, int]]:
+        return type(self), (self.method, self.url, self.status)
+
+
+class RpcMalformedError(RpcProtocolError):
+    """HTTP 200 with a body that is not a JSON-RPC answer: HTML, empty or cut short."""
+
+    fault = "malformed"
+
+    def __init__(self, method: str, url: str, what: str) -> None:
+        self.url = url
+        self.what = what
+        super().__init__(
+            method,
+            f"malformed answer from {url}: {what}; a proxy or load balancer in front of the "
+            "RPC may be answering instead of it",
+        )
+
+    def __reduce__(self) -> tuple[type[RpcMalformedError], tuple[str, str, str]]:
+        return type(self), (self.method, self.url, self.what)
 
 
 class LedgerOutOfRangeError(RpcRequestError):

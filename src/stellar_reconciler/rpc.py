@@ -10,6 +10,8 @@ from __future__ import annotations
 import email.utils
 import itertools
 import re
+import socket
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,14 +21,20 @@ from typing import Any, Protocol
 import httpx
 import stamina
 
-from stellar_reconciler.config import Settings
-from stellar_reconciler.decode import DecodeError, decode_bare_header, decode_history_entry
+from stellar_reconciler.answers import int_field, network_tip, str_field
+from stellar_reconciler.answers import parse_event as parse_event
+from stellar_reconciler.answers import parse_ledger as parse_ledger
+from stellar_reconciler.config import Settings, redact_url
+from stellar_reconciler.decode import DecodeError, decode_bare_header
 from stellar_reconciler.errors import (
     LedgerOutOfRangeError,
     RpcError,
+    RpcHttpStatusError,
+    RpcMalformedError,
     RpcProtocolError,
     RpcRequestError,
     RpcTransientError,
+    RpcUnreachableError,
 )
 from stellar_reconciler.models import LedgerHeader, NetworkInfo, NetworkTip, RawEvent
 
@@ -117,138 +125,49 @@ def _retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, min((when - datetime.now(UTC)).total_seconds(), MAX_RETRY_AFTER_SECS))
 
 
+def _transport_fault(exc: httpx.TransportError) -> str:
+    """dns, refused, timeout, tls or connection: what lies under httpx's wrapper."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, socket.gaierror):
+            return "dns"
+        if isinstance(cause, ConnectionRefusedError):
+            return "refused"
+        if isinstance(cause, ssl.SSLError):
+            return "tls"
+        cause = cause.__cause__ or cause.__context__
+    # httpcore re-raises some of these as its own exceptions with only the message kept.
+    text = str(exc)
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "dns"
+    if "Temporary failure in name resolution" in text or "Errno -3" in text:
+        return "dns"
+    if "Connection refused" in text or "Errno 111" in text:
+        return "refused"
+    if "SSL" in text or "CERTIFICATE" in text.upper():
+        return "tls"
+    return "connection"
+
+
+def _describe_body(response: httpx.Response) -> str:
+    """What a 200 answer that is not JSON-RPC looks like, for the error message."""
+    body = response.content
+    if not body.strip():
+        return "HTTP 200 with an empty body"
+    kind = response.headers.get("content-type", "no content type").split(";")[0]
+    if body.lstrip()[:1] in (b"{", b"["):
+        return f"HTTP 200 with JSON cut short or invalid ({len(body)} bytes, {kind})"
+    return f"HTTP 200 with a body that is not JSON ({len(body)} bytes, {kind})"
+
+
 def _backoff_hook(exc: Exception) -> bool | float:
     if isinstance(exc, RpcTransientError):
         return exc.retry_after if exc.retry_after is not None else True
     return False
-
-
-def _int(data: Mapping[str, Any], key: str, method: str, *, optional: bool = False) -> int:
-    """Read an integer field that servers send as a JSON number or as a decimal string."""
-    value = data.get(key)
-    if value is None and optional:
-        return 0
-    if isinstance(value, bool):
-        raise RpcProtocolError(method, f"field {key!r} is a boolean, expected a number")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    raise RpcProtocolError(method, f"field {key!r} is {value!r}, expected a whole number")
-
-
-def _str(data: Mapping[str, Any], key: str, method: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str):
-        raise RpcProtocolError(method, f"field {key!r} is {value!r}, expected a string")
-    return value
-
-
-def _tip(result: Mapping[str, Any], method: str) -> NetworkTip:
-    return NetworkTip(
-        latest_ledger=_int(result, "latestLedger", method),
-        oldest_ledger=_int(result, "oldestLedger", method),
-        latest_close_time=_int(result, "latestLedgerCloseTime", method, optional=True) or None,
-        oldest_close_time=_int(result, "oldestLedgerCloseTime", method, optional=True) or None,
-        retention_window=_int(result, "ledgerRetentionWindow", method, optional=True) or None,
-    )
-
-
-def parse_event(item: Any, method: str = "getEvents") -> RawEvent:
-    """Turn one getEvents entry into a RawEvent, checking every field a follower relies on."""
-    # A catch-up parses millions of entries: take the ones shaped exactly as stellar-rpc
-    # serves them with exact type checks only; anything else gets the checks (and the
-    # messages) of the careful path below.
-    if type(item) is dict:
-        topics, value = item.get("topic"), item.get("value")
-        ledger, event_id = item.get("ledger"), item.get("id")
-        kind, closed_at = item.get("type"), item.get("ledgerClosedAt")
-        contract_id, tx_hash = item.get("contractId"), item.get("txHash")
-        tx_index, op_index = item.get("transactionIndex"), item.get("operationIndex")
-        successful = item.get("inSuccessfulContractCall", True)
-        if (
-            type(topics) is list
-            and type(value) is str
-            and type(ledger) is int
-            and type(event_id) is str
-            and type(kind) is str
-            and type(closed_at) is str
-            and type(contract_id) is str
-            and type(tx_hash) is str
-            and type(tx_index) is int
-            and type(op_index) is int
-            and type(successful) is bool
-            and all(type(t) is str for t in topics)
-        ):
-            return RawEvent(
-                event_id,
-                kind,
-                ledger,
-                closed_at,
-                contract_id,
-                tx_hash,
-                tx_index,
-                op_index,
-                successful,
-                tuple(topics),
-                value,
-            )
-    return _parse_event_carefully(item, method)
-
-
-def _parse_event_carefully(item: Any, method: str) -> RawEvent:
-    if not isinstance(item, Mapping):
-        raise RpcProtocolError(method, f"event entry is {type(item).__name__}, expected an object")
-    topics = item.get("topic")
-    if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
-        raise RpcProtocolError(
-            method, "event 'topic' must be a list of base64 strings (is xdrFormat json?)"
-        )
-    contract_id = item.get("contractId") or ""
-    if not isinstance(contract_id, str):
-        raise RpcProtocolError(method, f"event contractId is {contract_id!r}")
-    value = item.get("value")
-    if not isinstance(value, str):
-        raise RpcProtocolError(method, f"event 'value' is {value!r}, expected base64 XDR")
-    return RawEvent(
-        id=_str(item, "id", method),
-        type=_str(item, "type", method),
-        ledger=_int(item, "ledger", method),
-        ledger_closed_at=_str(item, "ledgerClosedAt", method),
-        contract_id=contract_id,
-        tx_hash=str(item.get("txHash") or ""),
-        transaction_index=_int(item, "transactionIndex", method, optional=True),
-        operation_index=_int(item, "operationIndex", method, optional=True),
-        in_successful_contract_call=bool(item.get("inSuccessfulContractCall", True)),
-        topics_xdr=tuple(topics),
-        value_xdr=value,
-    )
-
-
-def parse_ledger(item: Any, method: str = "getLedgers") -> LedgerHeader:
-    """Decode one getLedgers entry and prove its hash: the served hash, the entry's own hash
-    and sha256 of the header XDR must all agree."""
-    if not isinstance(item, Mapping):
-        raise RpcProtocolError(method, "ledger entry is not an object")
-    sequence = _int(item, "sequence", method)
-    served_hash = _str(item, "hash", method).lower()
-    meta = item.get("metadataXdr")
-    try:
-        header, entry_hash = decode_history_entry(
-            _str(item, "headerXdr", method), len(meta) if isinstance(meta, str) else 0
-        )
-    except DecodeError as exc:
-        raise RpcProtocolError(method, f"ledger {sequence}: {exc}") from exc
-    if header.sequence != sequence:
-        raise RpcProtocolError(method, f"ledger {sequence} carries a header for {header.sequence}")
-    if not header.hash == entry_hash == served_hash:
-        raise RpcProtocolError(
-            method,
-            f"ledger {sequence}: served hash {served_hash} but its header hashes to {header.hash}",
-        )
-    return header
 
 
 class StellarRpc:
@@ -263,13 +182,25 @@ class StellarRpc:
     ) -> None:
         self._client = client
         self._url = url
+        # What messages, logs and pages show: an API key in the URL must not leak.
+        self.shown_url = redact_url(url)
         self._retry = retry or RetryPolicy()
         self._observer: RpcObserver = observer or _NullObserver()
         self._ids = itertools.count(1)
+        # Requests on the wire: request id -> (method, monotonic start), for "waiting for...".
+        self._in_flight: dict[int, tuple[str, float]] = {}
+        # Retries are counted by the observer and failed polls are summarised by the worker;
+        # stamina's own warning per retry is what flooded the log against a dead RPC.
+        stamina.instrumentation.set_on_retry_hooks([])
 
     @property
     def url(self) -> str:
         return self._url
+
+    def pending(self) -> list[tuple[str, str, float]]:
+        """The requests awaiting an answer, oldest first: (method, shown URL, monotonic start)."""
+        calls = sorted(self._in_flight.values(), key=lambda call: call[1])
+        return [(method, self.shown_url, started) for method, started in calls]
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -293,21 +224,26 @@ class StellarRpc:
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
 
     async def _call_once(self, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
-        body: dict[str, Any] = {"jsonrpc": "2.0", "id": next(self._ids), "method": method}
+        request_id = next(self._ids)
+        body: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
         if params:
             body["params"] = dict(params)
         started = time.perf_counter()
         outcome = "ok"
         error: str | None = None
+        self._in_flight[request_id] = (method, time.monotonic())
         try:
             response = await self._client.post(self._url, json=body)
             result = self._result(method, response)
-        except httpx.TimeoutException as exc:
-            outcome, error = "timeout", f"{method}: timed out after {self._client.timeout.read}s"
-            raise RpcTransientError(method, f"timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
-            outcome, error = "connection", f"{method}: connection failed ({type(exc).__name__})"
-            raise RpcTransientError(method, f"connection failed ({type(exc).__name__})") from exc
+            fault = _transport_fault(exc)
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if fault == "timeout":
+                detail = f"{type(exc).__name__} after {self._client.timeout.read}s"
+            unreachable = RpcUnreachableError(method, self.shown_url, fault, detail)
+            outcome = "timeout" if fault == "timeout" else "connection"
+            error = str(unreachable)
+            raise unreachable from exc
         except RpcTransientError as exc:
             outcome, error = ("throttled" if "429" in str(exc) else "transient"), str(exc)
             raise
@@ -318,6 +254,7 @@ class StellarRpc:
             outcome, error = "malformed", str(exc)
             raise
         finally:
+            self._in_flight.pop(request_id, None)
             self._observer.rpc_attempt(method, outcome, time.perf_counter() - started, error)
         return result
 
@@ -325,38 +262,37 @@ class StellarRpc:
         status = response.status_code
         if status in TRANSIENT_HTTP:
             retry_after = _retry_after_seconds(response.headers.get("retry-after"))
-            raise RpcTransientError(method, f"HTTP {status}", retry_after=retry_after)
-        if status != 200:
-            raise RpcProtocolError(
-                method,
-                f"HTTP {status} from {self._url}: check STELLAR_RPC_URL points at a Stellar RPC "
-                "endpoint",
+            raise RpcTransientError(
+                method, f"HTTP {status} from {self.shown_url}", retry_after=retry_after
             )
+        if status != 200:
+            raise RpcHttpStatusError(method, self.shown_url, status)
         try:
             envelope = response.json()
         except ValueError as exc:
-            raise RpcProtocolError(method, "answer is not JSON") from exc
+            raise RpcMalformedError(method, self.shown_url, _describe_body(response)) from exc
         if not isinstance(envelope, dict):
-            raise RpcProtocolError(method, "answer is not a JSON-RPC object")
+            raise RpcMalformedError(method, self.shown_url, "the answer is not a JSON-RPC object")
         error = envelope.get("error")
         if error is not None:
             raise self._rpc_error(method, error)
         result = envelope.get("result")
         if not isinstance(result, dict):
-            raise RpcProtocolError(method, "answer has no 'result' object")
+            raise RpcMalformedError(method, self.shown_url, "the answer has no 'result' object")
         return result
 
-    @staticmethod
-    def _rpc_error(method: str, error: Any) -> RpcError:
+    def _rpc_error(self, method: str, error: Any) -> RpcError:
         if not isinstance(error, dict) or not isinstance(error.get("code"), int):
-            return RpcProtocolError(method, f"malformed JSON-RPC error {error!r}")
+            return RpcMalformedError(method, self.shown_url, f"malformed JSON-RPC error {error!r}")
         code = int(error["code"])
         message = str(error.get("message", ""))
         if code in TRANSIENT_CODES:
-            return RpcTransientError(method, f"JSON-RPC error {code}: {message}")
+            return RpcTransientError(
+                method, f"JSON-RPC error {code} from {self.shown_url}: {message}"
+            )
         if code == -32600 and "ledger range" in message:
-            return LedgerOutOfRangeError(method, code, message)
-        return RpcRequestError(method, code, message)
+            return LedgerOutOfRangeError(method, code, message, self.shown_url)
+        return RpcRequestError(method, code, message, self.shown_url)
 
     # --- methods -------------------------------------------------------------------------
 
@@ -365,13 +301,13 @@ class StellarRpc:
         status = result.get("status")
         if status != "healthy":
             raise RpcTransientError("getHealth", f"node reports status {status!r}")
-        return _tip(result, "getHealth")
+        return network_tip(result, "getHealth")
 
     async def get_network(self) -> NetworkInfo:
         result = await self.call("getNetwork")
         return NetworkInfo(
-            passphrase=_str(result, "passphrase", "getNetwork"),
-            protocol_version=_int(result, "protocolVersion", "getNetwork"),
+            passphrase=str_field(result, "passphrase", "getNetwork"),
+            protocol_version=int_field(result, "protocolVersion", "getNetwork"),
             friendbot_url=result.get("friendbotUrl") or None,
         )
 
@@ -385,10 +321,10 @@ class StellarRpc:
             except DecodeError as exc:
                 raise RpcProtocolError("getLatestLedger", str(exc)) from exc
         return LatestLedger(
-            sequence=_int(result, "sequence", "getLatestLedger"),
-            hash=_str(result, "id", "getLatestLedger").lower(),
-            protocol_version=_int(result, "protocolVersion", "getLatestLedger"),
-            close_time=_int(result, "closeTime", "getLatestLedger", optional=True),
+            sequence=int_field(result, "sequence", "getLatestLedger"),
+            hash=str_field(result, "id", "getLatestLedger").lower(),
+            protocol_version=int_field(result, "protocolVersion", "getLatestLedger"),
+            close_time=int_field(result, "closeTime", "getLatestLedger", optional=True),
             header=header,
         )
 
@@ -406,7 +342,7 @@ class StellarRpc:
             raise RpcProtocolError("getLedgers", "answer has no 'ledgers' list")
         return LedgersPage(
             ledgers=[parse_ledger(item) for item in items],
-            tip=_tip(result, "getLedgers"),
+            tip=network_tip(result, "getLedgers"),
             cursor=str(result.get("cursor") or ""),
         )
 
@@ -439,7 +375,7 @@ class StellarRpc:
             raise RpcProtocolError("getEvents", "answer has no 'cursor' (server older than 22?)")
         return EventsPage(
             events=[parse_event(item) for item in items],
-            tip=_tip(result, "getEvents"),
+            tip=network_tip(result, "getEvents"),
             cursor=page_cursor,
         )
 

@@ -1,16 +1,22 @@
 """Service: wires settings into the worker and the HTTP server and runs them in one TaskGroup.
 
-One stop event ends everything: the worker finishes (or rolls back) the batch in flight and
-returns, then the HTTP server closes. SIGINT and SIGTERM set that event.
+One stop event ends everything: the worker cancels the RPC calls in flight, lets a batch
+already handed to the database commit (or roll back) whole, and returns; the HTTP server
+closes. SIGINT and SIGTERM set that event, and the process is gone within STOP_DEADLINE_SECS
+whatever the RPC or the database is doing (see StopDeadline).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import signal
 import socket
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +30,7 @@ from stellar_reconciler.api.scrub import ScrubSecrets
 from stellar_reconciler.collector import tune_garbage_collector
 from stellar_reconciler.config import Settings, redact_url
 from stellar_reconciler.control import Controls
-from stellar_reconciler.errors import ReconcilerError
+from stellar_reconciler.errors import ReconcilerError, StopDeadlineError
 from stellar_reconciler.maintenance import Maintenance
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.redaction import Redactor
@@ -36,6 +42,16 @@ from stellar_reconciler.webhook import WebhookSender
 from stellar_reconciler.worker import Worker, WorkerOptions
 
 log = structlog.get_logger("stellar_reconciler.service")
+
+# A stop signal ends `reconciler run` within this many seconds, whatever it is waiting for.
+STOP_DEADLINE_SECS = 10.0
+# Of which the tasks get this long to wind down before they are cancelled...
+TASKS_GRACE_SECS = 7.0
+# ...and the process is ended outright this long after the signal (a thread stuck in a
+# database call would otherwise hold the interpreter's exit): a second before the deadline.
+FORCED_EXIT_SECS = STOP_DEADLINE_SECS - 1.0
+# The exit code when the deadline had to end the process.
+FORCED_EXIT_CODE = 1
 
 
 class ServiceError(ReconcilerError):
@@ -87,6 +103,7 @@ class Service:
         store = Store.open(settings.sqlalchemy_url)
         controls = Controls()
         rpc = build_rpc(settings, metrics)
+        status.pending_calls = rpc.pending
         options = WorkerOptions.from_settings(settings)
         worker = Worker(rpc, store, status, metrics, options)
         maintenance = Maintenance(
@@ -141,6 +158,9 @@ class Service:
         service.set_batch_hooks([matcher])
         return service
 
+    def worker_kill_fetch_process(self) -> None:
+        self.worker.kill_fetch_process()
+
     def set_batch_hooks(self, hooks: Sequence[BatchHook]) -> None:
         """Work committed with every batch (and every repair) from now on."""
         self.worker.batch_hooks = tuple(hooks)
@@ -156,7 +176,8 @@ class Service:
         return None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Migrate, then run the worker and the HTTP server until `stop` is set."""
+        """Migrate, then run the worker and the HTTP server until `stop` is set. After `stop`,
+        tasks get TASKS_GRACE_SECS to end on their own before they are cancelled."""
         await asyncio.to_thread(self.store.migrate)
         log.info(
             "service_starting",
@@ -164,24 +185,51 @@ class Service:
             rpc=redact_url(self.settings.stellar_rpc_url),
             database=self.store.dialect,
         )
+        tasks = asyncio.create_task(self._run_tasks(stop))
         try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._serve_http(stop))
-                group.create_task(self._supervise_worker(stop))
-                group.create_task(self.maintenance.run(stop))
-                group.create_task(self.telemetry.run(stop))
-                if self.settings.webhook_urls:
-                    sender = WebhookSender(
-                        self.store,
-                        self.settings.webhook_urls,
-                        self.settings.webhook_secret,
-                        self.settings.service_name,
-                    )
-                    group.create_task(sender.run(stop))
+            await _first_of_task(tasks, stop)
+            if not tasks.done():
+                await asyncio.wait({tasks}, timeout=TASKS_GRACE_SECS)
+            if not tasks.done():
+                log.error(
+                    "stop_cancelling_tasks",
+                    waited_secs=TASKS_GRACE_SECS,
+                    waiting_for=self.waiting_for(),
+                )
+                tasks.cancel()
+                await asyncio.wait({tasks}, timeout=1.0)
+            if tasks.done() and not tasks.cancelled():
+                tasks.result()
         finally:
+            if not tasks.done():
+                tasks.cancel()
             await self.rpc.aclose()
             self.store.close()
             log.info("service_stopped", checkpoint=self.status.last_processed_ledger)
+
+    async def _run_tasks(self, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._serve_http(stop))
+            group.create_task(self._supervise_worker(stop))
+            group.create_task(self.maintenance.run(stop))
+            group.create_task(self.telemetry.run(stop))
+            if self.settings.webhook_urls:
+                sender = WebhookSender(
+                    self.store,
+                    self.settings.webhook_urls,
+                    self.settings.webhook_secret,
+                    self.settings.service_name,
+                )
+                group.create_task(sender.run(stop))
+
+    def waiting_for(self) -> str:
+        """What a stop is still waiting for, in words, for the log."""
+        if self.worker.committing:
+            return "a batch commit in the database"
+        calls = self.rpc.pending()
+        if calls:
+            return ", ".join(f"{method} from {url}" for method, url, _ in calls)
+        return "a database call or a background task"
 
     async def _supervise_worker(self, stop: asyncio.Event) -> None:
         """Run the worker; start a fresh one when an operator asks for a restart (also after
@@ -244,6 +292,15 @@ class Service:
         log.info("http_listening", url=f"http://{self.settings.bind_host}:{self.bound_port()}/")
 
 
+async def _first_of_task(task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    """Wait until `task` ends or `stop` is set."""
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+
+
 async def _first_of(*events: asyncio.Event, then: asyncio.Event | None = None) -> None:
     """Wait until any of `events` is set; then set `then`."""
     waiters = [asyncio.ensure_future(e.wait()) for e in events]
@@ -286,15 +343,64 @@ async def run_verification(
         store.close()
 
 
-def install_signal_handlers(stop: asyncio.Event) -> None:
+class StopDeadline:
+    """Ends the process FORCED_EXIT_SECS after the first stop signal, or at once on a second.
+
+    A cancelled task lets go at once, but a thread stuck in a database call (a lock that is
+    never released, a server that stopped answering) cannot be cancelled, and the interpreter
+    waits for it before exiting. Ending the process is safe for the data: a transaction that
+    never sent its COMMIT is rolled back by the database.
+    """
+
+    def __init__(self, describe: Callable[[], str], before_exit: Callable[[], None]) -> None:
+        self._describe = describe
+        self._before_exit = before_exit
+        self._timer: threading.Timer | None = None
+        self._signalled_at: float | None = None
+
+    def signalled(self, stop: asyncio.Event) -> None:
+        if self._timer is not None:
+            log.warning("stop_signal_repeated", hint="exiting now")
+            self._expire()
+        self._signalled_at = time.monotonic()
+        stop.set()
+        self._timer = threading.Timer(FORCED_EXIT_SECS, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+        log.info("stop_requested", deadline_secs=STOP_DEADLINE_SECS)
+
+    def expire(self) -> None:
+        """End the process now (the service stopped, but a thread still holds its exit)."""
+        self._expire()
+
+    def _expire(self) -> None:
+        started = self._signalled_at
+        waited = time.monotonic() - started if started is not None else 0.0
+        error = StopDeadlineError(round(waited, 1), self._describe())
+        try:
+            self._before_exit()
+        finally:
+            log.error("stop_forced", error=str(error), exit_code=FORCED_EXIT_CODE)
+            logging.shutdown()
+            os._exit(FORCED_EXIT_CODE)
+
+
+def install_signal_handlers(stop: asyncio.Event, deadline: StopDeadline | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        if deadline is None:
+            loop.add_signal_handler(sig, stop.set)
+        else:
+            loop.add_signal_handler(sig, deadline.signalled, stop)
 
 
 async def run_service(settings: Settings) -> None:
     stop = asyncio.Event()
-    install_signal_handlers(stop)
     service = Service.build(settings)
+    deadline = StopDeadline(service.waiting_for, service.worker_kill_fetch_process)
+    install_signal_handlers(stop, deadline)
     tune_garbage_collector()
     await service.run(stop)
+    if service.worker.committing:
+        # A commit stuck in its thread would hold the interpreter's exit until the deadline.
+        deadline.expire()

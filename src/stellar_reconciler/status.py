@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,19 @@ FAILURES_BEFORE_DEGRADED = 3
 SYNCED_LAG = 2
 # No progress for this many ledger times while the network moves on means stalled.
 STALL_LEDGERS = 5
+# An RPC request unanswered for 2 x POLL_INTERVAL_SECS + this many seconds is a stall: the
+# health turns unhealthy at once instead of waiting out RPC_TIMEOUT_SECS and every retry.
+CALL_STALL_EXTRA_SECS = 10.0
+# Polls in a row that find the stored checkpoint ahead of the network's latest ledger before
+# health says so (one such poll can be a node behind a load balancer that lags its peers).
+AHEAD_POLLS = 3
+
+# (method, shown URL, monotonic start) of each request awaiting an answer; see StellarRpc.pending.
+PendingCalls = Callable[[], Sequence[tuple[str, str, float]]]
+
+
+def _no_calls() -> Sequence[tuple[str, str, float]]:
+    return ()
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -50,6 +64,12 @@ class ServiceStatus:
     consecutive_failures: int = 0
     # Set when a whole poll failed after its retries; cleared by the next good poll or batch.
     poll_failing: bool = False
+    # Which dependency that failure came from: "RPC" or "database".
+    failing_dependency: str = "RPC"
+    # Polls in a row that found the checkpoint ahead of the network's latest ledger.
+    ahead_polls: int = 0
+    # Where to learn the RPC requests in flight (set by the service; none by default).
+    pending_calls: PendingCalls = field(default=_no_calls, repr=False)
     # A condition that holds until something changes it (a retention gap, a halted worker).
     blocking_reason: str | None = None
     blocking_kind: BlockKind | None = None
@@ -103,6 +123,10 @@ class ServiceStatus:
         self.tip = tip
         self.tip_observed_at = time.time()
         self.first_poll_done = True
+        checkpoint = self.last_processed_ledger
+        self.ahead_polls = (
+            self.ahead_polls + 1 if checkpoint is not None and checkpoint > tip.latest_ledger else 0
+        )
         if (
             tip.latest_close_time
             and tip.oldest_close_time
@@ -128,8 +152,10 @@ class ServiceStatus:
         self.poll_failing = False
         self.last_success_at = datetime.now(UTC)
 
-    def record_poll_failure(self, message: str) -> None:
+    def record_poll_failure(self, message: str, dependency: str = "RPC") -> None:
+        """A whole poll failed; `dependency` ("RPC" or "database") is what health blames."""
         self.poll_failing = True
+        self.failing_dependency = dependency
         self.record_error(message)
         self.notify()
 
@@ -166,9 +192,37 @@ class ServiceStatus:
 
     @property
     def ledger_lag(self) -> int | None:
+        """Ledgers behind the last known tip; None when unknown (no tip yet, no checkpoint, or a
+        checkpoint ahead of the tip, where 0 would read as "synced")."""
         if self.tip is None or self.last_processed_ledger is None:
             return None
-        return max(0, self.tip.latest_ledger - self.last_processed_ledger)
+        if self.last_processed_ledger > self.tip.latest_ledger:
+            return None
+        return self.tip.latest_ledger - self.last_processed_ledger
+
+    @property
+    def call_stall_secs(self) -> float:
+        """How long one RPC request may go unanswered before health calls it a stall."""
+        return 2 * self.poll_interval + CALL_STALL_EXTRA_SECS
+
+    def _oldest_pending(self, now: float) -> tuple[str, str, float] | None:
+        """(method, URL, seconds waited) of the request waiting longest, if any."""
+        calls = self.pending_calls()
+        if not calls:
+            return None
+        method, url, started = min(calls, key=lambda call: call[2])
+        return method, url, max(0.0, now - started)
+
+    def _ahead_reason(self) -> str | None:
+        if self.ahead_polls < AHEAD_POLLS or self.tip is None:
+            return None
+        return (
+            f"the database's checkpoint (ledger {self.last_processed_ledger}) is ahead of the "
+            f"network's latest ledger ({self.tip.latest_ledger}) for {self.ahead_polls} polls in "
+            "a row: the network was probably reset (a test network), or STELLAR_RPC_URL points "
+            "at another network than the one this database was filled from; use a fresh "
+            "DATABASE_URL for a reset network, or fix STELLAR_RPC_URL"
+        )
 
     def state(self, now: float | None = None) -> tuple[str, str | None]:
         """(status, reason): one of starting, catching_up, synced, degraded, stalled."""
@@ -179,9 +233,26 @@ class ServiceStatus:
             return "degraded", "; ".join(self.unhealthy_conditions.values())
         if self.paused:
             return "degraded", "paused by an operator; resume it from the dashboard or the API"
-        if self.poll_failing or self.consecutive_failures >= FAILURES_BEFORE_DEGRADED:
+        ahead = self._ahead_reason()
+        if ahead:
+            return "degraded", ahead
+        waiting = self._oldest_pending(now)
+        started = self.first_poll_done and self.last_processed_ledger is not None
+        # Before the first answer the state is "starting" either way; its reason tells the wait.
+        if started and waiting is not None and waiting[2] > self.call_stall_secs:
+            method, url, seconds = waiting
+            return "stalled", (
+                f"RPC stalled: {method} to {url} has not answered for {seconds:.0f}s (the "
+                f"stall threshold is {self.call_stall_secs:g}s)"
+            )
+        if self.poll_failing:
+            return "degraded", f"{self.failing_dependency} failing: {self.last_error}"
+        if self.consecutive_failures >= FAILURES_BEFORE_DEGRADED:
             return "degraded", f"RPC failing: {self.last_error}"
-        if not self.first_poll_done or self.last_processed_ledger is None:
+        if not started:
+            if waiting is not None:
+                method, url, seconds = waiting
+                return "starting", f"waiting for {method} from {url} (no answer for {seconds:.0f}s)"
             return "starting", None
         lag = self.ledger_lag or 0
         stall_after = max(STALL_LEDGERS * self.ledger_secs, 3 * self.poll_interval)
@@ -207,6 +278,9 @@ class ServiceStatus:
             "reason": reason,
             "last_processed_ledger": self.last_processed_ledger,
             "latest_ledger": self.tip.latest_ledger if self.tip else None,
+            "latest_ledger_observed_at": _iso(
+                datetime.fromtimestamp(self.tip_observed_at, UTC) if self.tip_observed_at else None
+            ),
             "ledger_lag": self.ledger_lag,
             "last_success_at": _iso(self.last_success_at),
             "last_error": self.last_error,

@@ -18,15 +18,14 @@ from typing import Any
 
 import structlog
 
+from stellar_reconciler import outage
 from stellar_reconciler.config import Settings
 from stellar_reconciler.errors import (
     DatabaseUnavailableError,
-    LedgerOutOfRangeError,
     ReconcilerError,
     RpcError,
     RpcProtocolError,
     RpcRequestError,
-    RpcTransientError,
 )
 from stellar_reconciler.fetch_process import FetchConfig, FetchProcess
 from stellar_reconciler.fetcher import (
@@ -49,6 +48,10 @@ from stellar_reconciler.store import BatchHook, NewDiscrepancy, Store
 
 log = structlog.get_logger("stellar_reconciler.worker")
 
+# On stop, a batch already handed to the database gets this long to commit before the worker
+# returns without it (the service's stop deadline then ends the process; see service.py).
+COMMIT_GRACE_SECS = 5.0
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
@@ -61,6 +64,8 @@ class WorkerOptions:
     # A backlog of at least this many ledgers is fetched by a FetchProcess (None: never).
     process_fetch: FetchConfig | None = None
     process_fetch_min_ledgers: int = 1000
+    backoff: outage.PollBackoff | None = None
+    failure_summary_secs: float = 60.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerOptions:
@@ -79,6 +84,8 @@ class WorkerOptions:
             if settings.catch_up_process_ledgers
             else None,
             process_fetch_min_ledgers=settings.catch_up_process_ledgers,
+            backoff=outage.PollBackoff.from_settings(settings),
+            failure_summary_secs=settings.failure_summary_secs,
         )
 
 
@@ -117,26 +124,48 @@ class Worker:
         self.process_fetcher = (
             FetchProcess(options.process_fetch, sizing, metrics) if options.process_fetch else None
         )
+        backoff = options.backoff or outage.PollBackoff(options.poll_interval, 60.0, 300.0)
+        self.outage = outage.Outage(backoff, options.failure_summary_secs)
+        # The batch commit running in a thread, if any: waited for (briefly) on stop.
+        self._commit: asyncio.Future[None] | None = None
+        # True while a commit runs in its thread (the future above ends with the event loop).
+        self._in_commit = False
         self._checkpoint: int | None = None
         self._last_hash: str | None = None
         self._start = Start.OLDEST_WHILE_EMPTY if options.start_ledger == "oldest" else Start.FIXED
 
     # --- the loop ------------------------------------------------------------------------
 
+    @property
+    def committing(self) -> bool:
+        """A batch is in the database's hands right now."""
+        return self._in_commit
+
+    def kill_fetch_process(self) -> None:
+        """End the catch-up child at once, busy or not (the service's stop deadline)."""
+        if self.process_fetcher is not None:
+            self.process_fetcher.terminate()
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll and catch up until `stop` is set; return early only on a fault that cannot be
-        retried (health then stays degraded with the reason and what to do)."""
+        """Poll and catch up until `stop` is set, which cancels the poll in flight at once.
+
+        A failed poll (RPC or database) is retried after a growing wait, however it failed:
+        health says why meanwhile. Only a fault a retry cannot fix (a broken hash chain,
+        another writer, a bug) returns early, leaving health degraded with what to do."""
         self.status.worker_running = True
         try:
             while not stop.is_set():
+                delay = self.options.poll_interval
                 try:
-                    await self._cycle(stop)
-                except (RpcTransientError, LedgerOutOfRangeError, DatabaseUnavailableError) as exc:
+                    if await self._cycle_until(stop):
+                        return
+                except (RpcError, DatabaseUnavailableError) as exc:
                     # An out-of-range answer means the window slid or a node lags; the next
                     # poll's getHealth tells which, and a real retention gap is reported then.
-                    # A database that went away is waited out the same way.
-                    self._transient(exc)
-                except (RpcError, ReconcilerError) as exc:
+                    # A rejected request or a garbled answer may come from one bad node
+                    # behind a load balancer: also worth another try, just less often.
+                    delay = self._failed(exc)
+                except ReconcilerError as exc:
                     await self._halt(exc)
                     return
                 except Exception as exc:
@@ -145,12 +174,43 @@ class Worker:
                     log.exception("worker_crashed", checkpoint=self._checkpoint)
                     await self._halt(ReconcilerError(f"{type(exc).__name__}: {exc}"))
                     return
+                else:
+                    self.outage.recovered()
                 if not stop.is_set():
-                    await sleep_or_stop(stop, self.options.poll_interval)
+                    await sleep_or_stop(stop, delay)
         finally:
             self.status.worker_running = False
             if self.process_fetcher is not None:
                 await self.process_fetcher.close()
+
+    async def _cycle_until(self, stop: asyncio.Event) -> bool:
+        """One poll, cancelled as soon as `stop` fires (a hung RPC call included); True when
+        it was stopped. A batch already handed to the database still commits or rolls back
+        whole: the commit runs shielded, and gets COMMIT_GRACE_SECS to finish."""
+        cycle = asyncio.create_task(self._cycle(stop))
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({cycle, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not stop.is_set() or cycle.done():
+            await cycle
+            return stop.is_set()
+        cycle.cancel()
+        await asyncio.wait({cycle})
+        if not cycle.cancelled() and cycle.exception() is not None:
+            log.info("poll_ended_by_stop", error=str(cycle.exception()))
+        commit = self._commit
+        if commit is not None and not commit.done():
+            await asyncio.wait({commit}, timeout=COMMIT_GRACE_SECS)
+            if not commit.done():
+                log.error(
+                    "commit_unfinished_at_stop",
+                    checkpoint=self._checkpoint,
+                    waited_secs=COMMIT_GRACE_SECS,
+                    hint="the database did not answer; the batch commits whole or not at all",
+                )
+        return True
 
     async def _cycle(self, stop: asyncio.Event) -> None:
         """One poll: read the tip, then do what plan_next decides (see plan.py)."""
@@ -314,10 +374,17 @@ class Worker:
             started = time.perf_counter()
             # Shielded: once a batch is handed to the database it commits or rolls back whole,
             # even when shutdown cancels the loop around it.
-            await asyncio.shield(
-                asyncio.to_thread(self.store.commit_batch, batch, self.batch_hooks)
-            )
+            self._commit = asyncio.ensure_future(asyncio.to_thread(self._commit_batch, batch))
+            await asyncio.shield(self._commit)
             self._committed(batch, time.perf_counter() - started)
+
+    def _commit_batch(self, batch: Batch) -> None:
+        """Runs in a thread: commit one batch, whole or not at all."""
+        self._in_commit = True
+        try:
+            self.store.commit_batch(batch, self.batch_hooks)
+        finally:
+            self._in_commit = False
 
     def _committed(self, batch: Batch, duration: float) -> None:
         self._checkpoint = batch.last_ledger
@@ -367,11 +434,17 @@ class Worker:
             self.metrics.processing_errors.labels(kind="retention_gap").inc()
         self.status.block(reason, detail, BlockKind.RETENTION_GAP)
 
-    def _transient(self, exc: ReconcilerError) -> None:
-        kind = "database" if isinstance(exc, DatabaseUnavailableError) else "rpc_transient"
+    def _failed(self, exc: ReconcilerError) -> float:
+        """Record a failed poll; the seconds to wait before the next one."""
+        if isinstance(exc, DatabaseUnavailableError):
+            kind = "database"
+        elif isinstance(exc, RpcError) and not exc.retryable:
+            kind = "rpc_fault"
+        else:
+            kind = "rpc_transient"
         self.metrics.processing_errors.labels(kind=kind).inc()
-        self.status.record_poll_failure(str(exc))
-        log.warning("poll_failed", error=str(exc), checkpoint=self._checkpoint)
+        self.status.record_poll_failure(str(exc), outage.dependency_of(exc))
+        return self.outage.failed(exc, self._checkpoint)
 
     async def _halt(self, exc: ReconcilerError) -> None:
         if isinstance(exc, ChainBreakError):

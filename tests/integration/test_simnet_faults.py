@@ -234,6 +234,8 @@ def test_faults_can_be_scripted_over_http(net: SimNetwork, url: str, client: htt
     client.post(url + "_simnet/faults", json={"kind": "http_503", "times": None})
     assert client.delete(url + "_simnet/faults").json() == {"faults": []}
     assert "result" in rpc(client, url, "getEvents", {"startLedger": 5})
+    burst = client.post(url + "_simnet/faults", json={"kind": "empty", "forSecs": 30})
+    assert burst.status_code == 201 and 0 < burst.json()["expiresInSecs"] <= 30
 
 
 @pytest.mark.parametrize(
@@ -243,6 +245,7 @@ def test_faults_can_be_scripted_over_http(net: SimNetwork, url: str, client: htt
         {"kind": "meltdown"},
         {"kind": "slow", "delay": -1},
         {"kind": "drop", "bogus": 1},
+        {"kind": "http_401", "forSecs": 0},
     ],
 )
 def test_bad_fault_rules_are_400(

@@ -12,8 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stellar_reconciler.answers import _parse_event_carefully, parse_event
 from stellar_reconciler.errors import (
     LedgerOutOfRangeError,
+    RpcHttpStatusError,
+    RpcMalformedError,
     RpcProtocolError,
     RpcRequestError,
     RpcTransientError,
@@ -22,9 +25,7 @@ from stellar_reconciler.rpc import (
     RetryPolicy,
     StellarRpc,
     _backoff_hook,
-    _parse_event_carefully,
     _retry_after_seconds,
-    parse_event,
 )
 from tests.fixtures import load
 
@@ -131,13 +132,13 @@ async def test_transient_fault_gives_up_after_max_attempts() -> None:
         (rpc_error(-32600, "invalid request"), RpcRequestError),
         (rpc_error(-32601, "method not found"), RpcRequestError),
         (rpc_error(-32602, "limit must not exceed 10000"), RpcRequestError),
-        (httpx.Response(200, content=b"<html>not json"), RpcProtocolError),
-        (httpx.Response(200, json={"jsonrpc": "2.0", "id": 1}), RpcProtocolError),
+        (httpx.Response(200, content=b"<html>not json"), RpcMalformedError),
+        (httpx.Response(200, json={"jsonrpc": "2.0", "id": 1}), RpcMalformedError),
         (
             httpx.Response(200, json={"jsonrpc": "2.0", "id": 1, "result": {"status": "healthy"}}),
             RpcProtocolError,
         ),
-        (httpx.Response(404, content=b"no such page"), RpcProtocolError),
+        (httpx.Response(404, content=b"no such page"), RpcHttpStatusError),
     ],
 )
 async def test_permanent_faults_are_not_retried(

@@ -16,6 +16,7 @@ from stellar_reconciler.simnet import (
 from stellar_reconciler.simnet.cli import FaultSpecError, parse_fault
 from stellar_reconciler.simnet.codec import b64, i128, unb64, vec
 from stellar_reconciler.simnet.tamper import TamperBook, altered
+from tests.integration.harness import wait_for_sync
 
 
 def test_a_rule_fires_its_count_then_disappears() -> None:
@@ -37,6 +38,19 @@ def test_a_rule_without_a_count_lasts_until_cleared() -> None:
     assert all(book.take(m, {}) is not None for m in ["getHealth", "getEvents"] * 5)
     book.clear()
     assert book.take("getHealth", {}) is None
+
+
+def test_a_burst_rule_fires_until_its_seconds_pass() -> None:
+    """for_secs makes a burst: every matching request fails until the time is up, then the
+    rule is gone; a burst of no time at all is refused."""
+    book = FaultBook()
+    rule = book.add(FaultKind.RPC_ERROR, code=-32602, times=None, for_secs=0.2)
+    assert book.take("getEvents", {}) is rule
+    assert 0 < rule.describe()["expiresInSecs"] <= 0.2
+    wait_for_sync(lambda: book.take("getEvents", {}) is None, 5, "the burst to end")
+    assert book.rules == [] and rule.fired >= 1
+    with pytest.raises(ValueError, match="for_secs"):
+        book.add(FaultKind.HTTP_503, for_secs=0)
 
 
 def test_rules_match_on_predicates_and_param_subsets() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from stellar_reconciler.models import BlockKind, NetworkTip
-from stellar_reconciler.status import FAILURES_BEFORE_DEGRADED, ServiceStatus
+from stellar_reconciler.status import AHEAD_POLLS, FAILURES_BEFORE_DEGRADED, ServiceStatus
 
 
 def tip(latest: int, oldest: int = 1) -> NetworkTip:
@@ -30,12 +30,77 @@ def test_synced_and_catching_up_are_healthy() -> None:
     assert status.health()["ledger_lag"] == 401
 
 
-def test_lag_is_never_negative() -> None:
-    """A checkpoint ahead of the node's tip (a lagging node) reports lag 0, not negative."""
+def test_lag_is_unknown_not_zero_when_the_checkpoint_is_ahead() -> None:
+    """A checkpoint ahead of the node's tip reports lag None (unknown), never 0 or negative."""
     status = ServiceStatus()
     status.observe_tip(tip(90))
     status.record_progress(100)
-    assert status.health()["ledger_lag"] == 0
+    assert status.health()["ledger_lag"] is None
+
+
+def test_lag_keeps_the_last_known_tip_while_the_rpc_fails() -> None:
+    """A failing RPC leaves the last known tip (and when it was seen) in place for the lag."""
+    status = ServiceStatus()
+    status.observe_tip(tip(300))
+    status.record_progress(144)
+    status.record_poll_failure("getHealth: HTTP 503 from http://rpc/")
+    health = status.health()
+    assert health["ledger_lag"] == 156 and health["latest_ledger"] == 300
+    assert health["latest_ledger_observed_at"] is not None
+
+
+def test_starting_says_which_call_it_waits_for() -> None:
+    """Before the first answer, health names the call it waits for, its URL and the wait."""
+    started = time.monotonic()
+    status = ServiceStatus(pending_calls=lambda: [("getHealth", "http://127.0.0.1:9/", started)])
+    state, reason = status.state(now=started + 12.4)
+    assert state == "starting"
+    assert reason == "waiting for getHealth from http://127.0.0.1:9/ (no answer for 12s)"
+    assert not status.health()["healthy"]
+
+
+def test_a_call_unanswered_past_the_threshold_is_a_stall() -> None:
+    """A synced service whose getHealth hangs past 2 x poll interval + 10 s turns stalled."""
+    calls: list[tuple[str, str, float]] = []
+    status = ServiceStatus(poll_interval=0.5, pending_calls=lambda: calls)
+    status.observe_tip(tip(100))
+    status.record_progress(100)
+    now = time.monotonic()
+    calls.append(("getHealth", "http://rpc/", now))
+    assert status.call_stall_secs == 11.0
+    assert status.state(now=now + 10.9)[0] == "synced"
+    state, reason = status.state(now=now + 11.5)
+    assert state == "stalled"
+    assert reason is not None and "getHealth to http://rpc/" in reason and "11s" in reason
+
+
+def test_database_faults_name_the_database() -> None:
+    """A poll failed by the database says 'database failing', one failed by the RPC 'RPC'."""
+    status = ServiceStatus()
+    status.observe_tip(tip(100))
+    status.record_progress(100)
+    status.record_poll_failure("connection to server lost", "database")
+    assert status.state()[1] == "database failing: connection to server lost"
+    status.record_poll_failure("getHealth: HTTP 503", "RPC")
+    assert status.state()[1] == "RPC failing: getHealth: HTTP 503"
+
+
+def test_a_checkpoint_ahead_of_the_network_for_three_polls_is_unhealthy() -> None:
+    """Checkpoint 1,002,038 against a network at 1,104: 503 after 3 polls, naming both."""
+    status = ServiceStatus()
+    status.observe_tip(tip(1_104))
+    status.record_progress(1_002_038)
+    for _ in range(AHEAD_POLLS - 1):
+        status.observe_tip(tip(1_104))
+        # One or two such polls can be a node lagging its peers behind a load balancer.
+        assert status.health()["healthy"] is True
+    status.observe_tip(tip(1_105))
+    health = status.health()
+    assert health["healthy"] is False and health["status"] == "degraded"
+    assert "1002038" in health["reason"] and "1105" in health["reason"]
+    assert "reset" in health["reason"] and "STELLAR_RPC_URL" in health["reason"]
+    status.observe_tip(tip(1_002_040))
+    assert status.health()["healthy"]
 
 
 def test_repeated_failed_attempts_degrade_and_a_good_poll_recovers() -> None:

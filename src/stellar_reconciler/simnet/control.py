@@ -134,10 +134,12 @@ def _fault_args(body: dict[str, Any]) -> dict[str, Any]:
     if "kind" not in body:
         raise ControlInputError("a fault needs a kind")
     names = {"kind", "method", "times", "match", "code", "message", "delay", "retryAfter", "body"}
+    names.add("forSecs")
     unknown = set(body) - names
     if unknown:
         raise ControlInputError(f"unknown fault fields: {sorted(unknown)}")
-    args = {("retry_after" if key == "retryAfter" else key): value for key, value in body.items()}
+    renamed = {"retryAfter": "retry_after", "forSecs": "for_secs"}
+    args = {renamed.get(key, key): value for key, value in body.items()}
     if args.get("match") is not None and not isinstance(args["match"], dict):
         raise ControlInputError("match must be an object of params the request must contain")
     return args

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -23,10 +24,14 @@ class FaultKind(StrEnum):
     HTTP_503 = "http_503"  # empty body: stellar-rpc's global request queue is full
     HTTP_504 = "http_504"  # empty body: stellar-rpc's global execution time cap
     HTTP_429 = "http_429"  # a provider's rate limit, optionally with Retry-After
+    HTTP_401 = "http_401"  # a provider refusing a missing or wrong API key
+    HTTP_403 = "http_403"  # a provider or firewall refusing the client
+    HTTP_520 = "http_520"  # a CDN's "unknown error" from the origin
     RPC_ERROR = "rpc_error"  # a JSON-RPC error object with any code and message
     SLOW = "slow"  # wait `delay` seconds, then answer normally
     DROP = "drop"  # close the connection without sending a response
     NON_JSON = "non_json"  # HTTP 200 with an HTML page
+    EMPTY = "empty"  # HTTP 200 with an empty body
     TRUNCATED = "truncated"  # HTTP 200 with the first half of the real answer
     WRONG_SHAPE = "wrong_shape"  # a valid envelope whose result has the wrong shape
 
@@ -37,6 +42,9 @@ HTTP_STATUS = {
     FaultKind.HTTP_503: 503,
     FaultKind.HTTP_504: 504,
     FaultKind.HTTP_429: 429,
+    FaultKind.HTTP_401: 401,
+    FaultKind.HTTP_403: 403,
+    FaultKind.HTTP_520: 520,
 }
 
 # What stellar-rpc says for these codes, used when a rule gives no message.
@@ -60,7 +68,12 @@ class FaultRule:
     delay: float = 0.0
     retry_after: str | None = None
     body: str | None = None
+    # time.monotonic() after which the rule no longer applies (a burst of N seconds).
+    expires_at: float | None = None
     fired: int = field(default=0)
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
 
     def applies(self, method: str, params: Any) -> bool:
         if self.method not in (None, "*", method):
@@ -87,6 +100,11 @@ class FaultRule:
             "message": self.message,
             "delay": self.delay,
             "retryAfter": self.retry_after,
+            "expiresInSecs": (
+                None
+                if self.expires_at is None
+                else round(max(0.0, self.expires_at - time.monotonic()), 3)
+            ),
             "fired": self.fired,
         }
 
@@ -112,10 +130,14 @@ class FaultBook:
         delay: float = 0.0,
         retry_after: float | str | None = None,
         body: str | None = None,
+        for_secs: float | None = None,
     ) -> FaultRule:
-        """Add a rule; `times=None` keeps it until cleared. Returns the rule (see `.fired`)."""
+        """Add a rule; `times=None` keeps it until cleared, `for_secs` ends it after that many
+        seconds (a burst). Returns the rule (see `.fired`)."""
         if times is not None and times < 1:
             raise ValueError(f"times must be at least 1 or None (until cleared), got {times}")
+        if for_secs is not None and for_secs <= 0:
+            raise ValueError(f"for_secs must be greater than 0 or None, got {for_secs}")
         if delay < 0:
             raise ValueError(f"delay must not be negative, got {delay}")
         rule = FaultRule(
@@ -130,6 +152,7 @@ class FaultBook:
             delay=delay,
             retry_after=_retry_after_text(retry_after),
             body=body,
+            expires_at=None if for_secs is None else time.monotonic() + for_secs,
         )
         with self._lock:
             self._rules.append(rule)
@@ -137,7 +160,9 @@ class FaultBook:
 
     def take(self, method: str, params: Any) -> FaultRule | None:
         """The rule this request triggers, counting it; None when the request goes through."""
+        now = time.monotonic()
         with self._lock:
+            self._rules = [rule for rule in self._rules if not rule.expired(now)]
             for rule in self._rules:
                 if rule.applies(method, params):
                     rule.fired += 1

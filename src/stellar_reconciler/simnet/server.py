@@ -145,6 +145,9 @@ async def _answer_for_transport(fault: FaultRule, receive: Receive, send: Send) 
         page = fault.body if fault.body is not None else BAD_GATEWAY_PAGE
         await _respond(send, 200, page.encode(), [(b"content-type", b"text/html")])
         return True
+    if fault.kind is FaultKind.EMPTY:
+        await _respond(send, 200, b"", JSON_HEADERS)
+        return True
     if fault.kind is FaultKind.DROP:
         await _drop_connection(receive, send)
         return True
