@@ -252,8 +252,14 @@ def postgres_restarts(database_url: str, restarts: int, workdir: Path) -> Outcom
 
 
 def _postgres_cluster() -> list[str] | None:
+    """The Debian cluster to restart: RELIABILITY_PG_CLUSTER ("VERSION NAME"), else the first
+    version's `main`. Point BENCH_POSTGRES_URL at a cluster of its own to keep other users of
+    the machine's PostgreSQL out of the way."""
     if shutil.which("pg_ctlcluster") is None or not Path("/etc/postgresql").is_dir():
         return None
+    chosen = os.environ.get("RELIABILITY_PG_CLUSTER", "").split()
+    if len(chosen) == 2:
+        return ["--skip-systemctl-redirect", *chosen]
     version = sorted(os.listdir("/etc/postgresql"))[0]
     return ["--skip-systemctl-redirect", version, "main"]
 
