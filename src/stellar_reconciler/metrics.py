@@ -157,6 +157,11 @@ class Metrics:
             "Unix time reconciler_expectations was last read from the database.",
             registry=r,
         )
+        self.webhook_outbox_pending = ObservedGauge(
+            "reconciler_webhook_outbox_pending",
+            "Discrepancies whose webhook is not delivered yet (no sample without WEBHOOK_URLS).",
+            r,
+        )
         self.discrepancies_refreshed = Gauge(
             "reconciler_discrepancies_refreshed_timestamp_seconds",
             "Unix time reconciler_discrepancies_open was last read from the database.",

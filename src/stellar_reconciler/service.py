@@ -115,7 +115,7 @@ class Service:
             options.filter_sets,
             settings.verify_every_ledgers,
         )
-        telemetry = Telemetry(metrics, status, store=store)
+        telemetry = Telemetry(metrics, status, store=store, webhooks=bool(settings.webhook_urls))
         app = create_app(
             ApiContext(
                 store=store,

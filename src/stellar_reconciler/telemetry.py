@@ -36,12 +36,15 @@ class Telemetry:
         interval: float = 2.0,
         store: Store | None = None,
         store_refresh: float = STORE_REFRESH_SECONDS,
+        webhooks: bool = False,
     ) -> None:
         self.metrics = metrics
         self.status = status
         self.interval = interval
         self.store = store
         self.store_refresh = store_refresh
+        # Without WEBHOOK_URLS nothing delivers, so the outbox's length would mean nothing.
+        self.webhooks = webhooks
         # The last database error seen by a refresh, None while reads succeed.
         self.database_error: str | None = None
         self._samples: deque[dict[str, Any]] = deque(maxlen=int(WINDOW_SECONDS / interval) + 1)
@@ -93,6 +96,7 @@ class Telemetry:
             expectation_counts = self.store.expectations.counts()
             discrepancy_counts = self.store.discrepancies.open_counts()
             checkpoint = self.store.checkpoint().ledger
+            outbox = self.store.discrepancies.undelivered_count() if self.webhooks else None
         except DatabaseUnavailableError as exc:
             if self.database_error is None:
                 log.error("metrics_refresh_failed", error=str(exc))
@@ -105,6 +109,8 @@ class Telemetry:
         self.metrics.set_discrepancy_counts(discrepancy_counts)
         if checkpoint is not None:
             self.metrics.checkpoint_ledger.set(checkpoint)
+        if outbox is not None:
+            self.metrics.webhook_outbox_pending.set(outbox)
         return True
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -10,6 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.models import NetworkTip
 from stellar_reconciler.status import ServiceStatus
+from stellar_reconciler.store import NewDiscrepancy, Store
+from stellar_reconciler.telemetry import Telemetry
 
 
 def rendered(metrics: Metrics) -> dict[str, float]:
@@ -76,3 +78,20 @@ def test_no_created_series_and_refresh_timestamps_set_by_their_owner() -> None:
     assert rendered(metrics)["reconciler_expectations_refreshed_timestamp_seconds"] == 0
     metrics.set_expectation_counts({"pending": 2})
     assert rendered(metrics)["reconciler_expectations_refreshed_timestamp_seconds"] > 0
+
+
+def test_webhook_outbox_length_is_served_only_when_webhooks_are_configured(store: Store) -> None:
+    """Undelivered webhooks are counted into reconciler_webhook_outbox_pending from the
+    database by the telemetry refresh, and shrink as deliveries are marked; without
+    WEBHOOK_URLS the gauge stays unset (nothing would ever deliver them)."""
+    for n in range(3):
+        store.discrepancies.open(NewDiscrepancy(kind="gap", key=f"gap:{n}", message="gap"))
+    with_hooks, without = Metrics(ServiceStatus()), Metrics(ServiceStatus())
+    assert Telemetry(with_hooks, ServiceStatus(), store=store, webhooks=True).refresh_from_store()
+    assert Telemetry(without, ServiceStatus(), store=store).refresh_from_store()
+    assert rendered(with_hooks)["reconciler_webhook_outbox_pending"] == 3
+    assert "reconciler_webhook_outbox_pending" not in rendered(without)
+    (first, *_) = store.discrepancies.undelivered()
+    store.discrepancies.mark_notified(first["id"], delivered=True)
+    Telemetry(with_hooks, ServiceStatus(), store=store, webhooks=True).refresh_from_store()
+    assert rendered(with_hooks)["reconciler_webhook_outbox_pending"] == 2

@@ -228,6 +228,17 @@ class Discrepancies:
                 counts[kind] = int(count)
         return counts
 
+    def undelivered_count(self, max_attempts: int = 20) -> int:
+        """How many discrepancies still wait for their webhook (the outbox's length)."""
+        with read_connection(self.engine) as conn:
+            count = conn.execute(
+                select(func.count()).where(
+                    discrepancies.c.notified_at.is_(None),
+                    discrepancies.c.notify_attempts < max_attempts,
+                )
+            ).scalar_one()
+        return int(count)
+
     def undelivered(self, limit: int = 50, max_attempts: int = 20) -> list[dict[str, Any]]:
         """Discrepancies whose webhook has not been delivered yet, oldest first."""
         with read_connection(self.engine) as conn:
