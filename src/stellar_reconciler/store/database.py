@@ -58,11 +58,19 @@ def _tune_sqlite(engine: Engine) -> None:
             connection.exec_driver_sql("BEGIN")
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL (None for PostgreSQL or an in-memory database)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def _unavailable(engine: Engine, exc: Exception) -> DatabaseUnavailableError:
+def unavailable(engine: Engine, exc: Exception) -> DatabaseUnavailableError:
     first_line = str(getattr(exc, "orig", exc)).strip().splitlines()[0:1] or ["no detail"]
     where = engine.url.render_as_string(hide_password=True)
     return DatabaseUnavailableError(
@@ -78,7 +86,7 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         with engine.connect().execution_options(write=True) as connection, connection.begin():
             yield connection
     except (OperationalError, InterfaceError) as exc:
-        raise _unavailable(engine, exc) from exc
+        raise unavailable(engine, exc) from exc
 
 
 @contextmanager
@@ -87,4 +95,4 @@ def read_connection(engine: Engine) -> Iterator[Connection]:
         with engine.connect() as connection, connection.begin():
             yield connection
     except (OperationalError, InterfaceError) as exc:
-        raise _unavailable(engine, exc) from exc
+        raise unavailable(engine, exc) from exc

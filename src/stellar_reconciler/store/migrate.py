@@ -11,7 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from stellar_reconciler.store.database import _unavailable
+from stellar_reconciler.store.database import unavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -28,12 +28,15 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     try:
         command.upgrade(_config(engine), revision)
     except (OperationalError, InterfaceError) as exc:
-        raise _unavailable(engine, exc) from exc
+        raise unavailable(engine, exc) from exc
 
 
 def current_revision(engine: Engine) -> str | None:
-    with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except (OperationalError, InterfaceError) as exc:
+        raise unavailable(engine, exc) from exc
 
 
 def head_revision() -> str | None:
