@@ -174,9 +174,9 @@ class Service:
         )
         refused: list[BaseException] = []
         try:
+            database_ready = await startup.database_ready()
             if self.listener is None:
                 self.listener = open_listener(self.settings.bind_host, self.settings.bind_port)
-            database_ready = await startup.database_ready()
             if database_ready:
                 await startup.check_network()
             log.info(
