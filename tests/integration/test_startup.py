@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import os
 import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
+from stellar_reconciler.errors import DatabaseUnavailableError
 from stellar_reconciler.simnet import SimNetConfig, SimNetwork, serve_in_thread
 from stellar_reconciler.store import Store
+from stellar_reconciler.store.database import create_database_engine
+from stellar_reconciler.store.migrate import upgrade
 from tests.conftest import ADMIN_URL, PostgresTemplate
 from tests.integration.harness import running_service, settings_for, wait_for
 from tests.integration.test_cli import RECONCILER, reconciler
@@ -189,9 +194,33 @@ async def test_database_down_at_start_up_is_waited_out(
         admin.close()
 
 
-def test_simultaneous_migrations_of_a_new_sqlite_file_both_succeed(tmp_path: Path) -> None:
-    """Four `reconciler migrate` started together on a new SQLite file all succeed: they
-    queue on the write lock instead of one failing with "database is locked"."""
+def _migrate_after(barrier: Any, url: str) -> str:
+    """In a child process: wait until every sibling is ready, then migrate `url`."""
+    engine = create_database_engine(url)
+    try:
+        barrier.wait(timeout=60)
+        try:
+            upgrade(engine)
+        except DatabaseUnavailableError as exc:
+            return str(exc)
+        return "ok"
+    finally:
+        engine.dispose()
+
+
+def test_simultaneous_migrations_of_a_new_sqlite_file_all_succeed(tmp_path: Path) -> None:
+    """Six processes migrating one new SQLite file at the same instant all succeed: they queue
+    on the write lock instead of one failing with "database is locked"."""
+    url = f"sqlite:///{tmp_path}/new.db"
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Manager().Barrier(6)
+    with context.Pool(6) as pool:
+        outcomes = pool.starmap(_migrate_after, [(barrier, url)] * 6, chunksize=1)
+    assert outcomes == ["ok"] * 6
+
+
+def test_reconciler_migrate_twice_at_once_on_a_new_file(tmp_path: Path) -> None:
+    """Two `reconciler migrate` commands started together on a new SQLite file both exit 0."""
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/new.db"}
     processes = [
         subprocess.Popen(
@@ -201,7 +230,7 @@ def test_simultaneous_migrations_of_a_new_sqlite_file_both_succeed(tmp_path: Pat
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(4)
+        for _ in range(2)
     ]
     for process in processes:
         out, err = process.communicate(timeout=60)

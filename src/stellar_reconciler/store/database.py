@@ -73,6 +73,12 @@ def is_sqlite(engine: Engine) -> bool:
 def unavailable(engine: Engine, exc: Exception) -> DatabaseUnavailableError:
     first_line = str(getattr(exc, "orig", exc)).strip().splitlines()[0:1] or ["no detail"]
     where = engine.url.render_as_string(hide_password=True)
+    if "database is locked" in first_line[0]:
+        # SQLite is a file, not a server: "check that it is running" would mislead.
+        return DatabaseUnavailableError(
+            f"database {where} stayed locked by another process for 30 s; check whether "
+            "another `reconciler` command is writing to the same file"
+        )
     return DatabaseUnavailableError(
         f"database {where} is unavailable ({first_line[0]}); check that it is running and "
         "that DATABASE_URL is right"
