@@ -236,3 +236,19 @@ def test_reconciler_migrate_twice_at_once_on_a_new_file(tmp_path: Path) -> None:
         out, err = process.communicate(timeout=60)
         assert process.returncode == 0, err
         assert "revision" in out
+
+
+async def test_other_network_found_after_start_up_halts_the_worker(database_url: str) -> None:
+    """getNetwork failing at start-up defers the check to the worker, which refuses the other
+    network before its first batch: /health 503 naming both passphrases, checkpoint unmoved."""
+    filled = await fill(database_url, network(NETWORK_A))
+    net_b = network(NETWORK_B, seed=42)
+    net_b.faults.add("http_500", method="getNetwork", times=3)
+    with serve_in_thread(net_b) as url_b:
+        async with running_service(settings_for(database_url, url_b)) as (service, base):
+            await wait_for(lambda: service.status.blocking_reason, what="the worker to halt")
+            async with httpx.AsyncClient() as client:
+                health = await client.get(f"{base}/health")
+    assert health.status_code == 503
+    assert NETWORK_A in health.json()["reason"] and NETWORK_B in health.json()["reason"]
+    assert checkpoint(database_url) == filled
