@@ -237,7 +237,7 @@ def migrate() -> None:
 
     Refuses (exit code 2) a database filled with other CONTRACT_IDS/EVENT_TOPICS, as `run` does.
     """
-    from stellar_reconciler.service import migrate_database
+    from stellar_reconciler.startup import migrate_database
 
     settings = load_settings()
     revision = guarded(lambda: migrate_database(settings))

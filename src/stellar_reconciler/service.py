@@ -36,7 +36,6 @@ from stellar_reconciler.startup import StartUp, open_listener
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import BatchHook, Store
 from stellar_reconciler.store.expectations import ExpectationMatcher, Expectations
-from stellar_reconciler.store.migrate import current_revision
 from stellar_reconciler.telemetry import Telemetry
 from stellar_reconciler.webhook import WebhookSender
 from stellar_reconciler.worker import Worker, WorkerOptions
@@ -303,20 +302,6 @@ async def _first_of(*events: asyncio.Event, then: asyncio.Event | None = None) -
             waiter.cancel()
     if then is not None:
         then.set()
-
-
-def migrate_database(settings: Settings) -> str | None:
-    """`reconciler migrate`: refuse changed filters first (as start-up does), then migrate;
-    returns the schema revision reached."""
-    store = Store.open(settings.sqlalchemy_url)
-    try:
-        fingerprint = WorkerOptions.from_settings(settings).fingerprint
-        if current_revision(store.engine) is not None:
-            store.check_stream(fingerprint)
-        store.migrate()
-        return current_revision(store.engine)
-    finally:
-        store.close()
 
 
 async def run_verification(

@@ -22,6 +22,8 @@ from stellar_reconciler.errors import AddressInUseError, DatabaseUnavailableErro
 from stellar_reconciler.rpc import StellarRpc
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import Store
+from stellar_reconciler.store.migrate import current_revision
+from stellar_reconciler.worker import WorkerOptions
 
 log = structlog.get_logger("stellar_reconciler.startup")
 
@@ -36,7 +38,9 @@ def open_listener(host: str, port: int, advice: str = "choose another BIND_ADDR"
     """A bound, listening TCP socket for the HTTP server; AddressInUseError with `advice`
     (which differs between `run` and `demo`) when it cannot be bound."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP spelled out: asyncio turns Nagle off only on sockets whose proto says TCP,
+    # and with Nagle on every small HTTP answer waits ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         # Like uvicorn: a restarted service may rebind while old connections sit in TIME_WAIT.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -120,3 +124,16 @@ class StartUp:
             self.store.network.record, info.passphrase, redact_url(self.settings.stellar_rpc_url)
         )
         self.status.network = info
+
+
+def migrate_database(settings: Settings) -> str | None:
+    """`reconciler migrate`: refuse changed filters first (as start-up does), then migrate;
+    returns the schema revision reached."""
+    store = Store.open(settings.sqlalchemy_url)
+    try:
+        if current_revision(store.engine) is not None:
+            store.check_stream(WorkerOptions.from_settings(settings).fingerprint)
+        store.migrate()
+        return current_revision(store.engine)
+    finally:
+        store.close()

@@ -11,6 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from stellar_reconciler.errors import NothingStoredError, SchemaOutdatedError
 from stellar_reconciler.store.database import unavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -43,3 +44,20 @@ def head_revision() -> str | None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return ScriptDirectory.from_config(config).get_current_head()
+
+
+def require_current(engine: Engine) -> None:
+    """For read-only commands: NothingStoredError when the database has no schema,
+    SchemaOutdatedError when it needs `reconciler migrate` first. Writes nothing."""
+    revision = current_revision(engine)
+    where = engine.url.render_as_string(hide_password=True)
+    if revision is None:
+        raise NothingStoredError(
+            f"the database {where} has no schema: nothing is stored yet (start the service, "
+            "or run `reconciler migrate`)"
+        )
+    if revision != head_revision():
+        raise SchemaOutdatedError(
+            f"the database {where} is at schema revision {revision}, this version needs "
+            f"{head_revision()}: run `reconciler migrate` first"
+        )

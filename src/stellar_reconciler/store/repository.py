@@ -19,7 +19,6 @@ from sqlalchemy import Connection, Engine, and_, delete, func, insert, select
 from stellar_reconciler.errors import (
     CheckpointConflictError,
     NothingStoredError,
-    SchemaOutdatedError,
     StreamMismatchError,
 )
 from stellar_reconciler.models import Batch, Checkpoint, Event, LedgerRecord
@@ -160,18 +159,7 @@ class Store:
             )
         store = cls.open(url, stream)
         try:
-            revision = migrate.current_revision(store.engine)
-            where = store.engine.url.render_as_string(hide_password=True)
-            if revision is None:
-                raise NothingStoredError(
-                    f"the database {where} has no schema: nothing is stored yet (start the "
-                    "service, or run `reconciler migrate`)"
-                )
-            if revision != migrate.head_revision():
-                raise SchemaOutdatedError(
-                    f"the database {where} is at schema revision {revision}, this version "
-                    f"needs {migrate.head_revision()}: run `reconciler migrate` first"
-                )
+            migrate.require_current(store.engine)
         except BaseException:
             store.close()
             raise
