@@ -173,11 +173,16 @@ class Service:
         )
         refused: list[BaseException] = []
         try:
-            database_ready = await startup.database_ready()
             if self.listener is None:
                 self.listener = open_listener(self.settings.bind_host, self.settings.bind_port)
+            database_ready = await startup.database_ready()
             if database_ready:
                 await startup.check_network()
+        except BaseException:
+            # Refused before starting: the error is the one line the operator needs.
+            await self._close()
+            raise
+        try:
             log.info(
                 "service_starting",
                 bind=self.settings.bind_addr,
@@ -191,13 +196,16 @@ class Service:
                 else:
                     group.create_task(self._start_when_ready(group, stop, startup, refused))
         finally:
-            await self.rpc.aclose()
-            self.store.close()
-            if self.listener is not None:
-                self.listener.close()
+            await self._close()
             log.info("service_stopped", checkpoint=self.status.last_processed_ledger)
         if refused:
             raise refused[0]
+
+    async def _close(self) -> None:
+        await self.rpc.aclose()
+        self.store.close()
+        if self.listener is not None:
+            self.listener.close()
 
     async def _start_when_ready(
         self,

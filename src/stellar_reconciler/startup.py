@@ -1,12 +1,13 @@
 """Start-up: what the service checks before it writes anything, and waiting for the database.
 
-The order is the contract. The database is migrated and the configured filters compared with
-the ones it was filled with first (before the RPC is reached or a port bound); then the
-listening socket is bound (a port in use is one line, not a traceback); then the RPC's network
-passphrase is recorded, or refused when the database holds another network's data. Only then
-does the worker start. A database that cannot be reached at the first attempt is waited out
-with back-off while the HTTP server answers /health with 503 naming it; the filter and network
-checks run as soon as it is reachable, still before the worker starts.
+The order is the contract. The listening socket is bound first (a port in use is one line, not
+a traceback, and nothing is written); then the database is migrated and the configured filters
+compared with the ones it was filled with (before the RPC is reached or the HTTP server
+started); then the RPC's network passphrase is recorded, or refused when the database holds
+another network's data. Only then does the worker start. A database that cannot be reached at
+the first attempt is waited out with back-off while the HTTP server answers /health with 503
+naming it; the filter and network checks run as soon as it is reachable, still before the
+worker starts.
 """
 
 from __future__ import annotations

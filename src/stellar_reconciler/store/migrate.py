@@ -6,9 +6,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from stellar_reconciler.errors import NothingStoredError, SchemaOutdatedError
@@ -26,6 +25,9 @@ def _config(engine: Engine) -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database schema up to `revision` (the newest by default)."""
+    if revision == "head" and current_revision(engine) == head_revision():
+        # Nothing to do: skip alembic, whose log lines would only be noise at every start-up.
+        return
     try:
         command.upgrade(_config(engine), revision)
     except (OperationalError, InterfaceError) as exc:
@@ -34,8 +36,14 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def current_revision(engine: Engine) -> str | None:
     try:
+        # Read directly: alembic's MigrationContext logs two info lines per look.
         with engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            value = connection.execute(
+                text("SELECT version_num FROM alembic_version")
+            ).scalar_one_or_none()
+            return None if value is None else str(value)
     except (OperationalError, InterfaceError) as exc:
         raise unavailable(engine, exc) from exc
 
