@@ -14,51 +14,119 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from stellar_reconciler.config import Settings
-from stellar_reconciler.errors import ConfigError, ReconcilerError
+from stellar_reconciler import __version__
+from stellar_reconciler.config import Settings, env_file_warnings, settings_reference
+from stellar_reconciler.errors import ConfigError, ExitCode, ReconcilerError
 from stellar_reconciler.logs import configure_logging_for
 from stellar_reconciler.simnet.cli import simnet_command
 
+# Plain help (no rich boxes): click rewraps docstrings as paragraphs, so help is never broken
+# mid-sentence, and flags show no "<bool>" placeholder.
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 app = typer.Typer(
     help="Index Soroban contract events from Stellar RPC exactly once, and reconcile them.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings=CONTEXT,
 )
 console = Console()
 err_console = Console(stderr=True)
 T = TypeVar("T")
 
-EXIT_CONFIG = 2
-EXIT_FAILURE = 1
-# An operator action the database's state does not allow (e.g. a gap consent with no gap).
-EXIT_REFUSED = 3
+# Settings each command reads, for its --help (their descriptions come from config.py).
+RUN_SETTINGS = tuple(name.upper() for name in Settings.model_fields)
+VERIFY_SETTINGS = (
+    "DATABASE_URL",
+    "STELLAR_RPC_URL",
+    "CONTRACT_IDS",
+    "EVENT_TOPICS",
+    "RPC_MAX_ATTEMPTS",
+    "RPC_INITIAL_BACKOFF_MS",
+    "RPC_MAX_BACKOFF_SECS",
+    "RPC_TIMEOUT_SECS",
+    "VERIFY_EVERY_LEDGERS",
+    "UNEXPECTED_EVENT_CONTRACTS",
+)
+EXIT_CODES_HELP = (
+    "\b\nExit codes: 0 done; 1 something could not be repaired or was rejected; 2 a setting "
+    "or option is wrong\n(or conflicts with what the database holds); 3 the RPC or the database "
+    "could not be reached;\n4 nothing is stored yet."
+)
 
 
-def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+def fail(message: str, code: int = ExitCode.FAILED) -> NoReturn:
     err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
+def warn(message: str) -> None:
+    err_console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment; a bad value exits 2 with one line naming it."""
+    for message in env_file_warnings():
+        warn(message)
     try:
         return Settings.from_env(**overrides)
     except ConfigError as exc:
-        fail(str(exc), EXIT_CONFIG)
+        fail(str(exc), ExitCode.CONFIG)
 
 
 def guarded(action: Callable[[], T]) -> T:
-    """Run an action, turning our own errors into one readable line instead of a traceback."""
+    """Run an action, turning our own errors into one readable line (and the exit code the
+    error's class names) instead of a traceback."""
     try:
         return action()
     except ReconcilerError as exc:
-        fail(str(exc))
+        fail(str(exc), exc.exit_code)
 
 
-@app.command()
+def human(value: Any) -> str:
+    """A value as a person reads it in a table: no `[]`, `True` or `None`."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, list | tuple):
+        if not value:
+            return "none"
+        if all(isinstance(v, list | tuple) and len(v) == 2 for v in value):
+            return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in value)
+        return ", ".join(human(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={human(v)}" for k, v in value.items()) or "none"
+    return str(value)
+
+
+def _version(show: bool) -> None:
+    if show:
+        console.print(f"stellar-reconciler {__version__}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Index Soroban contract events from Stellar RPC exactly once, and reconcile them."""
+
+
+@app.command(epilog=settings_reference(RUN_SETTINGS) + "\n\n" + EXIT_CODES_HELP)
 def run() -> None:
-    """Run the service: follow the network, index events, serve /health, /metrics and the API."""
+    """Run the service: follow the network, index events, serve /health, /metrics and the API.
+
+    Settings come from the environment or a .env file in the working directory.
+    """
     from stellar_reconciler.service import run_service
 
     settings = load_settings()
@@ -85,6 +153,10 @@ def demo(
     import tempfile
 
     from stellar_reconciler.demo import run_demo
+    from stellar_reconciler.startup import open_listener
+
+    # Before anything else, so a port in use is one line with the demo's own advice.
+    listener = guarded(lambda: open_listener("127.0.0.1", port, "choose another port with --port"))
 
     with tempfile.TemporaryDirectory(prefix="reconciler-demo-") as folder:
         settings = load_settings(
@@ -101,6 +173,7 @@ def demo(
             lambda: asyncio.run(
                 run_demo(
                     settings,
+                    listener,
                     ledger_interval,
                     history,
                     events_per_ledger,
@@ -110,7 +183,9 @@ def demo(
         )
 
 
-expect_app = typer.Typer(help="The application's expected records.", no_args_is_help=True)
+expect_app = typer.Typer(
+    help="The application's expected records.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(expect_app, name="expect")
 
 
@@ -158,24 +233,26 @@ def expect_import(
 
 @app.command()
 def migrate() -> None:
-    """Create or upgrade the database schema, then exit."""
-    from stellar_reconciler.store import Store
-    from stellar_reconciler.store.migrate import current_revision
+    """Create or upgrade the database schema, then exit.
+
+    Refuses (exit code 2) a database filled with other CONTRACT_IDS/EVENT_TOPICS, as `run` does.
+    """
+    from stellar_reconciler.startup import migrate_database
 
     settings = load_settings()
-    store = Store.open(settings.sqlalchemy_url)
-    try:
-        guarded(store.migrate)
-        console.print(f"database schema at revision {current_revision(store.engine)}")
-    finally:
-        store.close()
+    revision = guarded(lambda: migrate_database(settings))
+    console.print(f"database schema at revision {revision}")
 
 
 @app.command()
 def status(
     url: Annotated[str | None, typer.Option(help="Service URL; default http://BIND_ADDR")] = None,
 ) -> None:
-    """Show the running service's health, or the database's checkpoint when it is not running."""
+    """Show the running service's health, or the database's checkpoint when it is not running.
+
+    Reads only: it never creates or migrates a database. Exit code 3 when the service is not
+    reachable, 4 when there is no database either.
+    """
     settings = load_settings()
     base = url or f"http://{settings.bind_addr}"
     try:
@@ -188,17 +265,19 @@ def status(
     if body is None:
         from stellar_reconciler.store import Store
 
-        store = Store.open(settings.sqlalchemy_url)
+        store = guarded(lambda: Store.open_existing(settings.sqlalchemy_url))
         try:
             checkpoint = guarded(store.checkpoint)
             first, last, count = guarded(store.ledger_bounds)
+            passphrase = guarded(store.network.passphrase)
         finally:
             store.close()
         table.add_row("service", "[red]not reachable[/red]")
-        table.add_row("checkpoint", str(checkpoint.ledger))
+        table.add_row("network", human(passphrase))
+        table.add_row("checkpoint", human(checkpoint.ledger))
         table.add_row("stored ledgers", f"{count:,} ({first}-{last})" if count else "none")
         console.print(table)
-        raise typer.Exit(EXIT_FAILURE)
+        raise typer.Exit(ExitCode.UNAVAILABLE)
     colour = "green" if body.get("healthy") else "red"
     table.add_row("status", f"[{colour}]{body.get('status')}[/{colour}]")
     for key in (
@@ -212,10 +291,7 @@ def status(
         "protocol_version",
         "uptime_seconds",
     ):
-        value = body.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = f"{value:,}"
-        table.add_row(key.replace("_", " "), "-" if value is None else str(value))
+        table.add_row(key.replace("_", " "), human(body.get(key)))
     console.print(table)
 
 
@@ -241,7 +317,7 @@ def acknowledge_gap(
     from stellar_reconciler.store import Store
 
     if (through is None) == (not through_oldest):
-        fail("give exactly one of --through N or --through-oldest", EXIT_CONFIG)
+        fail("give exactly one of --through N or --through-oldest", ExitCode.CONFIG)
     settings = load_settings()
     store = Store.open(settings.sqlalchemy_url)
     try:
@@ -249,7 +325,7 @@ def acknowledge_gap(
         try:
             consent = store.consents.give(through, note, "cli")
         except GapConsentRefusedError as exc:
-            fail(f"refused: {exc}", EXIT_REFUSED)
+            fail(f"refused: {exc}", ExitCode.FAILED)
         except ReconcilerError as exc:
             fail(str(exc))
         console.print(f"recorded consent {consent['id']}: {consent['covers']}", highlight=False)
@@ -257,24 +333,33 @@ def acknowledge_gap(
         store.close()
 
 
-@app.command()
+@app.command(epilog=settings_reference(VERIFY_SETTINGS) + "\n\n" + EXIT_CODES_HELP)
 def verify(
     from_ledger: Annotated[int | None, typer.Option("--from", help="First ledger", min=1)] = None,
     to_ledger: Annotated[int | None, typer.Option("--to", help="Last ledger", min=1)] = None,
 ) -> None:
     """Find gaps (and fill those the RPC still has), then re-verify stored ledgers against the
-    RPC and repair differences. Exit code 1 when something could not be repaired."""
+    RPC and repair differences.
+
+    It never creates a database; it refuses an RPC of another network than the stored data's.
+    """
+    from stellar_reconciler.config import redact_url
     from stellar_reconciler.service import run_verification
 
     settings = load_settings()
     configure_logging_for(settings, level="warning")
+    if "stellar_rpc_url" not in settings.model_fields_set:
+        warn(
+            f"STELLAR_RPC_URL is not set: asking {redact_url(settings.stellar_rpc_url)} "
+            "(the default, testnet)"
+        )
     report = guarded(lambda: asyncio.run(run_verification(settings, from_ledger, to_ledger)))
     table = Table(title="verification", show_header=False)
     for key, value in report.items():
-        table.add_row(key.replace("_", " "), str(value))
+        table.add_row(key.replace("_", " "), human(value))
     console.print(table)
     if not report["clean"]:
-        raise typer.Exit(EXIT_FAILURE)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 app.command("simnet", help="Run the simulated Stellar network (a real JSON-RPC server).")(

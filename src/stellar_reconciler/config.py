@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
+import os
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+from dotenv import dotenv_values
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from stellar_sdk import StrKey, scval, xdr
@@ -19,6 +23,8 @@ from stellar_sdk import StrKey, scval, xdr
 from stellar_reconciler.errors import ConfigError
 
 TESTNET_RPC_URL = "https://soroban-testnet.stellar.org"
+# A network passphrase names a network publicly; it is not a secret.
+TESTNET_PASSPHRASE = "Test SDF Network ; September 2015"  # noqa: S105
 
 # Soroban symbols are at most 32 characters of [a-zA-Z0-9_].
 _SYMBOL = re.compile(r"^[A-Za-z0-9_]{1,32}$")
@@ -88,6 +94,64 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+ENV_FILE = ".env"
+# Keys a .env may hold that are not settings of ours but are read by something we run.
+_FOREIGN_ENV_KEYS = {"STELLAR_RPC_FIXTURES", "REQUIRE_POSTGRES", "PYTHONPATH", "TZ"}
+
+
+def env_file_warnings(path: str = ENV_FILE) -> list[str]:
+    """One warning per key in `path` that is not a setting (a typo like DATABSE_URL would
+    otherwise be ignored silently), naming the nearest setting."""
+    if not Path(path).is_file():
+        return []
+    names = [name.upper() for name in Settings.model_fields]
+    warnings = []
+    for key in dotenv_values(path):
+        upper = key.upper()
+        if upper in names or upper in _FOREIGN_ENV_KEYS:
+            continue
+        nearest = difflib.get_close_matches(upper, names, n=1, cutoff=0.6)
+        hint = f"; did you mean {nearest[0]}?" if nearest else ""
+        warnings.append(f"{path}: {key} is not a setting and is ignored{hint}")
+    return warnings
+
+
+def settings_reference(names: tuple[str, ...]) -> str:
+    """Help text listing settings (environment variable and its form), for `--help`."""
+    width = max(len(name) for name in names)
+    lines = ["\b", "Settings (environment variables, or a .env file):"]
+    for name in names:
+        lines.append(f"  {name.ljust(width)}  {EXPECTED_FORMS.get(name, 'see the README')}")
+    return "\n".join(lines)
+
+
+def contract_id_problem(value: str) -> str | None:
+    """Why `value` is not a contract strkey (None when it is one), in words a user can act on."""
+    if StrKey.is_valid_contract(value):
+        return None
+    if not value.startswith("C"):
+        return f"{value!r} does not start with C (a contract id does; G... is an account)"
+    if len(value) != 56:
+        return f"{value!r} has {len(value)} characters, a contract id has 56"
+    try:
+        raw = base64.b32decode(value)
+    except binascii.Error:
+        return f"{value!r} has characters outside A-Z and 2-7"
+    if _crc16_xmodem(raw[:-2]) != int.from_bytes(raw[-2:], "little"):
+        return f"{value!r} has a bad checksum (a character is mistyped or swapped)"
+    return f"{value!r} is not a contract id"
+
+
+def _crc16_xmodem(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
 def _split_list(value: Any, separator: str = ",") -> Any:
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(separator) if part.strip())
@@ -114,7 +178,7 @@ class Settings(BaseSettings):
     """Every setting of the service; see the README for what each one does."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore", case_sensitive=False
     )
 
     bind_addr: str = "127.0.0.1:3000"
@@ -166,7 +230,15 @@ class Settings(BaseSettings):
                 value = ",".join(map(str, value))
             # A database URL may carry a password; never echo it to a terminal or a log.
             shown = _PASSWORD.sub(r"\1***@", str(value))
-            raise ConfigError(variable, shown, EXPECTED_FORMS.get(variable, first["msg"])) from None
+            reason = ""
+            error = (first.get("ctx") or {}).get("error")
+            if first["type"] == "value_error" and isinstance(error, ValueError):
+                reason = str(error)
+            if name not in overrides and variable not in os.environ and name not in os.environ:
+                reason = f"{reason} (set in {ENV_FILE})" if reason else f"set in {ENV_FILE}"
+            raise ConfigError(
+                variable, shown, EXPECTED_FORMS.get(variable, first["msg"]), reason
+            ) from None
         if settings.webhook_urls and len(settings.webhook_secret) < 16:
             raise ConfigError(
                 "WEBHOOK_SECRET",
@@ -191,6 +263,10 @@ class Settings(BaseSettings):
         if value.startswith(("sqlite:///", "sqlite+pysqlite:///")) and len(value) > len(
             "sqlite:///"
         ):
+            folder = Path(value.split(":///", 1)[1].split("?", 1)[0]).parent
+            if not folder.is_dir():
+                # SQLite would say only "unable to open database file".
+                raise ValueError(f"the folder {folder.resolve()} does not exist; create it first")
             return value
         if re.match(r"^postgres(ql)?(\+psycopg)?://[^/]*/\w", value):
             return value
@@ -237,8 +313,9 @@ class Settings(BaseSettings):
     def _check_contract_ids(cls, value: Any) -> tuple[str, ...]:
         ids = _split_list(value)
         for contract_id in ids:
-            if not StrKey.is_valid_contract(contract_id):
-                raise ValueError("bad contract id")
+            problem = contract_id_problem(contract_id)
+            if problem is not None:
+                raise ValueError(problem)
         return tuple(dict.fromkeys(ids))
 
     @field_validator("webhook_urls", mode="before")
@@ -254,14 +331,28 @@ class Settings(BaseSettings):
     @classmethod
     def _check_event_topics(cls, value: Any) -> tuple[tuple[str, ...], ...]:
         filters = []
-        for raw_filter in _split_list(value, ";"):
+        for number, raw_filter in enumerate(_split_list(value, ";"), start=1):
+            where = f"filter {number} ({raw_filter!r})"
             segments = [s.strip() for s in raw_filter.split(",")]
             counted = segments[:-1] if segments[-1] == "**" else segments
-            if not 1 <= len(counted) <= 4 or "**" in counted or "" in segments:
-                raise ValueError("bad topic filter")
-            filters.append(tuple(topic_segment_to_xdr(s) for s in segments))
+            if not 1 <= len(counted) <= 4:
+                raise ValueError(f"{where} has {len(counted)} segments, at most 4 are allowed")
+            if "**" in counted:
+                raise ValueError(f"{where} has '**' before its last segment")
+            if "" in segments:
+                raise ValueError(f"{where} has an empty segment")
+            converted = []
+            for position, segment in enumerate(segments, start=1):
+                try:
+                    converted.append(topic_segment_to_xdr(segment))
+                except ValueError:
+                    raise ValueError(
+                        f"{where}, segment {position} ({segment!r}) is neither a symbol name, "
+                        "a base64 ScVal nor '*'"
+                    ) from None
+            filters.append(tuple(converted))
         if len(filters) > 5:
-            raise ValueError("at most 5 topic filters")
+            raise ValueError(f"{len(filters)} topic filters given, at most 5 are allowed")
         return tuple(filters)
 
     @field_validator("log_level", "log_format", mode="before")

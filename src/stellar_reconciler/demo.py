@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -36,13 +37,14 @@ def lie_schedule(start: int, ledger_interval: float) -> LieSchedule:
 
 async def run_demo(
     settings: Settings,
+    listener: socket.socket,
     ledger_interval: float,
     history: int,
     events_per_ledger: int,
     say: Callable[[str], Any],
 ) -> None:
     """Serve a simulated network on a free loopback port and run the service against it until
-    Ctrl-C."""
+    Ctrl-C; the service serves on `listener` (bound by the caller, who words a port in use)."""
     stop = asyncio.Event()
     install_signal_handlers(stop)
     net = SimNetwork(
@@ -71,6 +73,7 @@ async def run_demo(
                 }
             )
         )
+        service.listener = listener
         group.create_task(service.run(stop))
         await service.server.listening.wait()
         base = f"http://{settings.bind_host}:{service.bound_port()}"

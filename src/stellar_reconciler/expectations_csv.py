@@ -95,10 +95,22 @@ def _describe(error: ValidationError) -> list[str]:
     return messages
 
 
+def _unreadable(error: csv.Error) -> str:
+    if "field limit" in str(error):
+        return (
+            f"a cell is longer than {csv.field_size_limit():,} characters, more than any "
+            "column takes; check the quoting (an unclosed quote swallows the lines after it)"
+        )
+    return f"cannot be read as CSV ({error}); check the quoting"
+
+
 def parse_csv(text: str) -> tuple[list[tuple[int, ExpectationSpec]], list[RowError]]:
     """Validate every row; returns the records with their line numbers, and every error."""
     reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
-    header = next(reader, None)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        return [], [RowError(1, _unreadable(exc))]
     if header is None:
         return [], [RowError(1, "the file is empty; the first row must name the columns")]
     names = [name.strip().lower() for name in header]
@@ -115,9 +127,20 @@ def parse_csv(text: str) -> tuple[list[tuple[int, ExpectationSpec]], list[RowErr
     specs: list[tuple[int, ExpectationSpec]] = []
     errors: list[RowError] = []
     line = reader.line_num + 1
-    for cells in reader:
+    while True:
         # A quoted cell may span lines: the row starts where the previous one ended.
-        start, line = line, reader.line_num + 1
+        start = line
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            # The reader drops the rest of the line it failed on and goes on with the next,
+            # so one bad row does not hide the others.
+            line = reader.line_num + 1
+            errors.append(RowError(start, _unreadable(exc)))
+            continue
+        line = reader.line_num + 1
         if not any(cell.strip() for cell in cells):
             continue
         if len(cells) != len(names):

@@ -28,13 +28,20 @@ from stellar_reconciler.api import ApiContext, create_app
 from stellar_reconciler.api.live import close_streams
 from stellar_reconciler.api.scrub import ScrubSecrets
 from stellar_reconciler.collector import tune_garbage_collector
-from stellar_reconciler.config import Settings, redact_url
+from stellar_reconciler.config import TESTNET_PASSPHRASE, Settings, redact_url
 from stellar_reconciler.control import Controls
-from stellar_reconciler.errors import ReconcilerError, StopDeadlineError
+from stellar_reconciler.errors import (
+    NetworkMismatchError,
+    NothingStoredError,
+    ReconcilerError,
+    SetupError,
+    StopDeadlineError,
+)
 from stellar_reconciler.maintenance import Maintenance
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.redaction import Redactor
 from stellar_reconciler.rpc import RetryPolicy, RpcObserver, StellarRpc, new_http_client
+from stellar_reconciler.startup import StartUp, open_listener
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import BatchHook, ExpectationMatcher, Store
 from stellar_reconciler.telemetry import Telemetry
@@ -95,6 +102,9 @@ class Service:
     telemetry: Telemetry
     app: FastAPI
     server: _QuietServer
+    # Bound before anything else at start-up (or handed over by `demo`, which words its own
+    # advice); the HTTP server serves on it.
+    listener: socket.socket | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Service:
@@ -176,16 +186,34 @@ class Service:
         return None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Migrate, then run the worker and the HTTP server until `stop` is set. After `stop`,
-        tasks get TASKS_GRACE_SECS to end on their own before they are cancelled."""
-        await asyncio.to_thread(self.store.migrate)
+        """Start up (see startup.py for the order), then run the worker and the HTTP server
+        until `stop` is set. A refusal at start-up raises before anything is written. After
+        `stop`, tasks get TASKS_GRACE_SECS to end on their own before they are cancelled."""
+        startup = StartUp(
+            self.settings,
+            self.store,
+            self.rpc,
+            self.status,
+            WorkerOptions.from_settings(self.settings).fingerprint,
+        )
+        refused: list[BaseException] = []
+        try:
+            if self.listener is None:
+                self.listener = open_listener(self.settings.bind_host, self.settings.bind_port)
+            database_ready = await startup.database_ready()
+            if database_ready:
+                await startup.check_network()
+        except BaseException:
+            # Refused before starting: the error is the one line the operator needs.
+            await self._close()
+            raise
         log.info(
             "service_starting",
             bind=self.settings.bind_addr,
             rpc=redact_url(self.settings.stellar_rpc_url),
             database=self.store.dialect,
         )
-        tasks = asyncio.create_task(self._run_tasks(stop))
+        tasks = asyncio.create_task(self._run_tasks(stop, startup, database_ready, refused))
         try:
             await _first_of_task(tasks, stop)
             if not tasks.done():
@@ -203,24 +231,62 @@ class Service:
         finally:
             if not tasks.done():
                 tasks.cancel()
-            await self.rpc.aclose()
-            self.store.close()
+            await self._close()
             log.info("service_stopped", checkpoint=self.status.last_processed_ledger)
+        if refused:
+            raise refused[0]
 
-    async def _run_tasks(self, stop: asyncio.Event) -> None:
+    async def _close(self) -> None:
+        await self.rpc.aclose()
+        self.store.close()
+        if self.listener is not None:
+            self.listener.close()
+
+    async def _start_when_ready(
+        self,
+        group: asyncio.TaskGroup,
+        stop: asyncio.Event,
+        startup: StartUp,
+        refused: list[BaseException],
+    ) -> None:
+        """Wait out a database that is down at start-up, finish the start-up checks, then
+        start the rest; a refusal found then stops the service with it."""
+        try:
+            if not await startup.wait_for_database(stop):
+                return
+            await startup.check_network()
+        except ReconcilerError as exc:
+            refused.append(exc)
+            stop.set()
+            return
+        self._start_tasks(group, stop)
+
+    def _start_tasks(self, group: asyncio.TaskGroup, stop: asyncio.Event) -> None:
+        group.create_task(self._supervise_worker(stop))
+        group.create_task(self.maintenance.run(stop))
+        group.create_task(self.telemetry.run(stop))
+        if self.settings.webhook_urls:
+            sender = WebhookSender(
+                self.store,
+                self.settings.webhook_urls,
+                self.settings.webhook_secret,
+                self.settings.service_name,
+            )
+            group.create_task(sender.run(stop))
+
+    async def _run_tasks(
+        self,
+        stop: asyncio.Event,
+        startup: StartUp,
+        database_ready: bool,
+        refused: list[BaseException],
+    ) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._serve_http(stop))
-            group.create_task(self._supervise_worker(stop))
-            group.create_task(self.maintenance.run(stop))
-            group.create_task(self.telemetry.run(stop))
-            if self.settings.webhook_urls:
-                sender = WebhookSender(
-                    self.store,
-                    self.settings.webhook_urls,
-                    self.settings.webhook_secret,
-                    self.settings.service_name,
-                )
-                group.create_task(sender.run(stop))
+            if database_ready:
+                self._start_tasks(group, stop)
+            else:
+                group.create_task(self._start_when_ready(group, stop, startup, refused))
 
     def waiting_for(self) -> str:
         """What a stop is still waiting for, in words, for the log."""
@@ -277,7 +343,7 @@ class Service:
     async def _serve_or_raise(self) -> None:
         announce = asyncio.create_task(self._announce())
         try:
-            await self.server.serve()
+            await self.server.serve([self.listener] if self.listener is not None else None)
         except SystemExit as exc:
             # uvicorn exits the process when it cannot bind; turn that into an error we own.
             raise ServiceError(
@@ -316,18 +382,32 @@ async def _first_of(*events: asyncio.Event, then: asyncio.Event | None = None) -
 async def run_verification(
     settings: Settings, first: int | None, last: int | None
 ) -> dict[str, Any]:
-    """`reconciler verify`: gaps, then re-verification of first..last (default: all stored)."""
-    store = Store.open(settings.sqlalchemy_url)
+    """`reconciler verify`: gaps, then re-verification of first..last (default: all stored).
+
+    Never creates or migrates a database; refuses an RPC of another network than the one the
+    stored data came from, before asking it anything else.
+    """
+    store = await asyncio.to_thread(Store.open_existing, settings.sqlalchemy_url)
     rpc = build_rpc(settings)
+    rpc_url = redact_url(settings.stellar_rpc_url)
     try:
-        await asyncio.to_thread(store.migrate)
         low, high, count = await asyncio.to_thread(store.ledger_bounds)
         if not count or low is None or high is None:
-            raise ServiceError("nothing is stored yet: there is nothing to verify")
+            raise NothingStoredError("nothing is stored yet: there is nothing to verify")
+        recorded = await asyncio.to_thread(store.network.passphrase)
+        if (
+            recorded is not None
+            and recorded != TESTNET_PASSPHRASE
+            and "stellar_rpc_url" not in settings.model_fields_set
+        ):
+            # The default RPC is testnet's: no need to ask it to know it is the wrong one.
+            raise NetworkMismatchError(recorded, TESTNET_PASSPHRASE, rpc_url)
+        network = await rpc.get_network()
+        await asyncio.to_thread(store.network.check, network.passphrase, rpc_url)
         first = low if first is None else max(first, low)
         last = high if last is None else min(last, high)
         if first > last:
-            raise ServiceError(f"--from/--to select no stored ledger (stored: {low}-{high})")
+            raise SetupError(f"--from/--to select no stored ledger (stored: {low}-{high})")
         status = ServiceStatus()
         maintenance = Maintenance(
             rpc, store, status, Metrics(status), Controls(),

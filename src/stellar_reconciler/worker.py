@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from stellar_reconciler import outage
-from stellar_reconciler.config import Settings
+from stellar_reconciler.config import Settings, redact_url
 from stellar_reconciler.errors import (
     DatabaseUnavailableError,
     ReconcilerError,
@@ -291,11 +291,17 @@ class Worker:
         """The network's passphrase and protocol: shown to operators, never needed to index,
         so a node that does not answer getNetwork does not stop the worker."""
         try:
-            return await self.rpc.get_network()
+            info = await self.rpc.get_network()
         except (RpcRequestError, RpcProtocolError) as exc:
             log.warning("network_unknown", error=str(exc))
             # A network passphrase is public, not a secret.
             return NetworkInfo(passphrase="unknown (getNetwork failed)", protocol_version=0)  # noqa: S106
+        # Start-up records it when the RPC answers then; otherwise here, before the first batch
+        # (NetworkMismatchError halts the worker: the database holds another network's data).
+        await asyncio.to_thread(
+            self.store.network.record, info.passphrase, redact_url(self.rpc.url)
+        )
+        return info
 
     def _start_ledger(self, tip: NetworkTip) -> int:
         choice = self.options.start_ledger

@@ -80,11 +80,12 @@ async def test_status_shows_a_table_of_the_running_service(database_url: str) ->
 
 
 def test_status_without_a_service_reads_the_database(tmp_path: Path) -> None:
-    """With no service listening, `reconciler status` says so and shows the stored checkpoint."""
+    """With no service listening, `reconciler status` says so, shows the stored checkpoint, and
+    exits 3 (could not reach)."""
     env = {"DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "BIND_ADDR": "127.0.0.1:1"}
     assert reconciler("migrate", env=env).returncode == 0
     result = reconciler("status", env=env)
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert "not reachable" in result.stdout
 
 

@@ -71,7 +71,7 @@ async def gaps(http: httpx.AsyncClient) -> dict[str, Any]:
 async def test_consent_without_gap_is_refused_and_a_passed_window_blocks_until_one_names_it(
     database_url: str,
 ) -> None:
-    """Synced at 2959; consent twice with no gap: 409 both times (CLI: exit 3), nothing
+    """Synced at 2959; consent twice with no gap: 409 both times (CLI: exit 1, rejected), nothing
     recorded. The window then passes the checkpoint: 503 with exactly 2960-2969, nothing
     skipped, even after a consent is given and revoked. A consent naming the gap skips exactly
     2960-2969, recorded as a resolved retention_gap with who and when; the next time the
@@ -94,7 +94,7 @@ async def test_consent_without_gap_is_refused_and_a_passed_window_blocks_until_o
                 invalid = await http.post("/api/gaps/acknowledge", json=body, headers=AUTH)
                 assert invalid.status_code == 422, invalid.text
             cli = await asyncio.to_thread(acknowledge_gap_cli, database_url)
-            assert cli.returncode == 3, cli.stderr
+            assert cli.returncode == 1, cli.stderr
             assert "refused: no retention gap is pending" in cli.stderr
             listed = await gaps(http)
             assert listed["consents"] == [] and listed["retention_gap"] is None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pytest
 
-from stellar_reconciler.config import TESTNET_RPC_URL, Settings
+from stellar_reconciler.config import TESTNET_RPC_URL, Settings, env_file_warnings
 from stellar_reconciler.errors import ConfigError
 
 SAC = "CDLZFC3SYJYDZT7K67VZ75HPJVIEUVNIXF47ZG2FB2RMQQVU2HHGCYSC"
@@ -138,3 +139,69 @@ def test_redact_url_hides_user_info_and_query_values_but_keeps_host_and_path() -
     assert shown == "https://***@rpc.example:8000/soroban/rpc?apikey=***&x"
     assert "s3cret" not in shown and "k3y" not in shown
     assert redact_url("http://127.0.0.1:8000/") == "http://127.0.0.1:8000/"
+
+
+def _error(**values: str) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(**values)
+    return caught.value
+
+
+def test_contract_id_with_a_bad_checksum_says_checksum() -> None:
+    """A contract id with its last character changed is reported as a bad checksum."""
+    error = _error(contract_ids=SAC[:-1] + "D")
+    assert "bad checksum" in str(error)
+    assert "CONTRACT_IDS" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("G" + SAC[1:], "does not start with C"),
+        (SAC[:-2], "has 54 characters"),
+        (SAC[:-1] + "1", "outside A-Z and 2-7"),
+    ],
+)
+def test_contract_id_problems_are_named(value: str, problem: str) -> None:
+    """Each way a contract id can be wrong gets its own reason."""
+    assert problem in str(_error(contract_ids=value))
+
+
+def test_bad_topic_filter_names_the_filter_and_segment() -> None:
+    """A bad segment in the second filter names filter 2, the segment's position and text."""
+    error = _error(event_topics="transfer,*;mint,not-a-symbol")
+    assert "filter 2 ('mint,not-a-symbol')" in str(error)
+    assert "segment 2 ('not-a-symbol')" in str(error)
+
+
+def test_too_many_topic_segments_says_how_many() -> None:
+    """A filter of five segments says it has five and at most four are allowed."""
+    assert "has 5 segments, at most 4" in str(_error(event_topics="a,b,c,d,e"))
+
+
+def test_misspelled_dotenv_key_is_warned_with_the_nearest_setting(tmp_path: Path) -> None:
+    """DATABSE_URL in .env is warned about, naming DATABASE_URL; real settings are not."""
+    (tmp_path / ".env").write_text("DATABSE_URL=sqlite:///x.db\nSERVICE_NAME=ok\n")
+    warnings = env_file_warnings()
+    assert len(warnings) == 1
+    assert "DATABSE_URL" in warnings[0] and "did you mean DATABASE_URL?" in warnings[0]
+
+
+def test_bad_value_from_dotenv_says_it_came_from_dotenv(tmp_path: Path) -> None:
+    """A bad value read from .env says so; the same value from the environment does not."""
+    (tmp_path / ".env").write_text("RPC_MAX_ATTEMPTS=many\n")
+    assert "set in .env" in str(_error())
+    assert "set in .env" not in str(_error(rpc_max_attempts="many"))
+
+
+def test_sqlite_url_in_a_missing_folder_says_so(tmp_path: Path) -> None:
+    """A SQLite file in a folder that does not exist names the folder."""
+    error = _error(database_url=f"sqlite:///{tmp_path}/missing/x.db")
+    assert f"the folder {tmp_path / 'missing'} does not exist" in str(error)
+
+
+def test_config_error_survives_pickling() -> None:
+    """ConfigError pickles with its fields (errors cross process boundaries)."""
+    error = _error(contract_ids=SAC[:-1] + "D")
+    copy = pickle.loads(pickle.dumps(error))  # noqa: S301 -- bytes this test just made
+    assert str(copy) == str(error) and copy.reason == error.reason

@@ -58,13 +58,27 @@ def _tune_sqlite(engine: Engine) -> None:
             connection.exec_driver_sql("BEGIN")
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL (None for PostgreSQL or an in-memory database)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def _unavailable(engine: Engine, exc: Exception) -> DatabaseUnavailableError:
+def unavailable(engine: Engine, exc: Exception) -> DatabaseUnavailableError:
     first_line = str(getattr(exc, "orig", exc)).strip().splitlines()[0:1] or ["no detail"]
     where = engine.url.render_as_string(hide_password=True)
+    if "database is locked" in first_line[0]:
+        # SQLite is a file, not a server: "check that it is running" would mislead.
+        return DatabaseUnavailableError(
+            f"database {where} stayed locked by another process for 30 s; check whether "
+            "another `reconciler` command is writing to the same file"
+        )
     return DatabaseUnavailableError(
         f"database {where} is unavailable ({first_line[0]}); check that it is running and "
         "that DATABASE_URL is right"
@@ -78,7 +92,7 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         with engine.connect().execution_options(write=True) as connection, connection.begin():
             yield connection
     except (OperationalError, InterfaceError) as exc:
-        raise _unavailable(engine, exc) from exc
+        raise unavailable(engine, exc) from exc
 
 
 @contextmanager
@@ -87,4 +101,4 @@ def read_connection(engine: Engine) -> Iterator[Connection]:
         with engine.connect() as connection, connection.begin():
             yield connection
     except (OperationalError, InterfaceError) as exc:
-        raise _unavailable(engine, exc) from exc
+        raise unavailable(engine, exc) from exc

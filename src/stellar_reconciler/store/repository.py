@@ -11,11 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, select
 
-from stellar_reconciler.errors import CheckpointConflictError, StreamMismatchError
+from stellar_reconciler.errors import (
+    CheckpointConflictError,
+    NothingStoredError,
+    StreamMismatchError,
+)
 from stellar_reconciler.models import Batch, Checkpoint, Event, LedgerRecord
 from stellar_reconciler.reconcile import EventFingerprint, Range
 from stellar_reconciler.store import migrate
@@ -25,11 +30,13 @@ from stellar_reconciler.store.database import (
     create_database_engine,
     is_sqlite,
     read_connection,
+    sqlite_path,
     write_transaction,
 )
 from stellar_reconciler.store.discrepancies import AuditLog, Discrepancies, NewDiscrepancy
 from stellar_reconciler.store.expectations import Expectations
 from stellar_reconciler.store.gaps import Gaps
+from stellar_reconciler.store.network import NetworkRecord
 from stellar_reconciler.store.schema import (
     checkpoints,
     events,
@@ -104,6 +111,14 @@ def ledger_from_row(row: Any) -> LedgerRecord:
     )
 
 
+def _check_fingerprint(stored: str, configured: str) -> None:
+    if stored != configured:
+        raise StreamMismatchError(
+            "this database was indexed with other CONTRACT_IDS/EVENT_TOPICS; point "
+            "DATABASE_URL at a new database, or restore the settings it was filled with"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class EventQuery:
     contract_id: str | None = None
@@ -127,10 +142,32 @@ class Store:
         self.gaps = Gaps(engine, stream, self.discrepancies)
         self.consents = GapConsents(engine, stream, self.discrepancies, self.audit)
         self.expectations = Expectations(engine, self.discrepancies, stream)
+        self.network = NetworkRecord(engine)
 
     @classmethod
     def open(cls, url: str, stream: str = DEFAULT_STREAM) -> Store:
         return cls(create_database_engine(url), stream)
+
+    @classmethod
+    def open_existing(cls, url: str, stream: str = DEFAULT_STREAM) -> Store:
+        """Open a database for a read-only command: never create a file or a table.
+
+        NothingStoredError when there is no database (or no schema in it), SchemaOutdatedError
+        when it needs `reconciler migrate` first.
+        """
+        path = sqlite_path(url)
+        if path is not None and not Path(path).is_file():
+            raise NothingStoredError(
+                f"no database at {Path(path).resolve()}: nothing is stored yet (set "
+                "DATABASE_URL to the service's database, or start the service first)"
+            )
+        store = cls.open(url, stream)
+        try:
+            migrate.require_current(store.engine)
+        except BaseException:
+            store.close()
+            raise
+        return store
 
     @property
     def dialect(self) -> str:
@@ -173,12 +210,18 @@ class Store:
                     )
                 )
                 return start_ledger - 1
-            if row.filter_fingerprint != fingerprint:
-                raise StreamMismatchError(
-                    "this database was indexed with other CONTRACT_IDS/EVENT_TOPICS; point "
-                    "DATABASE_URL at a new database, or restore the settings it was filled with"
-                )
+            _check_fingerprint(row.filter_fingerprint, fingerprint)
             return int(row.ledger)
+
+    def check_stream(self, fingerprint: str) -> None:
+        """Raise StreamMismatchError when the database was filled with other filters; writes
+        nothing, so start-up can refuse before anything else happens."""
+        with read_connection(self.engine) as conn:
+            stored = conn.execute(
+                select(checkpoints.c.filter_fingerprint).where(checkpoints.c.stream == self.stream)
+            ).scalar_one_or_none()
+        if stored is not None:
+            _check_fingerprint(stored, fingerprint)
 
     # --- markers: other positions kept beside the checkpoint (e.g. verified through) ---------
 

@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     Index,
@@ -36,6 +37,17 @@ checkpoints = Table(
     # What the stream indexes (contract ids and topic filters), so a changed filter is noticed.
     Column("filter_fingerprint", String(64), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# The network the data came from (one row, written the first time getNetwork answers), so a
+# database is never filled from two networks.
+network = Table(
+    "network",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("passphrase", Text, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("id = 1", name="ck_network_one_row"),
 )
 
 ledgers = Table(

@@ -8,7 +8,10 @@ from stellar_reconciler.store.schema import metadata
 
 engine = context.config.attributes["engine"]
 
-with engine.begin() as connection:
+# A write transaction (BEGIN IMMEDIATE on SQLite): two processes migrating a new database at
+# once then queue on the write lock, and the second finds the schema already at head, instead
+# of both reading "empty" and one failing half-way with "database is locked".
+with engine.connect().execution_options(write=True) as connection, connection.begin():
     context.configure(
         connection=connection,
         target_metadata=metadata,
