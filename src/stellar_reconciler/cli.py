@@ -312,7 +312,7 @@ def acknowledge_gap(
 ) -> None:
     """Consent to lose the retention gap the worker is stopped at (see /health). The worker
     carries it out at its next poll and records the exact range; nothing else is ever
-    skipped. Exit code 3 when there is no such gap, or it already has a consent."""
+    skipped. Exit code 1 when there is no such gap, or it already has a consent."""
     from stellar_reconciler.errors import GapConsentRefusedError
     from stellar_reconciler.store import Store
 

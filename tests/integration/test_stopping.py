@@ -241,6 +241,7 @@ def test_a_dead_rpc_logs_a_bounded_number_of_lines(tmp_path: Path) -> None:
         "http_listening",
         "dependency_failing",
         "dependency_still_failing",
+        "network_check_deferred",
         "stop_requested",
         "service_stopped",
     }

@@ -230,17 +230,3 @@ def test_batch_boundaries_do_not_change_the_outcome(
     """Settling ledger by ledger, in any batches, ends exactly as settling in one batch."""
     records, events = world
     assert Lifecycle(records, events).run({}, cuts) == Lifecycle(records, events).run({}, [])
-
-
-@given(worlds, st.lists(st.integers(0, LAST_LEDGER), max_size=25), st.lists(st.integers(1, 8)))
-def test_posting_late_settles_as_many_records_exactly(
-    world: tuple[list[Expectation], list[ObservedEvent]], moments: list[int], cuts: list[int]
-) -> None:
-    """Records posted after their events (before their deadline) settle as many records exactly
-    as posting them all first: a late record never loses its exact event to first-fit."""
-    records, events = world
-    posted = {x.id: min(m, x.deadline_ledger - 1) for x, m in zip(records, moments, strict=False)}
-    late = Lifecycle(records, events).run(posted, cuts)
-    early = Lifecycle(records, events).run({}, cuts)
-    matched = sum(status == MATCHED for status, _ in early.values())
-    assert sum(status == MATCHED for status, _ in late.values()) == matched

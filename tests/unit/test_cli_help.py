@@ -64,7 +64,7 @@ def test_verify_help_names_its_settings_and_exit_codes() -> None:
 def test_help_is_not_broken_mid_sentence() -> None:
     """A docstring's own line breaks do not survive into help: paragraphs are rewrapped."""
     text = " ".join(help_of("acknowledge-gap").split("\n")[2:5])
-    assert "The worker carries it out when it next meets the gap" in " ".join(text.split())
+    assert "The worker carries it out at its next poll" in " ".join(text.split())
     for line in help_of("acknowledge-gap").splitlines()[2:4]:
         assert len(line) > 60, line
 
