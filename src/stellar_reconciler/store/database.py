@@ -8,6 +8,8 @@ writers, and its default isolation is enough for the compare-and-set.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,6 +20,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from stellar_reconciler.errors import DatabaseUnavailableError
 
+# How long a SQLite writer queues for the file's write lock before giving up with
+# DatabaseUnavailableError. Long enough for any one transaction of ours on a busy machine.
+SQLITE_LOCK_WAIT_SECS = 30
+
 
 def create_database_engine(url: str, *, pool_size: int = 5) -> Engine:
     """An engine for `url` (SQLAlchemy form: sqlite:///... or postgresql+psycopg://...)."""
@@ -25,29 +31,48 @@ def create_database_engine(url: str, *, pool_size: int = 5) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": SQLITE_LOCK_WAIT_SECS},
             pool_size=pool_size,
             max_overflow=10,
         )
-        _tune_sqlite(engine)
+        _tune_sqlite(engine, SQLITE_LOCK_WAIT_SECS)
         return engine
     return create_engine(
         url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True, pool_recycle=1800
     )
 
 
-def _tune_sqlite(engine: Engine) -> None:
+def _enter_wal_mode(cursor: Any, lock_wait_secs: int) -> None:
+    """Switch a new file to WAL, queueing like any writer when others are opening it too.
+
+    Switching needs the file to itself, and SQLite answers "database is locked" at once, without
+    its busy wait, when another connection is mid-switch: several processes opening one new file
+    at the same instant then failed at random. So the wait is done here, within the same bound."""
+    deadline = time.monotonic() + lock_wait_secs
+    pause = 0.01
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+
+
+def _tune_sqlite(engine: Engine, lock_wait_secs: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's begin hook below emit BEGIN itself (pysqlite's own is too late).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={lock_wait_secs * 1000:d}")
+        _enter_wal_mode(cursor, lock_wait_secs)
         # NORMAL in WAL mode survives a killed process; only a power cut can lose the last
         # commits, and then whole transactions, never half of one.
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -76,7 +101,8 @@ def unavailable(engine: Engine, exc: Exception) -> DatabaseUnavailableError:
     if "database is locked" in first_line[0]:
         # SQLite is a file, not a server: "check that it is running" would mislead.
         return DatabaseUnavailableError(
-            f"database {where} stayed locked by another process for 30 s; check whether "
+            f"database {where} stayed locked by another process for "
+            f"{SQLITE_LOCK_WAIT_SECS} s; check whether "
             "another `reconciler` command is writing to the same file"
         )
     return DatabaseUnavailableError(
