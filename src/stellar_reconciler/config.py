@@ -72,6 +72,9 @@ EXPECTED_FORMS: dict[str, str] = {
     "UNEXPECTED_EVENT_CONTRACTS": (
         "comma-separated contract strkeys (C...) whose unclaimed events are reported"
     ),
+    "NATS_URL": "empty (off), or comma-separated nats:// or tls:// URLs, e.g. nats://127.0.0.1:4222",
+    "NATS_STREAM": "a JetStream stream name: 1-64 letters, digits, '_' or '-'",
+    "NATS_SUBJECT_PREFIX": "dot-separated tokens of letters, digits, '_' or '-', e.g. stellar",
 }
 
 
@@ -215,6 +218,11 @@ class Settings(BaseSettings):
     lake_endpoint_url: str = ""
     lake_anonymous: bool = False
     lake_prefetch: int = Field(default=4, ge=1, le=64)
+    nats_url: str = ""
+    nats_stream: str = Field(default="STELLAR_EVENTS", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    nats_subject_prefix: str = Field(
+        default="stellar", pattern=r"^[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64})*$"
+    )
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -327,6 +335,14 @@ class Settings(BaseSettings):
                 raise ValueError("bad url")
         return tuple(urls)
 
+    @field_validator("nats_url")
+    @classmethod
+    def _check_nats_url(cls, value: str) -> str:
+        for url in _split_list(value):
+            if not re.match(r"^(nats|tls)://[^\s/]+$", url):
+                raise ValueError("bad url")
+        return ",".join(_split_list(value))
+
     @field_validator("event_topics", mode="before")
     @classmethod
     def _check_event_topics(cls, value: Any) -> tuple[tuple[str, ...], ...]:
@@ -413,4 +429,7 @@ class Settings(BaseSettings):
             "admin_enabled": bool(self.admin_token),
             "read_token_required": bool(self.read_token),
             "webhooks": len(self.webhook_urls),
+            "nats_url": redact_url(self.nats_url) if self.nats_url else "",
+            "nats_stream": self.nats_stream,
+            "nats_subject_prefix": self.nats_subject_prefix,
         }

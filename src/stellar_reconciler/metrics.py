@@ -162,6 +162,11 @@ class Metrics:
             "Discrepancies whose webhook is not delivered yet (no sample without WEBHOOK_URLS).",
             r,
         )
+        self.nats_outbox_pending = ObservedGauge(
+            "reconciler_nats_outbox_pending",
+            "Events and records waiting to be published to NATS (no sample without NATS_URL).",
+            r,
+        )
         self.discrepancies_refreshed = Gauge(
             "reconciler_discrepancies_refreshed_timestamp_seconds",
             "Unix time reconciler_discrepancies_open was last read from the database.",

@@ -39,6 +39,7 @@ from stellar_reconciler.errors import (
 )
 from stellar_reconciler.maintenance import Maintenance
 from stellar_reconciler.metrics import Metrics
+from stellar_reconciler.publisher import NatsPublisher
 from stellar_reconciler.redaction import Redactor
 from stellar_reconciler.rpc import RetryPolicy, RpcObserver, StellarRpc, new_http_client
 from stellar_reconciler.startup import StartUp, open_listener
@@ -111,6 +112,8 @@ class Service:
         status = ServiceStatus(poll_interval=settings.poll_interval_secs)
         metrics = Metrics(status)
         store = Store.open(settings.sqlalchemy_url)
+        # With NATS on, every batch queues its events for the publisher in its own transaction.
+        store.outbox.enabled = bool(settings.nats_url)
         controls = Controls()
         rpc = build_rpc(settings, metrics)
         status.pending_calls = rpc.pending
@@ -125,7 +128,13 @@ class Service:
             options.filter_sets,
             settings.verify_every_ledgers,
         )
-        telemetry = Telemetry(metrics, status, store=store, webhooks=bool(settings.webhook_urls))
+        telemetry = Telemetry(
+            metrics,
+            status,
+            store=store,
+            webhooks=bool(settings.webhook_urls),
+            nats=bool(settings.nats_url),
+        )
         app = create_app(
             ApiContext(
                 store=store,
@@ -273,6 +282,10 @@ class Service:
                 self.settings.service_name,
             )
             group.create_task(sender.run(stop))
+        if self.settings.nats_url:
+            group.create_task(
+                NatsPublisher.from_settings(self.settings, self.store, self.status).run(stop)
+            )
 
     async def _run_tasks(
         self,

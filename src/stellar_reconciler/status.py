@@ -80,6 +80,8 @@ class ServiceStatus:
     ledger_secs: float = DEFAULT_LEDGER_SECS
     # Extra reasons (open chain breaks, failed re-verification) that make health 503.
     unhealthy_conditions: dict[str, str] = field(default_factory=dict)
+    # Why the NATS publisher cannot send (set by the publisher; None while it can, or is off).
+    publishing_failure: str | None = None
     batches_committed: int = 0
     # Rate and ETA of the catch-up under way, fed by the worker's committed batches.
     catch_up: CatchUp = field(default_factory=lambda: CatchUp(caught_up_lag=SYNCED_LAG))
@@ -249,6 +251,8 @@ class ServiceStatus:
             return "degraded", f"{self.failing_dependency} failing: {self.last_error}"
         if self.consecutive_failures >= FAILURES_BEFORE_DEGRADED:
             return "degraded", f"RPC failing: {self.last_error}"
+        if self.publishing_failure:
+            return "degraded", self.publishing_failure
         if not started:
             if waiting is not None:
                 method, url, seconds = waiting

@@ -37,6 +37,7 @@ class Telemetry:
         store: Store | None = None,
         store_refresh: float = STORE_REFRESH_SECONDS,
         webhooks: bool = False,
+        nats: bool = False,
     ) -> None:
         self.metrics = metrics
         self.status = status
@@ -45,6 +46,8 @@ class Telemetry:
         self.store_refresh = store_refresh
         # Without WEBHOOK_URLS nothing delivers, so the outbox's length would mean nothing.
         self.webhooks = webhooks
+        # The same for the NATS outbox without NATS_URL.
+        self.nats = nats
         # The last database error seen by a refresh, None while reads succeed.
         self.database_error: str | None = None
         self._samples: deque[dict[str, Any]] = deque(maxlen=int(WINDOW_SECONDS / interval) + 1)
@@ -97,6 +100,7 @@ class Telemetry:
             discrepancy_counts = self.store.discrepancies.open_counts()
             checkpoint = self.store.checkpoint().ledger
             outbox = self.store.discrepancies.undelivered_count() if self.webhooks else None
+            nats_outbox = self.store.outbox.pending_count() if self.nats else None
         except DatabaseUnavailableError as exc:
             if self.database_error is None:
                 log.error("metrics_refresh_failed", error=str(exc))
@@ -111,6 +115,8 @@ class Telemetry:
             self.metrics.checkpoint_ledger.set(checkpoint)
         if outbox is not None:
             self.metrics.webhook_outbox_pending.set(outbox)
+        if nats_outbox is not None:
+            self.metrics.nats_outbox_pending.set(nats_outbox)
         return True
 
     async def run(self, stop: asyncio.Event) -> None:

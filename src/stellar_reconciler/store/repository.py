@@ -37,6 +37,7 @@ from stellar_reconciler.store.discrepancies import AuditLog, Discrepancies, NewD
 from stellar_reconciler.store.expectations import Expectations
 from stellar_reconciler.store.gaps import Gaps
 from stellar_reconciler.store.network import NetworkRecord
+from stellar_reconciler.store.outbox import Outbox
 from stellar_reconciler.store.schema import (
     checkpoints,
     events,
@@ -143,6 +144,7 @@ class Store:
         self.consents = GapConsents(engine, stream, self.discrepancies, self.audit)
         self.expectations = Expectations(engine, self.discrepancies, stream)
         self.network = NetworkRecord(engine)
+        self.outbox = Outbox(engine)
 
     @classmethod
     def open(cls, url: str, stream: str = DEFAULT_STREAM) -> Store:
@@ -258,6 +260,7 @@ class Store:
             # here and then fail the compare-and-set, before it has written anything.
             advance(conn, self.stream, batch.first_ledger - 1, batch.last_ledger)
             self.insert_rows(conn, batch.ledgers, batch.events)
+            self.outbox.add_events(conn, batch.events)
             for hook in hooks:
                 hook(conn, batch)
 
@@ -454,9 +457,18 @@ class Store:
         if checkpoint is None or batch.last_ledger > checkpoint:
             raise CheckpointConflictError(self.stream, batch.last_ledger, checkpoint)
         first, last = batch.first_ledger, batch.last_ledger
+        # Events stored before were published (or queued) then: only new ones are queued.
+        known: set[str] = set()
+        if self.outbox.enabled:
+            known = set(
+                conn.execute(
+                    select(events.c.id).where(events.c.ledger.between(first, last))
+                ).scalars()
+            )
         # Events of a missing ledger row may survive it; the fresh read replaces them.
         conn.execute(delete(events).where(events.c.ledger.between(first, last)))
         conn.execute(delete(ledgers).where(ledgers.c.sequence.between(first, last)))
         self.insert_rows(conn, batch.ledgers, batch.events)
+        self.outbox.add_events(conn, (e for e in batch.events if e.id not in known))
         for hook in hooks:
             hook(conn, batch)

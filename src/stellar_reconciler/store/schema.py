@@ -225,3 +225,20 @@ expectations = Table(
         postgresql_where=text("status = 'pending'"),
     ),
 )
+
+# What the NATS publisher still has to send, in the order it must send it (seq). Written in
+# the transaction that stores what it names, deleted once JetStream acknowledged it. Events
+# are named by id (the payload is read at send time); other kinds carry their payload.
+publish_outbox = Table(
+    "publish_outbox",
+    metadata,
+    Column(
+        "seq",
+        BigInteger().with_variant(Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("kind", String(16), nullable=False),
+    Column("ref", String(64), nullable=False),
+    Column("payload", JsonType, nullable=True),
+)

@@ -1,0 +1,245 @@
+"""Publisher: sends the outbox (store/outbox.py) to NATS JetStream, in order, each message once.
+
+Every message carries `Nats-Msg-Id` (the event id), so a message sent again after a crash
+between JetStream's acknowledgement and the outbox's delete is dropped by the stream's
+duplicate window (two minutes unless the stream says otherwise). A message leaves the outbox
+only once JetStream acknowledged it.
+
+Order: messages go out in outbox order on one connection, which JetStream stores in the
+order received. The client's own reconnect buffer is off: after a lost connection it could
+send later messages before one lost in the socket. Instead a failure closes the connection,
+what was acknowledged is deleted, and the rest is sent again, in order, on a new connection.
+
+While NATS is unreachable ingestion goes on; the outbox grows (reconciler_nats_outbox_pending)
+and health says why until publishing works again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from stellar_reconciler.config import Settings, redact_url
+from stellar_reconciler.errors import DatabaseUnavailableError
+from stellar_reconciler.status import ServiceStatus
+from stellar_reconciler.store import Publication, Store
+
+log = structlog.get_logger("stellar_reconciler.publisher")
+
+# A symbol's characters (Soroban symbols are at most 32 of them): a safe NATS subject token.
+_SYMBOL = re.compile(r"^[A-Za-z0-9_]{1,32}$")
+_CONTRACT = re.compile(r"^[A-Z0-9]{1,64}$")
+# The subject token of an event without a symbol name (none, or a string that is no symbol).
+UNNAMED = "_"
+# Messages read from the outbox and sent before waiting for their acknowledgements.
+BATCH = 500
+ACK_TIMEOUT_SECS = 10.0
+CONNECT_TIMEOUT_SECS = 2.0
+IDLE_POLL_SECS = 0.2
+MAX_RETRY_SECS = 5.0
+
+NATS_ERRORS = (nats.errors.Error, OSError, TimeoutError)
+
+
+def event_subject(prefix: str, contract_id: str, name: str | None) -> str:
+    """`<prefix>.<contract id>.<event name>`, every token a valid NATS subject token."""
+    contract = contract_id if _CONTRACT.match(contract_id) else UNNAMED
+    token = name if name is not None and _SYMBOL.match(name) else UNNAMED
+    return f"{prefix}.{contract}.{token}"
+
+
+def subject_of(prefix: str, item: Publication) -> str:
+    if item.kind == "event":
+        payload = item.payload or {}
+        return event_subject(prefix, str(payload.get("contract_id", "")), payload.get("name"))
+    return f"{prefix}.{item.kind}s"
+
+
+def message_id(item: Publication) -> str:
+    """The event id for events; other kinds are numbered apart so ids never collide."""
+    return item.ref if item.kind == "event" else f"{item.kind}-{item.ref}"
+
+
+class PublishFailedError(Exception):
+    """JetStream did not acknowledge a message; the connection is dropped and rebuilt."""
+
+
+class NatsPublisher:
+    def __init__(
+        self,
+        store: Store,
+        status: ServiceStatus,
+        servers: str,
+        stream: str,
+        prefix: str,
+        *,
+        batch: int = BATCH,
+        ack_timeout: float = ACK_TIMEOUT_SECS,
+    ) -> None:
+        self.store = store
+        self.status = status
+        self.servers = [url.strip() for url in servers.split(",") if url.strip()]
+        self.stream = stream
+        self.prefix = prefix
+        self.batch = batch
+        self.ack_timeout = ack_timeout
+        self.published = 0
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, store: Store, status: ServiceStatus
+    ) -> NatsPublisher:
+        return cls(
+            store, status, settings.nats_url, settings.nats_stream, settings.nats_subject_prefix
+        )
+
+    @property
+    def shown_servers(self) -> str:
+        return ",".join(redact_url(url) for url in self.servers)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish until `stop`; a NATS or database failure waits and tries again."""
+        retry = 0.2
+        try:
+            while not stop.is_set():
+                try:
+                    await self._connect()
+                    retry = 0.2
+                    await self._publish_until(stop)
+                except (*NATS_ERRORS, PublishFailedError) as exc:
+                    self._failing(exc)
+                except DatabaseUnavailableError as exc:
+                    log.warning("nats_outbox_unavailable", error=str(exc))
+                await self._close()
+                await _wait(stop, retry)
+                retry = min(MAX_RETRY_SECS, retry * 2)
+        finally:
+            await self._close()
+
+    async def _connect(self) -> None:
+        self._nc = await nats.connect(
+            servers=self.servers,
+            allow_reconnect=False,
+            connect_timeout=CONNECT_TIMEOUT_SECS,
+            error_cb=self._quiet,
+            name="stellar-reconciler",
+        )
+        self._js = self._nc.jetstream(
+            timeout=self.ack_timeout, publish_async_max_pending=self.batch
+        )
+        try:
+            await self._js.stream_info(self.stream)
+        except nats.js.errors.NotFoundError:
+            await self._js.add_stream(name=self.stream, subjects=[f"{self.prefix}.>"])
+            log.info("nats_stream_created", stream=self.stream, subjects=f"{self.prefix}.>")
+
+    async def _publish_until(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            sent = await self.publish_pending()
+            self._recovered()
+            if not sent:
+                await _wait(stop, IDLE_POLL_SECS)
+
+    async def publish_pending(self) -> int:
+        """Send the oldest outbox messages and wait for their acknowledgements; delete those
+        acknowledged. Returns how many were sent; raises PublishFailedError when one was not."""
+        assert self._js is not None, "connect first"
+        items = await asyncio.to_thread(self.store.outbox.pending, self.batch)
+        if not items:
+            return 0
+        futures: list[asyncio.Future[Any]] = []
+        failure: BaseException | None = None
+        try:
+            for item in items:
+                if item.payload is None:
+                    # Its ledger was re-indexed since; nothing to send, the new rows are queued.
+                    futures.append(_done_future())
+                    continue
+                futures.append(
+                    await self._js.publish_async(
+                        subject_of(self.prefix, item),
+                        json.dumps(item.payload, separators=(",", ":")).encode(),
+                        wait_stall=self.ack_timeout,
+                        headers={"Nats-Msg-Id": message_id(item)},
+                    )
+                )
+        except NATS_ERRORS as exc:
+            failure = exc
+        if futures:
+            await asyncio.wait(futures, timeout=self.ack_timeout)
+        # Only an unbroken run from the front counts: what follows a failure is sent again.
+        acknowledged: list[int] = []
+        for item, future in zip(items, futures, strict=False):
+            if not future.done() or future.cancelled() or future.exception() is not None:
+                if failure is None:
+                    failure = (
+                        future.exception()
+                        if future.done() and not future.cancelled()
+                        else TimeoutError(f"no acknowledgement within {self.ack_timeout:g}s")
+                    )
+                break
+            acknowledged.append(item.seq)
+        for future in futures:
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
+                future.exception()  # retrieved, so asyncio does not log it as forgotten
+        await asyncio.to_thread(self.store.outbox.mark_sent, acknowledged)
+        self.published += len(acknowledged)
+        if failure is not None:
+            raise PublishFailedError(str(failure) or type(failure).__name__) from failure
+        return len(acknowledged)
+
+    def _failing(self, exc: BaseException) -> None:
+        reason = (
+            f"NATS publishing failing ({self.shown_servers}, stream {self.stream}): "
+            f"{str(exc) or type(exc).__name__}; events wait in the outbox "
+            "(reconciler_nats_outbox_pending) and are published in order once NATS answers"
+        )
+        if self.status.publishing_failure is None:
+            log.warning("nats_publishing_failing", servers=self.shown_servers, error=str(exc))
+        if reason != self.status.publishing_failure:
+            self.status.publishing_failure = reason
+            self.status.notify()
+
+    def _recovered(self) -> None:
+        if self.status.publishing_failure is not None:
+            log.info("nats_publishing_recovered", servers=self.shown_servers)
+            self.status.publishing_failure = None
+            self.status.notify()
+
+    async def _quiet(self, exc: Exception) -> None:
+        # The client reports each socket error here; the failure that matters reaches run().
+        log.debug("nats_client_error", error=str(exc))
+
+    async def _close(self) -> None:
+        nc, self._nc, self._js = self._nc, None, None
+        if nc is not None and not nc.is_closed:
+            try:
+                await asyncio.wait_for(nc.close(), CONNECT_TIMEOUT_SECS)
+            except NATS_ERRORS as exc:
+                log.debug("nats_close_failed", error=str(exc))
+
+
+def _done_future() -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return

@@ -1,0 +1,99 @@
+"""Outbox: what the NATS publisher still has to send, written with the rows it names.
+
+A batch's events are recorded here inside the batch's own transaction, so an event is stored
+and queued for publishing together or not at all; a crash between the two cannot happen.
+The publisher reads the queue in `seq` order and deletes what JetStream acknowledged.
+Recording is off (nothing is queued) unless NATS_URL is set, or the table would only grow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select
+
+from stellar_reconciler.models import Event
+from stellar_reconciler.store.database import read_connection, write_transaction
+from stellar_reconciler.store.schema import events, publish_outbox
+
+EVENT = "event"
+DISCREPANCY = "discrepancy"
+EXPECTATION = "expectation"
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One queued message: its place in the queue, what it is and its JSON body."""
+
+    seq: int
+    kind: str
+    ref: str
+    # None for an event deleted since it was queued (a repair replaced its ledger).
+    payload: dict[str, Any] | None
+
+
+class Outbox:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        # Set by the service when NATS_URL is configured.
+        self.enabled = False
+
+    def add_events(self, conn: Connection, event_list: Iterable[Event]) -> None:
+        """Queue events for publishing, inside the caller's transaction (the one storing them)."""
+        if not self.enabled:
+            return
+        from stellar_reconciler.store.bulk import insert_many
+
+        rows = [{"kind": EVENT, "ref": event.id} for event in event_list]
+        if rows:
+            insert_many(conn, publish_outbox, rows)
+
+    def add(self, conn: Connection, kind: str, ref: str, payload: dict[str, Any]) -> None:
+        """Queue one message whose body is known now (a discrepancy, an expected record)."""
+        if self.enabled:
+            conn.execute(insert(publish_outbox).values(kind=kind, ref=ref, payload=payload))
+
+    def pending(self, limit: int) -> list[Publication]:
+        """The oldest `limit` queued messages, in queue order, with their bodies."""
+        from stellar_reconciler.store.repository import event_json
+
+        query = (
+            select(
+                publish_outbox.c.seq,
+                publish_outbox.c.kind,
+                publish_outbox.c.ref,
+                publish_outbox.c.payload,
+                events,
+            )
+            .select_from(
+                publish_outbox.outerjoin(
+                    events,
+                    and_(publish_outbox.c.kind == EVENT, events.c.id == publish_outbox.c.ref),
+                )
+            )
+            .order_by(publish_outbox.c.seq)
+            .limit(limit)
+        )
+        with read_connection(self.engine) as conn:
+            rows = conn.execute(query).all()
+        found: list[Publication] = []
+        for row in rows:
+            if row.kind == EVENT:
+                body = event_json(row) if row.id is not None else None
+            else:
+                body = row.payload
+            found.append(Publication(int(row.seq), row.kind, row.ref, body))
+        return found
+
+    def mark_sent(self, seqs: Sequence[int]) -> None:
+        """Forget messages JetStream has acknowledged."""
+        if not seqs:
+            return
+        with write_transaction(self.engine) as conn:
+            conn.execute(delete(publish_outbox).where(publish_outbox.c.seq.in_(list(seqs))))
+
+    def pending_count(self) -> int:
+        with read_connection(self.engine) as conn:
+            return int(conn.execute(select(func.count()).select_from(publish_outbox)).scalar_one())

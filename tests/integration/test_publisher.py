@@ -1,0 +1,260 @@
+"""Events pushed to NATS JetStream: each received once by a durable consumer (the example in
+examples/nats_consumer.py), across SIGKILLs of the service and a NATS outage.
+
+The machine's nats-server (127.0.0.1:4222, JetStream on) serves the SIGKILL test, each test on
+its own stream and subject prefix; the outage test starts and stops a nats-server of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stellar_reconciler.simnet import SimNetConfig, SimNetwork, serve_in_thread
+from stellar_reconciler.store import Store
+from tests.integration.harness import (
+    network_event_ids,
+    running_service,
+    service_env,
+    settings_for,
+    stored_event_ids,
+    wait_for,
+    wait_for_sync,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+CONSUMER = REPO / "examples" / "nats_consumer.py"
+SYSTEM_NATS = "nats://127.0.0.1:4222"
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def system_nats() -> str:
+    if not _listening(4222):
+        pytest.skip("no nats-server on 127.0.0.1:4222 (.ci/run starts one: nats-server -js)")
+    return SYSTEM_NATS
+
+
+def names() -> tuple[str, str]:
+    """A stream name and a subject prefix no other test uses."""
+    tag = uuid.uuid4().hex[:12]
+    return f"TEST_{tag}", f"test{tag}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class OwnNats:
+    """A nats-server of this test's own (JetStream, files in `store_dir`), started and stopped
+    at will on one port; never the machine's."""
+
+    def __init__(self, store_dir: Path) -> None:
+        self.port = _free_port()
+        self.store_dir = store_dir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        binary = shutil.which("nats-server")
+        if binary is None:
+            pytest.skip("nats-server is not installed (Debian package nats-server)")
+        self.process = subprocess.Popen(
+            [binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store_dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_sync(lambda: _listening(self.port), 10, "the test's nats-server")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            # A clean stop: JetStream acknowledges a message before it reaches the disk.
+            self.process.terminate()
+            self.process.wait(15)
+        self.process = None
+
+
+@pytest.fixture
+def own_nats(tmp_path: Path) -> Iterator[OwnNats]:
+    server = OwnNats(tmp_path / "nats")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def consumer(url: str, stream: str, prefix: str, out: Path) -> Iterator[Path]:
+    """The example consumer as a child process; its lines go to `out`."""
+    with out.open("wb") as sink, out.with_suffix(".err").open("wb") as errors:
+        process = subprocess.Popen(
+            [sys.executable, str(CONSUMER), "--url", url, "--stream", stream,
+             "--durable", "test", "--subject", f"{prefix}.>"],
+            stdout=sink,
+            stderr=errors,
+        )  # fmt: skip
+        try:
+            yield out
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+
+def received(out: Path) -> list[dict[str, object]]:
+    lines = out.read_text().splitlines() if out.exists() else []
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def received_ids(out: Path) -> list[str]:
+    return [str(item["id"]) for item in received(out)]
+
+
+def outbox_count(database_url: str) -> int:
+    store = Store.open(database_url)
+    try:
+        return store.outbox.pending_count()
+    finally:
+        store.close()
+
+
+def checkpoint(database_url: str) -> int:
+    store = Store.open(database_url)
+    try:
+        return store.checkpoint().ledger or 0
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def service_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`reconciler run` as a child whose log goes to a file (a pipe nobody reads would fill)."""
+    script = Path(sys.executable).parent / "reconciler"
+    with log.open("ab") as sink:
+        process = subprocess.Popen(
+            [str(script), "run"], env=env, stdout=subprocess.DEVNULL, stderr=sink
+        )
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait(10)
+
+
+def test_every_event_once_across_sigkills(
+    database_url: str, system_nats: str, tmp_path: Path
+) -> None:
+    """Three SIGKILLs of `reconciler run` mid catch-up: the consumer gets every event once."""
+    stream, prefix = names()
+    net = SimNetwork(
+        SimNetConfig(seed=21, first_ledger=5_000, prebuilt_ledgers=1_500, events_per_ledger=20)
+    )
+    truth_holder: list[str] = []
+    with serve_in_thread(net) as url, consumer(system_nats, stream, prefix, tmp_path / "got"):
+        env = service_env(settings_for(database_url, url, batch_max_ledgers=40))
+        env.update(NATS_URL=system_nats, NATS_STREAM=stream, NATS_SUBJECT_PREFIX=prefix)
+        for target in (5_300, 5_700, 6_100):
+            with service_process(env, tmp_path / "service.log") as process:
+                wait_for_sync(
+                    lambda t=target: checkpoint(database_url) >= t, 120, f"ledger {target}"
+                )
+                process.send_signal(signal.SIGKILL)
+                assert process.wait(10) == -signal.SIGKILL
+        with service_process(env, tmp_path / "service.log") as process:
+            wait_for_sync(lambda: checkpoint(database_url) == net.latest_ledger, 120, "catch-up")
+            truth_holder = network_event_ids(net, 5_000, net.latest_ledger)
+            wait_for_sync(lambda: outbox_count(database_url) == 0, 60, "an empty outbox")
+            wait_for_sync(
+                lambda: len(received_ids(tmp_path / "got")) >= len(truth_holder), 60, "delivery"
+            )
+            # Anything sent twice would arrive right behind the rest.
+            time.sleep(1.0)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(30) == 0
+    ids = received_ids(tmp_path / "got")
+    assert len(ids) == len(set(ids)), "an event was received twice"
+    assert sorted(ids) == truth_holder == stored_event_ids(database_url)
+
+
+async def test_every_event_once_in_order_across_a_nats_outage(
+    database_url: str, own_nats: OwnNats, tmp_path: Path
+) -> None:
+    """NATS down mid-stream: ingestion goes on, the outbox grows, health and the metric say so;
+    when NATS is back the consumer gets every event once, in order."""
+    stream, prefix = names()
+    net = SimNetwork(
+        SimNetConfig(seed=22, first_ledger=800, prebuilt_ledgers=300, events_per_ledger=10)
+    )
+    got = tmp_path / "got"
+    with serve_in_thread(net) as url, consumer(own_nats.url, stream, prefix, got):
+        settings = settings_for(
+            database_url,
+            url,
+            batch_max_ledgers=50,
+            nats_url=own_nats.url,
+            nats_stream=stream,
+            nats_subject_prefix=prefix,
+        )
+        async with running_service(settings) as (service, base):
+            before = network_event_ids(net, 800, net.latest_ledger)
+            await wait_for(lambda: len(received_ids(got)) >= len(before), 60, "first delivery")
+            own_nats.stop()
+            net.close_ledgers(200)
+            await wait_for(
+                lambda: service.status.last_processed_ledger == net.latest_ledger,
+                60,
+                "ingestion without NATS",
+            )
+
+            async def health_says_so() -> bool:
+                async with httpx.AsyncClient() as client:
+                    body = (await client.get(f"{base}/health")).json()
+                return body["status"] == "degraded" and "NATS" in str(body["reason"])
+
+            deadline = time.monotonic() + 30
+            while not await health_says_so():
+                assert time.monotonic() < deadline, "health never named the NATS outage"
+                await asyncio.sleep(0.1)
+            pending = service.store.outbox.pending_count()
+            assert pending >= len(network_event_ids(net, 1_100, net.latest_ledger))
+            registry = service.metrics.registry
+            await wait_for(
+                lambda: (registry.get_sample_value("reconciler_nats_outbox_pending") or 0) > 0,
+                30,
+                "the outbox metric",
+            )
+            own_nats.start()
+            truth = network_event_ids(net, 800, net.latest_ledger)
+            await wait_for(lambda: len(received_ids(got)) >= len(truth), 90, "delivery after")
+            await wait_for(lambda: service.status.publishing_failure is None, 30, "recovery")
+            await wait_for(lambda: service.store.outbox.pending_count() == 0, 30, "empty outbox")
+    ids = received_ids(got)
+    assert ids == truth
