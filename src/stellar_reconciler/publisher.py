@@ -47,6 +47,9 @@ CONNECT_TIMEOUT_SECS = 2.0
 IDLE_POLL_SECS = 0.2
 MAX_RETRY_SECS = 5.0
 
+# The last token of the subject of each kind that is not an event.
+OTHER_SUBJECTS = {"discrepancy": "discrepancies", "expectation": "expectations"}
+
 NATS_ERRORS = (nats.errors.Error, OSError, TimeoutError)
 
 
@@ -61,7 +64,7 @@ def subject_of(prefix: str, item: Publication) -> str:
     if item.kind == "event":
         payload = item.payload or {}
         return event_subject(prefix, str(payload.get("contract_id", "")), payload.get("name"))
-    return f"{prefix}.{item.kind}s"
+    return f"{prefix}.{OTHER_SUBJECTS[item.kind]}"
 
 
 def message_id(item: Publication) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import signal
 import socket
@@ -46,10 +47,18 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _missing(message: str) -> None:
+    """Skip without NATS, or fail when REQUIRE_NATS=1 (as CI sets)."""
+    message = f"{message}; set REQUIRE_NATS=1 to make this a failure"
+    if os.environ.get("REQUIRE_NATS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 @pytest.fixture
 def system_nats() -> str:
     if not _listening(4222):
-        pytest.skip("no nats-server on 127.0.0.1:4222 (.ci/run starts one: nats-server -js)")
+        _missing("no nats-server on 127.0.0.1:4222 (.ci/run starts one: nats-server -js)")
     return SYSTEM_NATS
 
 
@@ -81,7 +90,8 @@ class OwnNats:
     def start(self) -> None:
         binary = shutil.which("nats-server")
         if binary is None:
-            pytest.skip("nats-server is not installed (Debian package nats-server)")
+            _missing("nats-server is not installed (Debian package nats-server)")
+            return
         self.process = subprocess.Popen(
             [binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store_dir)],
             stdout=subprocess.DEVNULL,
