@@ -139,7 +139,9 @@ def consumer(url: str, stream: str, prefix: str, out: Path) -> Iterator[Path]:
 
 
 def received(out: Path) -> list[dict[str, object]]:
-    lines = out.read_text().splitlines() if out.exists() else []
+    text = out.read_text() if out.exists() else ""
+    # The last line may be half written; it is read whole next time.
+    lines = text.split("\n")[:-1]
     return [json.loads(line) for line in lines if line.startswith("{")]
 
 
