@@ -173,7 +173,9 @@ class NatsPublisher:
                     await self._js.publish_async(
                         subject_of(self.prefix, item),
                         json.dumps(item.payload, separators=(",", ":")).encode(),
-                        wait_stall=self.ack_timeout,
+                        # No stall timeout: one would yield to the loop on every message,
+                        # and the client's flusher would then write each in a syscall of
+                        # its own. The window (publish_async_max_pending) is the batch.
                         headers={"Nats-Msg-Id": message_id(item)},
                     )
                 )
