@@ -17,8 +17,10 @@ and health says why until publishing works again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
+import time
 from typing import Any
 
 import nats
@@ -45,6 +47,11 @@ BATCH = 500
 ACK_TIMEOUT_SECS = 10.0
 CONNECT_TIMEOUT_SECS = 2.0
 IDLE_POLL_SECS = 0.2
+# Acknowledged messages are deleted from the outbox in one transaction per this many, or this
+# often: a delete per window would wait for the worker's write lock on SQLite every time. A
+# crash sends the undeleted ones again; the stream's duplicate window drops them.
+FLUSH_MESSAGES = 5000
+FLUSH_SECS = 1.0
 MAX_RETRY_SECS = 5.0
 
 # The last token of the subject of each kind that is not an event.
@@ -98,6 +105,11 @@ class NatsPublisher:
         self.published = 0
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
+        # Acknowledged but still in the outbox (deleted together, see flush), and the last
+        # of them: the next read starts after it.
+        self._acknowledged: list[int] = []
+        self._after = 0
+        self._flushed_at = time.monotonic()
 
     @classmethod
     def from_settings(
@@ -129,6 +141,8 @@ class NatsPublisher:
                 retry = min(MAX_RETRY_SECS, retry * 2)
         finally:
             await self._close()
+            with contextlib.suppress(DatabaseUnavailableError):
+                await self.flush()
 
     async def _connect(self) -> None:
         self._nc = await nats.connect(
@@ -158,8 +172,9 @@ class NatsPublisher:
         """Send the oldest outbox messages and wait for their acknowledgements; delete those
         acknowledged. Returns how many were sent; raises PublishFailedError when one was not."""
         assert self._js is not None, "connect first"
-        items = await asyncio.to_thread(self.store.outbox.pending, self.batch)
+        items = await asyncio.to_thread(self.store.outbox.pending, self.batch, self._after)
         if not items:
+            await self.flush()
             return 0
         futures: list[asyncio.Future[Any]] = []
         failure: BaseException | None = None
@@ -200,11 +215,28 @@ class NatsPublisher:
                 future.cancel()
             elif not future.cancelled():
                 future.exception()  # retrieved, so asyncio does not log it as forgotten
-        await asyncio.to_thread(self.store.outbox.mark_sent, acknowledged)
+        self._acknowledged.extend(acknowledged)
+        if acknowledged:
+            self._after = acknowledged[-1]
         self.published += len(acknowledged)
+        if (
+            failure is not None
+            or len(self._acknowledged) >= FLUSH_MESSAGES
+            or time.monotonic() - self._flushed_at >= FLUSH_SECS
+        ):
+            await self.flush()
         if failure is not None:
             raise PublishFailedError(str(failure) or type(failure).__name__) from failure
         return len(acknowledged)
+
+    async def flush(self) -> None:
+        """Delete what JetStream acknowledged from the outbox, and read it from its start again
+        (a row committed late, below the last one sent, is found then)."""
+        if self._acknowledged:
+            await asyncio.to_thread(self.store.outbox.mark_sent, self._acknowledged)
+        self._acknowledged = []
+        self._after = 0
+        self._flushed_at = time.monotonic()
 
     def _failing(self, exc: BaseException) -> None:
         reason = (

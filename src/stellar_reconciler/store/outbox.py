@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, select
 
 from stellar_reconciler.models import Event
+from stellar_reconciler.store.bulk import chunks, insert_many
 from stellar_reconciler.store.database import read_connection, write_transaction
 from stellar_reconciler.store.schema import events, publish_outbox
 
@@ -44,8 +45,6 @@ class Outbox:
         """Queue events for publishing, inside the caller's transaction (the one storing them)."""
         if not self.enabled:
             return
-        from stellar_reconciler.store.bulk import insert_many
-
         rows = [{"kind": EVENT, "ref": event.id} for event in event_list]
         if rows:
             insert_many(conn, publish_outbox, rows)
@@ -55,8 +54,8 @@ class Outbox:
         if self.enabled:
             conn.execute(insert(publish_outbox).values(kind=kind, ref=ref, payload=payload))
 
-    def pending(self, limit: int) -> list[Publication]:
-        """The oldest `limit` queued messages, in queue order, with their bodies."""
+    def pending(self, limit: int, after: int = 0) -> list[Publication]:
+        """The oldest `limit` queued messages after `after`, in queue order, with their bodies."""
         from stellar_reconciler.store.repository import event_json
 
         query = (
@@ -73,6 +72,7 @@ class Outbox:
                     and_(publish_outbox.c.kind == EVENT, events.c.id == publish_outbox.c.ref),
                 )
             )
+            .where(publish_outbox.c.seq > after)
             .order_by(publish_outbox.c.seq)
             .limit(limit)
         )
@@ -92,7 +92,8 @@ class Outbox:
         if not seqs:
             return
         with write_transaction(self.engine) as conn:
-            conn.execute(delete(publish_outbox).where(publish_outbox.c.seq.in_(list(seqs))))
+            for chunk in chunks(seqs):
+                conn.execute(delete(publish_outbox).where(publish_outbox.c.seq.in_(list(chunk))))
 
     def pending_count(self) -> int:
         with read_connection(self.engine) as conn:
