@@ -52,6 +52,9 @@ IDLE_POLL_SECS = 0.2
 # crash sends the undeleted ones again; the stream's duplicate window drops them.
 FLUSH_MESSAGES = 5000
 FLUSH_SECS = 1.0
+# Discrepancies are few: looked for once a second, sent up to this many at a time.
+DISCREPANCY_POLL_SECS = 1.0
+DISCREPANCY_BATCH = 100
 MAX_RETRY_SECS = 5.0
 
 # The last token of the subject of each kind that is not an event.
@@ -162,63 +165,40 @@ class NatsPublisher:
             log.info("nats_stream_created", stream=self.stream, subjects=f"{self.prefix}.>")
 
     async def _publish_until(self, stop: asyncio.Event) -> None:
+        looked_at = float("-inf")
         while not stop.is_set():
             sent = await self.publish_pending()
+            if time.monotonic() - looked_at >= DISCREPANCY_POLL_SECS:
+                looked_at = time.monotonic()
+                sent += await self.publish_discrepancies()
             self._recovered()
             if not sent:
                 await _wait(stop, IDLE_POLL_SECS)
 
     async def publish_pending(self) -> int:
-        """Send the oldest outbox messages and wait for their acknowledgements; delete those
-        acknowledged. Returns how many were sent; raises PublishFailedError when one was not."""
-        assert self._js is not None, "connect first"
+        """Send the oldest outbox messages and wait for their acknowledgements; those
+        acknowledged leave the outbox (see flush). Returns how many were sent; raises
+        PublishFailedError when one was not acknowledged."""
         items = await asyncio.to_thread(self.store.outbox.pending, self.batch, self._after)
         if not items:
             await self.flush()
             return 0
-        futures: list[asyncio.Future[Any]] = []
-        failure: BaseException | None = None
-        try:
-            for item in items:
-                if item.payload is None:
-                    # Its ledger was re-indexed since; nothing to send, the new rows are queued.
-                    futures.append(_done_future())
-                    continue
-                futures.append(
-                    await self._js.publish_async(
-                        subject_of(self.prefix, item),
-                        json.dumps(item.payload, separators=(",", ":")).encode(),
-                        # No stall timeout: one would yield to the loop on every message,
-                        # and the client's flusher would then write each in a syscall of
-                        # its own. The window (publish_async_max_pending) is the batch.
-                        headers={"Nats-Msg-Id": message_id(item)},
-                    )
-                )
-        except NATS_ERRORS as exc:
-            failure = exc
-        if futures:
-            await asyncio.wait(futures, timeout=self.ack_timeout)
-        # Only an unbroken run from the front counts: what follows a failure is sent again.
-        acknowledged: list[int] = []
-        for item, future in zip(items, futures, strict=False):
-            if not future.done() or future.cancelled() or future.exception() is not None:
-                if failure is None:
-                    failure = (
-                        future.exception()
-                        if future.done() and not future.cancelled()
-                        else TimeoutError(f"no acknowledgement within {self.ack_timeout:g}s")
-                    )
-                break
-            acknowledged.append(item.seq)
-        for future in futures:
-            if not future.done():
-                future.cancel()
-            elif not future.cancelled():
-                future.exception()  # retrieved, so asyncio does not log it as forgotten
+        # An event whose ledger was re-indexed since has no body: nothing to send, and the
+        # re-indexed rows were queued anew.
+        sendable = [item for item in items if item.payload is not None]
+        count, failure = await self._send(
+            [
+                (subject_of(self.prefix, item), item.payload or {}, message_id(item))
+                for item in sendable
+            ]
+        )
+        acknowledged = [item.seq for item in sendable[:count]]
+        if failure is None:
+            acknowledged = [item.seq for item in items]
         self._acknowledged.extend(acknowledged)
         if acknowledged:
             self._after = acknowledged[-1]
-        self.published += len(acknowledged)
+        self.published += count
         if (
             failure is not None
             or len(self._acknowledged) >= FLUSH_MESSAGES
@@ -227,7 +207,63 @@ class NatsPublisher:
             await self.flush()
         if failure is not None:
             raise PublishFailedError(str(failure) or type(failure).__name__) from failure
-        return len(acknowledged)
+        return count
+
+    async def publish_discrepancies(self) -> int:
+        """Send discrepancies not yet published to PREFIX.discrepancies, oldest first."""
+        found = await asyncio.to_thread(self.store.discrepancies.unpublished, DISCREPANCY_BATCH)
+        count, failure = await self._send(
+            [(f"{self.prefix}.discrepancies", item, f"discrepancy-{item['id']}") for item in found]
+        )
+        await asyncio.to_thread(
+            self.store.discrepancies.mark_published, [item["id"] for item in found[:count]]
+        )
+        if failure is not None:
+            raise PublishFailedError(str(failure) or type(failure).__name__) from failure
+        return count
+
+    async def _send(
+        self, messages: list[tuple[str, dict[str, Any], str]]
+    ) -> tuple[int, BaseException | None]:
+        """Publish (subject, body, message id) in order on this connection and wait for the
+        acknowledgements: (how many from the front were acknowledged, the first failure)."""
+        assert self._js is not None, "connect first"
+        futures: list[asyncio.Future[Any]] = []
+        failure: BaseException | None = None
+        try:
+            for subject, body, msg_id in messages:
+                futures.append(
+                    await self._js.publish_async(
+                        subject,
+                        json.dumps(body, separators=(",", ":")).encode(),
+                        # No stall timeout: one would yield to the loop on every message,
+                        # and the client's flusher would then write each in a syscall of
+                        # its own. The window (publish_async_max_pending) is the batch.
+                        headers={"Nats-Msg-Id": msg_id},
+                    )
+                )
+        except NATS_ERRORS as exc:
+            failure = exc
+        if futures:
+            await asyncio.wait(futures, timeout=self.ack_timeout)
+        # Only an unbroken run from the front counts: what follows a failure is sent again.
+        count = 0
+        for future in futures:
+            if not future.done() or future.cancelled() or future.exception() is not None:
+                if failure is None:
+                    failure = (
+                        future.exception()
+                        if future.done() and not future.cancelled()
+                        else TimeoutError(f"no acknowledgement within {self.ack_timeout:g}s")
+                    )
+                break
+            count += 1
+        for future in futures:
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
+                future.exception()  # retrieved, so asyncio does not log it as forgotten
+        return count, failure
 
     async def flush(self) -> None:
         """Delete what JetStream acknowledged from the outbox, and read it from its start again
@@ -267,12 +303,6 @@ class NatsPublisher:
                 await asyncio.wait_for(nc.close(), CONNECT_TIMEOUT_SECS)
             except NATS_ERRORS as exc:
                 log.debug("nats_close_failed", error=str(exc))
-
-
-def _done_future() -> asyncio.Future[Any]:
-    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    future.set_result(None)
-    return future
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

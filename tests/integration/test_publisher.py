@@ -270,3 +270,32 @@ async def test_every_event_once_in_order_across_a_nats_outage(
             await wait_for(lambda: service.store.outbox.pending_count() == 0, 30, "empty outbox")
     ids = received_ids(got)
     assert ids == truth
+
+
+async def test_a_new_discrepancy_is_published_once_on_its_own_subject(
+    database_url: str, system_nats: str, tmp_path: Path
+) -> None:
+    """A chain break found while indexing reaches PREFIX.discrepancies once, with its id."""
+    stream, prefix = names()
+    net = SimNetwork(SimNetConfig(seed=23, first_ledger=50, prebuilt_ledgers=60))
+    net.break_chain_at(80)
+    got = tmp_path / "got"
+    with serve_in_thread(net) as url, consumer(system_nats, stream, prefix, got):
+        settings = settings_for(
+            database_url,
+            url,
+            nats_url=system_nats,
+            nats_stream=stream,
+            nats_subject_prefix=prefix,
+        )
+        async with running_service(settings) as (service, _):
+            await wait_for(
+                lambda: [m for m in received(got) if m["subject"] == f"{prefix}.discrepancies"],
+                60,
+                "a published discrepancy",
+            )
+            [opened] = service.store.discrepancies.listing(kind="chain_break")
+            await wait_for(lambda: service.store.discrepancies.unpublished(10) == [], 10, "mark")
+            await asyncio.sleep(1.5)  # a second publication would arrive within this
+    published = [m for m in received(got) if m["subject"] == f"{prefix}.discrepancies"]
+    assert [m["id"] for m in published] == [f"discrepancy-{opened['id']}"]

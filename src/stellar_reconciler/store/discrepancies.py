@@ -255,6 +255,27 @@ class Discrepancies:
             )
             return [discrepancy_json(r) for r in rows]
 
+    def unpublished(self, limit: int) -> list[dict[str, Any]]:
+        """Discrepancies not yet published to NATS, oldest first."""
+        with read_connection(self.engine) as conn:
+            rows = conn.execute(
+                select(discrepancies)
+                .where(discrepancies.c.published_at.is_(None))
+                .order_by(discrepancies.c.id)
+                .limit(limit)
+            )
+            return [discrepancy_json(r) for r in rows]
+
+    def mark_published(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        with write_transaction(self.engine) as conn:
+            conn.execute(
+                update(discrepancies)
+                .where(discrepancies.c.id.in_(list(ids)))
+                .values(published_at=datetime.now(UTC))
+            )
+
     def mark_notified(self, discrepancy_id: int, delivered: bool) -> None:
         values: dict[str, Any] = {"notify_attempts": discrepancies.c.notify_attempts + 1}
         if delivered:

@@ -2,7 +2,8 @@
 
 A batch's events are recorded here inside the batch's own transaction, so an event is stored
 and queued for publishing together or not at all; a crash between the two cannot happen.
-The publisher reads the queue in `seq` order and deletes what JetStream acknowledged.
+The publisher reads the queue in `seq` order and deletes what JetStream acknowledged. Events are
+named by id: their body is read at send time.
 Recording is off (nothing is queued) unless NATS_URL is set, or the table would only grow.
 """
 
@@ -12,16 +13,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select
+from sqlalchemy import Connection, Engine, and_, delete, func, select
 
 from stellar_reconciler.models import Event
 from stellar_reconciler.store.bulk import chunks, insert_many
 from stellar_reconciler.store.database import read_connection, write_transaction
 from stellar_reconciler.store.schema import events, publish_outbox
 
+# The one kind queued so far; discrepancies carry their own mark (published_at).
 EVENT = "event"
-DISCREPANCY = "discrepancy"
-EXPECTATION = "expectation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,7 @@ class Publication:
     seq: int
     kind: str
     ref: str
-    # None for an event deleted since it was queued (a repair replaced its ledger).
+    # The body; None for an event deleted since it was queued (a repair replaced its ledger).
     payload: dict[str, Any] | None
 
 
@@ -49,11 +49,6 @@ class Outbox:
         if rows:
             insert_many(conn, publish_outbox, rows)
 
-    def add(self, conn: Connection, kind: str, ref: str, payload: dict[str, Any]) -> None:
-        """Queue one message whose body is known now (a discrepancy, an expected record)."""
-        if self.enabled:
-            conn.execute(insert(publish_outbox).values(kind=kind, ref=ref, payload=payload))
-
     def pending(self, limit: int, after: int = 0) -> list[Publication]:
         """The oldest `limit` queued messages after `after`, in queue order, with their bodies."""
         from stellar_reconciler.store.repository import event_json
@@ -63,7 +58,6 @@ class Outbox:
                 publish_outbox.c.seq,
                 publish_outbox.c.kind,
                 publish_outbox.c.ref,
-                publish_outbox.c.payload,
                 events,
             )
             .select_from(
@@ -80,10 +74,7 @@ class Outbox:
             rows = conn.execute(query).all()
         found: list[Publication] = []
         for row in rows:
-            if row.kind == EVENT:
-                body = event_json(row) if row.id is not None else None
-            else:
-                body = row.payload
+            body = event_json(row) if row.id is not None else None
             found.append(Publication(int(row.seq), row.kind, row.ref, body))
         return found
 

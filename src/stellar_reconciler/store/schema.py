@@ -145,6 +145,8 @@ discrepancies = Table(
     # Webhook outbox: delivered when notified_at is set.
     Column("notified_at", DateTime(timezone=True), nullable=True),
     Column("notify_attempts", Integer, nullable=False, server_default="0"),
+    # NATS: published to PREFIX.discrepancies when set (see publisher.py).
+    Column("published_at", DateTime(timezone=True), nullable=True),
     Index(
         "ux_discrepancies_open_key",
         "key",
@@ -153,6 +155,12 @@ discrepancies = Table(
         postgresql_where=text("resolved_at IS NULL"),
     ),
     Index("ix_discrepancies_kind_open", "kind", "resolved_at"),
+    Index(
+        "ix_discrepancies_unpublished",
+        "id",
+        sqlite_where=text("published_at IS NULL"),
+        postgresql_where=text("published_at IS NULL"),
+    ),
 )
 
 audit_log = Table(
@@ -228,7 +236,7 @@ expectations = Table(
 
 # What the NATS publisher still has to send, in the order it must send it (seq). Written in
 # the transaction that stores what it names, deleted once JetStream acknowledged it. Events
-# are named by id (the payload is read at send time); other kinds carry their payload.
+# are named by id (the body is read at send time).
 publish_outbox = Table(
     "publish_outbox",
     metadata,
@@ -240,5 +248,4 @@ publish_outbox = Table(
     ),
     Column("kind", String(16), nullable=False),
     Column("ref", String(64), nullable=False),
-    Column("payload", JsonType, nullable=True),
 )

@@ -1,4 +1,5 @@
-"""Publish outbox: what the NATS publisher still has to send, recorded with what it names.
+"""Publish outbox: what the NATS publisher still has to send, recorded with what it names;
+discrepancies get their own mark (published_at), those already recorded counted as published.
 
 Revision ID: 0007
 Revises: 0006
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0007"
 down_revision = "0006"
@@ -28,9 +28,22 @@ def upgrade() -> None:
         ),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("ref", sa.String(64), nullable=False),
-        sa.Column("payload", sa.JSON().with_variant(JSONB(), "postgresql"), nullable=True),
+    )
+    with op.batch_alter_table("discrepancies") as batch:
+        batch.add_column(sa.Column("published_at", sa.DateTime(timezone=True), nullable=True))
+    # History is not news: only discrepancies found from now on are published.
+    op.execute("UPDATE discrepancies SET published_at = detected_at")
+    op.create_index(
+        "ix_discrepancies_unpublished",
+        "discrepancies",
+        ["id"],
+        sqlite_where=sa.text("published_at IS NULL"),
+        postgresql_where=sa.text("published_at IS NULL"),
     )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_discrepancies_unpublished", table_name="discrepancies")
+    with op.batch_alter_table("discrepancies") as batch:
+        batch.drop_column("published_at")
     op.drop_table("publish_outbox")
