@@ -52,7 +52,7 @@ IDLE_POLL_SECS = 0.2
 # crash sends the undeleted ones again; the stream's duplicate window drops them.
 FLUSH_MESSAGES = 5000
 FLUSH_SECS = 1.0
-# Discrepancies are few: looked for once a second, sent up to this many at a time.
+# Discrepancies and settled records: looked for once a second, up to this many at a time.
 DISCREPANCY_POLL_SECS = 1.0
 DISCREPANCY_BATCH = 100
 MAX_RETRY_SECS = 5.0
@@ -171,6 +171,7 @@ class NatsPublisher:
             if time.monotonic() - looked_at >= DISCREPANCY_POLL_SECS:
                 looked_at = time.monotonic()
                 sent += await self.publish_discrepancies()
+                sent += await self.publish_expectations()
             self._recovered()
             if not sent:
                 await _wait(stop, IDLE_POLL_SECS)
@@ -218,6 +219,25 @@ class NatsPublisher:
         await asyncio.to_thread(
             self.store.discrepancies.mark_published, [item["id"] for item in found[:count]]
         )
+        if failure is not None:
+            raise PublishFailedError(str(failure) or type(failure).__name__) from failure
+        return count
+
+    async def publish_expectations(self) -> int:
+        """Send settled expected records not yet published to PREFIX.expectations; a record
+        that settles again (moves to another event) is sent again, under another id."""
+        found = await asyncio.to_thread(self.store.expectations.unpublished, DISCREPANCY_BATCH)
+        count, failure = await self._send(
+            [
+                (
+                    f"{self.prefix}.expectations",
+                    body,
+                    f"expectation-{record_id}-{body['status']}-{body['event_id'] or 'none'}",
+                )
+                for record_id, body in found
+            ]
+        )
+        await asyncio.to_thread(self.store.expectations.mark_published, found[:count])
         if failure is not None:
             raise PublishFailedError(str(failure) or type(failure).__name__) from failure
         return count

@@ -24,8 +24,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from stellar_reconciler.expectation_spec import ExpectationSpec
 from stellar_reconciler.simnet import SimNetConfig, SimNetwork, serve_in_thread
 from stellar_reconciler.store import Store
+from tests.factories import CONTRACT
 from tests.integration.harness import (
     network_event_ids,
     running_service,
@@ -272,13 +274,25 @@ async def test_every_event_once_in_order_across_a_nats_outage(
     assert ids == truth
 
 
-async def test_a_new_discrepancy_is_published_once_on_its_own_subject(
+async def test_a_settled_record_and_its_discrepancy_are_published_once(
     database_url: str, system_nats: str, tmp_path: Path
 ) -> None:
-    """A chain break found while indexing reaches PREFIX.discrepancies once, with its id."""
+    """An expected record that never arrives settles missing_expected: the record reaches
+    PREFIX.expectations and the discrepancy PREFIX.discrepancies, each once."""
     stream, prefix = names()
     net = SimNetwork(SimNetConfig(seed=23, first_ledger=50, prebuilt_ledgers=60))
-    net.break_chain_at(80)
+    store = Store.open(database_url)
+    try:
+        store.expectations.create(
+            [
+                ExpectationSpec.model_validate(
+                    {"external_id": "order-1", "contract_id": CONTRACT,
+                     "event_name": "transfer", "deadline_ledger": 60}
+                )
+            ]
+        )  # fmt: skip
+    finally:
+        store.close()
     got = tmp_path / "got"
     with serve_in_thread(net) as url, consumer(system_nats, stream, prefix, got):
         settings = settings_for(
@@ -289,13 +303,18 @@ async def test_a_new_discrepancy_is_published_once_on_its_own_subject(
             nats_subject_prefix=prefix,
         )
         async with running_service(settings) as (service, _):
-            await wait_for(
-                lambda: [m for m in received(got) if m["subject"] == f"{prefix}.discrepancies"],
-                60,
-                "a published discrepancy",
-            )
-            [opened] = service.store.discrepancies.listing(kind="chain_break")
-            await wait_for(lambda: service.store.discrepancies.unpublished(10) == [], 10, "mark")
+
+            def on(subject: str) -> list[dict[str, object]]:
+                return [m for m in received(got) if m["subject"] == f"{prefix}.{subject}"]
+
+            await wait_for(lambda: on("discrepancies") and on("expectations"), 60, "both")
+            [opened] = service.store.discrepancies.listing(kind="missing_expected")
+            record = service.store.expectations.get("order-1")
+            assert record is not None and record["status"] == "missing_expected"
+            await wait_for(lambda: service.store.expectations.unpublished(10) == [], 10, "mark")
             await asyncio.sleep(1.5)  # a second publication would arrive within this
-    published = [m for m in received(got) if m["subject"] == f"{prefix}.discrepancies"]
-    assert [m["id"] for m in published] == [f"discrepancy-{opened['id']}"]
+    assert [m["id"] for m in on("discrepancies")] == [f"discrepancy-{opened['id']}"]
+    [published] = on("expectations")
+    assert str(published["id"]).startswith("expectation-") and "missing_expected" in str(
+        published["id"]
+    )

@@ -489,3 +489,30 @@ def test_a_mismatch_waits_for_its_deadline_and_an_exact_event_then_wins(
     )
     (alarm,) = open_discrepancies(store, "amount_mismatch")
     assert alarm["subject"] == "misses"
+
+
+def test_settled_records_wait_for_nats_until_marked_published(
+    book: Expectations, store: Store
+) -> None:
+    """Records that settle are listed for publishing once, pending ones never; a record that
+    settled differently after it was read keeps waiting."""
+    book.create(
+        [
+            spec("exact", tx_hash=tx("p1"), amount=100),
+            spec("never", tx_hash=tx("none"), amount=1, deadline_ledger=12),
+            spec("later", tx_hash=tx("none2"), deadline_ledger=99),
+        ]
+    )
+    assert book.unpublished(10) == []
+    hook = ExpectationMatcher(book)
+    store.commit_batch(batch(10, 12, [transfer(10, 0, 100, label="p1")]), hooks=[hook])
+    waiting = book.unpublished(10)
+    assert [(body["external_id"], body["status"]) for _, body in waiting] == [
+        ("exact", "matched"),
+        ("never", "missing_expected"),
+    ]
+    stale = [(waiting[0][0], {**waiting[0][1], "status": "amount_mismatch"})]
+    book.mark_published(stale)
+    assert len(book.unpublished(10)) == 2
+    book.mark_published(waiting)
+    assert book.unpublished(10) == []

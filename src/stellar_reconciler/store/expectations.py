@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select
+from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 
 from stellar_reconciler.assignment import match_events
 from stellar_reconciler.errors import ReconcilerError
@@ -328,6 +328,31 @@ class Expectations:
         with read_connection(self.engine) as conn:
             rows = list(conn.execute(query))
         return [expectation_json(r) for r in rows], rows[-1].id if len(rows) == limit else None
+
+    def unpublished(self, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        """Settled records whose settled state is not yet published to NATS: (id, JSON)."""
+        query = (
+            select(expectations)
+            .where(expectations.c.settled_at.is_not(None), expectations.c.published_at.is_(None))
+            .order_by(expectations.c.id)
+            .limit(limit)
+        )
+        with read_connection(self.engine) as conn:
+            return [(int(r.id), expectation_json(r)) for r in conn.execute(query)]
+
+    def mark_published(self, published: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        """Mark records published, unless they settled differently since they were read."""
+        with write_transaction(self.engine) as conn:
+            for record_id, body in published:
+                conn.execute(
+                    update(expectations)
+                    .where(
+                        expectations.c.id == record_id,
+                        expectations.c.status == body["status"],
+                        expectations.c.event_id.is_not_distinct_from(body["event_id"]),
+                    )
+                    .values(published_at=datetime.now(UTC))
+                )
 
     def counts(self) -> dict[str, int]:
         """Expectations per status, every status present: what the metrics gauge shows."""

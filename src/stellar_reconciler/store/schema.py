@@ -209,6 +209,8 @@ expectations = Table(
     Column("difference", String(48), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("settled_at", DateTime(timezone=True), nullable=True),
+    # NATS: this settled state was published to PREFIX.expectations (cleared when it changes).
+    Column("published_at", DateTime(timezone=True), nullable=True),
     Index("ux_expectations_external_id", "external_id", unique=True),
     # An event satisfies at most one expectation, whatever the matching code does.
     Index("ux_expectations_event_id", "event_id", unique=True),
@@ -225,6 +227,12 @@ expectations = Table(
     # Matched records that may move to another exact event, by key (matching._augment).
     Index(
         "ix_expectations_key_deadline", "contract_id", "event_name", "match_key", "deadline_ledger"
+    ),
+    Index(
+        "ix_expectations_unpublished",
+        "id",
+        sqlite_where=text("settled_at IS NOT NULL AND published_at IS NULL"),
+        postgresql_where=text("settled_at IS NOT NULL AND published_at IS NULL"),
     ),
     Index(
         "ix_expectations_pending_deadline",

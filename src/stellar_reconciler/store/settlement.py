@@ -34,7 +34,8 @@ _SETTLE_POSTGRESQL = text(
     """
     UPDATE expectations AS x
     SET status = v.status, event_id = v.event_id, event_ledger = v.event_ledger,
-        found_amount = v.found_amount, difference = v.difference, settled_at = :now
+        found_amount = v.found_amount, difference = v.difference, settled_at = :now,
+        published_at = NULL
     FROM unnest(
         CAST(:b_id AS integer[]), CAST(:b_status AS varchar[]), CAST(:b_event_id AS varchar[]),
         CAST(:b_event_ledger AS bigint[]), CAST(:b_found AS varchar[]),
@@ -135,6 +136,7 @@ def settle(conn: Connection, claims: Sequence[Claim]) -> None:
                 difference=bindparam("b_difference"),
                 candidate_event_id=None,
                 settled_at=now,
+                published_at=None,
             ),
             rows,
         )
@@ -158,6 +160,8 @@ def move(conn: Connection, moved: Sequence[Claim]) -> None:
             event_ledger=bindparam("b_event_ledger"),
             found_amount=bindparam("b_found"),
             difference=bindparam("b_difference"),
+            # Settled on another event now: news for NATS subscribers.
+            published_at=None,
         ),
         [
             {
@@ -183,6 +187,8 @@ def note_candidates(conn: Connection, candidates: Sequence[Claim]) -> None:
             candidate_event_id=bindparam("b_event_id"),
             found_amount=bindparam("b_found"),
             difference=bindparam("b_difference"),
+            # Settled on another event now: news for NATS subscribers.
+            published_at=None,
         ),
         [
             {
@@ -229,6 +235,7 @@ def expire(conn: Connection, through: int, only: Sequence[int] | None = None) ->
             .values(
                 status=MISSING_EXPECTED,
                 settled_at=now,
+                published_at=None,
                 candidate_event_id=None,
                 found_amount=None,
                 difference=None,

@@ -1,5 +1,6 @@
 """Publish outbox: what the NATS publisher still has to send, recorded with what it names;
-discrepancies get their own mark (published_at), those already recorded counted as published.
+discrepancies and settled expected records get their own mark (published_at), what was
+recorded before counted as published.
 
 Revision ID: 0007
 Revises: 0006
@@ -33,6 +34,16 @@ def upgrade() -> None:
         batch.add_column(sa.Column("published_at", sa.DateTime(timezone=True), nullable=True))
     # History is not news: only discrepancies found from now on are published.
     op.execute("UPDATE discrepancies SET published_at = detected_at")
+    with op.batch_alter_table("expectations") as batch:
+        batch.add_column(sa.Column("published_at", sa.DateTime(timezone=True), nullable=True))
+    op.execute("UPDATE expectations SET published_at = settled_at")
+    op.create_index(
+        "ix_expectations_unpublished",
+        "expectations",
+        ["id"],
+        sqlite_where=sa.text("settled_at IS NOT NULL AND published_at IS NULL"),
+        postgresql_where=sa.text("settled_at IS NOT NULL AND published_at IS NULL"),
+    )
     op.create_index(
         "ix_discrepancies_unpublished",
         "discrepancies",
@@ -43,6 +54,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_expectations_unpublished", table_name="expectations")
+    with op.batch_alter_table("expectations") as batch:
+        batch.drop_column("published_at")
     op.drop_index("ix_discrepancies_unpublished", table_name="discrepancies")
     with op.batch_alter_table("discrepancies") as batch:
         batch.drop_column("published_at")
