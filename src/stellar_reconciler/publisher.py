@@ -10,6 +10,9 @@ order received. The client's own reconnect buffer is off: after a lost connectio
 send later messages before one lost in the socket. Instead a failure closes the connection,
 what was acknowledged is deleted, and the rest is sent again, in order, on a new connection.
 
+New discrepancies and settled expected records go to PREFIX.discrepancies and
+PREFIX.expectations; their own rows carry the mark (published_at), set once acknowledged.
+
 While NATS is unreachable ingestion goes on; the outbox grows (reconciler_nats_outbox_pending)
 and health says why until publishing works again.
 """

@@ -12,6 +12,7 @@ from stellar_reconciler.models import NetworkTip
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import NewDiscrepancy, Store
 from stellar_reconciler.telemetry import Telemetry
+from tests.factories import make_batch
 
 
 def rendered(metrics: Metrics) -> dict[str, float]:
@@ -95,3 +96,19 @@ def test_webhook_outbox_length_is_served_only_when_webhooks_are_configured(store
     store.discrepancies.mark_notified(first["id"], delivered=True)
     Telemetry(with_hooks, ServiceStatus(), store=store, webhooks=True).refresh_from_store()
     assert rendered(with_hooks)["reconciler_webhook_outbox_pending"] == 2
+
+
+def test_nats_outbox_length_is_served_only_when_nats_is_configured(store: Store) -> None:
+    """Queued events are counted into reconciler_nats_outbox_pending by the telemetry refresh
+    and shrink as they are marked sent; without NATS_URL the gauge stays unset."""
+    store.outbox.enabled = True
+    store.ensure_stream(10, "fp")
+    store.commit_batch(make_batch(10, 12))
+    with_nats, without = Metrics(ServiceStatus()), Metrics(ServiceStatus())
+    assert Telemetry(with_nats, ServiceStatus(), store=store, nats=True).refresh_from_store()
+    assert Telemetry(without, ServiceStatus(), store=store).refresh_from_store()
+    assert rendered(with_nats)["reconciler_nats_outbox_pending"] == 3
+    assert "reconciler_nats_outbox_pending" not in rendered(without)
+    store.outbox.mark_sent([store.outbox.pending(1)[0].seq])
+    Telemetry(with_nats, ServiceStatus(), store=store, nats=True).refresh_from_store()
+    assert rendered(with_nats)["reconciler_nats_outbox_pending"] == 2

@@ -166,3 +166,15 @@ def test_ledger_time_estimated_from_close_times() -> None:
         )
     )
     assert status.ledger_secs == 5.0
+
+
+def test_nats_publishing_failing_is_degraded_until_it_works_again() -> None:
+    """The publisher's failure is a degraded reason of its own; cleared, health is back."""
+    status = ServiceStatus()
+    status.observe_tip(tip(100))
+    status.record_progress(100)
+    status.publishing_failure = "NATS publishing failing (nats://127.0.0.1:4222): closed"
+    assert status.state() == ("degraded", status.publishing_failure)
+    assert status.health()["healthy"] is False
+    status.publishing_failure = None
+    assert status.state() == ("synced", None)
