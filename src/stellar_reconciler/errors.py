@@ -293,6 +293,8 @@ class LakeError(ReconcilerError):
 class LakeUnreachableError(LakeError):
     """The object store did not answer (network, credentials, endpoint); worth retrying later."""
 
+    exit_code = ExitCode.UNAVAILABLE
+
 
 class LakeObjectMissingError(LakeError):
     """No object for a ledger in the lake: not published yet, or LAKE_URL points elsewhere."""
@@ -304,6 +306,8 @@ class LakeObjectCorruptError(LakeError):
 
 class LakeNetworkMismatchError(LakeError):
     """The lake holds another network's ledgers than the RPC the service follows."""
+
+    exit_code = ExitCode.CONFIG
 
     def __init__(self, key: str, lake_passphrase: str, expected_passphrase: str) -> None:
         self.lake_passphrase = lake_passphrase

@@ -30,6 +30,7 @@ from stellar_reconciler.api.scrub import ScrubSecrets
 from stellar_reconciler.collector import tune_garbage_collector
 from stellar_reconciler.config import TESTNET_PASSPHRASE, Settings, redact_url
 from stellar_reconciler.control import Controls
+from stellar_reconciler.crosscheck import Against, LakeSource, require_lake
 from stellar_reconciler.errors import (
     NetworkMismatchError,
     NothingStoredError,
@@ -124,6 +125,7 @@ class Service:
             controls,
             options.filter_sets,
             settings.verify_every_ledgers,
+            lake=LakeSource.from_settings(settings),
         )
         telemetry = Telemetry(metrics, status, store=store, webhooks=bool(settings.webhook_urls))
         app = create_app(
@@ -380,13 +382,18 @@ async def _first_of(*events: asyncio.Event, then: asyncio.Event | None = None) -
 
 
 async def run_verification(
-    settings: Settings, first: int | None, last: int | None
+    settings: Settings, first: int | None, last: int | None, against: Against = "rpc"
 ) -> dict[str, Any]:
-    """`reconciler verify`: gaps, then re-verification of first..last (default: all stored).
+    """`reconciler verify`: gaps, then re-verification of first..last (default: all stored)
+    against the RPC, the lake (LAKE_URL) or both.
 
-    Never creates or migrates a database; refuses an RPC of another network than the one the
-    stored data came from, before asking it anything else.
+    Never creates or migrates a database; refuses an RPC or a lake of another network than the
+    one the stored data came from, before asking it anything else. Against the lake alone the
+    RPC is not asked at all (and gaps are not filled).
     """
+    require_lake(against, bool(settings.lake_url))
+    if against == "lake":
+        return await _verify_with_lake_only(settings, first, last)
     store = await asyncio.to_thread(Store.open_existing, settings.sqlalchemy_url)
     rpc = build_rpc(settings)
     rpc_url = redact_url(settings.stellar_rpc_url)
@@ -412,11 +419,37 @@ async def run_verification(
         maintenance = Maintenance(
             rpc, store, status, Metrics(status), Controls(),
             WorkerOptions.from_settings(settings).filter_sets, settings.verify_every_ledgers,
+            lake=LakeSource.from_settings(settings),
         )  # fmt: skip
         tip = await rpc.get_health()
         report = await maintenance.repair_gaps(tip, first, last)
-        report = await maintenance.verify(first, last, report=report)
+        report = await maintenance.verify(first, last, report=report, against=against)
         report.first_ledger, report.last_ledger = first, last
+        return report.as_json()
+    finally:
+        await rpc.aclose()
+        store.close()
+
+
+async def _verify_with_lake_only(
+    settings: Settings, first: int | None, last: int | None
+) -> dict[str, Any]:
+    store = await asyncio.to_thread(Store.open_existing, settings.sqlalchemy_url)
+    rpc = build_rpc(settings)
+    try:
+        low, high, count = await asyncio.to_thread(store.ledger_bounds)
+        if not count or low is None or high is None:
+            raise NothingStoredError("nothing is stored yet: there is nothing to verify")
+        first = low if first is None else max(first, low)
+        last = high if last is None else min(last, high)
+        if first > last:
+            raise SetupError(f"--from/--to select no stored ledger (stored: {low}-{high})")
+        status = ServiceStatus()
+        maintenance = Maintenance(
+            rpc, store, status, Metrics(status), Controls(), [],
+            settings.verify_every_ledgers, lake=LakeSource.from_settings(settings),
+        )  # fmt: skip
+        report = await maintenance.verify(first, last, against="lake")
         return report.as_json()
     finally:
         await rpc.aclose()
