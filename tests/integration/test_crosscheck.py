@@ -13,6 +13,13 @@ from stellar_reconciler.lake import CONFIG_KEY, LakeLayout
 from stellar_reconciler.simnet import SimNetConfig, SimNetwork, serve_in_thread
 from stellar_reconciler.simnet import lake as simlake
 from stellar_reconciler.store import Store
+from tests.integration.harness import (
+    network_event_ids,
+    running_service,
+    settings_for,
+    stored_event_ids,
+    wait_for,
+)
 from tests.integration.test_cli_verify import run_in
 from tests.integration.test_startup import NETWORK_A, fill
 
@@ -169,3 +176,26 @@ async def test_an_rpc_outvoted_by_store_and_lake_is_named_and_not_trusted(
     assert record["expected"] == {"agreeing": ["store", "lake"]}
     assert stored_values(database_url, odd, odd) == before
     assert before[lied] == simlake.truth(net, odd, odd)[lied]["value"]
+
+
+async def test_periodic_verification_asks_the_lake_too(database_url: str, tmp_path: Path) -> None:
+    """The running service with LAKE_URL: an event the RPC left out of its first answer is
+    re-indexed as ever (the RPC's second read and the lake agree against the store), while a
+    ledger whose lake copy differs opens a source_mismatch naming the lake, which stays open
+    and makes health 503."""
+    net = SimNetwork(
+        SimNetConfig(seed=44, first_ledger=100, prebuilt_ledgers=200, events_per_ledger=6)
+    )
+    dropped = net.drop_event_at(150, 2)
+    odd = next(s for s in range(200, 260) if len(net.ledger_events(s) or ()) >= 2)
+    lake_url, _ = publish(net, tmp_path / "lake", altered=[odd])
+    with serve_in_thread(net) as url:
+        settings = settings_for(database_url, url, verify_every_ledgers=64, lake_url=lake_url)
+        async with running_service(settings) as (service, _):
+            await wait_for(lambda: service.store.marker("verified") == 291, what="verification")
+            await wait_for(lambda: not service.status.health()["healthy"], what="health 503")
+    repaired, named = sorted(source_mismatches(database_url), key=lambda r: r["id"])
+    assert repaired["resolved_by"] == "auto" and dropped in str(repaired["found"])
+    assert repaired["first_ledger"] <= 150 <= repaired["last_ledger"]
+    assert named["open"] and named["subject"] == "lake" and named["first_ledger"] == odd
+    assert stored_event_ids(database_url) == network_event_ids(net, 100, 299)
