@@ -22,7 +22,7 @@ from obstore.store import ObjectStore
 
 from stellar_reconciler.config import Settings
 from stellar_reconciler.errors import LakeError, LakeObjectMissingError, SetupError
-from stellar_reconciler.lake import Lake, open_store
+from stellar_reconciler.lake import Lake, LakeObserver, open_store
 from stellar_reconciler.metaevents import EventSelector
 from stellar_reconciler.models import RawEvent
 from stellar_reconciler.reconcile import EventFingerprint, compare_ranges, ledger_digests
@@ -198,20 +198,25 @@ class LakeSource:
     store: ObjectStore
     selector: EventSelector
     prefetch: int = 4
+    observer: LakeObserver | None = None
     _lakes: dict[str, Lake] = field(default_factory=dict)
 
     def lake(self, passphrase: str) -> Lake:
         if passphrase not in self._lakes:
-            self._lakes[passphrase] = Lake(self.store, passphrase, self.prefetch)
+            lake = Lake(self.store, passphrase, self.prefetch, self.observer)
+            self._lakes[passphrase] = lake
         return self._lakes[passphrase]
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> LakeSource | None:
+    def from_settings(
+        cls, settings: Settings, observer: LakeObserver | None = None
+    ) -> LakeSource | None:
         """The lake LAKE_URL names, filtered by CONTRACT_IDS/EVENT_TOPICS; None without one."""
         if not settings.lake_url:
             return None
         store = open_store(settings.lake_url, settings.lake_endpoint_url, settings.lake_anonymous)
-        return cls(store, EventSelector.for_settings(settings), settings.lake_prefetch)
+        selector = EventSelector.for_settings(settings)
+        return cls(store, selector, settings.lake_prefetch, observer)
 
     async def read(self, first: int, last: int, passphrase: str) -> SourceRead:
         """Ledgers first..last of the lake; a LakeError (naming the object key) when an

@@ -125,7 +125,7 @@ class Service:
             controls,
             options.filter_sets,
             settings.verify_every_ledgers,
-            lake=LakeSource.from_settings(settings),
+            lake=LakeSource.from_settings(settings, metrics),
         )
         telemetry = Telemetry(metrics, status, store=store, webhooks=bool(settings.webhook_urls))
         app = create_app(
