@@ -26,6 +26,7 @@ from stellar_reconciler.lake import Lake, LakeObserver, open_store
 from stellar_reconciler.metaevents import EventSelector
 from stellar_reconciler.models import RawEvent
 from stellar_reconciler.reconcile import EventFingerprint, compare_ranges, ledger_digests
+from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import NewDiscrepancy, Store
 
 log = structlog.get_logger("stellar_reconciler.crosscheck")
@@ -240,9 +241,12 @@ def require_lake(against: Against, configured: bool) -> None:
 class CrossCheck:
     """What re-verification needs of the lake: its reads, the store's, and the records."""
 
-    def __init__(self, store: Store, lake: LakeSource | None) -> None:
+    def __init__(
+        self, store: Store, lake: LakeSource | None, status: ServiceStatus | None = None
+    ) -> None:
         self.store = store
         self.lake = lake
+        self.status = status
 
     def resolve(self, against: Against | None) -> tuple[Against, bool]:
         """The sources to compare and whether a lake failure fails the verification. Unasked
@@ -271,6 +275,8 @@ class CrossCheck:
             if strict:
                 raise
             log.warning("lake_check_failed", first=first, last=last, error=str(exc))
+            if self.status is not None:
+                self.status.record_error(f"lake check of ledgers {first}-{last}: {exc}")
         return None
 
     def stored_read(self, first: int, last: int) -> SourceRead:

@@ -113,7 +113,7 @@ class Maintenance:
         self.verify_every = verify_every
         self.tick_seconds = tick_seconds
         self.batch_hooks = tuple(batch_hooks)
-        self.crosscheck = CrossCheck(store, lake)
+        self.crosscheck = CrossCheck(store, lake, status)
         self._ticks = 0
 
     # --- the loop ------------------------------------------------------------------------

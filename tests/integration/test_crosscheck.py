@@ -199,3 +199,27 @@ async def test_periodic_verification_asks_the_lake_too(database_url: str, tmp_pa
     assert repaired["first_ledger"] <= 150 <= repaired["last_ledger"]
     assert named["open"] and named["subject"] == "lake" and named["first_ledger"] == odd
     assert stored_event_ids(database_url) == network_event_ids(net, 100, 299)
+
+
+async def test_periodic_verification_goes_on_past_a_damaged_lake_object(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A corrupt lake object under the running service: its range is still verified against
+    the RPC (a dropped event is repaired), the failure is the status's last error naming the
+    object key, and no source_mismatch blames any source for it."""
+    net = SimNetwork(
+        SimNetConfig(seed=45, first_ledger=100, prebuilt_ledgers=200, events_per_ledger=6)
+    )
+    dropped = net.drop_event_at(150, 2)
+    lake_url, keys = publish(net, tmp_path / "lake")
+    broken = keys[140 - net.first_ledger]
+    simlake.damage(LocalStore(str(tmp_path / "lake")), broken, "corrupt")
+    with serve_in_thread(net) as url:
+        settings = settings_for(database_url, url, verify_every_ledgers=64, lake_url=lake_url)
+        async with running_service(settings) as (service, _):
+            await wait_for(lambda: service.store.marker("verified") == 291, what="verification")
+            assert broken in (service.status.last_error or "")
+            assert service.status.health()["healthy"]
+    [repaired] = source_mismatches(database_url)
+    assert repaired["resolved_by"] == "auto" and dropped in str(repaired["found"])
+    assert stored_event_ids(database_url) == network_event_ids(net, 100, 299)
