@@ -7,9 +7,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from obstore.store import LocalStore
 
-from stellar_reconciler.lake import CONFIG_KEY, LakeLayout
+from stellar_reconciler.lake import CONFIG_KEY, LakeLayout, open_store
+from stellar_reconciler.service import run_verification
 from stellar_reconciler.simnet import SimNetConfig, SimNetwork, serve_in_thread
 from stellar_reconciler.simnet import lake as simlake
 from stellar_reconciler.store import Store
@@ -21,6 +23,7 @@ from tests.integration.harness import (
     wait_for,
 )
 from tests.integration.test_cli_verify import run_in
+from tests.integration.test_lake_s3 import BUCKET, s3_endpoint  # noqa: F401 (a fixture)
 from tests.integration.test_startup import NETWORK_A, fill
 
 SEED = 43
@@ -223,3 +226,27 @@ async def test_periodic_verification_goes_on_past_a_damaged_lake_object(
     [repaired] = source_mismatches(database_url)
     assert repaired["resolved_by"] == "auto" and dropped in str(repaired["found"])
     assert stored_event_ids(database_url) == network_event_ids(net, 100, 299)
+
+
+@pytest.mark.slow
+async def test_a_differing_ledger_is_named_through_an_s3_lake(
+    database_url: str,
+    s3_endpoint: str,  # noqa: F811 (the fixture imported above)
+) -> None:
+    """The same cross-check with the lake in a real S3-compatible server on loopback
+    (LAKE_URL s3://..., LAKE_ENDPOINT_URL): the altered ledger is named, source lake."""
+    net = small_network()
+    odd = ledger_with_events(net)
+    await fill(database_url, net)
+    prefix = f"crosscheck-{database_url.rsplit('/', 1)[-1].replace('.', '-')}"
+    store = open_store(f"s3://{BUCKET}/{prefix}", s3_endpoint)
+    simlake.publish(net, store, net.first_ledger, net.latest_ledger, altered=[odd])
+    with serve_in_thread(net) as url:
+        settings = settings_for(
+            database_url, url, lake_url=f"s3://{BUCKET}/{prefix}", lake_endpoint_url=s3_endpoint
+        )
+        report = await run_verification(settings, None, None, "both")
+    assert report["clean"] is False
+    assert [(m["ledger"], m["source"]) for m in report["source_mismatches"]] == [(odd, "lake")]
+    [record] = source_mismatches(database_url)
+    assert record["subject"] == "lake" and record["first_ledger"] == odd
