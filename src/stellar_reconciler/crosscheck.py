@@ -24,7 +24,7 @@ from stellar_reconciler.config import Settings
 from stellar_reconciler.errors import LakeError, LakeObjectMissingError, SetupError
 from stellar_reconciler.lake import Lake, LakeObserver, open_store
 from stellar_reconciler.metaevents import EventSelector
-from stellar_reconciler.models import RawEvent
+from stellar_reconciler.models import Batch, Event, RawEvent
 from stellar_reconciler.reconcile import EventFingerprint, compare_ranges, ledger_digests
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import NewDiscrepancy, Store
@@ -183,7 +183,7 @@ def _by_ledger(events: Iterable[EventFingerprint]) -> dict[int, list[EventFinger
     return grouped
 
 
-def raw_fingerprint(event: RawEvent) -> EventFingerprint:
+def raw_fingerprint(event: RawEvent | Event) -> EventFingerprint:
     return EventFingerprint(
         event.id, event.ledger, event.contract_id, event.type, event.tx_hash,
         tuple(event.topics_xdr), event.value_xdr,
@@ -282,6 +282,32 @@ class CrossCheck:
     def stored_read(self, first: int, last: int) -> SourceRead:
         events = self.store.fingerprints(first, last)
         return SourceRead(events, self.store.ledger_hashes(first, last))
+
+    async def against_lake(self, first: int, last: int) -> tuple[int, list[dict[str, Any]]]:
+        """The store against the lake alone (the store the reference; a lake that cannot be
+        read raises): the stored ledgers checked and the summaries of what was recorded."""
+        lake = await self.lake_read(first, last, strict=True)
+        if lake is None:
+            raise SetupError("--against lake needs a lake: set LAKE_URL")
+        stored = await asyncio.to_thread(self.stored_read, first, last)
+        findings = judge(first, last, {STORE: stored, LAKE: lake})
+        return len(stored.hashes), await asyncio.to_thread(self.record, findings)
+
+    async def with_rpc(self, fresh: Batch, lake: SourceRead) -> list[dict[str, Any]] | None:
+        """Let the store, a fresh RPC read and the lake vote on each ledger of `fresh`, and
+        record who is outvoted. None when the store alone is outvoted: the RPC and the lake
+        agree, so the caller repairs from the RPC as it always has. Otherwise nothing is to
+        be repaired from the RPC (it may be the one outvoted): the summaries, maybe none."""
+        first, last = fresh.first_ledger, fresh.last_ledger
+        stored = await asyncio.to_thread(self.stored_read, first, last)
+        rpc = SourceRead(
+            [raw_fingerprint(e) for e in fresh.events if e.ledger in stored.hashes],
+            {ledger.sequence: ledger.hash for ledger in fresh.ledgers},
+        )
+        findings = judge(first, last, {STORE: stored, RPC: rpc, LAKE: lake})
+        if findings and all(f.source == STORE for f in findings):
+            return None
+        return await asyncio.to_thread(self.record, findings)
 
     def record(self, findings: Sequence[Finding]) -> list[dict[str, Any]]:
         """Open a source_mismatch per finding (unless one is open for it); their summaries."""

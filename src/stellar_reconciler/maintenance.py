@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from stellar_reconciler.control import Controls, Job
-from stellar_reconciler.crosscheck import STORE, Against, CrossCheck, LakeSource, SourceRead, judge
+from stellar_reconciler.crosscheck import Against, CrossCheck, LakeSource
 from stellar_reconciler.errors import ReconcilerError, RpcError
 from stellar_reconciler.fetcher import ChainBreakError, RangeFetcher
 from stellar_reconciler.metrics import Metrics
@@ -256,8 +256,12 @@ class Maintenance:
             if job is not None:
                 job.done_ledgers = fresh.last_ledger - first + 1
                 self.status.notify()
-            if lake is not None and await self._judged_by_three(fresh, lake, report):
-                continue
+            if lake is not None:
+                # None: the RPC and the lake agree the store is wrong, so repair as ever.
+                found = await self.crosscheck.with_rpc(fresh, lake)
+                if found is not None:
+                    report.source_mismatches += found
+                    continue
             if comparison.matches:
                 continue
             broken = [d.ledger for d in comparison.diffs if d.stored_hash != d.network_hash]
@@ -273,35 +277,13 @@ class Maintenance:
     ) -> VerifyReport:
         """The store against the lake alone: differences are named, nothing is repaired."""
         for a, b in split_range(first, last, LAKE_ONLY_SPAN):
-            lake = await self.crosscheck.lake_read(a, b, strict=True)
-            assert lake is not None  # strict reads raise instead
-            stored = await asyncio.to_thread(self.crosscheck.stored_read, a, b)
-            findings = judge(a, b, {"store": stored, "lake": lake})
-            report.source_mismatches += await asyncio.to_thread(self.crosscheck.record, findings)
-            report.ledgers_checked += len(stored.hashes)
+            checked, found = await self.crosscheck.against_lake(a, b)
+            report.ledgers_checked += checked
+            report.source_mismatches += found
             if job is not None:
                 job.done_ledgers = b - first + 1
                 self.status.notify()
         return report
-
-    async def _judged_by_three(self, fresh: Batch, lake: SourceRead, report: VerifyReport) -> bool:
-        """Let the store, the RPC and the lake vote on each ledger of `fresh`; record who is
-        outvoted. True when nothing is left for the RPC-only path: all agree, or a source
-        other than the store was outvoted (then repairing from the RPC could be wrong)."""
-        stored = await asyncio.to_thread(
-            self.crosscheck.stored_read, fresh.first_ledger, fresh.last_ledger
-        )
-        rpc = SourceRead(
-            [fingerprint(e) for e in fresh.events if e.ledger in stored.hashes],
-            {ledger.sequence: ledger.hash for ledger in fresh.ledgers},
-        )
-        findings = judge(
-            fresh.first_ledger, fresh.last_ledger, {"store": stored, "rpc": rpc, "lake": lake}
-        )
-        if findings and all(f.source == STORE for f in findings):
-            return False  # the RPC and the lake agree the store is wrong: repair as ever
-        report.source_mismatches += await asyncio.to_thread(self.crosscheck.record, findings)
-        return True
 
     def _compare(self, fresh: Batch) -> Comparison:
         first, last = fresh.first_ledger, fresh.last_ledger
