@@ -290,8 +290,10 @@ class CrossCheck:
         if lake is None:
             raise SetupError("--against lake needs a lake: set LAKE_URL")
         stored = await asyncio.to_thread(self.stored_read, first, last)
-        findings = judge(first, last, {STORE: stored, LAKE: lake})
-        return len(stored.hashes), await asyncio.to_thread(self.record, findings)
+        sources = {STORE: stored, LAKE: lake}
+        findings = judge(first, last, sources)
+        found = await asyncio.to_thread(self.record, findings, first, last, sources)
+        return len(stored.hashes), found
 
     async def with_rpc(self, fresh: Batch, lake: SourceRead) -> list[dict[str, Any]] | None:
         """Let the store, a fresh RPC read and the lake vote on each ledger of `fresh`, and
@@ -304,17 +306,43 @@ class CrossCheck:
             [raw_fingerprint(e) for e in fresh.events if e.ledger in stored.hashes],
             {ledger.sequence: ledger.hash for ledger in fresh.ledgers},
         )
-        findings = judge(first, last, {STORE: stored, RPC: rpc, LAKE: lake})
+        sources = {STORE: stored, RPC: rpc, LAKE: lake}
+        findings = judge(first, last, sources)
         if findings and all(f.source == STORE for f in findings):
             return None
-        return await asyncio.to_thread(self.record, findings)
+        return await asyncio.to_thread(self.record, findings, first, last, sources)
 
-    def record(self, findings: Sequence[Finding]) -> list[dict[str, Any]]:
-        """Open a source_mismatch per finding (unless one is open for it); their summaries."""
+    def record(
+        self, findings: Sequence[Finding], first: int, last: int, sources: Mapping[str, SourceRead]
+    ) -> list[dict[str, Any]]:
+        """Open a source_mismatch per finding (unless one is open for it), and resolve the
+        open ones this vote clears (see `cleared`); the findings' summaries."""
         for finding in findings:
             self.store.discrepancies.open(finding.discrepancy())
             log.warning("source_mismatch_found", **finding.summary())
+        disputed = {finding.ledger for finding in findings}
+        for key, ledger in self.store.discrepancies.open_keys("source_mismatch", first, last):
+            named = key.split(":")[1] if key.count(":") == 2 else None
+            if named is None or ledger in disputed or ledger not in sources[STORE].hashes:
+                continue
+            if cleared(named, sources):
+                self.store.discrepancies.resolve_key(
+                    key,
+                    "auto",
+                    f"a later verification found {', '.join(sources)} in agreement on "
+                    f"ledger {ledger}",
+                )
+                log.info("source_mismatch_cleared", ledger=ledger, source=named)
         return [finding.summary() for finding in findings]
+
+
+def cleared(named: str, sources: Mapping[str, SourceRead]) -> bool:
+    """Whether a vote in which no source was outvoted clears a record naming `named`: the
+    named source must have voted, and a record naming the store or no one needs all three
+    (the store agreeing with the lake alone says nothing about the RPC)."""
+    if named in (STORE, UNDECIDED):
+        return len(sources) == 3
+    return named in sources
 
 
 __all__ = [

@@ -76,7 +76,9 @@ async def test_a_lake_ledger_that_differs_is_named_once(database_url: str, tmp_p
     """The lake's copy of one ledger carries a changed event value: `--against both` exits 1
     naming that ledger and the lake, opens one source_mismatch (subject lake, the event id as
     changed, the store and the RPC agreeing), changes nothing stored, and a second run opens
-    no second record. `--against rpc` alone (today's verify) sees nothing wrong."""
+    no second record. `--against rpc` alone (today's verify) sees nothing wrong. Once the
+    lake object is published again correctly, the next `--against both` is clean and resolves
+    the record."""
     net = small_network()
     odd = ledger_with_events(net)
     await fill(database_url, net)
@@ -103,6 +105,16 @@ async def test_a_lake_ledger_that_differs_is_named_once(database_url: str, tmp_p
     assert record["expected"] == {"agreeing": ["store", "rpc"]}
     assert f"ledger {odd}: the lake disagrees with store and rpc" in record["message"]
     assert stored_values(database_url, net.first_ledger, net.latest_ledger) == before
+
+    simlake.publish(net, LocalStore(str(tmp_path / "lake")), odd, odd)
+    with serve_in_thread(net) as url:
+        fixed = await asyncio.to_thread(
+            run_in, tmp_path, "verify", "--against", "both", STELLAR_RPC_URL=url, **env
+        )
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    [record] = source_mismatches(database_url)
+    assert not record["open"] and record["resolved_by"] == "auto"
+    assert f"in agreement on ledger {odd}" in record["resolution"]
 
 
 async def test_a_healthy_lake_alone_is_clean(database_url: str, tmp_path: Path) -> None:

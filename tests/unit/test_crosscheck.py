@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stellar_reconciler.crosscheck import SourceRead, judge
+from stellar_reconciler.crosscheck import SourceRead, cleared, judge
 from stellar_reconciler.reconcile import EventFingerprint
 
 FIRST, LAST = 100, 104
@@ -129,3 +129,14 @@ def test_whichever_source_differs_alone_is_the_one_named(
     assert set(finding.agreeing) == {"store", "rpc", "lake"} - {odd}
     assert finding.changed == (event(ledger, index).id,)
     assert finding.hash_differs is hash_too
+
+
+def test_a_record_is_cleared_only_by_a_vote_that_could_have_caught_it() -> None:
+    """A record naming the lake is cleared by any vote the lake took part in; one naming the
+    RPC needs the RPC; one naming the store or no one needs all three sources."""
+    three = {name: history() for name in ("store", "rpc", "lake")}
+    store_and_lake = {name: history() for name in ("store", "lake")}
+    assert cleared("lake", three) and cleared("lake", store_and_lake)
+    assert cleared("rpc", three) and not cleared("rpc", store_and_lake)
+    for named in ("store", "none"):
+        assert cleared(named, three) and not cleared(named, store_and_lake)

@@ -188,6 +188,18 @@ class Discrepancies:
                 ).rowcount
             )
 
+    def open_keys(self, kind: str, first: int, last: int) -> list[tuple[str, int]]:
+        """Keys and first ledgers of the open discrepancies of `kind` starting in first..last."""
+        with read_connection(self.engine) as conn:
+            rows = conn.execute(
+                select(discrepancies.c.key, discrepancies.c.first_ledger).where(
+                    discrepancies.c.kind == kind,
+                    discrepancies.c.resolved_at.is_(None),
+                    discrepancies.c.first_ledger.between(first, last),
+                )
+            )
+            return [(str(key), int(ledger)) for key, ledger in rows]
+
     def get(self, discrepancy_id: int) -> dict[str, Any] | None:
         with read_connection(self.engine) as conn:
             row = conn.execute(
