@@ -25,6 +25,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from stellar_reconciler.api import ApiContext, create_app
+from stellar_reconciler.api.event_stream import close_event_streams
 from stellar_reconciler.api.live import close_streams
 from stellar_reconciler.api.scrub import ScrubSecrets
 from stellar_reconciler.collector import tune_garbage_collector
@@ -337,6 +338,7 @@ class Service:
             return
         # Open dashboards hold their event streams; end them, or shutdown waits them out.
         close_streams(self.app)
+        close_event_streams(self.app)
         self.server.should_exit = True
         await serving
 

@@ -11,6 +11,7 @@ from stellar_reconciler.api import (
     dashboard,
     data,
     docs,
+    event_stream,
     expectations,
     live,
     monitoring,
@@ -45,6 +46,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     install_error_handlers(app)
     app.include_router(monitoring.router)
     app.include_router(data.router)
+    event_stream.install_event_stream(app)
     app.include_router(reconciliation.router)
     app.include_router(expectations.router)
     app.include_router(admin.router)
@@ -58,6 +60,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         for router in (
             monitoring.router,
             data.router,
+            event_stream.router,
             reconciliation.router,
             expectations.router,
             admin.router,
