@@ -52,6 +52,10 @@ def follow(
                     yield event
             except httpx.TransportError:
                 pass  # dropped or refused: try again below
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code < 500:
+                    raise  # a bad filter or token: retrying cannot help
+                # 503: the service's database is down; try again below
             time.sleep(retry_seconds)
 
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from examples.sse_consumer import read_events
+from examples.sse_consumer import follow, read_events
 
 from stellar_reconciler.api import create_app
 from stellar_reconciler.api.context import ApiContext
@@ -25,6 +26,7 @@ from tests.integration.harness import (
     stored_event_ids,
     wait_for,
 )
+from tests.loopback import cuttable_proxy
 
 DISCONNECTS = 5
 
@@ -110,6 +112,48 @@ async def test_resumes_after_five_random_disconnects_during_a_catch_up(
     assert len(received) == len(set(received))
     assert received == truth
     assert received == stored_event_ids(database_url)
+
+
+async def test_follow_resumes_across_five_network_cuts_during_a_catch_up(
+    database_url: str,
+) -> None:
+    """The example's follow() behind a proxy cut five times at random moments of a catch-up
+    (mid-event as likely as not) reconnects by itself and yields the network's events, each
+    once, in id order."""
+    net = SimNetwork(
+        SimNetConfig(seed=137, first_ledger=100, prebuilt_ledgers=600, events_per_ledger=6)
+    )
+    truth = network_event_ids(net, net.first_ledger, net.latest_ledger)
+    rng = random.Random(20261206)
+    async with service_on(
+        database_url, net, start_ledger=str(net.first_ledger), batch_max_ledgers=2
+    ) as (service, base):
+        received: list[str] = []
+        port = int(base.rsplit(":", 1)[1])
+        with cuttable_proxy(port) as proxy:
+
+            def consume() -> None:
+                for event in follow(f"http://127.0.0.1:{proxy.port}", {}, retry_seconds=0.02):
+                    received.append(event["id"])
+                    if len(received) >= len(truth):
+                        return
+
+            # A daemon thread: were events missing, the test fails without waiting on it.
+            consumer = threading.Thread(target=consume, daemon=True)
+            consumer.start()
+            cut_at_ledger: list[int | None] = []
+            dropped: list[int] = []
+            for _ in range(DISCONNECTS):
+                seen = len(received)
+                # Connected again (and reading) before the next cut.
+                await wait_for(lambda s=seen: len(received) > s, 10, "an event since the cut")
+                await asyncio.sleep(rng.uniform(0.0, 0.1))
+                cut_at_ledger.append(service.status.last_processed_ledger)
+                dropped.append(proxy.drop())
+            await wait_for(lambda: not consumer.is_alive(), 60, "every event")
+    assert dropped == [1] * DISCONNECTS
+    assert all(ledger is None or ledger < net.latest_ledger for ledger in cut_at_ledger)
+    assert received == truth
 
 
 async def test_filters_and_from_ledger_match_the_list_endpoint(database_url: str) -> None:

@@ -20,9 +20,9 @@ made by another process on the same database.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
-from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import structlog
@@ -57,13 +57,13 @@ IDLE_RECHECK_SECONDS = 5.0
 HEARTBEAT = b": ping\n\n"
 
 
-@dataclass
+@dataclasses.dataclass
 class EventStreams:
     """What every open event stream shares: its timings, and the signal that ends them all."""
 
     heartbeat_seconds: float = 15.0
     send_timeout_seconds: float = 30.0
-    closing: asyncio.Event = field(default_factory=asyncio.Event)
+    closing: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     open_streams: int = 0
 
 
@@ -102,7 +102,7 @@ class EventPages:
         self.version = self.status.version
         rows = self.store.list_events(self.query)
         if rows:
-            self.query = _after(self.query, rows[-1]["id"])
+            self.query = dataclasses.replace(self.query, after_id=rows[-1]["id"])
         return rows
 
     async def fill(self, queue: asyncio.Queue[bytes], first: list[dict[str, Any]]) -> None:
@@ -116,16 +116,6 @@ class EventPages:
                 # Caught up: wait for a commit (a full page means more may be waiting).
                 await self.status.wait_changed(self.version, IDLE_RECHECK_SECONDS)
             rows = await run_in_threadpool(self.read)
-
-
-def _after(query: EventQuery, event_id: str) -> EventQuery:
-    return EventQuery(
-        contract_id=query.contract_id,
-        name=query.name,
-        from_ledger=query.from_ledger,
-        after_id=event_id,
-        limit=query.limit,
-    )
 
 
 class EventStreamResponse(Response):
