@@ -107,6 +107,8 @@ async def test_resumes_after_five_random_disconnects_during_a_catch_up(
 
         await asyncio.wait_for(asyncio.to_thread(consume), 120)
         await wait_for(lambda: service.status.last_processed_ledger == net.latest_ledger)
+        # Every connection the client closed ended its stream on the server too.
+        await wait_for(lambda: streams_of(service).open_streams == 0, 10, "no open stream")
     assert len(cut_at_ledger) == DISCONNECTS
     assert all(ledger is None or ledger < net.latest_ledger for ledger in cut_at_ledger)
     assert len(received) == len(set(received))
