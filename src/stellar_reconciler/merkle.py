@@ -27,6 +27,8 @@ EVENT_LEAF_FIELDS = (
     "topics_xdr",
     "value_xdr",
 )
+# A ledger header as stored: closed_at is ISO 8601 UTC with a "Z" (microseconds if any).
+HEADER_LEAF_FIELDS = ("sequence", "hash", "previous_hash", "closed_at", "event_count")
 
 
 def canonical_json(value: Any) -> bytes:
@@ -37,6 +39,11 @@ def canonical_json(value: Any) -> bytes:
 def event_leaf(event: Mapping[str, Any]) -> bytes:
     """The leaf of one stored event: canonical JSON of EVENT_LEAF_FIELDS, nothing else."""
     return canonical_json({name: event[name] for name in EVENT_LEAF_FIELDS})
+
+
+def header_leaf(header: Mapping[str, Any]) -> bytes:
+    """The leaf of one stored ledger header: canonical JSON of HEADER_LEAF_FIELDS."""
+    return canonical_json({name: header[name] for name in HEADER_LEAF_FIELDS})
 
 
 def leaf_hash(leaf: bytes) -> bytes:
@@ -73,3 +80,8 @@ def merkle_root(leaves: Iterable[bytes]) -> bytes:
 def events_root(events: Iterable[Mapping[str, Any]]) -> str:
     """The hex root over events, which must come in id order (that is ledger order)."""
     return merkle_root(event_leaf(event) for event in events).hex()
+
+
+def headers_root(headers: Iterable[Mapping[str, Any]]) -> str:
+    """The hex root over ledger headers in sequence order."""
+    return merkle_root(header_leaf(header) for header in headers).hex()
