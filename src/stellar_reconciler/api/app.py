@@ -14,6 +14,7 @@ from stellar_reconciler.api import (
     expectations,
     live,
     monitoring,
+    proofs,
     reconciliation,
 )
 from stellar_reconciler.api.context import ApiContext
@@ -47,6 +48,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(data.router)
     app.include_router(reconciliation.router)
     app.include_router(expectations.router)
+    app.include_router(proofs.router)
     app.include_router(admin.router)
     live.install_live(app, ctx)
     app.include_router(docs.router)
@@ -60,6 +62,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
             data.router,
             reconciliation.router,
             expectations.router,
+            proofs.router,
             admin.router,
             live.router,
             docs.router,
