@@ -15,6 +15,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -203,10 +204,11 @@ def check(data: bytes) -> list[Problem]:
     raw, bundle, problems = _shape(data)
     if raw is None or bundle is None:
         return problems
+    leaves = _Recomputed.of(bundle)
     specific: dict[str, list[Problem]] = {
-        "headers": _check_headers(bundle),
-        "events": _check_events(bundle),
-        "merkle": _check_merkle(bundle),
+        "headers": _check_headers(bundle, leaves),
+        "events": _check_events(bundle, leaves),
+        "merkle": _check_merkle(bundle, leaves),
         "records": _check_records(raw["records"], bundle),
         "period": _check_period(bundle),
     }
@@ -245,17 +247,33 @@ def summary(data: bytes) -> str:
     )
 
 
-def _check_headers(bundle: _Bundle) -> list[Problem]:
+@dataclass(frozen=True, slots=True)
+class _Recomputed:
+    """The leaf hashes of a bundle's headers and events as their fields give them."""
+
+    headers: list[bytes]
+    events: list[bytes]
+
+    @classmethod
+    def of(cls, bundle: _Bundle) -> _Recomputed:
+        return cls(
+            [leaf_hash(header_leaf(h.model_dump(include=set(HEADER_LEAF_FIELDS))))
+             for h in bundle.headers],
+            [leaf_hash(event_leaf(e.model_dump(include=set(EVENT_LEAF_FIELDS))))
+             for e in bundle.events],
+        )  # fmt: skip
+
+
+def _check_headers(bundle: _Bundle, leaves: _Recomputed) -> list[Problem]:
     part = "header chain"
     problems: list[Problem] = []
     low, high = bundle.range.from_ledger, bundle.range.to_ledger
     sequences = [h.sequence for h in bundle.headers]
-    if sequences != list(range(low, high + 1)):
+    if low > high or sequences != list(range(low, high + 1)):
         problems.append((part, f"the headers are not ledgers {low}-{high} in order, one each"))
     previous = None
-    for header in bundle.headers:
-        fields = header.model_dump(include=set(HEADER_LEAF_FIELDS))
-        if leaf_hash(header_leaf(fields)).hex() != header.leaf_hash:
+    for header, recomputed in zip(bundle.headers, leaves.headers, strict=True):
+        if recomputed.hex() != header.leaf_hash:
             problems.append((part, f"ledger {header.sequence}'s header was changed: it does "
                              "not hash to its leaf_hash"))  # fmt: skip
         if previous is not None and header.previous_hash != previous.hash:
@@ -266,14 +284,13 @@ def _check_headers(bundle: _Bundle) -> list[Problem]:
     return problems
 
 
-def _check_events(bundle: _Bundle) -> list[Problem]:
+def _check_events(bundle: _Bundle, leaves: _Recomputed) -> list[Problem]:
     problems: list[Problem] = []
     low, high = bundle.range.from_ledger, bundle.range.to_ledger
     last_id = ""
-    for event in bundle.events:
+    for event, recomputed in zip(bundle.events, leaves.events, strict=True):
         where = f"event {event.id} (ledger {event.ledger})"
-        fields = event.model_dump(include=set(EVENT_LEAF_FIELDS))
-        if leaf_hash(event_leaf(fields)).hex() != event.leaf_hash:
+        if recomputed.hex() != event.leaf_hash:
             problems.append(("event", f"{where} was changed: it does not hash to its leaf_hash"))
         if not low <= event.ledger <= high:
             problems.append(("event", f"{where} is outside the range {low}-{high}"))
@@ -289,24 +306,19 @@ def _check_events(bundle: _Bundle) -> list[Problem]:
     return problems
 
 
-def _check_merkle(bundle: _Bundle) -> list[Problem]:
-    part = "merkle root"
+def _check_merkle(bundle: _Bundle, leaves: _Recomputed) -> list[Problem]:
     problems: list[Problem] = []
-    leaves = [leaf_hash(event_leaf(e.model_dump(include=set(EVENT_LEAF_FIELDS))))
-              for e in bundle.events]  # fmt: skip
-    events_root = root_of_hashes(leaves).hex()
-    if events_root != bundle.merkle.events_root:
-        problems.append((part, f"the events recompute to {events_root}, the bundle's "
-                         f"events_root is {bundle.merkle.events_root}"))  # fmt: skip
-    headers = [leaf_hash(header_leaf(h.model_dump(include=set(HEADER_LEAF_FIELDS))))
-               for h in bundle.headers]  # fmt: skip
-    headers_root = root_of_hashes(headers).hex()
-    if headers_root != bundle.merkle.headers_root:
-        problems.append((part, f"the headers recompute to {headers_root}, the bundle's "
-                         f"headers_root is {bundle.merkle.headers_root}"))  # fmt: skip
+    for name, hashes, stated in (
+        ("events", leaves.events, bundle.merkle.events_root),
+        ("headers", leaves.headers, bundle.merkle.headers_root),
+    ):
+        root = root_of_hashes(hashes).hex()
+        if root != stated:
+            problems.append(("merkle root", f"the {name} recompute to {root}, the bundle's "
+                             f"{name}_root is {stated}"))  # fmt: skip
     if bundle.merkle.leaf_count != len(bundle.events):
-        problems.append((part, f"leaf_count is {bundle.merkle.leaf_count}, the bundle holds "
-                         f"{len(bundle.events)} events"))  # fmt: skip
+        problems.append(("merkle root", f"leaf_count is {bundle.merkle.leaf_count}, the bundle "
+                         f"holds {len(bundle.events)} events"))  # fmt: skip
     return problems
 
 

@@ -86,9 +86,11 @@ def export(
     Every ledger of the range must be stored. Reads only, unless --close.
     """
     from stellar_reconciler import proof
-    from stellar_reconciler.cli import console, guarded, load_settings
+    from stellar_reconciler.cli import console, fail, guarded, load_settings
 
     settings = load_settings()
+    if not output.parent.is_dir():
+        fail(f"cannot write {output}: the folder {output.parent} does not exist", ExitCode.CONFIG)
     store = _open_store(settings)
     try:
         if close:

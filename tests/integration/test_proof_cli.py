@@ -16,6 +16,7 @@ from stellar_reconciler.decode import decode_scval_b64
 from stellar_reconciler.simnet import SimNetConfig, SimNetwork, serve_in_thread
 from tests.integration.harness import running_service, settings_for, wait_for
 from tests.integration.test_cli import reconciler
+from tests.unit.test_proof import flip
 
 ADMIN = "admin-token-for-proofs-0123456789"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
@@ -68,15 +69,6 @@ def records_for(net: SimNetwork) -> list[dict[str, Any]]:
         }
     )
     return records
-
-
-def flip(data: bytes, needle: str, offset: int) -> bytes:
-    """One character of the only occurrence of `needle` changed to another of its kind."""
-    assert data.count(needle.encode()) == 1, needle
-    at = data.index(needle.encode()) + offset
-    char = chr(data[at])
-    alphabet = "0123456789abcdef" if char in "0123456789abcdef" else "abcdefghijklmnopqrstuvwxyz"
-    return data[:at] + alphabet[(alphabet.index(char.lower()) + 1) % 16].encode() + data[at + 1 :]
 
 
 def verify(path: Path, *extra: str) -> tuple[int, str]:
@@ -170,6 +162,13 @@ async def test_unindexed_or_bad_ranges_are_refused_clearly(
     )
     assert result.returncode == 2 and "ledger 900 is not indexed yet" in result.stderr
     assert not (tmp_path / "x").exists()
+    nowhere = tmp_path / "no" / "such" / "folder.json"
+    result = await asyncio.to_thread(
+        reconciler,
+        *("proof", "export", "--from", "110", "--to", "120", "--output", str(nowhere)),
+        env={"DATABASE_URL": database_url},
+    )
+    assert result.returncode == 2 and "does not exist" in result.stderr
 
 
 async def test_a_repair_inside_a_closed_period_opens_a_discrepancy(
@@ -190,6 +189,10 @@ async def test_a_repair_inside_a_closed_period_opens_a_discrepancy(
             closed = await asyncio.to_thread(reconciler, *args, "--output", str(before), env=env)
             assert closed.returncode == 0 and "closed" in closed.stdout, closed.stderr
             [period] = service.store.periods.listing()
+            args = ["proof", "close", "--from", str(FIRST), "--to", str(LAST)]
+            again = await asyncio.to_thread(reconciler, *args, env=env)
+            assert again.returncode == 0 and "was already closed" in again.stdout, again.stderr
+            assert period["events_root"] in again.stdout
             report = await service.maintenance.verify(120, 130)
             assert [a <= 125 <= b for a, b in report.repaired] == [True], report.as_json()
             [record] = service.store.discrepancies.listing(kind="closed_period_changed")
