@@ -25,8 +25,6 @@ from stellar_reconciler import __version__
 from stellar_reconciler.config import Settings
 from stellar_reconciler.errors import LedgerOutOfRangeError
 from stellar_reconciler.merkle import (
-    EVENT_LEAF_FIELDS,
-    HEADER_LEAF_FIELDS,
     canonical_json,
     event_leaf,
     header_leaf,
@@ -204,7 +202,7 @@ def check(data: bytes) -> list[Problem]:
     raw, bundle, problems = _shape(data)
     if raw is None or bundle is None:
         return problems
-    leaves = _Recomputed.of(bundle)
+    leaves = _Recomputed.of(raw)
     specific: dict[str, list[Problem]] = {
         "headers": _check_headers(bundle, leaves),
         "events": _check_events(bundle, leaves),
@@ -255,13 +253,13 @@ class _Recomputed:
     events: list[bytes]
 
     @classmethod
-    def of(cls, bundle: _Bundle) -> _Recomputed:
+    def of(cls, raw: Mapping[str, Any]) -> _Recomputed:
+        """From the parsed file (already validated): the leaf encodings pick their fields by
+        name, so the items need no model of their own here."""
         return cls(
-            [leaf_hash(header_leaf(h.model_dump(include=set(HEADER_LEAF_FIELDS))))
-             for h in bundle.headers],
-            [leaf_hash(event_leaf(e.model_dump(include=set(EVENT_LEAF_FIELDS))))
-             for e in bundle.events],
-        )  # fmt: skip
+            [leaf_hash(header_leaf(h)) for h in raw["headers"]],
+            [leaf_hash(event_leaf(e)) for e in raw["events"]],
+        )
 
 
 def _check_headers(bundle: _Bundle, leaves: _Recomputed) -> list[Problem]:
