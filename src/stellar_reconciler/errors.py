@@ -326,17 +326,3 @@ class ProofRangeError(ReconcilerError):
     """A proof was asked for a range that is not wholly indexed (or not a range at all)."""
 
     exit_code = ExitCode.CONFIG
-
-
-class ProofBundleError(ReconcilerError):
-    """A proof bundle did not verify; `problems` name each part (and ledger or event) that
-    failed, as (part, message)."""
-
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        self.problems = problems
-        super().__init__(problems)
-
-    def __str__(self) -> str:
-        shown = "; ".join(f"{part}: {message}" for part, message in self.problems[:5])
-        more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
-        return f"the proof bundle does not verify: {shown}{more}"
