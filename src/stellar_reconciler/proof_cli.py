@@ -153,7 +153,9 @@ def verify(
         raise typer.Exit(ExitCode.FAILED)
     summary = proof.summary(data)
     against = f"; its headers match the network at {rpc}" if rpc else ""
-    console.print(f"{bundle} verifies: {summary}{against}", markup=False, highlight=False)
+    console.print(
+        f"{bundle} verifies: {summary}{against}", markup=False, highlight=False, soft_wrap=True
+    )
 
 
 async def _check_network(data: bytes, url: str) -> list[tuple[str, str]]:
