@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -220,3 +223,16 @@ def test_no_single_changed_byte_verifies() -> None:
     for at in range(len(data)):
         changed = data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
         assert proof.check(changed), f"byte {at} ({chr(data[at])!r}) changed unnoticed"
+
+
+def test_the_documented_recipe_recomputes_the_root(tmp_path: Path) -> None:
+    """The standard-library script in docs/proofs.md prints the bundle's events root."""
+    text = (Path(__file__).parents[2] / "docs" / "proofs.md").read_text()
+    recipe = text.split("### Recomputing a root")[1].split("```python\n")[1].split("```")[0]
+    (tmp_path / "recipe.py").write_text(recipe)
+    (tmp_path / "bundle.json").write_bytes(bundle_bytes(material(first=3, last=9, per_ledger=3)))
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "recipe.py"), str(tmp_path / "bundle.json")],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert result.stdout.strip() == events_root(material(first=3, last=9, per_ledger=3).events)
