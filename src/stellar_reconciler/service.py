@@ -40,6 +40,7 @@ from stellar_reconciler.errors import (
 )
 from stellar_reconciler.maintenance import Maintenance
 from stellar_reconciler.metrics import Metrics
+from stellar_reconciler.proof import settings_part
 from stellar_reconciler.redaction import Redactor
 from stellar_reconciler.rpc import RetryPolicy, RpcObserver, StellarRpc, new_http_client
 from stellar_reconciler.startup import StartUp, open_listener
@@ -136,6 +137,7 @@ class Service:
                 telemetry=telemetry,
                 service_name=settings.service_name,
                 safe_settings=settings.safe_view(),
+                proof_settings=settings_part(settings),
                 admin_token=settings.admin_token,
                 read_token=settings.read_token,
             )
