@@ -29,6 +29,23 @@ class ReconcilerError(Exception):
 
     exit_code: ExitCode = ExitCode.FAILED
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle calls a class again with `args`, and most subclasses take other arguments
+        # than the message they pass on; rebuilding from args and attributes fits them all
+        # and keeps attributes set after __init__ (ChainBreakError.valid_prefix), so errors
+        # cross from the fetch child to its parent as themselves.
+        return _restore, (type(self), self.args, dict(vars(self)))
+
+
+def _restore(
+    kind: type[ReconcilerError], args: tuple[Any, ...], state: dict[str, Any]
+) -> ReconcilerError:
+    """Unpickle a ReconcilerError without calling its __init__ again."""
+    error = kind.__new__(kind)
+    error.args = args
+    vars(error).update(state)
+    return error
+
 
 class ConfigError(ReconcilerError):
     """A setting has a value the service cannot use; start-up stops with exit code 2."""
@@ -42,9 +59,6 @@ class ConfigError(ReconcilerError):
         self.reason = reason
         why = f"{reason}; " if reason else ""
         super().__init__(f"{variable}={value!r} is not valid: {why}expected {expected}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.variable, self.value, self.expected, self.reason))
 
 
 class SetupError(ReconcilerError):
@@ -137,9 +151,6 @@ class StopDeadlineError(ReconcilerError):
             "had not committed is rolled back by the database"
         )
 
-    def __reduce__(self) -> tuple[type[StopDeadlineError], tuple[float, str]]:
-        return type(self), (self.seconds, self.waiting_for)
-
 
 class RpcError(ReconcilerError):
     """Base of every failure talking to Stellar RPC."""
@@ -191,9 +202,6 @@ class RpcUnreachableError(RpcTransientError):
         advice = _UNREACHABLE_ADVICE.get(fault, _UNREACHABLE_ADVICE["connection"])
         super().__init__(method, f"{url}: {advice} ({detail})")
 
-    def __reduce__(self) -> tuple[type[RpcUnreachableError], tuple[str, str, str, str]]:
-        return type(self), (self.method, self.url, self.fault, self.detail)
-
 
 class RpcRequestError(RpcError):
     """The RPC rejected the request itself (-32600/-32601/-32602): sending it again at once
@@ -207,9 +215,6 @@ class RpcRequestError(RpcError):
         self.url = url
         where = f" from {url}" if url else ""
         super().__init__(method, f"JSON-RPC error {code}{where}: {message}")
-
-    def __reduce__(self) -> tuple[type[RpcRequestError], tuple[str, int, str, str | None]]:
-        return type(self), (self.method, self.code, self.rpc_message, self.url)
 
 
 class RpcProtocolError(RpcError):
@@ -230,9 +235,6 @@ class RpcHttpStatusError(RpcProtocolError):
             advice = "check that STELLAR_RPC_URL points at a Stellar RPC endpoint"
         super().__init__(method, f"HTTP {status} from {url}: {advice}")
 
-    def __reduce__(self) -> tuple[type[RpcHttpStatusError], tuple[str, str, int]]:
-        return type(self), (self.method, self.url, self.status)
-
 
 class RpcMalformedError(RpcProtocolError):
     """HTTP 200 with a body that is not a JSON-RPC answer: HTML, empty or cut short."""
@@ -247,9 +249,6 @@ class RpcMalformedError(RpcProtocolError):
             f"malformed answer from {url}: {what}; a proxy or load balancer in front of the "
             "RPC may be answering instead of it",
         )
-
-    def __reduce__(self) -> tuple[type[RpcMalformedError], tuple[str, str, str]]:
-        return type(self), (self.method, self.url, self.what)
 
 
 class LedgerOutOfRangeError(RpcRequestError):
@@ -313,9 +312,6 @@ class LakeNetworkMismatchError(LakeError):
             f"the lake is of network {lake_passphrase!r} but the RPC serves "
             f"{expected_passphrase!r}; point LAKE_URL at the lake of the same network",
         )
-
-    def __reduce__(self) -> tuple[type[LakeNetworkMismatchError], tuple[str, str, str]]:
-        return (type(self), (self.key, self.lake_passphrase, self.expected_passphrase))
 
 
 class LakeChainError(LakeError):

@@ -105,7 +105,7 @@ class FetchProcess:
                     self._observer.rpc_retry(method)
                 if reply.error is not None:
                     finished = True
-                    raise reply.error.rebuild()
+                    raise reply.error
                 if reply.batch is None:
                     finished = True
                     return
