@@ -7,7 +7,10 @@ Callers catch the narrowest class they can act on; anything else is allowed to s
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stellar_reconciler.models import Batch
 
 
 class ExitCode(IntEnum):
@@ -96,6 +99,10 @@ class NetworkMismatchError(SetupError):
             f"{self.rpc_url} serves {self.offered!r}; point DATABASE_URL at a new database, "
             "or fix STELLAR_RPC_URL"
         )
+
+
+class ServiceError(ReconcilerError):
+    """The service cannot run as configured."""
 
 
 class NothingStoredError(ReconcilerError):
@@ -203,6 +210,18 @@ class RpcUnreachableError(RpcTransientError):
         super().__init__(method, f"{url}: {advice} ({detail})")
 
 
+class FetchProcessLostError(RpcTransientError):
+    """The fetch process died or had to be stopped; a new one is started on the next fetch."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            "fetch process",
+            f"{reason}; the range is fetched again by a new fetch process. If this repeats, "
+            "check the service's memory limit, or set CATCH_UP_PROCESS_LEDGERS=0 to fetch in "
+            "the service's own process",
+        )
+
+
 class RpcRequestError(RpcError):
     """The RPC rejected the request itself (-32600/-32601/-32602): sending it again at once
     cannot help, though a node behind a load balancer may answer differently later."""
@@ -255,6 +274,23 @@ class LedgerOutOfRangeError(RpcRequestError):
     """The ledger asked for is outside what this RPC node retains (-32600, "ledger range")."""
 
 
+class ChainBreakError(ReconcilerError):
+    """A ledger's previous hash does not match the hash of the ledger before it."""
+
+    def __init__(self, sequence: int, expected: str, found: str) -> None:
+        self.sequence = sequence
+        self.expected = expected
+        self.found = found
+        # The ledgers of the batch before the break, which do chain: still worth committing.
+        self.valid_prefix: Batch | None = None
+        super().__init__(
+            f"hash chain broken at ledger {sequence}: its previous hash is {found} but ledger "
+            f"{sequence - 1} has hash {expected}; the RPC serves a different history than the "
+            "one indexed. Check STELLAR_RPC_URL and the network, resolve the chain_break "
+            "discrepancy, then restart the worker"
+        )
+
+
 class GapConsentRefusedError(StoreError):
     """A consent to lose ledgers that cannot be given or withdrawn now (the API answers 409)."""
 
@@ -273,8 +309,42 @@ class GapConsentNotFoundError(StoreError):
         return f"no gap consent {self.consent_id}; GET /api/gaps lists them"
 
 
+class ExpectationConflictError(ReconcilerError):
+    """An external id exists already with other content; nothing was created."""
+
+    def __init__(self, conflicts: list[tuple[str, list[str]]]) -> None:
+        self.conflicts = conflicts
+        shown = "; ".join(f"{eid!r} differs in {', '.join(f)}" for eid, f in conflicts[:5])
+        more = f" (and {len(conflicts) - 5} more)" if len(conflicts) > 5 else ""
+        super().__init__(
+            f"external_id already used with different content: {shown}{more}; an expected "
+            "record cannot be changed once posted: post it under a new external_id"
+        )
+
+
+class ExpectationInputError(ReconcilerError):
+    """Records that cannot be created as given; `problems` are (index in the request, field,
+    message)."""
+
+    def __init__(self, problems: list[tuple[int, str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"record {i}: {f}: {m}" for i, f, m in problems[:5]))
+
+
 class MetaDecodeError(ReconcilerError):
     """Ledger metadata that does not parse or does not check out (a header whose hash is wrong)."""
+
+
+class DecodeError(ValueError):
+    """An XDR payload that stellar-sdk cannot parse; the RPC answer is malformed."""
+
+
+class UnsupportedScValError(Exception):
+    """The bytes are not an ScVal this reader handles; decode them with stellar-sdk instead."""
+
+
+class XdrSkipError(ValueError):
+    """The bytes do not follow the XDR layout of the type being skipped."""
 
 
 class LakeError(ReconcilerError):

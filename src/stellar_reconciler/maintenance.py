@@ -18,8 +18,8 @@ from typing import Any
 import structlog
 
 from stellar_reconciler.control import Controls, Job
-from stellar_reconciler.errors import ReconcilerError, RpcError
-from stellar_reconciler.fetcher import ChainBreakError, RangeFetcher
+from stellar_reconciler.errors import ChainBreakError, ReconcilerError, RpcError
+from stellar_reconciler.fetcher import RangeFetcher
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.models import Batch, Event, NetworkTip
 from stellar_reconciler.reconcile import Comparison, EventFingerprint, Range, compare_ranges

@@ -25,8 +25,9 @@ from stellar_reconciler.answers import int_field, network_tip, str_field
 from stellar_reconciler.answers import parse_event as parse_event
 from stellar_reconciler.answers import parse_ledger as parse_ledger
 from stellar_reconciler.config import Settings, redact_url
-from stellar_reconciler.decode import DecodeError, decode_bare_header
+from stellar_reconciler.decode import decode_bare_header
 from stellar_reconciler.errors import (
+    DecodeError,
     LedgerOutOfRangeError,
     RpcError,
     RpcHttpStatusError,

@@ -34,6 +34,7 @@ from stellar_reconciler.errors import (
     NetworkMismatchError,
     NothingStoredError,
     ReconcilerError,
+    ServiceError,
     SetupError,
     StopDeadlineError,
 )
@@ -59,10 +60,6 @@ TASKS_GRACE_SECS = 7.0
 FORCED_EXIT_SECS = STOP_DEADLINE_SECS - 1.0
 # The exit code when the deadline had to end the process.
 FORCED_EXIT_CODE = 1
-
-
-class ServiceError(ReconcilerError):
-    """The service cannot run as configured."""
 
 
 class _QuietServer(uvicorn.Server):

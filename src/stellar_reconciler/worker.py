@@ -21,6 +21,7 @@ import structlog
 from stellar_reconciler import outage
 from stellar_reconciler.config import Settings, redact_url
 from stellar_reconciler.errors import (
+    ChainBreakError,
     DatabaseUnavailableError,
     ReconcilerError,
     RpcError,
@@ -33,7 +34,6 @@ from stellar_reconciler.fetcher import (
     TARGET_BATCH_EVENTS,
     BatchSizing,
     BatchSource,
-    ChainBreakError,
     InProcessSource,
     RangeFetcher,
     first_error,

@@ -12,7 +12,8 @@ from stellar_reconciler.api.auth import ReadAccess
 from stellar_reconciler.api.context import ApiContext, context
 from stellar_reconciler.api.errors import invalid_param
 from stellar_reconciler.api.params import LedgerQuery, Limit
-from stellar_reconciler.decode import DecodeError, decode_scval_b64
+from stellar_reconciler.decode import decode_scval_b64
+from stellar_reconciler.errors import DecodeError
 from stellar_reconciler.store import EventQuery
 
 router = APIRouter(tags=["data"], dependencies=[ReadAccess])

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, insert, select
 
 from stellar_reconciler.assignment import match_events
-from stellar_reconciler.errors import ReconcilerError
+from stellar_reconciler.errors import ExpectationConflictError, ExpectationInputError
 from stellar_reconciler.expectation_spec import ExpectationSpec
 from stellar_reconciler.matching import (
     PENDING,
@@ -46,28 +46,6 @@ from stellar_reconciler.store.settlement import (
 # stored before them; with a hash, any stored event up to the deadline is found (indexed).
 LOOKBACK_LEDGERS = 17_280
 DISCREPANCY_KINDS = ("missing_expected", "amount_mismatch", "unexpected")
-
-
-class ExpectationConflictError(ReconcilerError):
-    """An external id exists already with other content; nothing was created."""
-
-    def __init__(self, conflicts: list[tuple[str, list[str]]]) -> None:
-        self.conflicts = conflicts
-        shown = "; ".join(f"{eid!r} differs in {', '.join(f)}" for eid, f in conflicts[:5])
-        more = f" (and {len(conflicts) - 5} more)" if len(conflicts) > 5 else ""
-        super().__init__(
-            f"external_id already used with different content: {shown}{more}; an expected "
-            "record cannot be changed once posted: post it under a new external_id"
-        )
-
-
-class ExpectationInputError(ReconcilerError):
-    """Records that cannot be created as given; `problems` are (index in the request, field,
-    message)."""
-
-    def __init__(self, problems: list[tuple[int, str, str]]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(f"record {i}: {f}: {m}" for i, f, m in problems[:5]))
 
 
 @dataclass(frozen=True, slots=True)
