@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from stellar_reconciler.control import Controls, Job
-from stellar_reconciler.errors import ChainBreakError, ReconcilerError, RpcError
+from stellar_reconciler.errors import ChainBreakError, ReconcilerError
 from stellar_reconciler.fetcher import RangeFetcher
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.models import Batch, Event, NetworkTip
@@ -110,7 +110,7 @@ class Maintenance:
                     await self.run_job(job)
                 else:
                     await self.tick()
-            except (RpcError, ReconcilerError) as exc:
+            except ReconcilerError as exc:
                 # The next tick tries again; a failed check never changes stored data.
                 log.warning("maintenance_failed", error=str(exc))
                 self.status.record_error(f"maintenance: {exc}")
@@ -171,7 +171,7 @@ class Maintenance:
                 job.result = report.as_json()
             job.state = "done"
             job.done_ledgers = job.total_ledgers
-        except (RpcError, ReconcilerError) as exc:
+        except ReconcilerError as exc:
             job.state, job.error = "failed", str(exc)
             log.warning("job_failed", job=job.id, error=str(exc))
         finally:

@@ -370,7 +370,7 @@ class Worker:
                 # Commit what chains to the stored history, then halt at the break.
                 await queue.put(exc.valid_prefix)
             fetch_error.append(exc)
-        except (RpcError, ReconcilerError) as exc:
+        except ReconcilerError as exc:
             fetch_error.append(exc)
         # The consumer must learn that nothing more is coming, failure or not.
         await queue.put(None)
