@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -30,7 +30,6 @@ class NetworkTip:
 class NetworkInfo:
     passphrase: str
     protocol_version: int
-    friendbot_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,14 +126,6 @@ class AcknowledgedGap:
     last_ledger: int
     acknowledged_at: datetime
     note: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """One page of an API listing and the cursor that continues it."""
-
-    items: list[dict[str, Any]] = field(default_factory=list)
-    next_cursor: str | None = None
 
 
 class BlockKind(StrEnum):

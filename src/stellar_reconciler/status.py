@@ -80,7 +80,6 @@ class ServiceStatus:
     ledger_secs: float = DEFAULT_LEDGER_SECS
     # Extra reasons (open chain breaks, failed re-verification) that make health 503.
     unhealthy_conditions: dict[str, str] = field(default_factory=dict)
-    batches_committed: int = 0
     # Rate and ETA of the catch-up under way, fed by the worker's committed batches.
     catch_up: CatchUp = field(default_factory=lambda: CatchUp(caught_up_lag=SYNCED_LAG))
     # Bumped on every change a live view should show; see wait_changed.
@@ -143,7 +142,6 @@ class ServiceStatus:
         self.last_processed_ledger = ledger
         self.last_success_at = datetime.now(UTC)
         self.last_progress_monotonic = time.monotonic()
-        self.batches_committed += 1
         self.poll_failing = False
         self.notify()
 

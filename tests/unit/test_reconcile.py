@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
-
 from hypothesis import given
 from hypothesis import strategies as st
 
 from stellar_reconciler.reconcile import (
     EventFingerprint,
     compare_ranges,
-    gaps_in,
     ledger_digests,
-    split_range,
     subtract_ranges,
 )
 
@@ -27,16 +23,6 @@ def covered(rs: list[tuple[int, int]]) -> set[int]:
     return {n for a, b in rs for n in range(a, b + 1)}
 
 
-@given(sequences)
-def test_gaps_are_exactly_the_missing_numbers_between_min_and_max(present: set[int]) -> None:
-    """gaps_in returns every missing number between the smallest and largest, in runs."""
-    gaps = gaps_in(present)
-    expected = set(range(min(present), max(present) + 1)) - present
-    assert covered(gaps) == expected
-    assert all(a <= b for a, b in gaps)
-    assert all(b1 + 1 < a2 for (_, b1), (a2, _) in itertools.pairwise(gaps))
-
-
 @given(ranges, ranges)
 def test_subtracting_ranges_is_set_difference(
     base: list[tuple[int, int]], cut: list[tuple[int, int]]
@@ -45,15 +31,6 @@ def test_subtracting_ranges_is_set_difference(
     result = subtract_ranges(base, cut)
     assert covered(result) == covered(base) - covered(cut)
     assert all(a <= b for a, b in result)
-
-
-@given(st.integers(1, 10_000), st.integers(0, 5_000), st.integers(1, 700))
-def test_split_range_covers_in_order_without_overlap(first: int, span: int, size: int) -> None:
-    """split_range pieces are consecutive, at most `size` long, and cover the whole range."""
-    pieces = split_range(first, first + span, size)
-    assert pieces[0][0] == first and pieces[-1][1] == first + span
-    assert all(b - a + 1 <= size for a, b in pieces)
-    assert all(b + 1 == a2 for (_, b), (a2, _) in itertools.pairwise(pieces))
 
 
 def fingerprint(ledger: int, index: int, value: str = "v") -> EventFingerprint:

@@ -332,16 +332,6 @@ class Store:
         with read_connection(self.engine) as conn:
             return [event_json(r) for r in conn.execute(statement)]
 
-    def event_ids(self, from_ledger: int, to_ledger: int) -> list[str]:
-        with read_connection(self.engine) as conn:
-            return list(
-                conn.execute(
-                    select(events.c.id)
-                    .where(events.c.ledger.between(from_ledger, to_ledger))
-                    .order_by(events.c.id)
-                ).scalars()
-            )
-
     def event_count(self) -> int:
         with read_connection(self.engine) as conn:
             return int(conn.execute(select(func.count()).select_from(events)).scalar_one())
