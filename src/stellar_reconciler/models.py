@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 # A JSON value as decoded from an ScVal: str, int, bool, None, list or dict.
 Json = Any
@@ -13,6 +13,22 @@ Json = Any
 
 def utc_from_unix(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands datetimes back without a zone; everything we store is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+@overload
+def iso_utc(value: datetime) -> str: ...
+@overload
+def iso_utc(value: None) -> None: ...
+@overload
+def iso_utc(value: datetime | None) -> str | None: ...
+def iso_utc(value: datetime | None) -> str | None:
+    """A time as every answer of the service shows it: ISO 8601 in UTC, ending in Z."""
+    return None if value is None else as_utc(value).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)

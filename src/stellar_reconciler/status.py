@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from stellar_reconciler.models import BlockKind, NetworkInfo, NetworkTip
+from stellar_reconciler.models import BlockKind, NetworkInfo, NetworkTip, iso_utc
 from stellar_reconciler.progress import CatchUp
 
 # Mainnet's mean ledger time; used until the network's own close times tell us better.
@@ -39,10 +39,6 @@ PendingCalls = Callable[[], Sequence[tuple[str, str, float]]]
 
 def _no_calls() -> Sequence[tuple[str, str, float]]:
     return ()
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 @dataclass
@@ -276,13 +272,13 @@ class ServiceStatus:
             "reason": reason,
             "last_processed_ledger": self.last_processed_ledger,
             "latest_ledger": self.tip.latest_ledger if self.tip else None,
-            "latest_ledger_observed_at": _iso(
+            "latest_ledger_observed_at": iso_utc(
                 datetime.fromtimestamp(self.tip_observed_at, UTC) if self.tip_observed_at else None
             ),
             "ledger_lag": self.ledger_lag,
-            "last_success_at": _iso(self.last_success_at),
+            "last_success_at": iso_utc(self.last_success_at),
             "last_error": self.last_error,
-            "last_error_at": _iso(self.last_error_at),
+            "last_error_at": iso_utc(self.last_error_at),
             "detail": self._detail(),
         }
 

@@ -28,11 +28,11 @@ from stellar_reconciler.matching import (
     match_key,
     topics_json,
 )
-from stellar_reconciler.models import Batch
+from stellar_reconciler.models import Batch, iso_utc
 from stellar_reconciler.store import settlement
 from stellar_reconciler.store.bulk import chunks
 from stellar_reconciler.store.database import read_connection, write_transaction
-from stellar_reconciler.store.discrepancies import Discrepancies, _iso, discrepancy_json
+from stellar_reconciler.store.discrepancies import Discrepancies, discrepancy_json
 from stellar_reconciler.store.schema import checkpoints, discrepancies, events, expectations
 from stellar_reconciler.store.settlement import (
     IS_PENDING,
@@ -77,8 +77,8 @@ def expectation_json(row: Any) -> dict[str, Any]:
         "event_ledger": row.event_ledger,
         "found_amount": row.found_amount,
         "difference": row.difference,
-        "created_at": _iso(row.created_at),
-        "settled_at": _iso(row.settled_at),
+        "created_at": iso_utc(row.created_at),
+        "settled_at": iso_utc(row.settled_at),
     }
 
 
