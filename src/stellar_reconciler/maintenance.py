@@ -38,9 +38,14 @@ MAX_RANGES_PER_TICK = 16
 
 def fingerprint(event: Event) -> EventFingerprint:
     return EventFingerprint(
-        event.id, event.ledger, event.contract_id, event.type, event.tx_hash,
-        tuple(event.topics_xdr), event.value_xdr,
-    )  # fmt: skip
+        event.id,
+        event.ledger,
+        event.contract_id,
+        event.type,
+        event.tx_hash,
+        tuple(event.topics_xdr),
+        event.value_xdr,
+    )
 
 
 @dataclass
@@ -254,13 +259,21 @@ class Maintenance:
             f"missing, {summary['unexpected']} not on chain, {summary['changed']} changed"
         )
         discrepancy = NewDiscrepancy(
-            kind="source_mismatch", key=key, message=message, first_ledger=span[0],
-            last_ledger=span[1], expected={"ledgers": len(fresh.ledgers)}, found=found,
-        )  # fmt: skip
+            kind="source_mismatch",
+            key=key,
+            message=message,
+            first_ledger=span[0],
+            last_ledger=span[1],
+            expected={"ledgers": len(fresh.ledgers)},
+            found=found,
+        )
         await asyncio.to_thread(self.store.replace_range, fresh, self.batch_hooks, discrepancy)
-        log.warning("source_mismatch_repaired", first=span[0], last=span[1], **{
-            k: summary[k] for k in ("missing", "unexpected", "changed")
-        })  # fmt: skip
+        log.warning(
+            "source_mismatch_repaired",
+            first=span[0],
+            last=span[1],
+            **{k: summary[k] for k in ("missing", "unexpected", "changed")},
+        )
         # A repair holds only if a second, independent read agrees with what we now store.
         second = await RangeFetcher(self.rpc, self.filter_sets).fetch(
             span[0], span[1], previous_hash=None, max_events=None

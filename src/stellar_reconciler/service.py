@@ -317,9 +317,13 @@ class Service:
             self.status.poll_failing = False
             hooks = self.worker.batch_hooks
             self.worker = Worker(
-                self.rpc, self.store, self.status, self.metrics,
-                WorkerOptions.from_settings(self.settings), hooks,
-            )  # fmt: skip
+                self.rpc,
+                self.store,
+                self.status,
+                self.metrics,
+                WorkerOptions.from_settings(self.settings),
+                hooks,
+            )
             log.info("worker_restarted")
 
     async def _serve_http(self, stop: asyncio.Event) -> None:
@@ -407,9 +411,14 @@ async def run_verification(
             raise SetupError(f"--from/--to select no stored ledger (stored: {low}-{high})")
         status = ServiceStatus()
         maintenance = Maintenance(
-            rpc, store, status, Metrics(status), Controls(),
-            WorkerOptions.from_settings(settings).filter_sets, settings.verify_every_ledgers,
-        )  # fmt: skip
+            rpc,
+            store,
+            status,
+            Metrics(status),
+            Controls(),
+            WorkerOptions.from_settings(settings).filter_sets,
+            settings.verify_every_ledgers,
+        )
         tip = await rpc.get_health()
         report = await maintenance.repair_gaps(tip, first, last)
         report = await maintenance.verify(first, last, report=report)

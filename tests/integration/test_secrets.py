@@ -29,9 +29,15 @@ READ_TOKEN = "read-secret-token-1a2b3c4d"
 WEBHOOK_SECRET = "webhook-secret-value-5e6f7a8b"
 WEBHOOK_KEY = "webhook-url-key-99aa01"
 SECRETS = (
-    RPC_USER, RPC_PASSWORD, API_KEY, DB_PASSWORD, ADMIN_TOKEN, READ_TOKEN, WEBHOOK_SECRET,
+    RPC_USER,
+    RPC_PASSWORD,
+    API_KEY,
+    DB_PASSWORD,
+    ADMIN_TOKEN,
+    READ_TOKEN,
+    WEBHOOK_SECRET,
     WEBHOOK_KEY,
-)  # fmt: skip
+)
 
 
 class _Rejecting(BaseHTTPRequestHandler):

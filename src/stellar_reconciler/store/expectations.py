@@ -1,9 +1,14 @@
-"""Expectations: the application's expected records, created, looked up and counted.
+"""Expectations: the application's expected records, created, looked up and counted; the
+store holds one as `store.expectations`.
 
-A new record is settled at once against the events already stored (the application may post
-after the event arrived); later events settle it through `ExpectationMatcher`, the batch hook.
-Both run under the lock in settlement.py, so a record posted while a batch commits cannot
-miss that batch's events.
+Creating is all or nothing: an external_id posted before with other content refuses the whole
+request, and with the same content the stored record is returned. A new record is matched at
+once against unclaimed events already stored (the application may post after the event
+arrived): those of its transaction when it names one, else those of its contract and event
+name from LOOKBACK_LEDGERS before the checkpoint up to its deadline. Later events settle it
+through `ExpectationMatcher`, the batch hook. Both use the best match of assignment.py and run
+under the lock in settlement.py, so a record posted while a batch commits cannot miss that
+batch's events.
 """
 
 from __future__ import annotations
