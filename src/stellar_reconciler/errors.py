@@ -386,3 +386,9 @@ class LakeNetworkMismatchError(LakeError):
 
 class LakeChainError(LakeError):
     """Ledgers of the lake whose hashes do not chain: the lake copy cannot be trusted."""
+
+
+class ProofRangeError(ReconcilerError):
+    """A proof was asked for a range that is not wholly indexed (or not a range at all)."""
+
+    exit_code = ExitCode.CONFIG
