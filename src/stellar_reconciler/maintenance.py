@@ -19,8 +19,8 @@ import structlog
 
 from stellar_reconciler.control import Controls, Job
 from stellar_reconciler.crosscheck import Against, CrossCheck, LakeSource
-from stellar_reconciler.errors import ReconcilerError, RpcError
-from stellar_reconciler.fetcher import ChainBreakError, RangeFetcher
+from stellar_reconciler.errors import ChainBreakError, ReconcilerError
+from stellar_reconciler.fetcher import RangeFetcher
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.models import Batch, Event, NetworkTip
 from stellar_reconciler.reconcile import (
@@ -47,9 +47,14 @@ LAKE_ONLY_SPAN = 1000
 
 def fingerprint(event: Event) -> EventFingerprint:
     return EventFingerprint(
-        event.id, event.ledger, event.contract_id, event.type, event.tx_hash,
-        tuple(event.topics_xdr), event.value_xdr,
-    )  # fmt: skip
+        event.id,
+        event.ledger,
+        event.contract_id,
+        event.type,
+        event.tx_hash,
+        tuple(event.topics_xdr),
+        event.value_xdr,
+    )
 
 
 @dataclass
@@ -128,7 +133,7 @@ class Maintenance:
                     await self.run_job(job)
                 else:
                     await self.tick()
-            except (RpcError, ReconcilerError) as exc:
+            except ReconcilerError as exc:
                 # The next tick tries again; a failed check never changes stored data.
                 log.warning("maintenance_failed", error=str(exc))
                 self.status.record_error(f"maintenance: {exc}")
@@ -189,7 +194,7 @@ class Maintenance:
                 job.result = report.as_json()
             job.state = "done"
             job.done_ledgers = job.total_ledgers
-        except (RpcError, ReconcilerError) as exc:
+        except ReconcilerError as exc:
             job.state, job.error = "failed", str(exc)
             log.warning("job_failed", job=job.id, error=str(exc))
         finally:
@@ -305,13 +310,21 @@ class Maintenance:
             f"missing, {summary['unexpected']} not on chain, {summary['changed']} changed"
         )
         discrepancy = NewDiscrepancy(
-            kind="source_mismatch", key=key, message=message, first_ledger=span[0],
-            last_ledger=span[1], expected={"ledgers": len(fresh.ledgers)}, found=found,
-        )  # fmt: skip
+            kind="source_mismatch",
+            key=key,
+            message=message,
+            first_ledger=span[0],
+            last_ledger=span[1],
+            expected={"ledgers": len(fresh.ledgers)},
+            found=found,
+        )
         await asyncio.to_thread(self.store.replace_range, fresh, self.batch_hooks, discrepancy)
-        log.warning("source_mismatch_repaired", first=span[0], last=span[1], **{
-            k: summary[k] for k in ("missing", "unexpected", "changed")
-        })  # fmt: skip
+        log.warning(
+            "source_mismatch_repaired",
+            first=span[0],
+            last=span[1],
+            **{k: summary[k] for k in ("missing", "unexpected", "changed")},
+        )
         # A repair holds only if a second, independent read agrees with what we now store.
         second = await RangeFetcher(self.rpc, self.filter_sets).fetch(
             span[0], span[1], previous_hash=None, max_events=None

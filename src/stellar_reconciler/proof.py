@@ -31,6 +31,7 @@ from stellar_reconciler.merkle import (
     leaf_hash,
     root_of_hashes,
 )
+from stellar_reconciler.models import iso_utc
 from stellar_reconciler.pager import LedgerPager
 from stellar_reconciler.rpc import StellarRpc
 from stellar_reconciler.store import ProofMaterial
@@ -72,7 +73,7 @@ def assemble(
     headers = [_hashed(h, header_leaf(h)) for h in material.headers]
     events = [_hashed(e, event_leaf(e)) for e in material.events]
     records = [_hashed(r, record_leaf(r)) for r in material.records]
-    when = (created_at or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
+    when = iso_utc(created_at or datetime.now(UTC))
     bundle: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,

@@ -36,6 +36,7 @@ from stellar_reconciler.errors import (
     NetworkMismatchError,
     NothingStoredError,
     ReconcilerError,
+    ServiceError,
     SetupError,
     StopDeadlineError,
 )
@@ -62,10 +63,6 @@ TASKS_GRACE_SECS = 7.0
 FORCED_EXIT_SECS = STOP_DEADLINE_SECS - 1.0
 # The exit code when the deadline had to end the process.
 FORCED_EXIT_CODE = 1
-
-
-class ServiceError(ReconcilerError):
-    """The service cannot run as configured."""
 
 
 class _QuietServer(uvicorn.Server):
@@ -325,9 +322,13 @@ class Service:
             self.status.poll_failing = False
             hooks = self.worker.batch_hooks
             self.worker = Worker(
-                self.rpc, self.store, self.status, self.metrics,
-                WorkerOptions.from_settings(self.settings), hooks,
-            )  # fmt: skip
+                self.rpc,
+                self.store,
+                self.status,
+                self.metrics,
+                WorkerOptions.from_settings(self.settings),
+                hooks,
+            )
             log.info("worker_restarted")
 
     async def _serve_http(self, stop: asyncio.Event) -> None:
@@ -421,10 +422,15 @@ async def run_verification(
             raise SetupError(f"--from/--to select no stored ledger (stored: {low}-{high})")
         status = ServiceStatus()
         maintenance = Maintenance(
-            rpc, store, status, Metrics(status), Controls(),
-            WorkerOptions.from_settings(settings).filter_sets, settings.verify_every_ledgers,
+            rpc,
+            store,
+            status,
+            Metrics(status),
+            Controls(),
+            WorkerOptions.from_settings(settings).filter_sets,
+            settings.verify_every_ledgers,
             lake=LakeSource.from_settings(settings),
-        )  # fmt: skip
+        )
         tip = await rpc.get_health()
         report = await maintenance.repair_gaps(tip, first, last)
         report = await maintenance.verify(first, last, report=report, against=against)

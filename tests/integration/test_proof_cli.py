@@ -122,15 +122,24 @@ async def test_export_verify_and_every_changed_part_fails(
     middle = content["headers"][5]
     event = content["events"][3]
     cases = [
-        (f'"hash":"{middle["hash"]}', 12, f"header chain: ledger {middle['sequence']}'s header "
-         "was changed"),
-        (event["value_xdr"], 6, f"event: event {event['id']} (ledger {event['ledger']}) was "
-         "changed"),
-        (f'"events_root":"{content["merkle"]["events_root"]}', 20, "merkle root: the events "
-         f"recompute to {content['merkle']['events_root']}"),
+        (
+            f'"hash":"{middle["hash"]}',
+            12,
+            f"header chain: ledger {middle['sequence']}'s header was changed",
+        ),
+        (
+            event["value_xdr"],
+            6,
+            f"event: event {event['id']} (ledger {event['ledger']}) was changed",
+        ),
+        (
+            f'"events_root":"{content["merkle"]["events_root"]}',
+            20,
+            f"merkle root: the events recompute to {content['merkle']['events_root']}",
+        ),
         ('"status":"missing_expected"', 12, "verdict: record 'never-paid'"),
         (net.passphrase[:12], 3, "settings: changed after export"),
-    ]  # fmt: skip
+    ]
     for needle, offset, message in cases:
         other.write_bytes(flip(data, needle, offset))
         code, said = await asyncio.to_thread(verify, other)
@@ -211,6 +220,9 @@ async def test_a_repair_inside_a_closed_period_opens_a_discrepancy(
     assert (await asyncio.to_thread(verify, before))[0] == 0
     problems = proof.check(served.content)
     assert problems == [
-        ("period", f"closed with events_root {period['events_root']}; the bundle's is "
-         f"{record['found']['events_root']}")
-    ]  # fmt: skip
+        (
+            "period",
+            f"closed with events_root {period['events_root']}; the bundle's is "
+            f"{record['found']['events_root']}",
+        )
+    ]

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 
+from stellar_reconciler.models import iso_utc
 from stellar_reconciler.store.bulk import chunks, insert_many
 from stellar_reconciler.store.database import read_connection, write_transaction
 from stellar_reconciler.store.schema import audit_log, discrepancies
@@ -38,14 +39,6 @@ KEY_LENGTH = 200
 def stored_key(key: str) -> str:
     """The key as the discrepancies table holds it; every lookup by key goes through here."""
     return key[:KEY_LENGTH]
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +68,8 @@ def discrepancy_json(row: Any) -> dict[str, Any]:
         "message": row.message,
         "expected": row.expected,
         "found": row.found,
-        "detected_at": _iso(row.detected_at),
-        "resolved_at": _iso(row.resolved_at),
+        "detected_at": iso_utc(row.detected_at),
+        "resolved_at": iso_utc(row.resolved_at),
         "resolved_by": row.resolved_by,
         "resolution": row.resolution,
     }
@@ -312,7 +305,7 @@ class AuditLog:
             return [
                 {
                     "id": r.id,
-                    "at": _iso(r.at),
+                    "at": iso_utc(r.at),
                     "actor": r.actor,
                     "action": r.action,
                     "target": r.target,

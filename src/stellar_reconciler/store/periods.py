@@ -19,12 +19,13 @@ from sqlalchemy.exc import IntegrityError
 
 from stellar_reconciler.errors import ProofRangeError
 from stellar_reconciler.merkle import EVENT_LEAF_FIELDS, events_root, headers_root
+from stellar_reconciler.models import iso_utc
 from stellar_reconciler.store.database import (
     read_connection,
     snapshot_connection,
     write_transaction,
 )
-from stellar_reconciler.store.discrepancies import Discrepancies, NewDiscrepancy, _iso
+from stellar_reconciler.store.discrepancies import Discrepancies, NewDiscrepancy
 from stellar_reconciler.store.schema import (
     checkpoints,
     closed_periods,
@@ -73,7 +74,7 @@ def header_json(row: Any) -> dict[str, Any]:
         "sequence": int(row.sequence),
         "hash": row.hash,
         "previous_hash": row.previous_hash,
-        "closed_at": _iso(row.closed_at),
+        "closed_at": iso_utc(row.closed_at),
         "event_count": int(row.event_count),
     }
 
@@ -87,7 +88,7 @@ def _event_json(row: Any) -> dict[str, Any]:
 
 def _record_json(row: Any) -> dict[str, Any]:
     found = {name: getattr(row, name) for name in RECORD_COLUMNS}
-    found["settled_at"] = _iso(row.settled_at)
+    found["settled_at"] = iso_utc(row.settled_at)
     for name in ("deadline_ledger", "event_ledger"):
         found[name] = int(found[name]) if found[name] is not None else None
     return found
@@ -101,7 +102,7 @@ def period_json(row: Any) -> dict[str, Any]:
         "events_root": row.events_root,
         "event_count": row.event_count,
         "headers_root": row.headers_root,
-        "closed_at": _iso(row.closed_at),
+        "closed_at": iso_utc(row.closed_at),
         "closed_by": row.closed_by,
     }
 
@@ -258,7 +259,7 @@ class Periods:
             return
         changed = [name for name in ("events_root", "headers_root") if now[name] != then[name]]
         message = (
-            f"ledgers {low}-{high} were closed as a period on {_iso(period.closed_at)} with "
+            f"ledgers {low}-{high} were closed as a period on {iso_utc(period.closed_at)} with "
             + ", ".join(f"{name} {then[name]}" for name in changed)
             + "; a repair has changed them to "
             + ", ".join(f"{name} {now[name]}" for name in changed)
