@@ -6,6 +6,7 @@ Callers outside this package import from here; its modules are its own business.
 from stellar_reconciler.store.discrepancies import BLOCKING_KINDS, KINDS, NewDiscrepancy
 from stellar_reconciler.store.expectations import ExpectationMatcher, Expectations
 from stellar_reconciler.store.outbox import Publication
+from stellar_reconciler.store.periods import ProofMaterial
 from stellar_reconciler.store.repository import DEFAULT_STREAM, BatchHook, EventQuery, Store
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "ExpectationMatcher",
     "Expectations",
     "NewDiscrepancy",
+    "ProofMaterial",
     "Publication",
     "Store",
 ]
