@@ -24,9 +24,10 @@ import httpx
 import nats
 import nats.js.errors
 
-from bench.databases import admin_url, fresh_database, postgres_available, sqlalchemy_url
+from bench.databases import admin_url, fresh_database, postgres_available
 from bench.service import running_service
 from bench.simnet import Simnet, running_simnet
+from stellar_reconciler.config import sqlalchemy_url
 from stellar_reconciler.store import Store
 
 POLL_SECONDS = 0.05

@@ -58,6 +58,7 @@ FLUSH_SECS = 1.0
 # Discrepancies and settled records: looked for once a second, up to this many at a time.
 DISCREPANCY_POLL_SECS = 1.0
 DISCREPANCY_BATCH = 100
+FIRST_RETRY_SECS = 0.2
 MAX_RETRY_SECS = 5.0
 
 # The last token of the subject of each kind that is not an event.
@@ -116,6 +117,9 @@ class NatsPublisher:
         self._acknowledged: list[int] = []
         self._after = 0
         self._flushed_at = time.monotonic()
+        # The wait before the next connection; doubles while publishing fails (a connection
+        # that opens but cannot publish counts as failing too).
+        self._retry = FIRST_RETRY_SECS
 
     @classmethod
     def from_settings(
@@ -131,20 +135,18 @@ class NatsPublisher:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until `stop`; a NATS or database failure waits and tries again."""
-        retry = 0.2
         try:
             while not stop.is_set():
                 try:
                     await self._connect()
-                    retry = 0.2
                     await self._publish_until(stop)
                 except (*NATS_ERRORS, PublishFailedError) as exc:
                     self._failing(exc)
                 except DatabaseUnavailableError as exc:
                     log.warning("nats_outbox_unavailable", error=str(exc))
                 await self._close()
-                await _wait(stop, retry)
-                retry = min(MAX_RETRY_SECS, retry * 2)
+                await _wait(stop, self._retry)
+                self._retry = min(MAX_RETRY_SECS, self._retry * 2)
         finally:
             await self._close()
             with contextlib.suppress(DatabaseUnavailableError):
@@ -310,6 +312,7 @@ class NatsPublisher:
             self.status.notify()
 
     def _recovered(self) -> None:
+        self._retry = FIRST_RETRY_SECS
         if self.status.publishing_failure is not None:
             log.info("nats_publishing_recovered", servers=self.shown_servers)
             self.status.publishing_failure = None
