@@ -413,6 +413,8 @@ async def run_verification(
     if against == "lake":
         return await _verify_with_lake_only(settings, first, last)
     store = await asyncio.to_thread(Store.open_existing, settings.sqlalchemy_url)
+    # Events its repairs add are queued like the running service's; that one sends them.
+    store.outbox.enabled = bool(settings.nats_url)
     rpc = build_rpc(settings)
     rpc_url = redact_url(settings.stellar_rpc_url)
     try:
