@@ -101,6 +101,7 @@ class NatsPublisher:
         *,
         batch: int = BATCH,
         ack_timeout: float = ACK_TIMEOUT_SECS,
+        flush_secs: float = FLUSH_SECS,
     ) -> None:
         self.store = store
         self.status = status
@@ -109,6 +110,7 @@ class NatsPublisher:
         self.prefix = prefix
         self.batch = batch
         self.ack_timeout = ack_timeout
+        self.flush_secs = flush_secs
         self.published = 0
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
@@ -208,7 +210,7 @@ class NatsPublisher:
         if (
             failure is not None
             or len(self._acknowledged) >= FLUSH_MESSAGES
-            or time.monotonic() - self._flushed_at >= FLUSH_SECS
+            or time.monotonic() - self._flushed_at >= self.flush_secs
         ):
             await self.flush()
         if failure is not None:

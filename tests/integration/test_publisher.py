@@ -22,12 +22,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import nats
 import pytest
 
 from stellar_reconciler.expectation_spec import ExpectationSpec
+from stellar_reconciler.publisher import NatsPublisher
 from stellar_reconciler.simnet import SimNetConfig, SimNetwork, serve_in_thread
+from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import Store
-from tests.factories import CONTRACT
+from tests.factories import CONTRACT, make_batch
 from tests.integration.harness import (
     network_event_ids,
     running_service,
@@ -318,3 +321,37 @@ async def test_a_settled_record_and_its_discrepancy_are_published_once(
     assert str(published["id"]).startswith("expectation-") and "missing_expected" in str(
         published["id"]
     )
+
+
+async def test_messages_sent_again_after_a_crash_are_dropped_by_the_stream(
+    store: Store, system_nats: str
+) -> None:
+    """Acknowledged but not yet deleted (a crash before the outbox's delete): a new publisher
+    sends them again, and the stream keeps one copy of each (Nats-Msg-Id)."""
+    stream, prefix = names()
+    store.outbox.enabled = True
+    store.ensure_stream(10, "fp")
+    store.commit_batch(make_batch(10, 19, events_per_ledger=3))
+    # No timed delete: the outbox keeps what was sent until flush() (which never comes).
+    first = NatsPublisher(store, ServiceStatus(), system_nats, stream, prefix, flush_secs=3600)
+    await first._connect()
+    try:
+        assert await first.publish_pending() == 30
+    finally:
+        await first._close()  # "crashes": what it sent is still in the outbox
+    assert store.outbox.pending_count() == 30
+    second = NatsPublisher(store, ServiceStatus(), system_nats, stream, prefix)
+    await second._connect()
+    try:
+        assert await second.publish_pending() == 30
+        await second.flush()
+    finally:
+        await second._close()
+    assert store.outbox.pending_count() == 0
+    nc = await nats.connect(system_nats)
+    try:
+        js = nc.jetstream()
+        assert (await js.stream_info(stream)).state.messages == 30
+        await js.delete_stream(stream)
+    finally:
+        await nc.close()
