@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, select, text, update
+from sqlalchemy import Connection, Engine, and_, func, select, text, update
 
 from stellar_reconciler.models import AcknowledgedGap
 from stellar_reconciler.reconcile import Range, subtract_ranges
@@ -17,6 +17,7 @@ from stellar_reconciler.store.schema import (
     acknowledged_gaps,
     checkpoints,
     discrepancies,
+    ledgers,
 )
 
 # Runs of missing sequences between stored ledgers, found by the database in one pass.
@@ -133,6 +134,44 @@ class Gaps:
                     .values(last_ledger=last, message=message, found=found)
                 )
         return opened
+
+    def resolve_filled(self, source: str) -> list[Range]:
+        """Resolve every open retention_gap whose ledgers are all stored now (filled from
+        `source`, the data lake say), saying so; the ranges resolved. One whose range is
+        only partly stored stays open until the rest is filled."""
+        resolved: list[Range] = []
+        with write_transaction(self.engine) as conn:
+            rows = conn.execute(
+                select(
+                    discrepancies.c.id, discrepancies.c.first_ledger, discrepancies.c.last_ledger
+                ).where(
+                    and_(
+                        discrepancies.c.kind == "retention_gap",
+                        discrepancies.c.resolved_at.is_(None),
+                        discrepancies.c.first_ledger.is_not(None),
+                        discrepancies.c.last_ledger.is_not(None),
+                    )
+                )
+            ).all()
+            for row in rows:
+                first, last = int(row.first_ledger), int(row.last_ledger)
+                stored = conn.execute(
+                    select(func.count())
+                    .select_from(ledgers)
+                    .where(ledgers.c.sequence.between(first, last))
+                ).scalar_one()
+                if stored != last - first + 1:
+                    continue
+                self.discrepancies.resolve(
+                    int(row.id),
+                    "auto",
+                    f"filled from {source}: ledgers {first}-{last} are stored now, one "
+                    "transaction per batch, each ledger hash-checked and chained to the one "
+                    "before it",
+                    conn,
+                )
+                resolved.append((first, last))
+        return resolved
 
     def pending_gap(self) -> PendingGap | None:
         with read_connection(self.engine) as conn:
