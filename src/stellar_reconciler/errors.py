@@ -320,3 +320,10 @@ class LakeNetworkMismatchError(LakeError):
 
 class LakeChainError(LakeError):
     """Ledgers of the lake whose hashes do not chain: the lake copy cannot be trusted."""
+
+
+class BackfillRangeError(ReconcilerError):
+    """A backfill asked for ledgers it may not write or cannot read (after the checkpoint, or
+    older than the RPC keeps with no lake configured); nothing was written."""
+
+    exit_code = ExitCode.CONFIG

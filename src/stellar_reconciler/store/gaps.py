@@ -103,6 +103,25 @@ class Gaps:
         accepted = [(g.first_ledger, g.last_ledger) for g in self.acknowledged()]
         return subtract_ranges(found, accepted)
 
+    def missing(self, low: int, high: int) -> list[Range]:
+        """Every run of ledgers low..high that is not stored, the ends of the range included
+        and ranges accepted as lost too (a backfill may still find them)."""
+        with read_connection(self.engine) as conn:
+            rows = conn.execute(_GAPS_SQL, {"low": low, "high": high}).all()
+            first, last = conn.execute(
+                select(func.min(ledgers.c.sequence), func.max(ledgers.c.sequence)).where(
+                    ledgers.c.sequence.between(low, high)
+                )
+            ).one()
+        if first is None:
+            return [(low, high)]
+        runs = [(int(a), int(b)) for a, b in rows]
+        if first > low:
+            runs.insert(0, (low, int(first) - 1))
+        if last < high:
+            runs.append((int(last) + 1, high))
+        return runs
+
     # --- the gap the worker is stopped at --------------------------------------------------
 
     def report_retention_gap(self, first: int, last: int, message: str) -> bool:
