@@ -24,11 +24,10 @@ from stellar_reconciler.errors import BackfillRangeError
 from stellar_reconciler.fetcher import BatchSizing, ChainBreakError, RangeFetcher
 from stellar_reconciler.lake_source import LakeConfig, LakeSource
 from stellar_reconciler.models import Batch, LedgerRecord
+from stellar_reconciler.pager import build_filter_sets
 from stellar_reconciler.reconcile import Range
 from stellar_reconciler.rpc import StellarRpc
-from stellar_reconciler.service import build_rpc
 from stellar_reconciler.store import BatchHook, Store
-from stellar_reconciler.worker import WorkerOptions
 
 log = structlog.get_logger("stellar_reconciler.backfill")
 
@@ -70,20 +69,42 @@ class Backfill:
         self,
         store: Store,
         rpc: StellarRpc,
-        lake: LakeSource | None,
+        lake: LakeConfig | None,
         filter_sets: list[list[dict[str, Any]]],
-        hooks: Sequence[BatchHook] = (),
+        sizing: BatchSizing,
     ) -> None:
         self.store = store
         self.rpc = rpc
-        self.lake = lake
+        self.lake_config = lake
         self.filter_sets = filter_sets
-        self.hooks = tuple(hooks)
+        self.sizing = sizing
+        self.lake: LakeSource | None = None
 
-    async def run(self, first: int, last: int, progress: Progress | None = None) -> BackfillReport:
-        """Fill every missing ledger of first..last; see the module's docstring."""
+    @classmethod
+    def for_settings(cls, store: Store, rpc: StellarRpc, settings: Settings) -> Backfill:
+        """Filters, batch sizes and the lake as the worker has them."""
+        filter_sets = build_filter_sets(settings.contract_ids, settings.event_topics)
+        sizing = BatchSizing(settings.batch_max_ledgers)
+        return cls(store, rpc, LakeConfig.from_settings(settings), filter_sets, sizing)
+
+    async def run(
+        self,
+        first: int,
+        last: int,
+        progress: Progress | None = None,
+        hooks: Sequence[BatchHook] = (),
+    ) -> BackfillReport:
+        """Fill every missing ledger of first..last; see the module's docstring. Refuses an
+        RPC (and so a lake) of another network than the stored data's."""
         if first > last:
             raise BackfillRangeError(f"--from {first} is after --to {last}")
+        network = await self.rpc.get_network()
+        await asyncio.to_thread(
+            self.store.network.check, network.passphrase, redact_url(self.rpc.url)
+        )
+        if self.lake_config is not None and self.lake is None:
+            lake = self.lake_config.open(network.passphrase)
+            self.lake = LakeSource(lake, self.lake_config.selector, self.sizing)
         checkpoint = (await asyncio.to_thread(self.store.checkpoint)).ledger
         if checkpoint is None or last > checkpoint:
             raise BackfillRangeError(
@@ -109,7 +130,7 @@ class Backfill:
             progress(done, total)
         for (run_first, run_last), (lake_part, rpc_part) in zip(report.missing, plan, strict=True):
             async for batch in self._batches(run_first, run_last, lake_part, rpc_part):
-                written = await asyncio.to_thread(self.store.backfill_batch, batch, self.hooks)
+                written = await asyncio.to_thread(self.store.backfill_batch, batch, hooks)
                 if written:
                     report.ledgers_written += len(batch.ledgers)
                     report.events_written += len(batch.events)
@@ -170,24 +191,15 @@ def _split(run: Range, oldest: int) -> tuple[Range | None, Range | None]:
 async def run_backfill(
     settings: Settings, first: int, last: int, progress: Progress | None = None
 ) -> dict[str, Any]:
-    """`reconciler backfill`: never creates a database; refuses an RPC (and a lake) of another
-    network than the stored data's."""
+    """`reconciler backfill`: never creates a database."""
+    # service imports this module (its maintenance runs backfill jobs): imported here.
+    from stellar_reconciler.service import build_rpc
+
     store = await asyncio.to_thread(Store.open_existing, settings.sqlalchemy_url)
     rpc = build_rpc(settings)
     try:
-        network = await rpc.get_network()
-        await asyncio.to_thread(
-            store.network.check, network.passphrase, redact_url(settings.stellar_rpc_url)
-        )
-        options = WorkerOptions.from_settings(settings)
-        config = LakeConfig.from_settings(settings)
-        lake = None
-        if config is not None:
-            sizing = BatchSizing(options.batch_max_ledgers, options.target_batch_events)
-            lake = LakeSource(config.open(network.passphrase), config.selector, sizing)
-        backfill = Backfill(store, rpc, lake, options.filter_sets)
-        report = await backfill.run(first, last, progress)
-        return report.as_json()
+        backfill = Backfill.for_settings(store, rpc, settings)
+        return (await backfill.run(first, last, progress)).as_json()
     finally:
         await rpc.aclose()
         store.close()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-JobKind = Literal["rescan", "verify"]
+JobKind = Literal["rescan", "verify", "backfill"]
 JobState = Literal["queued", "running", "done", "failed"]
 # Finished jobs kept for the API to show; older ones are forgotten.
 KEEP_FINISHED_JOBS = 50
@@ -24,7 +24,7 @@ def _iso(value: datetime | None) -> str | None:
 
 @dataclass
 class Job:
-    """A rescan or a verification of a ledger range, with live progress."""
+    """A rescan, a verification or a backfill of a ledger range, with live progress."""
 
     id: int
     kind: JobKind
@@ -70,7 +70,7 @@ class Job:
 
 
 class Controls:
-    """Restart requests, and the queue of rescan and verification jobs."""
+    """Restart requests, and the queue of rescan, verification and backfill jobs."""
 
     def __init__(self) -> None:
         self.restart_requested = asyncio.Event()

@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from stellar_reconciler.backfill import Backfill
 from stellar_reconciler.control import Controls, Job
 from stellar_reconciler.errors import ReconcilerError, RpcError
 from stellar_reconciler.fetcher import ChainBreakError, RangeFetcher
@@ -86,6 +87,7 @@ class Maintenance:
         verify_every: int,
         tick_seconds: float = 1.0,
         batch_hooks: Sequence[BatchHook] = (),
+        backfill: Backfill | None = None,
     ) -> None:
         self.rpc = rpc
         self.store = store
@@ -96,6 +98,7 @@ class Maintenance:
         self.verify_every = verify_every
         self.tick_seconds = tick_seconds
         self.batch_hooks = tuple(batch_hooks)
+        self.backfill = backfill
         self._ticks = 0
 
     # --- the loop ------------------------------------------------------------------------
@@ -164,6 +167,8 @@ class Maintenance:
         try:
             if job.kind == "rescan":
                 job.result = await self.rescan(job.first_ledger, job.last_ledger, job)
+            elif job.kind == "backfill":
+                job.result = await self.run_backfill(job)
             else:
                 tip = self.status.tip or await self.rpc.get_health()
                 report = await self.repair_gaps(tip, job.first_ledger, job.last_ledger)
@@ -191,6 +196,20 @@ class Maintenance:
                 job.done_ledgers = batch.last_ledger - first + 1
                 self.status.notify()
         return {"ledgers": last - first + 1, "events": events}
+
+    async def run_backfill(self, job: Job) -> dict[str, Any]:
+        """Fill what is missing of the job's range (reconciler backfill's work), its progress
+        counted over the whole range (ledgers already stored count as done)."""
+        if self.backfill is None:
+            raise ReconcilerError("backfill jobs need the service's backfill (not configured)")
+        first, last = job.first_ledger, job.last_ledger
+
+        def advance(done: int, missing: int) -> None:
+            job.done_ledgers = last - first + 1 - missing + done
+            self.status.notify()
+
+        report = await self.backfill.run(first, last, advance, self.batch_hooks)
+        return report.as_json()
 
     # --- re-verification -----------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from fastapi import FastAPI
 from stellar_reconciler.api import ApiContext, create_app
 from stellar_reconciler.api.live import close_streams
 from stellar_reconciler.api.scrub import ScrubSecrets
+from stellar_reconciler.backfill import Backfill
 from stellar_reconciler.collector import tune_garbage_collector
 from stellar_reconciler.config import TESTNET_PASSPHRASE, Settings, redact_url
 from stellar_reconciler.control import Controls
@@ -124,6 +125,7 @@ class Service:
             controls,
             options.filter_sets,
             settings.verify_every_ledgers,
+            backfill=Backfill.for_settings(store, rpc, settings),
         )
         telemetry = Telemetry(metrics, status, store=store, webhooks=bool(settings.webhook_urls))
         app = create_app(

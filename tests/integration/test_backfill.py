@@ -7,6 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import httpx
+
 from stellar_reconciler.lake import LakeLayout
 from stellar_reconciler.simnet import SimNetConfig, SimNetwork, serve_in_thread
 from stellar_reconciler.simnet.lake import damage, publish
@@ -26,6 +28,8 @@ from tests.integration.test_retention import (
     stored_events,
 )
 
+ADMIN = "admin-token-0123456789"
+AUTH = {"authorization": f"Bearer {ADMIN}"}
 # Settings the command reads that the tests set themselves; none may leak in from outside.
 OWN_SETTINGS = ("DATABASE_URL", "STELLAR_RPC_URL", "CONTRACT_IDS", "EVENT_TOPICS", "LAKE_URL")
 
@@ -160,3 +164,45 @@ async def test_backfill_refuses_what_it_may_not_write_or_cannot_read(
         assert "lake object '.config.json'" in foreign.stderr
         assert "Another Network ; 2026" in foreign.stderr
         assert stored_ledgers(database_url) == before
+
+
+async def test_post_backfills_runs_a_job_that_fills_the_past_and_reports_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The running service, indexed from 1350 with LAKE_URL set: POST /api/backfills for
+    1100-1349 (older than the RPC keeps, so no 422 for that) is a job that ends done at 100%,
+    1100-1323 from the lake and 1324-1349 from the RPC, the store then equal to the network;
+    a range past the checkpoint is a 422 naming to_ledger."""
+    net = network(94)
+    _, lake_url = lake_for(net, tmp_path / "lake", 1024, 1423)
+    with serve_in_thread(net) as url:
+        settings = settings_for(
+            database_url, url, start_ledger="1350", lake_url=lake_url, admin_token=ADMIN,
+            verify_every_ledgers=0,
+        )  # fmt: skip
+        async with running_service(settings) as (service, base), httpx.AsyncClient() as http:
+            await wait_for(lambda: service.status.last_processed_ledger == 1423, what="sync")
+            ahead = await http.post(
+                f"{base}/api/backfills", json={"from_ledger": 1300, "to_ledger": 1500}, headers=AUTH
+            )
+            assert ahead.status_code == 422 and "to_ledger" in ahead.json()["error"]
+            response = await http.post(
+                f"{base}/api/backfills", json={"from_ledger": 1100, "to_ledger": 1349}, headers=AUTH
+            )
+            assert response.status_code == 202, response.text
+            job = response.json()
+            assert (job["kind"], job["total_ledgers"]) == ("backfill", 250)
+
+            def finished() -> bool:
+                current = service.controls.job(job["id"])
+                return current is not None and current.state in ("done", "failed")
+
+            await wait_for(finished, what="the backfill job")
+            final = (await http.get(f"{base}/api/jobs/{job['id']}")).json()
+    assert final["state"] == "done", final["error"]
+    assert final["progress"] == 1.0
+    assert final["result"]["from_lake"] == [[1100, 1323]]
+    assert final["result"]["from_rpc"] == [[1324, 1349]]
+    assert final["result"]["ledgers_written"] == 250
+    assert stored_ledgers(database_url) == network_ledgers(net, 1100, 1423)
+    assert stored_events(database_url) == expected_events(net, 1100, 1423)

@@ -26,6 +26,7 @@ STATE_CHANGING: list[tuple[str, dict[str, Any] | None]] = [
     ("/api/discrepancies/1/resolve", {"note": "checked by hand"}),
     ("/api/verify", {"from_ledger": 60, "to_ledger": 70}),
     ("/api/rescans", {"from_ledger": 60, "to_ledger": 70}),
+    ("/api/backfills", {"from_ledger": 60, "to_ledger": 70}),
     ("/api/worker/pause", None),
     ("/api/worker/resume", None),
     ("/api/worker/restart", None),
@@ -85,8 +86,8 @@ async def test_admin_token_is_required_and_checked_on_every_endpoint(database_ur
                 assert response.status_code in allowed, (path, response.text)
             actions = [e["action"] for e in service.store.audit.listing()]
             assert sorted(actions) == sorted(
-                ["resolve_discrepancy", "verify", "rescan", "pause_worker", "resume_worker",
-                 "restart_worker"]
+                ["resolve_discrepancy", "verify", "rescan", "backfill", "pause_worker",
+                 "resume_worker", "restart_worker"]
             )  # fmt: skip
             # The role only: nothing derived from the token can be tested against guesses.
             assert all(e["actor"] == "admin" for e in service.store.audit.listing())
