@@ -201,3 +201,55 @@ async def test_a_corrupt_lake_object_is_named_and_nothing_of_its_batch_is_writte
     assert stored_events(database_url) == expected_events(net, 1024, 1223)
     [gap] = retention_gaps(database_url)
     assert gap["open"] is False and "data lake" in gap["resolution"]
+
+
+def forked_config() -> SimNetConfig:
+    """Ledgers 1024-1223; the RPC keeps 1184-1223."""
+    return SimNetConfig(seed=87, first_ledger=1024, prebuilt_ledgers=200, retention_window=40)
+
+
+async def test_a_lake_of_another_history_is_stopped_at_the_seam(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A lake whose ledgers chain among themselves but not into the RPC's first ledger: the
+    worker halts at the seam with a chain_break naming ledger 1184, nothing of the RPC's batch
+    written."""
+    config = forked_config()
+    net = SimNetwork(config)
+    forked = SimNetwork(SimNetConfig(**{**_fields(config), "seed": 88}))
+    _, forked_url = lake_for(forked, tmp_path / "forked", 1024, 1199)
+    with serve_in_thread(net) as url:
+        settings = settings_for(database_url, url, start_ledger="1024", lake_url=forked_url)
+        async with running_service(settings) as (service, base), httpx.AsyncClient() as http:
+            await wait_for(lambda: not service.status.worker_running, what="the halt")
+            health = (await http.get(f"{base}/health")).json()
+            assert "hash chain broken at ledger 1184" in health["reason"]
+            assert service.store.checkpoint().ledger == 1183
+            [record] = service.store.discrepancies.listing("chain_break")
+            assert record["open"] and record["first_ledger"] == 1184
+    assert [row[0] for row in stored_ledgers(database_url)] == list(range(1024, 1184))
+
+
+async def test_a_lake_of_another_network_is_refused_before_anything_is_written(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A lake whose configuration names another network: health (503) names its
+    configuration object and both networks, and nothing is stored."""
+    config = forked_config()
+    net = SimNetwork(config)
+    foreign = SimNetwork(SimNetConfig(**{**_fields(config), "network_passphrase": "Other ; 1"}))
+    _, foreign_url = lake_for(foreign, tmp_path / "foreign", 1024, 1199)
+    with serve_in_thread(net) as url:
+        settings = settings_for(database_url, url, start_ledger="1024", lake_url=foreign_url)
+        async with running_service(settings) as (service, base), httpx.AsyncClient() as http:
+            await wait_for(lambda: service.status.blocking_reason, what="the refusal")
+            response = await http.get(f"{base}/health")
+            assert response.status_code == 503
+            body = response.json()
+            assert body["detail"]["lake_object"] == ".config.json"
+            assert "'Other ; 1'" in body["reason"] and net.passphrase in body["reason"]
+            assert service.store.ledger_bounds() == (None, None, 0)
+
+
+def _fields(config: SimNetConfig) -> dict[str, Any]:
+    return {name: getattr(config, name) for name in config.__dataclass_fields__}
