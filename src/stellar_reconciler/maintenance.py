@@ -19,7 +19,7 @@ import structlog
 
 from stellar_reconciler.backfill import Backfill
 from stellar_reconciler.control import Controls, Job
-from stellar_reconciler.errors import ReconcilerError, RpcError
+from stellar_reconciler.errors import LakeError, ReconcilerError, RpcError
 from stellar_reconciler.fetcher import ChainBreakError, RangeFetcher
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.models import Batch, Event, NetworkTip
@@ -334,13 +334,26 @@ class Maintenance:
                 first = tip.oldest_ledger
             else:
                 lost = (0, -1)
-            if lost[0] <= lost[1]:
+            if lost[0] <= lost[1] and not await self._fill_from_lake(lost, report):
                 await asyncio.to_thread(self._record_retention_gap, lost, tip)
                 report.retention_gaps.append(lost)
             if first <= last and last >= tip.oldest_ledger:
                 await self._fill(first, last)
                 report.gaps_filled.append((first, last))
         return report
+
+    async def _fill_from_lake(self, lost: Range, report: VerifyReport) -> bool:
+        """Fill a gap the RPC no longer keeps from the data lake, when one is configured; a
+        retention_gap open for it is resolved saying so. False when it could not be."""
+        if self.backfill is None or self.backfill.lake_config is None:
+            return False
+        try:
+            await self.backfill.run(lost[0], lost[1], hooks=self.batch_hooks)
+        except LakeError as exc:
+            log.warning("gap_not_filled_from_lake", first=lost[0], last=lost[1], error=str(exc))
+            return False
+        report.gaps_filled.append(lost)
+        return True
 
     async def _fill(self, first: int, last: int) -> None:
         """Fetch and write first..last batch by batch, each batch one transaction: memory

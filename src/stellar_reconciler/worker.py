@@ -9,6 +9,7 @@ starts again from the checkpoint, the only state that survives.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import time
@@ -244,7 +245,7 @@ class Worker:
                     consent = None
                     checkpoint = await self._skip(plan, checkpoint)
                 case Blocked():
-                    follow = lambda s, a, b: self._follow(s, a, b, stop)  # noqa: E731
+                    follow = functools.partial(self._follow, stop=stop)
                     await self.retention.meet(plan, self.status.network, follow)
                     return
                 case Idle():
