@@ -18,6 +18,7 @@ they chain to the stored history.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -70,8 +71,13 @@ class RetentionGaps:
         lake_error = await self.fill(gap, network.passphrase, follow)
         if lake_error is None:
             self.status.unblock(BlockKind.RETENTION_GAP)
-        else:
-            await self.report(gap, lake_error)
+            return
+        # The batches before the failing object are committed: what is lost starts after them
+        # (and a consent must name that ledger).
+        checkpoint = (await asyncio.to_thread(self.store.checkpoint)).ledger
+        if checkpoint is not None and gap.first <= checkpoint < gap.last:
+            gap = dataclasses.replace(gap, first=checkpoint + 1)
+        await self.report(gap, lake_error)
 
     def source(self, passphrase: str) -> LakeSource:
         """The lake of `passphrase`'s network, opened once (its configuration read once)."""

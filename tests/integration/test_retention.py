@@ -191,8 +191,11 @@ async def test_a_corrupt_lake_object_is_named_and_nothing_of_its_batch_is_writte
             assert body["detail"]["lake_object"] == broken
             assert service.store.checkpoint().ledger == 1063
             assert stored_ledgers(database_url) == network_ledgers(net, 1024, 1063)
+            # What is lost starts after what the lake could give: a consent names 1064.
             [gap] = retention_gaps(database_url)
             assert gap["open"] and broken in gap["message"]
+            assert (gap["first_ledger"], gap["last_ledger"]) == (1064, 1183)
+            assert body["detail"]["first_missing_ledger"] == 1064
 
             publish(net, lake_store, 1064, 1071, layout)
             await wait_for(lambda: service.status.last_processed_ledger == 1223, what="the rest")
