@@ -22,6 +22,7 @@ from tests.integration.harness import (
     stored_ledgers,
     wait_for,
 )
+from tests.integration.test_cli_verify import closed_port
 
 # Small batches and partitions, so a few hundred ledgers span many objects and partitions.
 LEDGERS_PER_BATCH = 8
@@ -256,3 +257,24 @@ async def test_a_lake_of_another_network_is_refused_before_anything_is_written(
 
 def _fields(config: SimNetConfig) -> dict[str, Any]:
     return {name: getattr(config, name) for name in config.__dataclass_fields__}
+
+
+async def test_an_unreachable_lake_is_a_health_reason_and_nothing_is_written(
+    database_url: str,
+) -> None:
+    """LAKE_URL on an S3 endpoint where nothing listens: health (503) says the configuration
+    object could not be read, the retention_gap is recorded with it, and nothing is stored."""
+    net = SimNetwork(forked_config())
+    with serve_in_thread(net) as url:
+        settings = settings_for(
+            database_url, url, start_ledger="1024", lake_url="s3://lake/ledgers",
+            lake_endpoint_url=f"http://127.0.0.1:{closed_port()}", lake_anonymous=True,
+        )  # fmt: skip
+        async with running_service(settings) as (service, base), httpx.AsyncClient() as http:
+            await wait_for(lambda: service.status.blocking_reason, what="the lake failure")
+            response = await http.get(f"{base}/health")
+            assert response.status_code == 503
+            assert "lake object '.config.json': could not be read" in response.json()["reason"]
+            assert service.store.ledger_bounds() == (None, None, 0)
+    [gap] = retention_gaps(database_url)
+    assert gap["open"] and "could not be read" in gap["message"]
