@@ -72,8 +72,8 @@ demo: install
 	$(BIN)/reconciler demo
 
 lint: install lint-js
-	$(BIN)/ruff check src tests bench deploy
-	$(BIN)/ruff format --check src tests bench deploy
+	$(BIN)/ruff check src tests bench deploy examples
+	$(BIN)/ruff format --check src tests bench deploy examples
 
 ifdef NPM
 lint-js: $(NODE_STAMP)

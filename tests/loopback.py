@@ -76,12 +76,18 @@ class CuttableProxy:
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.close()
+        self.drop()
+
+    def drop(self) -> int:
+        """Drop every open connection but keep accepting new ones (a blip, not an outage);
+        returns how many connections were open."""
         with self._lock:
             sockets, self._sockets = self._sockets, []
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
+        return len(sockets) // 2
 
     def _accept(self, listener: socket.socket) -> None:
         while True:

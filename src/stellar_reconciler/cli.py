@@ -18,6 +18,7 @@ from stellar_reconciler import __version__
 from stellar_reconciler.config import Settings, env_file_warnings, settings_reference
 from stellar_reconciler.errors import ConfigError, ExitCode, ReconcilerError
 from stellar_reconciler.logs import configure_logging_for
+from stellar_reconciler.proof_cli import proof_app
 from stellar_reconciler.simnet.cli import simnet_command
 
 # Plain help (no rich boxes): click rewraps docstrings as paragraphs, so help is never broken
@@ -187,6 +188,7 @@ expect_app = typer.Typer(
     help="The application's expected records.", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(expect_app, name="expect")
+app.add_typer(proof_app, name="proof")
 
 
 @expect_app.command("import")

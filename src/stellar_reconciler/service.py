@@ -25,6 +25,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from stellar_reconciler.api import ApiContext, create_app
+from stellar_reconciler.api.event_stream import close_event_streams
 from stellar_reconciler.api.live import close_streams
 from stellar_reconciler.api.scrub import ScrubSecrets
 from stellar_reconciler.backfill import Backfill
@@ -40,6 +41,7 @@ from stellar_reconciler.errors import (
 )
 from stellar_reconciler.maintenance import Maintenance
 from stellar_reconciler.metrics import Metrics
+from stellar_reconciler.proof import settings_part
 from stellar_reconciler.redaction import Redactor
 from stellar_reconciler.rpc import RetryPolicy, RpcObserver, StellarRpc, new_http_client
 from stellar_reconciler.startup import StartUp, open_listener
@@ -137,6 +139,7 @@ class Service:
                 telemetry=telemetry,
                 service_name=settings.service_name,
                 safe_settings=settings.safe_view(),
+                proof_settings=settings_part(settings),
                 admin_token=settings.admin_token,
                 read_token=settings.read_token,
             )
@@ -339,6 +342,7 @@ class Service:
             return
         # Open dashboards hold their event streams; end them, or shutdown waits them out.
         close_streams(self.app)
+        close_event_streams(self.app)
         self.server.should_exit = True
         await serving
 

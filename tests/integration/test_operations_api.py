@@ -94,7 +94,8 @@ async def test_admin_token_is_required_and_checked_on_every_endpoint(database_ur
 
 
 async def test_read_token_guards_reads_but_not_health_or_metrics(database_url: str) -> None:
-    """With READ_TOKEN set, /api reads need it (or the admin token); monitors stay open."""
+    """With READ_TOKEN set, /api reads (the event stream too) need it (or the admin token);
+    monitors stay open."""
     net = network()
     with serve_in_thread(net) as url:
         settings = settings_for(database_url, url, admin_token=ADMIN, read_token=READER)
@@ -116,6 +117,12 @@ async def test_read_token_guards_reads_but_not_health_or_metrics(database_url: s
                 for token in (READER, ADMIN):
                     ok = await http.get(path, headers={"authorization": f"Bearer {token}"})
                     assert ok.status_code == 200, (path, ok.text)
+            # The event stream never ends: its status line is all there is to check.
+            assert (await http.get("/api/events/stream")).status_code == 401
+            for token in (READER, ADMIN):
+                headers = {"authorization": f"Bearer {token}"}
+                async with http.stream("GET", "/api/events/stream", headers=headers) as stream:
+                    assert stream.status_code == 200
             assert (await http.get("/health")).status_code == 200
             assert (await http.get("/metrics")).status_code == 200
 

@@ -28,6 +28,8 @@ ADMIN_TOKEN = "admin-secret-token-0f9e8d7c"
 READ_TOKEN = "read-secret-token-1a2b3c4d"
 WEBHOOK_SECRET = "webhook-secret-value-5e6f7a8b"
 WEBHOOK_KEY = "webhook-url-key-99aa01"
+# Server-Sent Events endpoints: they never end, so they are read apart.
+STREAMS = ("/api/stream", "/api/events/stream")
 SECRETS = (
     RPC_USER, RPC_PASSWORD, API_KEY, DB_PASSWORD, ADMIN_TOKEN, READ_TOKEN, WEBHOOK_SECRET,
     WEBHOOK_KEY,
@@ -120,8 +122,8 @@ def test_no_secret_in_any_endpoint_or_log_line(
                 assert health["healthy"] is False
                 paths = http.get("/openapi.json").json()["paths"]
                 for path, operations in paths.items():
-                    # The stream never ends; it is read below, one snapshot.
-                    if "get" in operations and path != "/api/stream":
+                    # The streams never end; each is read below, one event.
+                    if "get" in operations and path not in STREAMS:
                         concrete = re.sub(r"\{[^}]+\}", "1", path)
                         shown[concrete] = http.get(concrete, headers=read).text
                 for path in ("/", "/docs", "/openapi.json", "/static/js/main.js"):
@@ -129,6 +131,9 @@ def test_no_secret_in_any_endpoint_or_log_line(
                 with http.stream("GET", "/api/stream", headers=read) as response:
                     lines = response.iter_lines()
                     shown["/api/stream"] = next(line for line in lines if line.startswith("data:"))
+                # Nothing is indexed (the RPC rejects every call): only its headers show.
+                with http.stream("GET", "/api/events/stream", headers=read) as response:
+                    shown["/api/events/stream"] = str(response.headers)
                 status = json.loads(shown["/api/status"])
         finally:
             process.send_signal(signal.SIGTERM)

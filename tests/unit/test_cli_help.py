@@ -23,6 +23,10 @@ COMMANDS = [
     ["simnet"],
     ["expect"],
     ["expect", "import"],
+    ["proof"],
+    ["proof", "export"],
+    ["proof", "close"],
+    ["proof", "verify"],
 ]
 
 

@@ -11,9 +11,11 @@ from stellar_reconciler.api import (
     dashboard,
     data,
     docs,
+    event_stream,
     expectations,
     live,
     monitoring,
+    proofs,
     reconciliation,
 )
 from stellar_reconciler.api.context import ApiContext
@@ -45,8 +47,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
     install_error_handlers(app)
     app.include_router(monitoring.router)
     app.include_router(data.router)
+    event_stream.install_event_stream(app)
     app.include_router(reconciliation.router)
     app.include_router(expectations.router)
+    app.include_router(proofs.router)
     app.include_router(admin.router)
     live.install_live(app, ctx)
     app.include_router(docs.router)
@@ -58,8 +62,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
         for router in (
             monitoring.router,
             data.router,
+            event_stream.router,
             reconciliation.router,
             expectations.router,
+            proofs.router,
             admin.router,
             live.router,
             docs.router,

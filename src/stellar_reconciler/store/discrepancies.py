@@ -26,6 +26,8 @@ KINDS = (
     "missing_expected",
     "amount_mismatch",
     "unexpected",
+    # A repair changed the events (or ledger headers) of a period closed with a proof.
+    "closed_period_changed",
 )
 # Open discrepancies of these kinds mean the stored history cannot be trusted: health is 503.
 BLOCKING_KINDS = frozenset({"chain_break", "source_mismatch"})

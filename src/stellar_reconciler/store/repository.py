@@ -37,6 +37,7 @@ from stellar_reconciler.store.discrepancies import AuditLog, Discrepancies, NewD
 from stellar_reconciler.store.expectations import Expectations
 from stellar_reconciler.store.gaps import Gaps
 from stellar_reconciler.store.network import NetworkRecord
+from stellar_reconciler.store.periods import Periods
 from stellar_reconciler.store.schema import (
     checkpoints,
     events,
@@ -143,6 +144,7 @@ class Store:
         self.consents = GapConsents(engine, stream, self.discrepancies, self.audit)
         self.expectations = Expectations(engine, self.discrepancies, stream)
         self.network = NetworkRecord(engine)
+        self.periods = Periods(engine, stream, self.discrepancies)
 
     @classmethod
     def open(cls, url: str, stream: str = DEFAULT_STREAM) -> Store:
@@ -475,3 +477,6 @@ class Store:
         self.insert_rows(conn, batch.ledgers, batch.events)
         for hook in hooks:
             hook(conn, batch)
+        # A closed period's roots are compared in the repair's transaction: the change and
+        # its record commit together or not at all.
+        self.periods.after_repair(conn, first, last)
