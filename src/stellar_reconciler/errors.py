@@ -396,3 +396,10 @@ class ProofRangeError(ReconcilerError):
     """A proof was asked for a range that is not wholly indexed (or not a range at all)."""
 
     exit_code = ExitCode.CONFIG
+
+
+class BackfillRangeError(ReconcilerError):
+    """A backfill asked for ledgers it may not write or cannot read (after the checkpoint, or
+    older than the RPC keeps with no lake configured); nothing was written."""
+
+    exit_code = ExitCode.CONFIG

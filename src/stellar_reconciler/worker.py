@@ -9,6 +9,7 @@ starts again from the checkpoint, the only state that survives.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import time
@@ -38,10 +39,12 @@ from stellar_reconciler.fetcher import (
     RangeFetcher,
     first_error,
 )
+from stellar_reconciler.lake_source import LakeConfig
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.models import Batch, BlockKind, NetworkInfo, NetworkTip
 from stellar_reconciler.pager import build_filter_sets
 from stellar_reconciler.plan import Blocked, Idle, Proceed, Rebase, Skip, Start, plan_next
+from stellar_reconciler.retention import RetentionGaps
 from stellar_reconciler.rpc import StellarRpc
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import BatchHook, NewDiscrepancy, Store
@@ -66,6 +69,8 @@ class WorkerOptions:
     process_fetch_min_ledgers: int = 1000
     backoff: outage.PollBackoff | None = None
     failure_summary_secs: float = 60.0
+    # Where ledgers older than the RPC keeps are read from (None: no lake, a gap blocks).
+    lake: LakeConfig | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerOptions:
@@ -86,6 +91,7 @@ class WorkerOptions:
             process_fetch_min_ledgers=settings.catch_up_process_ledgers,
             backoff=outage.PollBackoff.from_settings(settings),
             failure_summary_secs=settings.failure_summary_secs,
+            lake=LakeConfig.from_settings(settings),
         )
 
 
@@ -124,6 +130,7 @@ class Worker:
         self.process_fetcher = (
             FetchProcess(options.process_fetch, sizing, metrics) if options.process_fetch else None
         )
+        self.retention = RetentionGaps(store, status, metrics, options.lake, sizing)
         backoff = options.backoff or outage.PollBackoff(options.poll_interval, 60.0, 300.0)
         self.outage = outage.Outage(backoff, options.failure_summary_secs)
         # The batch commit running in a thread, if any: waited for (briefly) on stop.
@@ -238,7 +245,8 @@ class Worker:
                     consent = None
                     checkpoint = await self._skip(plan, checkpoint)
                 case Blocked():
-                    await self._retention_gap(plan)
+                    follow = functools.partial(self._follow, stop=stop)
+                    await self.retention.meet(plan, self.status.network, follow)
                     return
                 case Idle():
                     self.status.unblock(BlockKind.RETENTION_GAP)
@@ -315,11 +323,17 @@ class Worker:
 
     async def _catch_up(self, tip: NetworkTip, stop: asyncio.Event) -> None:
         assert self._checkpoint is not None
-        if self._last_hash is None:
-            stored = await asyncio.to_thread(self.store.ledger, self._checkpoint)
-            self._last_hash = stored.hash if stored else None
         first, target = self._checkpoint + 1, tip.latest_ledger
-        batches = (await self._source(first, target)).follow(first, target, self._last_hash)
+        await self._follow(await self._source(first, target), first, target, stop)
+
+    async def _follow(
+        self, source: BatchSource, first: int, target: int, stop: asyncio.Event
+    ) -> None:
+        """Commit first..target (first is checkpoint + 1) from `source`, batch by batch."""
+        if self._last_hash is None:
+            stored = await asyncio.to_thread(self.store.ledger, first - 1)
+            self._last_hash = stored.hash if stored else None
+        batches = source.follow(first, target, self._last_hash)
         queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=1)
         fetch_error: list[BaseException] = []
         try:
@@ -417,28 +431,6 @@ class Worker:
         )
 
     # --- failures ------------------------------------------------------------------------
-
-    async def _retention_gap(self, gap: Blocked) -> None:
-        """Stop advancing and say exactly what is lost and how to accept it."""
-        command = "reconciler acknowledge-gap --through-oldest"
-        detail = {
-            "first_missing_ledger": gap.first,
-            "last_missing_ledger": gap.last,
-            "oldest_available_ledger": gap.oldest_available,
-            "command": command,
-        }
-        reason = (
-            f"ledgers {gap.first}-{gap.last} are older than the RPC's retention window "
-            f"(oldest available: {gap.oldest_available}) and cannot be indexed; index them from "
-            f"an archive RPC, or accept them as lost and continue: {command}"
-        )
-        opened = await asyncio.to_thread(
-            self.store.gaps.report_retention_gap, gap.first, gap.last, reason
-        )
-        if opened:
-            log.error("retention_gap", **detail)
-            self.metrics.processing_errors.labels(kind="retention_gap").inc()
-        self.status.block(reason, detail, BlockKind.RETENTION_GAP)
 
     def _failed(self, exc: ReconcilerError) -> float:
         """Record a failed poll; the seconds to wait before the next one."""

@@ -391,6 +391,21 @@ class Store:
             if discrepancy is not None:
                 self.discrepancies.open(discrepancy, conn)
 
+    def backfill_batch(self, batch: Batch, hooks: Sequence[BatchHook] = ()) -> bool:
+        """Write a batch of ledgers missing from the store, behind the checkpoint, in one
+        transaction with its hooks; False, writing nothing, when any of them is stored by now
+        (a backfill never rewrites what is there)."""
+        with write_transaction(self.engine) as conn:
+            present = conn.execute(
+                select(func.count())
+                .select_from(ledgers)
+                .where(ledgers.c.sequence.between(batch.first_ledger, batch.last_ledger))
+            ).scalar_one()
+            if present:
+                return False
+            self._replace_rows(conn, batch, hooks)
+        return True
+
     def fill_gap(
         self, gap: Range, batch: Batch, hooks: Sequence[BatchHook] = (), events: int = 0
     ) -> None:
