@@ -40,6 +40,7 @@ from stellar_reconciler.fetcher import (
 )
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.models import Batch, BlockKind, NetworkInfo, NetworkTip
+from stellar_reconciler.outcomes import OutcomeChecker
 from stellar_reconciler.pager import build_filter_sets
 from stellar_reconciler.plan import Blocked, Idle, Proceed, Rebase, Skip, Start, plan_next
 from stellar_reconciler.rpc import StellarRpc
@@ -66,6 +67,7 @@ class WorkerOptions:
     process_fetch_min_ledgers: int = 1000
     backoff: outage.PollBackoff | None = None
     failure_summary_secs: float = 60.0
+    tx_outcome_checks: int = 50
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerOptions:
@@ -86,6 +88,7 @@ class WorkerOptions:
             process_fetch_min_ledgers=settings.catch_up_process_ledgers,
             backoff=outage.PollBackoff.from_settings(settings),
             failure_summary_secs=settings.failure_summary_secs,
+            tx_outcome_checks=settings.tx_outcome_checks_per_poll,
         )
 
 
@@ -117,6 +120,7 @@ class Worker:
         self.metrics = metrics
         self.options = options
         self.fetcher = RangeFetcher(rpc, options.filter_sets)
+        self.outcomes = OutcomeChecker(rpc, store.outcomes, options.tx_outcome_checks)
         sizing = BatchSizing(
             options.batch_max_ledgers, options.target_batch_events, 2 * options.target_batch_events
         )
@@ -243,10 +247,12 @@ class Worker:
                 case Idle():
                     self.status.unblock(BlockKind.RETENTION_GAP)
                     self.status.record_idle_success()
+                    await self.outcomes.check()
                     return
                 case Proceed():
                     self.status.unblock(BlockKind.RETENTION_GAP)
                     await self._catch_up(tip, stop)
+                    await self.outcomes.check()
                     return
 
     async def _current_checkpoint(self, tip: NetworkTip) -> int:

@@ -5,6 +5,7 @@ Callers outside this package import from here; its modules are its own business.
 
 from stellar_reconciler.store.discrepancies import BLOCKING_KINDS, KINDS, NewDiscrepancy
 from stellar_reconciler.store.expectations import ExpectationMatcher, Expectations
+from stellar_reconciler.store.outcomes import DueRecord, TxOutcomes
 from stellar_reconciler.store.repository import DEFAULT_STREAM, BatchHook, EventQuery, Store
 
 __all__ = [
@@ -12,9 +13,11 @@ __all__ = [
     "DEFAULT_STREAM",
     "KINDS",
     "BatchHook",
+    "DueRecord",
     "EventQuery",
     "ExpectationMatcher",
     "Expectations",
     "NewDiscrepancy",
     "Store",
+    "TxOutcomes",
 ]

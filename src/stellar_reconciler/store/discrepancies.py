@@ -26,6 +26,8 @@ KINDS = (
     "missing_expected",
     "amount_mismatch",
     "unexpected",
+    "failed_on_chain",
+    "not_found",
 )
 # Open discrepancies of these kinds mean the stored history cannot be trusted: health is 503.
 BLOCKING_KINDS = frozenset({"chain_break", "source_mismatch"})

@@ -37,6 +37,7 @@ from stellar_reconciler.store.discrepancies import AuditLog, Discrepancies, NewD
 from stellar_reconciler.store.expectations import Expectations
 from stellar_reconciler.store.gaps import Gaps
 from stellar_reconciler.store.network import NetworkRecord
+from stellar_reconciler.store.outcomes import TxOutcomes
 from stellar_reconciler.store.schema import (
     checkpoints,
     events,
@@ -142,6 +143,7 @@ class Store:
         self.gaps = Gaps(engine, stream, self.discrepancies)
         self.consents = GapConsents(engine, stream, self.discrepancies, self.audit)
         self.expectations = Expectations(engine, self.discrepancies, stream)
+        self.outcomes = TxOutcomes(engine, stream)
         self.network = NetworkRecord(engine)
 
     @classmethod
