@@ -108,7 +108,7 @@ def _decode(result: Mapping[str, Any], name: str, kind: Any, *, required: bool) 
         raise RpcProtocolError(METHOD, f"field {name!r} is {value!r}, expected base64 XDR")
     try:
         return kind.from_xdr_bytes(base64.b64decode(value, validate=True))
-    except (binascii.Error, ValueError, IndexError, TypeError) as exc:
+    except (binascii.Error, EOFError, ValueError, IndexError, TypeError) as exc:
         raise RpcProtocolError(
             METHOD, f"field {name!r} does not decode as {kind.__name__}: {exc}"
         ) from exc
