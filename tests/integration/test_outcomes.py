@@ -26,9 +26,14 @@ def naturally_failed_tx(net: SimNetwork) -> str:
     return next(e["txHash"] for e in recorded if not e["inSuccessfulContractCall"])
 
 
-def exact_transfer(net: SimNetwork) -> dict[str, Any]:
-    """A successful token transfer whose transaction emitted no other transfer."""
-    recorded = net.record_events(net.first_ledger, net.latest_ledger)
+def exact_transfer(net: SimNetwork, first: int = 0) -> dict[str, Any]:
+    """A successful token transfer (from ledger `first` on) alone in its transaction."""
+    return exact_transfers(net, first)[0]
+
+
+def exact_transfers(net: SimNetwork, first: int = 0) -> list[dict[str, Any]]:
+    """Successful token transfers (from ledger `first` on), each alone in its transaction."""
+    recorded = net.record_events(max(first, net.first_ledger), net.latest_ledger)
     transfers = [
         e
         for e in recorded
@@ -39,7 +44,7 @@ def exact_transfer(net: SimNetwork) -> dict[str, Any]:
     per_tx: dict[str, int] = {}
     for e in transfers:
         per_tx[e["txHash"]] = per_tx.get(e["txHash"], 0) + 1
-    return next(e for e in transfers if per_tx[e["txHash"]] == 1)
+    return [e for e in transfers if per_tx[e["txHash"]] == 1]
 
 
 def pinned(net: SimNetwork, external_id: str, tx_hash: str, deadline: int) -> dict[str, Any]:

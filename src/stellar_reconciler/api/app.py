@@ -12,6 +12,7 @@ from stellar_reconciler.api import (
     data,
     docs,
     expectations,
+    lifecycle,
     live,
     monitoring,
     reconciliation,
@@ -47,6 +48,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(data.router)
     app.include_router(reconciliation.router)
     app.include_router(expectations.router)
+    app.include_router(lifecycle.router)
     app.include_router(admin.router)
     live.install_live(app, ctx)
     app.include_router(docs.router)
@@ -60,6 +62,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
             data.router,
             reconciliation.router,
             expectations.router,
+            lifecycle.router,
             admin.router,
             live.router,
             docs.router,
