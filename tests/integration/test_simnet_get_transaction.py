@@ -112,3 +112,21 @@ def test_bad_hashes_get_stellar_rpcs_invalid_params(
         envelope = rpc(client, url, "getTransaction", params)
     assert envelope["error"]["code"] == -32602
     assert message in envelope["error"]["message"]
+
+
+def test_the_control_api_declares_outcomes(net: SimNetwork, url: str) -> None:
+    """POST /_simnet/transactions declares a hash failed (in a given ledger) or unknown, from
+    another process; bad input is a 400."""
+    tx_hash = "1e" * 32
+    control = url.rstrip("/") + "/_simnet/transactions"
+    with httpx.Client(timeout=10) as client:
+        failed = client.post(control, json={"hash": tx_hash, "outcome": "failed", "ledger": 1003})
+        assert failed.status_code == 201
+        assert (ask(url, tx_hash)["status"], ask(url, tx_hash)["ledger"]) == ("FAILED", 1003)
+        forgotten = client.post(control, json={"hash": tx_hash, "outcome": "not_found"})
+        assert forgotten.status_code == 201 and ask(url, tx_hash)["status"] == "NOT_FOUND"
+        assert client.get(control).json() == {"failed": [], "forgotten": [tx_hash]}
+        bad = client.post(control, json={"hash": "xy", "outcome": "failed"})
+        odd = client.post(control, json={"hash": tx_hash, "outcome": "lost"})
+    assert (bad.status_code, odd.status_code) == (400, 400)
+    assert "64 hexadecimal" in bad.json()["error"] and "failed or not_found" in odd.json()["error"]
