@@ -366,6 +366,9 @@ async def test_ten_thousand_csv_records_are_classified_exactly(
                 lambda: service.status.last_processed_ledger == net.latest_ledger, 120, "catch-up"
             )
             catch_up_seconds = time.perf_counter() - started
+            # Records pinned to unknown transactions settle as getTransaction answers, a
+            # bounded number per poll.
+            await wait_for(lambda: not service.store.outcomes.due(1), 60, "outcome checks")
             summary = (await http.get("/api/reconciliation")).json()
             records = await all_records(service.store.expectations)
             reported = await asyncio.to_thread(open_unexpected, service.store)

@@ -136,7 +136,19 @@ class TxOutcomes:
                 )
             if status != PENDING:
                 values.update(status=status, settled_at=datetime.now(UTC))
-            conn.execute(update(expectations).where(expectations.c.id == row.id).values(values))
+            # Still pending and due, checked again as the row is written: a batch committed
+            # meanwhile (a repair) may have matched it, and PostgreSQL re-reads it here.
+            written = conn.execute(
+                update(expectations)
+                .where(
+                    expectations.c.id == row.id,
+                    _IS_PENDING,
+                    expectations.c.outcome_due.is_(True),
+                )
+                .values(values)
+            )
+            if written.rowcount != 1:
+                return None
             if status != PENDING:
                 open_all(conn, [_finding(row, status, outcome, why)])
             return status
