@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from stellar_reconciler.decode import decode_scval_b64
-from stellar_reconciler.simnet import SimNetConfig, SimNetwork, serve_in_thread
+from stellar_reconciler.simnet import FaultKind, SimNetConfig, SimNetwork, serve_in_thread
 from tests.integration.harness import settings_for, wait_for
 from tests.integration.test_expectations import ADMIN, AUTH, service_with_expectations, tx_of
 
@@ -143,6 +143,75 @@ async def test_a_node_that_forgot_the_deadline_cannot_say_not_found(database_url
             ]
     assert outcome["status"] == "missing_expected" and outcome["tx_status"] == "NOT_FOUND"
     assert "cannot say whether transaction" in found["message"]
+
+
+async def test_rpc_faults_defer_the_check_and_a_node_without_the_method_cannot_say(
+    database_url: str,
+) -> None:
+    """Overload answers (503) and a garbled answer leave the records due for a later poll,
+    and they then settle by the real answer; a node that does not serve getTransaction
+    (-32601) settles them missing_expected, naming the reason. Indexing never stops."""
+    net = small_network()
+    declared = tx_of("declared")
+    net.transactions.fail(declared)
+    deadline = net.latest_ledger - 5
+    net.faults.add(FaultKind.HTTP_503, method="getTransaction", times=6)
+    net.faults.add(FaultKind.WRONG_SHAPE, method="getTransaction", times=1)
+    with serve_in_thread(net) as url:
+        settings = settings_for(database_url, url, admin_token=ADMIN)
+        async with (
+            service_with_expectations(settings) as (service, base, _),
+            httpx.AsyncClient(timeout=10) as http,
+        ):
+            posted = await http.post(
+                f"{base}/api/expectations",
+                json=[pinned(net, "declared", declared, deadline)],
+                headers=AUTH,
+            )
+            assert posted.status_code == 201, posted.text
+            failed = await wait_for_async(lambda: settled(http, base, "declared"))
+            net.faults.add(
+                FaultKind.RPC_ERROR,
+                method="getTransaction",
+                times=None,
+                code=-32601,
+                message="method not found",
+            )
+            later = pinned(net, "unanswered", tx_of("unanswered"), net.latest_ledger)
+            assert (
+                await http.post(f"{base}/api/expectations", json=later, headers=AUTH)
+            ).is_success
+            unanswered = await wait_for_async(lambda: settled(http, base, "unanswered"))
+            net.close_ledgers(3)
+            await wait_for(
+                lambda: service.status.last_processed_ledger == net.latest_ledger, 30, "indexing"
+            )
+            (found,) = (await http.get(f"{base}/api/discrepancies?kind=missing_expected")).json()[
+                "discrepancies"
+            ]
+    assert failed["status"] == "failed_on_chain" and failed["tx_status"] == "FAILED"
+    assert net.requests_served["getTransaction"] >= 8
+    assert unanswered["status"] == "missing_expected" and unanswered["tx_status"] is None
+    assert "could not say" in found["message"] and "-32601" in found["message"]
+
+
+async def test_with_checks_off_pinned_records_settle_missing_unasked(database_url: str) -> None:
+    """TX_OUTCOME_CHECKS_PER_POLL=0 never calls getTransaction: a pinned record without its
+    event settles missing_expected at its deadline, as before outcomes existed."""
+    net = small_network()
+    with serve_in_thread(net) as url:
+        settings = settings_for(database_url, url, admin_token=ADMIN, tx_outcome_checks_per_poll=0)
+        async with (
+            service_with_expectations(settings) as (_, base, _),
+            httpx.AsyncClient(timeout=10) as http,
+        ):
+            record = pinned(net, "quiet", tx_of("quiet"), net.latest_ledger - 5)
+            assert (
+                await http.post(f"{base}/api/expectations", json=record, headers=AUTH)
+            ).is_success
+            outcome = await wait_for_async(lambda: settled(http, base, "quiet"))
+    assert outcome["status"] == "missing_expected" and outcome["tx_status"] is None
+    assert "getTransaction" not in net.requests_served
 
 
 async def wait_for_async(probe: Any, within: float = 30.0) -> Any:
