@@ -246,13 +246,14 @@ class Worker:
                     return
                 case Idle():
                     self.status.unblock(BlockKind.RETENTION_GAP)
-                    self.status.record_idle_success()
+                    # First, so a poll's success is what ends it (health then outage reset).
                     await self.outcomes.check()
+                    self.status.record_idle_success()
                     return
                 case Proceed():
                     self.status.unblock(BlockKind.RETENTION_GAP)
-                    await self._catch_up(tip, stop)
                     await self.outcomes.check()
+                    await self._catch_up(tip, stop)
                     return
 
     async def _current_checkpoint(self, tip: NetworkTip) -> int:
