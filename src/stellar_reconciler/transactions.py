@@ -55,7 +55,9 @@ def parse_transaction(result: Mapping[str, Any], asked: str) -> TransactionOutco
         raise RpcProtocolError(
             METHOD, f"field 'status' is {status!r}, expected one of SUCCESS, FAILED or NOT_FOUND"
         )
-    tx_hash = result.get("txHash")
+    tx_hash = result.get("txHash", asked)
+    # Servers before the spec required txHash leave it out; one that names another
+    # transaction answered another question.
     if not isinstance(tx_hash, str) or tx_hash.lower() != asked.lower():
         raise RpcProtocolError(
             METHOD, f"field 'txHash' is {tx_hash!r}, but transaction {asked} was asked for"
