@@ -5,13 +5,14 @@ Callers outside this package import from here; its modules are its own business.
 
 from stellar_reconciler.store.discrepancies import BLOCKING_KINDS, KINDS, NewDiscrepancy
 from stellar_reconciler.store.expectations import ExpectationMatcher, Expectations
-from stellar_reconciler.store.outcomes import DueRecord, TxOutcomes
+from stellar_reconciler.store.outcomes import Answer, DueRecord, TxOutcomes
 from stellar_reconciler.store.repository import DEFAULT_STREAM, BatchHook, EventQuery, Store
 
 __all__ = [
     "BLOCKING_KINDS",
     "DEFAULT_STREAM",
     "KINDS",
+    "Answer",
     "BatchHook",
     "DueRecord",
     "EventQuery",

@@ -42,6 +42,15 @@ class DueRecord:
     tx_hash: str
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What getTransaction said of a due record's transaction (None, and `why`: nothing)."""
+
+    record: DueRecord
+    outcome: TransactionOutcome | None
+    why: str = ""
+
+
 def mark_due(conn: Connection, ids: Sequence[int]) -> None:
     """Leave these pending records for the outcome check (their deadline passed unmatched)."""
     for chunk in chunks(sorted(ids)):
@@ -113,45 +122,54 @@ class TxOutcomes:
         """Write what getTransaction said (`why`: why it could not say) and settle the record
         if that decides it; returns its status then, or None when it is to be asked again or
         settled meanwhile (matched by a repair, cancelled)."""
+        return self.settle_all([Answer(record, outcome, why)])[0]
+
+    def settle_all(self, answers: Sequence[Answer]) -> list[str | None]:
+        """`settle` for each answer, in one transaction (a poll's worth costs one commit)."""
         with write_transaction(self.engine) as conn:
-            row = conn.execute(
-                select(expectations).where(
-                    expectations.c.id == record.id,
-                    _IS_PENDING,
-                    expectations.c.outcome_due.is_(True),
-                )
-            ).one_or_none()
-            if row is None:
-                return None
             checkpoint = checkpoint_of(conn, self.stream) or 0
-            status = verdict(row.deadline_ledger, checkpoint, outcome)
-            if status is None:
-                return None
-            values: dict[str, Any] = {"outcome_due": False}
-            if outcome is not None:
-                values.update(
-                    tx_status=outcome.status,
-                    tx_ledger=outcome.ledger,
-                    result_code=outcome.result_code,
-                )
-            if status != PENDING:
-                values.update(status=status, settled_at=datetime.now(UTC))
-            # Still pending and due, checked again as the row is written: a batch committed
-            # meanwhile (a repair) may have matched it, and PostgreSQL re-reads it here.
-            written = conn.execute(
-                update(expectations)
-                .where(
-                    expectations.c.id == row.id,
-                    _IS_PENDING,
-                    expectations.c.outcome_due.is_(True),
-                )
-                .values(values)
+            return [self._settle(conn, checkpoint, answer) for answer in answers]
+
+    @staticmethod
+    def _settle(conn: Connection, checkpoint: int, answer: Answer) -> str | None:
+        record, outcome = answer.record, answer.outcome
+        row = conn.execute(
+            select(expectations).where(
+                expectations.c.id == record.id,
+                _IS_PENDING,
+                expectations.c.outcome_due.is_(True),
             )
-            if written.rowcount != 1:
-                return None
-            if status != PENDING:
-                open_all(conn, [_finding(row, status, outcome, why)])
-            return status
+        ).one_or_none()
+        if row is None:
+            return None
+        status = verdict(row.deadline_ledger, checkpoint, outcome)
+        if status is None:
+            return None
+        values: dict[str, Any] = {"outcome_due": False}
+        if outcome is not None:
+            values.update(
+                tx_status=outcome.status,
+                tx_ledger=outcome.ledger,
+                result_code=outcome.result_code,
+            )
+        if status != PENDING:
+            values.update(status=status, settled_at=datetime.now(UTC))
+        # Still pending and due, checked again as the row is written: a batch committed
+        # meanwhile (a repair) may have matched it, and PostgreSQL re-reads it here.
+        written = conn.execute(
+            update(expectations)
+            .where(
+                expectations.c.id == row.id,
+                _IS_PENDING,
+                expectations.c.outcome_due.is_(True),
+            )
+            .values(values)
+        )
+        if written.rowcount != 1:
+            return None
+        if status != PENDING:
+            open_all(conn, [_finding(row, status, outcome, answer.why)])
+        return status
 
 
 def _finding(row: Any, status: str, outcome: TransactionOutcome | None, why: str) -> NewDiscrepancy:
