@@ -42,6 +42,7 @@ from stellar_reconciler.fetcher import (
 from stellar_reconciler.lake_source import LakeConfig
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.models import Batch, BlockKind, NetworkInfo, NetworkTip
+from stellar_reconciler.outcomes import OutcomeChecker
 from stellar_reconciler.pager import build_filter_sets
 from stellar_reconciler.plan import Blocked, Idle, Proceed, Rebase, Skip, Start, plan_next
 from stellar_reconciler.retention import RetentionGaps
@@ -71,6 +72,7 @@ class WorkerOptions:
     failure_summary_secs: float = 60.0
     # Where ledgers older than the RPC keeps are read from (None: no lake, a gap blocks).
     lake: LakeConfig | None = None
+    tx_outcome_checks: int = 50
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerOptions:
@@ -92,6 +94,7 @@ class WorkerOptions:
             backoff=outage.PollBackoff.from_settings(settings),
             failure_summary_secs=settings.failure_summary_secs,
             lake=LakeConfig.from_settings(settings),
+            tx_outcome_checks=settings.tx_outcome_checks_per_poll,
         )
 
 
@@ -123,6 +126,7 @@ class Worker:
         self.metrics = metrics
         self.options = options
         self.fetcher = RangeFetcher(rpc, options.filter_sets)
+        self.outcomes = OutcomeChecker(rpc, store.outcomes, options.tx_outcome_checks)
         sizing = BatchSizing(
             options.batch_max_ledgers, options.target_batch_events, 2 * options.target_batch_events
         )
@@ -250,10 +254,13 @@ class Worker:
                     return
                 case Idle():
                     self.status.unblock(BlockKind.RETENTION_GAP)
+                    # First, so a poll's success is what ends it (health then outage reset).
+                    await self.outcomes.check()
                     self.status.record_idle_success()
                     return
                 case Proceed():
                     self.status.unblock(BlockKind.RETENTION_GAP)
+                    await self.outcomes.check()
                     await self._catch_up(tip, stop)
                     return
 

@@ -36,7 +36,9 @@ from stellar_reconciler.store.database import (
 from stellar_reconciler.store.discrepancies import AuditLog, Discrepancies, NewDiscrepancy
 from stellar_reconciler.store.expectations import Expectations
 from stellar_reconciler.store.gaps import Gaps
+from stellar_reconciler.store.lifecycle import Lifecycle
 from stellar_reconciler.store.network import NetworkRecord
+from stellar_reconciler.store.outcomes import TxOutcomes
 from stellar_reconciler.store.periods import Periods
 from stellar_reconciler.store.schema import (
     checkpoints,
@@ -138,6 +140,8 @@ class Store:
         self.gaps = Gaps(engine, stream, self.discrepancies)
         self.consents = GapConsents(engine, stream, self.discrepancies, self.audit)
         self.expectations = Expectations(engine, self.discrepancies, stream)
+        self.outcomes = TxOutcomes(engine, stream)
+        self.lifecycle = Lifecycle(self.expectations)
         self.network = NetworkRecord(engine)
         self.periods = Periods(engine, stream, self.discrepancies)
 
