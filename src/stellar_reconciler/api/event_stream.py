@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import re
 from typing import Annotated, Any
 
@@ -48,8 +47,8 @@ Ctx = Annotated[ApiContext, Depends(context)]
 
 _EVENT_ID = re.compile(r"[0-9]{19}-[0-9]{10}")
 # Events per store read, and pages read ahead of the socket: together they bound what one
-# client can hold in memory (a few hundred KiB).
-PAGE_EVENTS = 200
+# client holds in memory: three pages at most, a few hundred KiB each for typical events.
+PAGE_EVENTS = 500
 QUEUE_PAGES = 2
 # The status version moves with this process's own commits; a commit made by another process
 # on the same database is found by this re-read, which costs one indexed query.
@@ -79,12 +78,13 @@ def close_event_streams(app: FastAPI) -> None:
     streams.closing.set()
 
 
-def encode(rows: list[dict[str, Any]]) -> bytes:
+# (event id, the event as JSON text on one line), as Store.event_texts reads them.
+Page = list[tuple[str, str]]
+
+
+def encode(rows: Page) -> bytes:
     """Events in the wire format: one `id:` and one `data:` line each."""
-    return b"".join(
-        f"id: {row['id']}\ndata: {json.dumps(row, separators=(',', ':'))}\n\n".encode()
-        for row in rows
-    )
+    return "".join(f"id: {event_id}\ndata: {text}\n\n" for event_id, text in rows).encode()
 
 
 class EventPages:
@@ -96,16 +96,16 @@ class EventPages:
         self.query = query
         self.version = status.version
 
-    def read(self) -> list[dict[str, Any]]:
+    def read(self) -> Page:
         """The next page (possibly empty), moving the position past it."""
         # Taken before the read, so a commit that lands after it is never waited past.
         self.version = self.status.version
-        rows = self.store.list_events(self.query)
+        rows = self.store.event_texts(self.query)
         if rows:
-            self.query = dataclasses.replace(self.query, after_id=rows[-1]["id"])
+            self.query = dataclasses.replace(self.query, after_id=rows[-1][0])
         return rows
 
-    async def fill(self, queue: asyncio.Queue[bytes], first: list[dict[str, Any]]) -> None:
+    async def fill(self, queue: asyncio.Queue[bytes], first: Page) -> None:
         """Put pages into `queue` as they are committed, starting with `first` (the page
         just read); waits while the queue is full, so a slow client reads nothing ahead."""
         rows = first
@@ -127,7 +127,7 @@ class EventStreamResponse(Response):
     def __init__(
         self,
         pages: EventPages | None = None,
-        first: list[dict[str, Any]] | None = None,
+        first: Page | None = None,
         streams: EventStreams | None = None,
     ) -> None:
         super().__init__(headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
