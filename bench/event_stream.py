@@ -122,8 +122,10 @@ def measure(
         events=stored,
         catch_up_s=catch_up,
         stored_per_s=stored / catch_up,
-        streamed_per_s=min(stored / ((r.finished_at or ended) - began) for r in readers),
-        worst_behind_s=max(behind),
+        streamed_per_s=min(
+            (stored / ((r.finished_at or ended) - began) for r in readers), default=float("nan")
+        ),
+        worst_behind_s=max(behind, default=float("nan")),
         all_received=all(r.received == stored and r.in_order for r in readers),
         replay_per_s=replay.received / replay_seconds,
         errors=[r.error for r in readers if r.error],
@@ -147,7 +149,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ledgers", type=int, default=2000)
     parser.add_argument("--events-per-ledger", type=int, default=50)
-    parser.add_argument("--clients", default="1,4")
+    parser.add_argument("--clients", default="0,1,4", help="0: the catch-up alone, to compare")
     parser.add_argument("--databases", default="sqlite,postgres")
     args = parser.parse_args()
     databases = args.databases.split(",")
