@@ -5,8 +5,8 @@ Each event goes out once, in id order (the order of GET /api/events), as `id: <e
 `Last-Event-ID` header resumes right after that id, so it misses nothing and sees nothing
 twice. Id order is commit order: the checkpoint's compare-and-set makes every batch start
 where the last one ended, so a reader never sees an id appear below one it has already seen.
-(Repairs behind the checkpoint rewrite past ledgers; a stream already beyond them does not
-go back to send those again.)
+(Repairs and gap fills write behind the checkpoint; a stream already beyond what they write
+does not go back for it: GET /api/events has it.)
 
 Per client, a reader task takes pages from the store into a small bounded queue and a sender
 writes them to the socket; the store is read in short transactions that end before a byte
@@ -159,7 +159,8 @@ class EventStreamResponse(Response):
         stored, sender = tasks[0], tasks[1]
         error = sender.exception() if sender in done else None
         if isinstance(error, TimeoutError):
-            # Leaving without ending the body makes the server drop the connection.
+            # Leaving without ending the body makes the server drop the connection (uvicorn
+            # logs that it did); ending it properly would wait on the same full socket.
             log.warning("event_stream_client_too_slow", seconds=streams.send_timeout_seconds)
             return
         if error is None and stored in done:
