@@ -37,6 +37,7 @@ from stellar_reconciler.api.data import topic_name
 from stellar_reconciler.api.errors import ApiError, invalid_param
 from stellar_reconciler.api.params import LedgerQuery
 from stellar_reconciler.errors import DatabaseUnavailableError
+from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import EventQuery, Store
 
@@ -129,6 +130,7 @@ class EventStreamResponse(Response):
         pages: EventPages | None = None,
         first: Page | None = None,
         streams: EventStreams | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__(headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         # The body is open-ended: no length (Response declares 0 for its empty content).
@@ -136,6 +138,7 @@ class EventStreamResponse(Response):
         self.pages = pages
         self.first = first or []
         self.streams = streams or EventStreams()
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
@@ -144,7 +147,7 @@ class EventStreamResponse(Response):
             return
         queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_PAGES)
         streams = self.streams
-        streams.open_streams += 1
+        self._count_open(+1)
         tasks = [
             asyncio.create_task(self.pages.fill(queue, self.first)),
             asyncio.create_task(self._send_pages(queue, send)),
@@ -154,7 +157,7 @@ class EventStreamResponse(Response):
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            streams.open_streams -= 1
+            self._count_open(-1)
             await _cancel_all(tasks)
         stored, sender = tasks[0], tasks[1]
         error = sender.exception() if sender in done else None
@@ -162,6 +165,8 @@ class EventStreamResponse(Response):
             # Leaving without ending the body makes the server drop the connection (uvicorn
             # logs that it did); ending it properly would wait on the same full socket.
             log.warning("event_stream_client_too_slow", seconds=streams.send_timeout_seconds)
+            if self.metrics is not None:
+                self.metrics.event_stream_cutoffs.inc()
             return
         if error is None and stored in done:
             error = stored.exception()
@@ -171,6 +176,11 @@ class EventStreamResponse(Response):
         elif error is not None:
             raise error
         await _finish(send, streams.send_timeout_seconds)
+
+    def _count_open(self, change: int) -> None:
+        self.streams.open_streams += change
+        if self.metrics is not None:
+            self.metrics.event_streams.set(self.streams.open_streams)
 
     async def _send_pages(self, queue: asyncio.Queue[bytes], send: Send) -> None:
         streams = self.streams
@@ -280,4 +290,4 @@ async def event_stream(
     pages = EventPages(ctx.store, ctx.status, query)
     # The first page is read before answering, so a database that is down is a 503.
     first = await run_in_threadpool(pages.read)
-    return EventStreamResponse(pages, first, request.app.state.event_streams)
+    return EventStreamResponse(pages, first, request.app.state.event_streams, ctx.metrics)
