@@ -24,9 +24,9 @@ from typing import Any
 
 from sqlalchemy import and_, insert, update
 
-from bench.databases import sqlalchemy_url
 from bench.history import rpc_client
 from stellar_reconciler.collector import tune_garbage_collector
+from stellar_reconciler.config import sqlalchemy_url
 from stellar_reconciler.decode import decode_event
 from stellar_reconciler.models import LedgerRecord, RawEvent, utc_from_unix
 from stellar_reconciler.pager import MAX_EVENTS_PAGE

@@ -19,9 +19,9 @@ import resource
 import time
 from typing import Any
 
-from bench.databases import sqlalchemy_url
 from bench.history import read_batches, rpc_client
 from stellar_reconciler.collector import tune_garbage_collector
+from stellar_reconciler.config import sqlalchemy_url
 from stellar_reconciler.rpc import StellarRpc
 from stellar_reconciler.store import Store
 

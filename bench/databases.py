@@ -55,11 +55,3 @@ def fresh_database(kind: str, workdir: Path, postgres_url: str) -> Iterator[str]
     finally:
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def sqlalchemy_url(url: str) -> str:
-    """What Store.open expects (the service adds the driver itself)."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url

@@ -129,10 +129,23 @@ def profile(args: argparse.Namespace) -> None:
             # Sampling starts once the worker is ready, so start-up is not in the profile.
             _wait_for_checkpoint(port, None, service)
             spy = subprocess.Popen(
-                [py_spy, "record", "--rate", str(args.rate), "--format", "raw", "--output",
-                 str(raw), "--nonblocking", "--subprocesses", "--pid", str(service.pid)],
-                stdout=log, stderr=log,
-            )  # fmt: skip
+                [
+                    py_spy,
+                    "record",
+                    "--rate",
+                    str(args.rate),
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(raw),
+                    "--nonblocking",
+                    "--subprocesses",
+                    "--pid",
+                    str(service.pid),
+                ],
+                stdout=log,
+                stderr=log,
+            )
             family = Family(service.pid)
             family.sample()
             started, cpu_started = time.perf_counter(), family.cpu_seconds()

@@ -35,10 +35,11 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, text
 
-from bench.databases import admin_url, fresh_database, postgres_available, sqlalchemy_url
+from bench.databases import admin_url, fresh_database, postgres_available
 from bench.procstat import free_port, stop
 from bench.rpcproxy import RpcProxy, running_proxy
 from bench.simnet import Simnet, running_simnet
+from stellar_reconciler.config import sqlalchemy_url
 
 RESULTS = Path("bench/results")
 # A fault counts as recovered when the service is healthy and caught up within this long.

@@ -28,10 +28,11 @@ import psycopg
 
 from bench.catchup import measure_catch_up
 from bench.children import run_measured
-from bench.databases import admin_url, fresh_database, postgres_available, sqlalchemy_url
+from bench.databases import admin_url, fresh_database, postgres_available
 from bench.latency import measure_latency
 from bench.report import render_markdown, render_text, verdicts
 from bench.simnet import running_simnet
+from stellar_reconciler.config import sqlalchemy_url
 from stellar_reconciler.store import Store
 
 PHASES = ("catchup", "baseline", "fetch", "write", "latency")

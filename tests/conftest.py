@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from stellar_reconciler.config import sqlalchemy_url
 from stellar_reconciler.store import Store
 from stellar_reconciler.store.database import create_database_engine
 from stellar_reconciler.store.migrate import upgrade
@@ -26,10 +27,6 @@ _HOW_TO_ENABLE = (
     "PostgreSQL is not reachable at TEST_POSTGRES_URL={url} ({error}); start it (see README) or "
     "point TEST_POSTGRES_URL at a server where this user may CREATE DATABASE"
 )
-
-
-def _sqlalchemy(url: str) -> str:
-    return url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 def _with_database(url: str, name: str) -> str:
@@ -51,7 +48,7 @@ class PostgresTemplate:
         with self._admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.template}"')
             conn.execute(f'CREATE DATABASE "{self.template}"')
-        engine = create_database_engine(_sqlalchemy(_with_database(ADMIN_URL, self.template)))
+        engine = create_database_engine(sqlalchemy_url(_with_database(ADMIN_URL, self.template)))
         try:
             upgrade(engine)
         finally:
@@ -62,7 +59,7 @@ class PostgresTemplate:
         with self._admin() as conn:
             conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
         self.created.append(name)
-        return _sqlalchemy(_with_database(ADMIN_URL, name))
+        return sqlalchemy_url(_with_database(ADMIN_URL, name))
 
     def drop(self, url: str) -> None:
         name = url.rsplit("/", 1)[1]

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from stellar_reconciler.decode import DecodeError, decode_history_entry
-from stellar_reconciler.errors import RpcProtocolError
+from stellar_reconciler.decode import decode_history_entry
+from stellar_reconciler.errors import DecodeError, RpcProtocolError
 from stellar_reconciler.models import LedgerHeader, NetworkTip, RawEvent
 
 

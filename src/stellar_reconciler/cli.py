@@ -18,6 +18,7 @@ from stellar_reconciler import __version__
 from stellar_reconciler.config import Settings, env_file_warnings, settings_reference
 from stellar_reconciler.errors import ConfigError, ExitCode, ReconcilerError
 from stellar_reconciler.logs import configure_logging_for
+from stellar_reconciler.proof_cli import proof_app
 from stellar_reconciler.simnet.cli import simnet_command
 
 # Plain help (no rich boxes): click rewraps docstrings as paragraphs, so help is never broken
@@ -48,6 +49,10 @@ VERIFY_SETTINGS = (
     "RPC_TIMEOUT_SECS",
     "VERIFY_EVERY_LEDGERS",
     "UNEXPECTED_EVENT_CONTRACTS",
+    "LAKE_URL",
+    "LAKE_ENDPOINT_URL",
+    "LAKE_ANONYMOUS",
+    "LAKE_PREFETCH",
 )
 EXIT_CODES_HELP = (
     "\b\nExit codes: 0 done; 1 something could not be repaired or was rejected; 2 a setting "
@@ -187,6 +192,7 @@ expect_app = typer.Typer(
     help="The application's expected records.", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(expect_app, name="expect")
+app.add_typer(proof_app, name="proof")
 
 
 @expect_app.command("import")
@@ -337,25 +343,47 @@ def acknowledge_gap(
 def verify(
     from_ledger: Annotated[int | None, typer.Option("--from", help="First ledger", min=1)] = None,
     to_ledger: Annotated[int | None, typer.Option("--to", help="Last ledger", min=1)] = None,
+    against: Annotated[
+        str,
+        typer.Option(
+            help="rpc, lake (LAKE_URL) or both: the sources stored ledgers are compared with"
+        ),
+    ] = "rpc",
 ) -> None:
     """Find gaps (and fill those the RPC still has), then re-verify stored ledgers against the
     RPC and repair differences.
 
-    It never creates a database; it refuses an RPC of another network than the stored data's.
+    With --against both, the lake votes too: a source outvoted by the other two is named in a
+    source_mismatch and nothing is repaired from it. --against lake compares the store with
+    the lake alone, without asking the RPC. It never creates a database; it refuses an RPC or
+    a lake of another network than the stored data's, and names the lake object it could not
+    read.
     """
     from stellar_reconciler.config import redact_url
+    from stellar_reconciler.crosscheck import AGAINST
     from stellar_reconciler.service import run_verification
 
     settings = load_settings()
     configure_logging_for(settings, level="warning")
-    if "stellar_rpc_url" not in settings.model_fields_set:
+    # Checked here, not by click: the installed typer has no choice type for a plain str.
+    chosen = next((a for a in AGAINST if a == against), None)
+    if chosen is None:
+        fail(f"--against must be rpc, lake or both, not {against!r}", ExitCode.CONFIG)
+    if chosen != "lake" and "stellar_rpc_url" not in settings.model_fields_set:
         warn(
             f"STELLAR_RPC_URL is not set: asking {redact_url(settings.stellar_rpc_url)} "
             "(the default, testnet)"
         )
-    report = guarded(lambda: asyncio.run(run_verification(settings, from_ledger, to_ledger)))
+    report = guarded(
+        lambda: asyncio.run(run_verification(settings, from_ledger, to_ledger, chosen))
+    )
     table = Table(title="verification", show_header=False)
     for key, value in report.items():
+        if key == "source_mismatches":
+            # One ledger each: "ledger=12, source=lake, changed=1; ledger=40, ..."
+            shown = "; ".join(human(v) for v in value) or "none"
+            table.add_row(key.replace("_", " "), shown)
+            continue
         table.add_row(key.replace("_", " "), human(value))
     console.print(table)
     if not report["clean"]:

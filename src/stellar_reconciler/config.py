@@ -75,6 +75,15 @@ EXPECTED_FORMS: dict[str, str] = {
 }
 
 
+def sqlalchemy_url(url: str) -> str:
+    """A DATABASE_URL with the driver SQLAlchemy should use (postgres:// and postgresql://
+    become postgresql+psycopg://); the one place that knows, for the service, bench and tests."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
 def redact_url(url: str) -> str:
     """`url` with its user info and every query value hidden, fit for a log, an error or a page.
 
@@ -379,11 +388,7 @@ class Settings(BaseSettings):
     @property
     def sqlalchemy_url(self) -> str:
         """The database URL with the driver SQLAlchemy should use."""
-        url = self.database_url
-        for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-            if url.startswith(prefix):
-                return "postgresql+psycopg://" + url[len(prefix) :]
-        return url
+        return sqlalchemy_url(self.database_url)
 
     @property
     def user_agent(self) -> str:

@@ -12,14 +12,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from stellar_reconciler.models import iso_utc
+
 JobKind = Literal["rescan", "verify"]
 JobState = Literal["queued", "running", "done", "failed"]
 # Finished jobs kept for the API to show; older ones are forgotten.
 KEEP_FINISHED_JOBS = 50
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 @dataclass
@@ -61,9 +59,9 @@ class Job:
             "total_ledgers": self.total_ledgers,
             "progress": round(self.progress, 4),
             "requested_by": self.requested_by,
-            "created_at": _iso(self.created_at),
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at),
+            "created_at": iso_utc(self.created_at),
+            "started_at": iso_utc(self.started_at),
+            "finished_at": iso_utc(self.finished_at),
             "error": self.error,
             "result": self.result,
         }

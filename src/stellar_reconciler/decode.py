@@ -17,8 +17,9 @@ from functools import lru_cache
 
 from stellar_sdk import Address, scval, xdr
 
+from stellar_reconciler.errors import DecodeError, UnsupportedScValError
 from stellar_reconciler.models import Event, Json, LedgerHeader, RawEvent
-from stellar_reconciler.scval import UnsupportedScValError, scval_b64_to_json
+from stellar_reconciler.scval import scval_b64_to_json
 
 # Field layout of an event id: TOID (ledger << 32 | tx << 12 | op) and a per-TOID event index.
 _TX_BITS = 20
@@ -37,10 +38,6 @@ _BIG_INTEGERS = frozenset(
         xdr.SCValType.SCV_I256,
     }
 )
-
-
-class DecodeError(ValueError):
-    """An XDR payload that stellar-sdk cannot parse; the RPC answer is malformed."""
 
 
 def parse_event_id(event_id: str) -> tuple[int, int, int, int]:

@@ -7,7 +7,10 @@ Callers catch the narrowest class they can act on; anything else is allowed to s
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stellar_reconciler.models import Batch
 
 
 class ExitCode(IntEnum):
@@ -29,6 +32,23 @@ class ReconcilerError(Exception):
 
     exit_code: ExitCode = ExitCode.FAILED
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle calls a class again with `args`, and most subclasses take other arguments
+        # than the message they pass on; rebuilding from args and attributes fits them all
+        # and keeps attributes set after __init__ (ChainBreakError.valid_prefix), so errors
+        # cross from the fetch child to its parent as themselves.
+        return _restore, (type(self), self.args, dict(vars(self)))
+
+
+def _restore(
+    kind: type[ReconcilerError], args: tuple[Any, ...], state: dict[str, Any]
+) -> ReconcilerError:
+    """Unpickle a ReconcilerError without calling its __init__ again."""
+    error = kind.__new__(kind)
+    error.args = args
+    vars(error).update(state)
+    return error
+
 
 class ConfigError(ReconcilerError):
     """A setting has a value the service cannot use; start-up stops with exit code 2."""
@@ -42,9 +62,6 @@ class ConfigError(ReconcilerError):
         self.reason = reason
         why = f"{reason}; " if reason else ""
         super().__init__(f"{variable}={value!r} is not valid: {why}expected {expected}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.variable, self.value, self.expected, self.reason))
 
 
 class SetupError(ReconcilerError):
@@ -82,6 +99,10 @@ class NetworkMismatchError(SetupError):
             f"{self.rpc_url} serves {self.offered!r}; point DATABASE_URL at a new database, "
             "or fix STELLAR_RPC_URL"
         )
+
+
+class ServiceError(ReconcilerError):
+    """The service cannot run as configured."""
 
 
 class NothingStoredError(ReconcilerError):
@@ -137,9 +158,6 @@ class StopDeadlineError(ReconcilerError):
             "had not committed is rolled back by the database"
         )
 
-    def __reduce__(self) -> tuple[type[StopDeadlineError], tuple[float, str]]:
-        return type(self), (self.seconds, self.waiting_for)
-
 
 class RpcError(ReconcilerError):
     """Base of every failure talking to Stellar RPC."""
@@ -191,8 +209,17 @@ class RpcUnreachableError(RpcTransientError):
         advice = _UNREACHABLE_ADVICE.get(fault, _UNREACHABLE_ADVICE["connection"])
         super().__init__(method, f"{url}: {advice} ({detail})")
 
-    def __reduce__(self) -> tuple[type[RpcUnreachableError], tuple[str, str, str, str]]:
-        return type(self), (self.method, self.url, self.fault, self.detail)
+
+class FetchProcessLostError(RpcTransientError):
+    """The fetch process died or had to be stopped; a new one is started on the next fetch."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            "fetch process",
+            f"{reason}; the range is fetched again by a new fetch process. If this repeats, "
+            "check the service's memory limit, or set CATCH_UP_PROCESS_LEDGERS=0 to fetch in "
+            "the service's own process",
+        )
 
 
 class RpcRequestError(RpcError):
@@ -207,9 +234,6 @@ class RpcRequestError(RpcError):
         self.url = url
         where = f" from {url}" if url else ""
         super().__init__(method, f"JSON-RPC error {code}{where}: {message}")
-
-    def __reduce__(self) -> tuple[type[RpcRequestError], tuple[str, int, str, str | None]]:
-        return type(self), (self.method, self.code, self.rpc_message, self.url)
 
 
 class RpcProtocolError(RpcError):
@@ -230,9 +254,6 @@ class RpcHttpStatusError(RpcProtocolError):
             advice = "check that STELLAR_RPC_URL points at a Stellar RPC endpoint"
         super().__init__(method, f"HTTP {status} from {url}: {advice}")
 
-    def __reduce__(self) -> tuple[type[RpcHttpStatusError], tuple[str, str, int]]:
-        return type(self), (self.method, self.url, self.status)
-
 
 class RpcMalformedError(RpcProtocolError):
     """HTTP 200 with a body that is not a JSON-RPC answer: HTML, empty or cut short."""
@@ -248,12 +269,26 @@ class RpcMalformedError(RpcProtocolError):
             "RPC may be answering instead of it",
         )
 
-    def __reduce__(self) -> tuple[type[RpcMalformedError], tuple[str, str, str]]:
-        return type(self), (self.method, self.url, self.what)
-
 
 class LedgerOutOfRangeError(RpcRequestError):
     """The ledger asked for is outside what this RPC node retains (-32600, "ledger range")."""
+
+
+class ChainBreakError(ReconcilerError):
+    """A ledger's previous hash does not match the hash of the ledger before it."""
+
+    def __init__(self, sequence: int, expected: str, found: str) -> None:
+        self.sequence = sequence
+        self.expected = expected
+        self.found = found
+        # The ledgers of the batch before the break, which do chain: still worth committing.
+        self.valid_prefix: Batch | None = None
+        super().__init__(
+            f"hash chain broken at ledger {sequence}: its previous hash is {found} but ledger "
+            f"{sequence - 1} has hash {expected}; the RPC serves a different history than the "
+            "one indexed. Check STELLAR_RPC_URL and the network, resolve the chain_break "
+            "discrepancy, then restart the worker"
+        )
 
 
 class GapConsentRefusedError(StoreError):
@@ -274,8 +309,42 @@ class GapConsentNotFoundError(StoreError):
         return f"no gap consent {self.consent_id}; GET /api/gaps lists them"
 
 
+class ExpectationConflictError(ReconcilerError):
+    """An external id exists already with other content; nothing was created."""
+
+    def __init__(self, conflicts: list[tuple[str, list[str]]]) -> None:
+        self.conflicts = conflicts
+        shown = "; ".join(f"{eid!r} differs in {', '.join(f)}" for eid, f in conflicts[:5])
+        more = f" (and {len(conflicts) - 5} more)" if len(conflicts) > 5 else ""
+        super().__init__(
+            f"external_id already used with different content: {shown}{more}; an expected "
+            "record cannot be changed once posted: post it under a new external_id"
+        )
+
+
+class ExpectationInputError(ReconcilerError):
+    """Records that cannot be created as given; `problems` are (index in the request, field,
+    message)."""
+
+    def __init__(self, problems: list[tuple[int, str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"record {i}: {f}: {m}" for i, f, m in problems[:5]))
+
+
 class MetaDecodeError(ReconcilerError):
     """Ledger metadata that does not parse or does not check out (a header whose hash is wrong)."""
+
+
+class DecodeError(ValueError):
+    """An XDR payload that stellar-sdk cannot parse; the RPC answer is malformed."""
+
+
+class UnsupportedScValError(Exception):
+    """The bytes are not an ScVal this reader handles; decode them with stellar-sdk instead."""
+
+
+class XdrSkipError(ValueError):
+    """The bytes do not follow the XDR layout of the type being skipped."""
 
 
 class LakeError(ReconcilerError):
@@ -293,6 +362,8 @@ class LakeError(ReconcilerError):
 class LakeUnreachableError(LakeError):
     """The object store did not answer (network, credentials, endpoint); worth retrying later."""
 
+    exit_code = ExitCode.UNAVAILABLE
+
 
 class LakeObjectMissingError(LakeError):
     """No object for a ledger in the lake: not published yet, or LAKE_URL points elsewhere."""
@@ -305,6 +376,8 @@ class LakeObjectCorruptError(LakeError):
 class LakeNetworkMismatchError(LakeError):
     """The lake holds another network's ledgers than the RPC the service follows."""
 
+    exit_code = ExitCode.CONFIG
+
     def __init__(self, key: str, lake_passphrase: str, expected_passphrase: str) -> None:
         self.lake_passphrase = lake_passphrase
         self.expected_passphrase = expected_passphrase
@@ -314,9 +387,12 @@ class LakeNetworkMismatchError(LakeError):
             f"{expected_passphrase!r}; point LAKE_URL at the lake of the same network",
         )
 
-    def __reduce__(self) -> tuple[type[LakeNetworkMismatchError], tuple[str, str, str]]:
-        return (type(self), (self.key, self.lake_passphrase, self.expected_passphrase))
-
 
 class LakeChainError(LakeError):
     """Ledgers of the lake whose hashes do not chain: the lake copy cannot be trusted."""
+
+
+class ProofRangeError(ReconcilerError):
+    """A proof was asked for a range that is not wholly indexed (or not a range at all)."""
+
+    exit_code = ExitCode.CONFIG

@@ -25,9 +25,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from stellar_reconciler.errors import ExpectationConflictError, ExpectationInputError
 from stellar_reconciler.expectation_spec import ExpectationSpec
 from stellar_reconciler.store import Store
-from stellar_reconciler.store.expectations import ExpectationConflictError, ExpectationInputError
 
 REQUIRED = ("external_id", "contract_id", "event_name")
 COLUMNS = (

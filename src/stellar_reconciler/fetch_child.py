@@ -72,26 +72,6 @@ class FollowRange:
 
 
 @dataclass(frozen=True, slots=True)
-class PortableError:
-    """A typed error carried across the pipe without calling its __init__ again (several take
-    other arguments than the message pickle would hand them)."""
-
-    kind: type[ReconcilerError]
-    args: tuple[Any, ...]
-    state: dict[str, Any]
-
-    @classmethod
-    def of(cls, error: ReconcilerError) -> PortableError:
-        return cls(type(error), error.args, dict(vars(error)))
-
-    def rebuild(self) -> ReconcilerError:
-        error = self.kind.__new__(self.kind)
-        error.args = self.args
-        vars(error).update(self.state)
-        return error
-
-
-@dataclass(frozen=True, slots=True)
 class WireBatch:
     """A Batch as it crosses the pipe: its events as plain tuples, which pickle in C, where
     an Event (a NamedTuple) would go through Python-level __getnewargs__ and __new__ calls,
@@ -121,7 +101,7 @@ class Reply:
     """One batch, or the end of a range (no batch), or the error it ended with."""
 
     batch: WireBatch | None
-    error: PortableError | None
+    error: ReconcilerError | None
     attempts: list[tuple[str, str, float, str | None]] = field(default_factory=list)
     retries: list[str] = field(default_factory=list)
 
@@ -139,7 +119,7 @@ class _Recorder:
     def rpc_retry(self, method: str) -> None:
         self.retries.append(method)
 
-    def reply(self, batch: Batch | None, error: PortableError | None) -> Reply:
+    def reply(self, batch: Batch | None, error: ReconcilerError | None) -> Reply:
         wire = WireBatch.of(batch) if batch is not None else None
         found = Reply(wire, error, self.attempts, self.retries)
         self.attempts, self.retries = [], []
@@ -207,6 +187,6 @@ async def _follow(
             # back-pressure that keeps memory bounded however long the backlog.
             connection.send(recorder.reply(batch, None))
     except ReconcilerError as exc:
-        connection.send(recorder.reply(None, PortableError.of(exc)))
+        connection.send(recorder.reply(None, exc))
         return
     connection.send(recorder.reply(None, None))

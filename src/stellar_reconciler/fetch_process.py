@@ -29,7 +29,7 @@ from multiprocessing.connection import Connection
 
 import structlog
 
-from stellar_reconciler.errors import RpcTransientError
+from stellar_reconciler.errors import FetchProcessLostError
 from stellar_reconciler.fetch_child import ChildStart, FetchConfig, FollowRange, Reply
 from stellar_reconciler.fetcher import BatchSizing
 from stellar_reconciler.models import Batch
@@ -42,19 +42,7 @@ _EXIT_GRACE_SECS = 2.0
 # Children lost in a row before the worker stops asking for one.
 MAX_LOSSES = 3
 
-__all__ = ["MAX_LOSSES", "FetchConfig", "FetchProcess", "FetchProcessLostError"]
-
-
-class FetchProcessLostError(RpcTransientError):
-    """The fetch process died or had to be stopped; a new one is started on the next fetch."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(
-            "fetch process",
-            f"{reason}; the range is fetched again by a new fetch process. If this repeats, "
-            "check the service's memory limit, or set CATCH_UP_PROCESS_LEDGERS=0 to fetch in "
-            "the service's own process",
-        )
+__all__ = ["MAX_LOSSES", "FetchConfig", "FetchProcess"]
 
 
 class FetchProcess:
@@ -105,7 +93,7 @@ class FetchProcess:
                     self._observer.rpc_retry(method)
                 if reply.error is not None:
                     finished = True
-                    raise reply.error.rebuild()
+                    raise reply.error
                 if reply.batch is None:
                     finished = True
                     return

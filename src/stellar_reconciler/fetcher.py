@@ -14,8 +14,13 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from stellar_reconciler.decode import DecodeError, decode_event
-from stellar_reconciler.errors import ReconcilerError, RpcProtocolError, RpcTransientError
+from stellar_reconciler.decode import decode_event
+from stellar_reconciler.errors import (
+    ChainBreakError,
+    DecodeError,
+    RpcProtocolError,
+    RpcTransientError,
+)
 from stellar_reconciler.models import Batch, Event, LedgerHeader, LedgerRecord, RawEvent
 from stellar_reconciler.models import utc_from_unix as _utc
 from stellar_reconciler.pager import EventPager, LedgerPager
@@ -28,23 +33,6 @@ from stellar_reconciler.rpc import StellarRpc
 TARGET_BATCH_EVENTS = 5_000
 # The most ledgers a batch spans unless configured otherwise (BATCH_MAX_LEDGERS).
 MAX_BATCH_LEDGERS = 1000
-
-
-class ChainBreakError(ReconcilerError):
-    """A ledger's previous hash does not match the hash of the ledger before it."""
-
-    def __init__(self, sequence: int, expected: str, found: str) -> None:
-        self.sequence = sequence
-        self.expected = expected
-        self.found = found
-        # The ledgers of the batch before the break, which do chain: still worth committing.
-        self.valid_prefix: Batch | None = None
-        super().__init__(
-            f"hash chain broken at ledger {sequence}: its previous hash is {found} but ledger "
-            f"{sequence - 1} has hash {expected}; the RPC serves a different history than the "
-            "one indexed. Check STELLAR_RPC_URL and the network, resolve the chain_break "
-            "discrepancy, then restart the worker"
-        )
 
 
 def build_batch(

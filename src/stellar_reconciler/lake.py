@@ -24,10 +24,11 @@ import dataclasses
 import io
 import json
 import re
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import obstore
 import zstandard
@@ -159,12 +160,25 @@ def open_store(url: str, endpoint_url: str = "", anonymous: bool = False) -> Obj
         ) from None
 
 
+class LakeObserver(Protocol):
+    """Told of every object read: `outcome` is ok, missing or error; `size` its bytes."""
+
+    def lake_fetch(self, outcome: str, seconds: float, size: int) -> None: ...
+
+
 class Lake:
     """Reads ledgers out of a lake, checked against the network and chained by hash."""
 
-    def __init__(self, store: ObjectStore, expected_passphrase: str, prefetch: int = 4) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        expected_passphrase: str,
+        prefetch: int = 4,
+        observer: LakeObserver | None = None,
+    ) -> None:
         if prefetch < 1:
             raise ValueError("prefetch must be at least 1")
+        self._observer = observer
         self._store = store
         self._expected = expected_passphrase
         self._prefetch = prefetch
@@ -277,9 +291,23 @@ class Lake:
 
     async def _get(self, key: str) -> bytes:
         self.objects_requested += 1
+        started = time.monotonic()
+        try:
+            data = await self._read(key)
+        except LakeObjectMissingError:
+            self._observe("missing", started, 0)
+            raise
+        except LakeError:
+            self._observe("error", started, 0)
+            raise
+        self._observe("ok", started, len(data))
+        self.bytes_fetched += len(data)
+        return data
+
+    async def _read(self, key: str) -> bytes:
         try:
             result = await obstore.get_async(self._store, key)
-            data = bytes(await result.bytes_async())
+            return bytes(await result.bytes_async())
         except FileNotFoundError as exc:
             raise LakeObjectMissingError(key, "is not in the lake") from exc
         except NotFoundError as exc:
@@ -288,8 +316,10 @@ class Lake:
             # obstore appends a multi-line debug dump; its first line says what happened.
             first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise LakeUnreachableError(key, f"could not be read: {first_line}") from exc
-        self.bytes_fetched += len(data)
-        return data
+
+    def _observe(self, outcome: str, started: float, size: int) -> None:
+        if self._observer is not None:
+            self._observer.lake_fetch(outcome, time.monotonic() - started, size)
 
 
-__all__ = ["CONFIG_KEY", "Lake", "LakeError", "LakeLayout", "open_store"]
+__all__ = ["CONFIG_KEY", "Lake", "LakeError", "LakeLayout", "LakeObserver", "open_store"]

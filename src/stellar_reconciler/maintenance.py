@@ -18,11 +18,18 @@ from typing import Any
 import structlog
 
 from stellar_reconciler.control import Controls, Job
-from stellar_reconciler.errors import ReconcilerError, RpcError
-from stellar_reconciler.fetcher import ChainBreakError, RangeFetcher
+from stellar_reconciler.crosscheck import Against, CrossCheck, LakeSource
+from stellar_reconciler.errors import ChainBreakError, ReconcilerError
+from stellar_reconciler.fetcher import RangeFetcher
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.models import Batch, Event, NetworkTip
-from stellar_reconciler.reconcile import Comparison, EventFingerprint, Range, compare_ranges
+from stellar_reconciler.reconcile import (
+    Comparison,
+    EventFingerprint,
+    Range,
+    compare_ranges,
+    split_range,
+)
 from stellar_reconciler.rpc import StellarRpc
 from stellar_reconciler.status import SYNCED_LAG, ServiceStatus
 from stellar_reconciler.store import BLOCKING_KINDS, BatchHook, NewDiscrepancy, Store
@@ -34,13 +41,20 @@ VERIFIED_MARKER = "verified"
 GAP_CHECK_EVERY_TICKS = 30
 # At most this many periodic ranges are verified in one go when verification is behind.
 MAX_RANGES_PER_TICK = 16
+# Ledgers compared at once when only the lake is asked (the RPC's batches set it otherwise).
+LAKE_ONLY_SPAN = 1000
 
 
 def fingerprint(event: Event) -> EventFingerprint:
     return EventFingerprint(
-        event.id, event.ledger, event.contract_id, event.type, event.tx_hash,
-        tuple(event.topics_xdr), event.value_xdr,
-    )  # fmt: skip
+        event.id,
+        event.ledger,
+        event.contract_id,
+        event.type,
+        event.tx_hash,
+        tuple(event.topics_xdr),
+        event.value_xdr,
+    )
 
 
 @dataclass
@@ -55,21 +69,28 @@ class VerifyReport:
     chain_breaks: list[int] = field(default_factory=list)
     gaps_filled: list[Range] = field(default_factory=list)
     retention_gaps: list[Range] = field(default_factory=list)
+    against: Against = "rpc"
+    # One summary per ledger a source was outvoted on (see crosscheck.Finding.summary).
+    source_mismatches: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not (self.unrepaired or self.chain_breaks or self.retention_gaps)
+        return not (
+            self.unrepaired or self.chain_breaks or self.retention_gaps or self.source_mismatches
+        )
 
     def as_json(self) -> dict[str, Any]:
         return {
             "first_ledger": self.first_ledger,
             "last_ledger": self.last_ledger,
+            "against": self.against,
             "ledgers_checked": self.ledgers_checked,
             "repaired": [list(r) for r in self.repaired],
             "unrepaired": [list(r) for r in self.unrepaired],
             "chain_breaks": self.chain_breaks,
             "gaps_filled": [list(r) for r in self.gaps_filled],
             "retention_gaps": [list(r) for r in self.retention_gaps],
+            "source_mismatches": self.source_mismatches,
             "clean": self.clean,
         }
 
@@ -86,6 +107,7 @@ class Maintenance:
         verify_every: int,
         tick_seconds: float = 1.0,
         batch_hooks: Sequence[BatchHook] = (),
+        lake: LakeSource | None = None,
     ) -> None:
         self.rpc = rpc
         self.store = store
@@ -96,6 +118,7 @@ class Maintenance:
         self.verify_every = verify_every
         self.tick_seconds = tick_seconds
         self.batch_hooks = tuple(batch_hooks)
+        self.crosscheck = CrossCheck(store, lake, status)
         self._ticks = 0
 
     # --- the loop ------------------------------------------------------------------------
@@ -110,7 +133,7 @@ class Maintenance:
                     await self.run_job(job)
                 else:
                     await self.tick()
-            except (RpcError, ReconcilerError) as exc:
+            except ReconcilerError as exc:
                 # The next tick tries again; a failed check never changes stored data.
                 log.warning("maintenance_failed", error=str(exc))
                 self.status.record_error(f"maintenance: {exc}")
@@ -171,7 +194,7 @@ class Maintenance:
                 job.result = report.as_json()
             job.state = "done"
             job.done_ledgers = job.total_ledgers
-        except (RpcError, ReconcilerError) as exc:
+        except ReconcilerError as exc:
             job.state, job.error = "failed", str(exc)
             log.warning("job_failed", job=job.id, error=str(exc))
         finally:
@@ -212,18 +235,38 @@ class Maintenance:
             verified, ranges = last, ranges + 1
 
     async def verify(
-        self, first: int, last: int, job: Job | None = None, report: VerifyReport | None = None
+        self,
+        first: int,
+        last: int,
+        job: Job | None = None,
+        report: VerifyReport | None = None,
+        against: Against | None = None,
     ) -> VerifyReport:
         """Re-read first..last and compare it, ledger by ledger, with what is stored; repair
-        event differences and prove the repair with a second read."""
+        event differences and prove the repair with a second read. With the lake too (see
+        crosscheck), a source outvoted by the other two is named and nothing is repaired from
+        it; the store is repaired from the RPC only when the lake sides with the RPC."""
         report = report or VerifyReport(first, last)
+        report.against, strict = self.crosscheck.resolve(against)
+        if report.against == "lake":
+            return await self._verify_with_lake_only(first, last, job, report)
         fetcher = RangeFetcher(self.rpc, self.filter_sets)
         async for fresh in fetcher.batches(first, last, previous_hash=None):
+            lake = None
+            if report.against == "both":
+                span = (fresh.first_ledger, fresh.last_ledger)
+                lake = await self.crosscheck.lake_read(*span, strict)
             comparison = await asyncio.to_thread(self._compare, fresh)
             report.ledgers_checked += len(fresh.ledgers)
             if job is not None:
                 job.done_ledgers = fresh.last_ledger - first + 1
                 self.status.notify()
+            if lake is not None:
+                # None: the RPC and the lake agree the store is wrong, so repair as ever.
+                found = await self.crosscheck.with_rpc(fresh, lake)
+                if found is not None:
+                    report.source_mismatches += found
+                    continue
             if comparison.matches:
                 continue
             broken = [d.ledger for d in comparison.diffs if d.stored_hash != d.network_hash]
@@ -232,6 +275,19 @@ class Maintenance:
                 report.chain_breaks.extend(broken)
                 continue
             await self._repair(fresh, comparison, report)
+        return report
+
+    async def _verify_with_lake_only(
+        self, first: int, last: int, job: Job | None, report: VerifyReport
+    ) -> VerifyReport:
+        """The store against the lake alone: differences are named, nothing is repaired."""
+        for a, b in split_range(first, last, LAKE_ONLY_SPAN):
+            checked, found = await self.crosscheck.against_lake(a, b)
+            report.ledgers_checked += checked
+            report.source_mismatches += found
+            if job is not None:
+                job.done_ledgers = b - first + 1
+                self.status.notify()
         return report
 
     def _compare(self, fresh: Batch) -> Comparison:
@@ -254,13 +310,21 @@ class Maintenance:
             f"missing, {summary['unexpected']} not on chain, {summary['changed']} changed"
         )
         discrepancy = NewDiscrepancy(
-            kind="source_mismatch", key=key, message=message, first_ledger=span[0],
-            last_ledger=span[1], expected={"ledgers": len(fresh.ledgers)}, found=found,
-        )  # fmt: skip
+            kind="source_mismatch",
+            key=key,
+            message=message,
+            first_ledger=span[0],
+            last_ledger=span[1],
+            expected={"ledgers": len(fresh.ledgers)},
+            found=found,
+        )
         await asyncio.to_thread(self.store.replace_range, fresh, self.batch_hooks, discrepancy)
-        log.warning("source_mismatch_repaired", first=span[0], last=span[1], **{
-            k: summary[k] for k in ("missing", "unexpected", "changed")
-        })  # fmt: skip
+        log.warning(
+            "source_mismatch_repaired",
+            first=span[0],
+            last=span[1],
+            **{k: summary[k] for k in ("missing", "unexpected", "changed")},
+        )
         # A repair holds only if a second, independent read agrees with what we now store.
         second = await RangeFetcher(self.rpc, self.filter_sets).fetch(
             span[0], span[1], previous_hash=None, max_events=None

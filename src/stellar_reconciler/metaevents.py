@@ -32,9 +32,9 @@ from stellar_sdk import StrKey
 
 from stellar_reconciler.config import Settings
 from stellar_reconciler.decode import decode_event
-from stellar_reconciler.errors import MetaDecodeError
+from stellar_reconciler.errors import MetaDecodeError, XdrSkipError
 from stellar_reconciler.models import Event, LedgerHeader, RawEvent
-from stellar_reconciler.xdrskip import Skipper, XdrSkipError, skipper
+from stellar_reconciler.xdrskip import Skipper, skipper
 
 TX_MASK = (1 << 20) - 1
 OP_MASK = (1 << 12) - 1

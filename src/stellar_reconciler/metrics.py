@@ -162,6 +162,18 @@ class Metrics:
             "Discrepancies whose webhook is not delivered yet (no sample without WEBHOOK_URLS).",
             r,
         )
+        self.lake_fetch_duration = Histogram(
+            "reconciler_lake_fetch_duration_seconds",
+            "Time per data lake object read, by outcome (ok, missing, error).",
+            ["outcome"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.lake_fetched_bytes = Counter(
+            "reconciler_lake_fetched_bytes",
+            "Bytes of data lake objects read (compressed, as stored).",
+            registry=r,
+        )
         self.discrepancies_refreshed = Gauge(
             "reconciler_discrepancies_refreshed_timestamp_seconds",
             "Unix time reconciler_discrepancies_open was last read from the database.",
@@ -186,6 +198,13 @@ class Metrics:
 
     def rpc_retry(self, method: str) -> None:
         self.rpc_retries.labels(method=method).inc()
+
+    # LakeObserver ----------------------------------------------------------------------------
+
+    def lake_fetch(self, outcome: str, seconds: float, size: int) -> None:
+        self.lake_fetch_duration.labels(outcome=outcome).observe(seconds)
+        if size:
+            self.lake_fetched_bytes.inc(size)
 
     # Owners of database-held values -------------------------------------------------------
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 # A JSON value as decoded from an ScVal: str, int, bool, None, list or dict.
 Json = Any
@@ -13,6 +13,22 @@ Json = Any
 
 def utc_from_unix(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands datetimes back without a zone; everything we store is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+@overload
+def iso_utc(value: datetime) -> str: ...
+@overload
+def iso_utc(value: None) -> None: ...
+@overload
+def iso_utc(value: datetime | None) -> str | None: ...
+def iso_utc(value: datetime | None) -> str | None:
+    """A time as every answer of the service shows it: ISO 8601 in UTC, ending in Z."""
+    return None if value is None else as_utc(value).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +46,6 @@ class NetworkTip:
 class NetworkInfo:
     passphrase: str
     protocol_version: int
-    friendbot_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,14 +142,6 @@ class AcknowledgedGap:
     last_ledger: int
     acknowledged_at: datetime
     note: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """One page of an API listing and the cursor that continues it."""
-
-    items: list[dict[str, Any]] = field(default_factory=list)
-    next_cursor: str | None = None
 
 
 class BlockKind(StrEnum):

@@ -18,6 +18,7 @@ import structlog
 
 from stellar_reconciler.config import Settings
 from stellar_reconciler.errors import ReconcilerError, RpcError
+from stellar_reconciler.models import iso_utc
 
 log = structlog.get_logger("stellar_reconciler.worker")
 
@@ -96,7 +97,7 @@ class Outage:
                 "dependency_still_failing",
                 dependency=dependency,
                 attempts=self.failures + 1,
-                since=self.since.isoformat().replace("+00:00", "Z") if self.since else None,
+                since=iso_utc(self.since),
                 fault=fault,
                 last_error=str(error),
                 checkpoint=checkpoint,

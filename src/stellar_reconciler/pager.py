@@ -89,7 +89,6 @@ class EventPager:
         self._rpc = rpc
         self._streams = [_Stream(filters) for filters in filter_sets]
         self._page_limit = page_limit
-        self.pages_fetched = 0
 
     def reset(self, next_ledger: int) -> None:
         """Start over at `next_ledger` (after a restart, a failure or a rescan)."""
@@ -152,7 +151,6 @@ class EventPager:
                 page = await self._rpc.get_events(
                     cursor=stream.cursor, filters=stream.filters, limit=self._page_limit
                 )
-            self.pages_fetched += 1
             events = page.events
             for previous, event in itertools.pairwise(events):
                 if event.id <= previous.id:
@@ -186,8 +184,6 @@ class LedgerPager:
         self._budget = budget_bytes
         # Start small until we have seen how large this network's metas are.
         self._avg_meta = 64 * 1024.0
-        self.pages_fetched = 0
-        self.largest_page_bytes = 0
 
     def page_limit(self) -> int:
         return max(1, min(MAX_LEDGERS_PAGE, int(self._budget // max(self._avg_meta, 1.0))))
@@ -199,7 +195,6 @@ class LedgerPager:
         while next_ledger <= last:
             limit = min(self.page_limit(), last - next_ledger + 1)
             page = await self._rpc.get_ledgers(next_ledger, limit=limit)
-            self.pages_fetched += 1
             wanted = [h for h in page.ledgers if next_ledger <= h.sequence <= last]
             if not wanted:
                 raise RpcTransientError(
@@ -214,6 +209,5 @@ class LedgerPager:
                 out.append(header)
                 next_ledger += 1
             page_bytes = sum(h.meta_size for h in wanted)
-            self.largest_page_bytes = max(self.largest_page_bytes, page_bytes)
             self._avg_meta = 0.5 * self._avg_meta + 0.5 * (page_bytes / len(wanted))
         return out

@@ -7,7 +7,6 @@ worker and the CLI decide what to do with the answer.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -36,13 +35,6 @@ def subtract_ranges(ranges: Sequence[Range], remove: Sequence[Range]) -> list[Ra
             pieces = next_pieces
         out.extend(pieces)
     return out
-
-
-def gaps_in(sequences: Iterable[int]) -> list[Range]:
-    """Missing runs between the smallest and largest of `sequences` (reference version of the
-    store's SQL gap query, used by the property tests)."""
-    present = sorted(set(sequences))
-    return [(a + 1, b - 1) for a, b in itertools.pairwise(present) if b > a + 1]
 
 
 def split_range(first: int, last: int, size: int) -> list[Range]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import email.utils
 import itertools
-import re
 import socket
 import ssl
 import time
@@ -25,8 +24,9 @@ from stellar_reconciler.answers import int_field, network_tip, str_field
 from stellar_reconciler.answers import parse_event as parse_event
 from stellar_reconciler.answers import parse_ledger as parse_ledger
 from stellar_reconciler.config import Settings, redact_url
-from stellar_reconciler.decode import DecodeError, decode_bare_header
+from stellar_reconciler.decode import decode_bare_header
 from stellar_reconciler.errors import (
+    DecodeError,
     LedgerOutOfRangeError,
     RpcError,
     RpcHttpStatusError,
@@ -44,7 +44,6 @@ TRANSIENT_HTTP = frozenset({429, 500, 502, 503, 504})
 # The real server refuses a Retry-After beyond this from us: a provider asking for more than
 # ten minutes is treated as if it had asked for ten.
 MAX_RETRY_AFTER_SECS = 600.0
-_RANGE_MESSAGE = re.compile(r"(\d+)\s*-\s*(\d+)")
 
 
 class RpcObserver(Protocol):
@@ -308,7 +307,6 @@ class StellarRpc:
         return NetworkInfo(
             passphrase=str_field(result, "passphrase", "getNetwork"),
             protocol_version=int_field(result, "protocolVersion", "getNetwork"),
-            friendbot_url=result.get("friendbotUrl") or None,
         )
 
     async def get_latest_ledger(self) -> LatestLedger:
@@ -378,9 +376,3 @@ class StellarRpc:
             tip=network_tip(result, "getEvents"),
             cursor=page_cursor,
         )
-
-
-def out_of_range_bounds(error: LedgerOutOfRangeError) -> tuple[int, int] | None:
-    """The (oldest, latest) range an out-of-range error names, when it names one."""
-    match = _RANGE_MESSAGE.search(error.rpc_message)
-    return (int(match[1]), int(match[2])) if match else None

@@ -19,6 +19,8 @@ from typing import Any
 
 from stellar_sdk import StrKey, xdr
 
+from stellar_reconciler.errors import UnsupportedScValError
+
 # Nesting of vectors and maps the reader follows; deeper values (never seen in events) go
 # the stellar-sdk way, which enforces its own depth limit and error.
 MAX_DEPTH = 64
@@ -62,10 +64,6 @@ _PADDING = (b"", b"\0\0\0", b"\0\0", b"\0")
 
 _uint = struct.Struct(">I").unpack_from
 _int = struct.Struct(">i").unpack_from
-
-
-class UnsupportedScValError(Exception):
-    """The bytes are not an ScVal this reader handles; decode them with stellar-sdk instead."""
 
 
 def scval_b64_to_json(encoded: str) -> Any:

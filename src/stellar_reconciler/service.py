@@ -31,15 +31,18 @@ from stellar_reconciler.api.scrub import ScrubSecrets
 from stellar_reconciler.collector import tune_garbage_collector
 from stellar_reconciler.config import TESTNET_PASSPHRASE, Settings, redact_url
 from stellar_reconciler.control import Controls
+from stellar_reconciler.crosscheck import Against, LakeSource, require_lake
 from stellar_reconciler.errors import (
     NetworkMismatchError,
     NothingStoredError,
     ReconcilerError,
+    ServiceError,
     SetupError,
     StopDeadlineError,
 )
 from stellar_reconciler.maintenance import Maintenance
 from stellar_reconciler.metrics import Metrics
+from stellar_reconciler.proof import settings_part
 from stellar_reconciler.redaction import Redactor
 from stellar_reconciler.rpc import RetryPolicy, RpcObserver, StellarRpc, new_http_client
 from stellar_reconciler.startup import StartUp, open_listener
@@ -60,10 +63,6 @@ TASKS_GRACE_SECS = 7.0
 FORCED_EXIT_SECS = STOP_DEADLINE_SECS - 1.0
 # The exit code when the deadline had to end the process.
 FORCED_EXIT_CODE = 1
-
-
-class ServiceError(ReconcilerError):
-    """The service cannot run as configured."""
 
 
 class _QuietServer(uvicorn.Server):
@@ -125,6 +124,7 @@ class Service:
             controls,
             options.filter_sets,
             settings.verify_every_ledgers,
+            lake=LakeSource.from_settings(settings, metrics),
         )
         telemetry = Telemetry(metrics, status, store=store, webhooks=bool(settings.webhook_urls))
         app = create_app(
@@ -136,6 +136,7 @@ class Service:
                 telemetry=telemetry,
                 service_name=settings.service_name,
                 safe_settings=settings.safe_view(),
+                proof_settings=settings_part(settings),
                 admin_token=settings.admin_token,
                 read_token=settings.read_token,
             )
@@ -321,9 +322,13 @@ class Service:
             self.status.poll_failing = False
             hooks = self.worker.batch_hooks
             self.worker = Worker(
-                self.rpc, self.store, self.status, self.metrics,
-                WorkerOptions.from_settings(self.settings), hooks,
-            )  # fmt: skip
+                self.rpc,
+                self.store,
+                self.status,
+                self.metrics,
+                WorkerOptions.from_settings(self.settings),
+                hooks,
+            )
             log.info("worker_restarted")
 
     async def _serve_http(self, stop: asyncio.Event) -> None:
@@ -382,13 +387,18 @@ async def _first_of(*events: asyncio.Event, then: asyncio.Event | None = None) -
 
 
 async def run_verification(
-    settings: Settings, first: int | None, last: int | None
+    settings: Settings, first: int | None, last: int | None, against: Against = "rpc"
 ) -> dict[str, Any]:
-    """`reconciler verify`: gaps, then re-verification of first..last (default: all stored).
+    """`reconciler verify`: gaps, then re-verification of first..last (default: all stored)
+    against the RPC, the lake (LAKE_URL) or both.
 
-    Never creates or migrates a database; refuses an RPC of another network than the one the
-    stored data came from, before asking it anything else.
+    Never creates or migrates a database; refuses an RPC or a lake of another network than the
+    one the stored data came from, before asking it anything else. Against the lake alone the
+    RPC is not asked at all (and gaps are not filled).
     """
+    require_lake(against, bool(settings.lake_url))
+    if against == "lake":
+        return await _verify_with_lake_only(settings, first, last)
     store = await asyncio.to_thread(Store.open_existing, settings.sqlalchemy_url)
     rpc = build_rpc(settings)
     rpc_url = redact_url(settings.stellar_rpc_url)
@@ -412,13 +422,44 @@ async def run_verification(
             raise SetupError(f"--from/--to select no stored ledger (stored: {low}-{high})")
         status = ServiceStatus()
         maintenance = Maintenance(
-            rpc, store, status, Metrics(status), Controls(),
-            WorkerOptions.from_settings(settings).filter_sets, settings.verify_every_ledgers,
-        )  # fmt: skip
+            rpc,
+            store,
+            status,
+            Metrics(status),
+            Controls(),
+            WorkerOptions.from_settings(settings).filter_sets,
+            settings.verify_every_ledgers,
+            lake=LakeSource.from_settings(settings),
+        )
         tip = await rpc.get_health()
         report = await maintenance.repair_gaps(tip, first, last)
-        report = await maintenance.verify(first, last, report=report)
+        report = await maintenance.verify(first, last, report=report, against=against)
         report.first_ledger, report.last_ledger = first, last
+        return report.as_json()
+    finally:
+        await rpc.aclose()
+        store.close()
+
+
+async def _verify_with_lake_only(
+    settings: Settings, first: int | None, last: int | None
+) -> dict[str, Any]:
+    store = await asyncio.to_thread(Store.open_existing, settings.sqlalchemy_url)
+    rpc = build_rpc(settings)
+    try:
+        low, high, count = await asyncio.to_thread(store.ledger_bounds)
+        if not count or low is None or high is None:
+            raise NothingStoredError("nothing is stored yet: there is nothing to verify")
+        first = low if first is None else max(first, low)
+        last = high if last is None else min(last, high)
+        if first > last:
+            raise SetupError(f"--from/--to select no stored ledger (stored: {low}-{high})")
+        status = ServiceStatus()
+        maintenance = Maintenance(
+            rpc, store, status, Metrics(status), Controls(), [],
+            settings.verify_every_ledgers, lake=LakeSource.from_settings(settings),
+        )  # fmt: skip
+        report = await maintenance.verify(first, last, against="lake")
         return report.as_json()
     finally:
         await rpc.aclose()

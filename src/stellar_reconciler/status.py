@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from stellar_reconciler.models import BlockKind, NetworkInfo, NetworkTip
+from stellar_reconciler.models import BlockKind, NetworkInfo, NetworkTip, iso_utc
 from stellar_reconciler.progress import CatchUp
 
 # Mainnet's mean ledger time; used until the network's own close times tell us better.
@@ -39,10 +39,6 @@ PendingCalls = Callable[[], Sequence[tuple[str, str, float]]]
 
 def _no_calls() -> Sequence[tuple[str, str, float]]:
     return ()
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 @dataclass
@@ -80,7 +76,6 @@ class ServiceStatus:
     ledger_secs: float = DEFAULT_LEDGER_SECS
     # Extra reasons (open chain breaks, failed re-verification) that make health 503.
     unhealthy_conditions: dict[str, str] = field(default_factory=dict)
-    batches_committed: int = 0
     # Rate and ETA of the catch-up under way, fed by the worker's committed batches.
     catch_up: CatchUp = field(default_factory=lambda: CatchUp(caught_up_lag=SYNCED_LAG))
     # Bumped on every change a live view should show; see wait_changed.
@@ -143,7 +138,6 @@ class ServiceStatus:
         self.last_processed_ledger = ledger
         self.last_success_at = datetime.now(UTC)
         self.last_progress_monotonic = time.monotonic()
-        self.batches_committed += 1
         self.poll_failing = False
         self.notify()
 
@@ -278,13 +272,13 @@ class ServiceStatus:
             "reason": reason,
             "last_processed_ledger": self.last_processed_ledger,
             "latest_ledger": self.tip.latest_ledger if self.tip else None,
-            "latest_ledger_observed_at": _iso(
+            "latest_ledger_observed_at": iso_utc(
                 datetime.fromtimestamp(self.tip_observed_at, UTC) if self.tip_observed_at else None
             ),
             "ledger_lag": self.ledger_lag,
-            "last_success_at": _iso(self.last_success_at),
+            "last_success_at": iso_utc(self.last_success_at),
             "last_error": self.last_error,
-            "last_error_at": _iso(self.last_error_at),
+            "last_error_at": iso_utc(self.last_error_at),
             "detail": self._detail(),
         }
 

@@ -68,8 +68,6 @@ class WebhookSender:
         self.poll_seconds = poll_seconds
         self.initial_backoff = initial_backoff
         self._pending: dict[int, _Pending] = {}
-        self.delivered = 0
-        self.failed_attempts = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
@@ -122,10 +120,8 @@ class WebhookSender:
         done = pending.delivered_to.issuperset(self.urls)
         await asyncio.to_thread(self.store.discrepancies.mark_notified, item["id"], done)
         if done:
-            self.delivered += 1
             self._pending.pop(item["id"], None)
             return
-        self.failed_attempts += 1
         pending.attempts += 1
         pending.next_try = time.monotonic() + backoff(pending.attempts, self.initial_backoff)
         if pending.attempts >= MAX_ATTEMPTS:

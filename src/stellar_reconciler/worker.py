@@ -21,6 +21,7 @@ import structlog
 from stellar_reconciler import outage
 from stellar_reconciler.config import Settings, redact_url
 from stellar_reconciler.errors import (
+    ChainBreakError,
     DatabaseUnavailableError,
     ReconcilerError,
     RpcError,
@@ -33,7 +34,6 @@ from stellar_reconciler.fetcher import (
     TARGET_BATCH_EVENTS,
     BatchSizing,
     BatchSource,
-    ChainBreakError,
     InProcessSource,
     RangeFetcher,
     first_error,
@@ -370,7 +370,7 @@ class Worker:
                 # Commit what chains to the stored history, then halt at the break.
                 await queue.put(exc.valid_prefix)
             fetch_error.append(exc)
-        except (RpcError, ReconcilerError) as exc:
+        except ReconcilerError as exc:
             fetch_error.append(exc)
         # The consumer must learn that nothing more is coming, failure or not.
         await queue.put(None)

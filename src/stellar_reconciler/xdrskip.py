@@ -23,6 +23,8 @@ from typing import Any
 
 from stellar_sdk import xdr
 
+from stellar_reconciler.errors import XdrSkipError
+
 # A skipper takes the whole buffer and the position where a value starts, and returns the
 # position just past it; it raises XdrSkipError (or struct.error on a short buffer).
 Skipper = Callable[[bytes, int], int]
@@ -31,10 +33,6 @@ _uint = struct.Struct(">I").unpack_from
 _int = struct.Struct(">i").unpack_from
 _BASE_SIZES = {"Integer": 4, "UnsignedInteger": 4, "Boolean": 4, "Float": 4}
 _BASE_SIZES |= {"Hyper": 8, "UnsignedHyper": 8, "Double": 8}
-
-
-class XdrSkipError(ValueError):
-    """The bytes do not follow the XDR layout of the type being skipped."""
 
 
 class _Compiler:

@@ -302,18 +302,27 @@ def seed_expectations(deployment: Deployment) -> None:
 
     def record(external_id: str, event: dict[str, Any], amount: int) -> dict[str, Any]:
         return {
-            "external_id": external_id, "contract_id": token, "event_name": "transfer",
-            "tx_hash": event["tx_hash"], "from": event["topics"][1], "to": event["topics"][2],
-            "amount": str(amount), "deadline_ledgers": 50,
-        }  # fmt: skip
+            "external_id": external_id,
+            "contract_id": token,
+            "event_name": "transfer",
+            "tx_hash": event["tx_hash"],
+            "from": event["topics"][1],
+            "to": event["topics"][2],
+            "amount": str(amount),
+            "deadline_ledgers": 50,
+        }
 
     nobody = {"contract_id": token, "event_name": "transfer", "from": STRANGER, "to": STRANGER}
-    deployment.api("POST", "/api/expectations", [
-        record("invoice-1001", first, int(first["value"])),
-        record("invoice-1002", second, int(second["value"]) + 1),
-        {"external_id": "invoice-1003", **nobody, "amount": "250", "deadline_ledgers": 3},
-        {"external_id": "invoice-1004", **nobody, "amount": "990", "deadline_ledgers": 100_000},
-    ])  # fmt: skip
+    deployment.api(
+        "POST",
+        "/api/expectations",
+        [
+            record("invoice-1001", first, int(first["value"])),
+            record("invoice-1002", second, int(second["value"]) + 1),
+            {"external_id": "invoice-1003", **nobody, "amount": "250", "deadline_ledgers": 3},
+            {"external_id": "invoice-1004", **nobody, "amount": "990", "deadline_ledgers": 100_000},
+        ],
+    )
 
 
 def test_screenshot_shows_what_the_api_says(tmp_path: Path, browser: Browser) -> None:

@@ -186,9 +186,12 @@ async def test_filters_and_from_ledger_match_the_list_endpoint(database_url: str
         filtered = await asyncio.to_thread(all_events, base, {"contract_id": contract})
         half = len(filtered) // 2
         rest = await asyncio.to_thread(
-            first_events, base, {"contract_id": contract}, len(filtered) - half,
+            first_events,
+            base,
+            {"contract_id": contract},
+            len(filtered) - half,
             filtered[half - 1]["id"],
-        )  # fmt: skip
+        )
         assert [event for _, event in rest] == filtered[half:]
 
 

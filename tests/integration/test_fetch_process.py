@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 
 from stellar_reconciler import fetch_process
-from stellar_reconciler.errors import RpcTransientError
-from stellar_reconciler.fetch_process import FetchConfig, FetchProcess, FetchProcessLostError
+from stellar_reconciler.errors import ChainBreakError, FetchProcessLostError, RpcTransientError
+from stellar_reconciler.fetch_process import FetchConfig, FetchProcess
 from stellar_reconciler.fetcher import (
     BatchSizing,
     BatchSource,
-    ChainBreakError,
     InProcessSource,
     RangeFetcher,
 )

@@ -85,9 +85,15 @@ async def test_admin_token_is_required_and_checked_on_every_endpoint(database_ur
                 assert response.status_code in allowed, (path, response.text)
             actions = [e["action"] for e in service.store.audit.listing()]
             assert sorted(actions) == sorted(
-                ["resolve_discrepancy", "verify", "rescan", "pause_worker", "resume_worker",
-                 "restart_worker"]
-            )  # fmt: skip
+                [
+                    "resolve_discrepancy",
+                    "verify",
+                    "rescan",
+                    "pause_worker",
+                    "resume_worker",
+                    "restart_worker",
+                ]
+            )
             # The role only: nothing derived from the token can be tested against guesses.
             assert all(e["actor"] == "admin" for e in service.store.audit.listing())
 

@@ -31,9 +31,15 @@ WEBHOOK_KEY = "webhook-url-key-99aa01"
 # Server-Sent Events endpoints: they never end, so they are read apart.
 STREAMS = ("/api/stream", "/api/events/stream")
 SECRETS = (
-    RPC_USER, RPC_PASSWORD, API_KEY, DB_PASSWORD, ADMIN_TOKEN, READ_TOKEN, WEBHOOK_SECRET,
+    RPC_USER,
+    RPC_PASSWORD,
+    API_KEY,
+    DB_PASSWORD,
+    ADMIN_TOKEN,
+    READ_TOKEN,
+    WEBHOOK_SECRET,
     WEBHOOK_KEY,
-)  # fmt: skip
+)
 
 
 class _Rejecting(BaseHTTPRequestHandler):

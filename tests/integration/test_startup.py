@@ -17,6 +17,7 @@ import httpx
 import psycopg
 import pytest
 
+from stellar_reconciler.config import sqlalchemy_url
 from stellar_reconciler.errors import DatabaseUnavailableError
 from stellar_reconciler.simnet import SimNetConfig, SimNetwork, serve_in_thread
 from stellar_reconciler.store import Store
@@ -170,7 +171,7 @@ async def test_database_down_at_start_up_is_waited_out(
     """A PostgreSQL database that does not exist yet: the HTTP server is up with /health 503
     naming the database; once it is created the service indexes the network."""
     name = f"{postgres_template.prefix}_late"
-    url = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + name
+    url = sqlalchemy_url(ADMIN_URL.rsplit("/", 1)[0] + "/" + name)
     net = network(NETWORK_A)
     admin = psycopg.connect(ADMIN_URL, autocommit=True)
     try:

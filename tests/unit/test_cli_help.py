@@ -22,6 +22,10 @@ COMMANDS = [
     ["simnet"],
     ["expect"],
     ["expect", "import"],
+    ["proof"],
+    ["proof", "export"],
+    ["proof", "close"],
+    ["proof", "verify"],
 ]
 
 

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from stellar_sdk import Address, Keypair, MuxedAccount, scval, xdr
 
 from stellar_reconciler.decode import (
-    DecodeError,
     decode_bare_header,
     decode_event,
     decode_history_entry,
@@ -22,8 +21,9 @@ from stellar_reconciler.decode import (
     parse_event_id,
     scval_to_json,
 )
+from stellar_reconciler.errors import DecodeError, UnsupportedScValError
 from stellar_reconciler.rpc import parse_event
-from stellar_reconciler.scval import MAX_DEPTH, UnsupportedScValError, scval_b64_to_json
+from stellar_reconciler.scval import MAX_DEPTH, scval_b64_to_json
 from tests.fixtures import load
 
 SAC = "CDLZFC3SYJYDZT7K67VZ75HPJVIEUVNIXF47ZG2FB2RMQQVU2HHGCYSC"

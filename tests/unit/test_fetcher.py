@@ -6,8 +6,8 @@ import pytest
 from stellar_sdk import xdr
 
 from stellar_reconciler.decode import decode_history_entry
-from stellar_reconciler.errors import RpcProtocolError
-from stellar_reconciler.fetcher import BatchSizer, ChainBreakError, build_batch
+from stellar_reconciler.errors import ChainBreakError, RpcProtocolError
+from stellar_reconciler.fetcher import BatchSizer, build_batch
 from stellar_reconciler.models import LedgerHeader
 from tests.factories import ledger_hash, make_event
 from tests.fixtures import load

@@ -10,6 +10,7 @@ from pathlib import Path
 import obstore
 import pytest
 from obstore.store import LocalStore
+from prometheus_client.parser import text_string_to_metric_families
 
 from stellar_reconciler.errors import (
     LakeChainError,
@@ -22,6 +23,7 @@ from stellar_reconciler.errors import (
 )
 from stellar_reconciler.lake import CONFIG_KEY, Lake, LakeLayout, open_store
 from stellar_reconciler.metaevents import MetaLedger
+from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.simnet import lake as simlake
 from stellar_reconciler.simnet.config import SimNetConfig
 from stellar_reconciler.simnet.network import SimNetwork
@@ -286,3 +288,27 @@ def test_unknown_scheme_is_unreachable_with_the_url_redacted() -> None:
     with pytest.raises(LakeUnreachableError) as caught:
         open_store("ftp://user:secret@host/x")
     assert "secret" not in str(caught.value)
+
+
+def test_every_object_read_is_observed_with_its_time_and_bytes(
+    network: SimNetwork, tmp_path: Path
+) -> None:
+    """With the service's Metrics as observer: the configuration and five batches read are
+    six `ok` fetches whose bytes add up to what the lake counted; the deleted sixth batch is
+    one `missing` fetch and adds no bytes."""
+    store = LocalStore(str(tmp_path))
+    keys = simlake.publish(network, store, 1000, 1009)
+    simlake.damage(store, keys[5], "missing")
+    metrics = Metrics()
+    lake = Lake(store, network.passphrase, prefetch=1, observer=metrics)
+    with pytest.raises(LakeObjectMissingError):
+        _read_with(lake, 1000, 1009)
+    samples = {
+        (sample.name, sample.labels.get("outcome")): sample.value
+        for family in text_string_to_metric_families(metrics.render().decode())
+        for sample in family.samples
+        if sample.name.startswith("reconciler_lake_")
+    }
+    assert samples[("reconciler_lake_fetch_duration_seconds_count", "ok")] == 6
+    assert samples[("reconciler_lake_fetch_duration_seconds_count", "missing")] == 1
+    assert samples[("reconciler_lake_fetched_bytes_total", None)] == lake.bytes_fetched > 0

@@ -102,9 +102,14 @@ def test_settings_supply_format_and_every_secret() -> None:
     stream = io.StringIO()
     configure_logging_for(settings, stream=stream)
     secrets = [
-        "user-a1b2", "pw-c3d4e5", "key-f6a7b8", "dbpw-9c8b7a", "admin-token-0123456789",
-        "read-token-0123456789", "hook-secret-0123456789",
-    ]  # fmt: skip
+        "user-a1b2",
+        "pw-c3d4e5",
+        "key-f6a7b8",
+        "dbpw-9c8b7a",
+        "admin-token-0123456789",
+        "read-token-0123456789",
+        "hook-secret-0123456789",
+    ]
     log.info("everything", values=secrets)
     line = json.loads(stream.getvalue())
     assert line["values"] == ["***"] * len(secrets)

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from stellar_reconciler.reconcile import (
     EventFingerprint,
     compare_ranges,
-    gaps_in,
     ledger_digests,
     split_range,
     subtract_ranges,
@@ -25,16 +24,6 @@ ranges = st.lists(
 
 def covered(rs: list[tuple[int, int]]) -> set[int]:
     return {n for a, b in rs for n in range(a, b + 1)}
-
-
-@given(sequences)
-def test_gaps_are_exactly_the_missing_numbers_between_min_and_max(present: set[int]) -> None:
-    """gaps_in returns every missing number between the smallest and largest, in runs."""
-    gaps = gaps_in(present)
-    expected = set(range(min(present), max(present) + 1)) - present
-    assert covered(gaps) == expected
-    assert all(a <= b for a, b in gaps)
-    assert all(b1 + 1 < a2 for (_, b1), (a2, _) in itertools.pairwise(gaps))
 
 
 @given(ranges, ranges)

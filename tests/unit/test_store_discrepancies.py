@@ -55,3 +55,19 @@ def test_short_keys_still_tell_problems_apart(store: Store) -> None:
         assert open_all(conn, [a, b, a]) == 2
     assert store.discrepancies.open(a)[1] is False
     assert _rows(store) == 2
+
+
+def test_open_keys_lists_open_ones_of_a_kind_starting_in_the_range(store: Store) -> None:
+    """open_keys: only open discrepancies of the kind asked, whose first ledger is in range."""
+
+    def new(kind: str, key: str, ledger: int) -> NewDiscrepancy:
+        return NewDiscrepancy(kind=kind, key=key, message="m", first_ledger=ledger)
+
+    store.discrepancies.open(new("source_mismatch", "source_mismatch:lake:10", 10))
+    store.discrepancies.open(new("source_mismatch", "source_mismatch:rpc:12", 12))
+    store.discrepancies.open(new("source_mismatch", "source_mismatch:lake:30", 30))
+    store.discrepancies.open(new("chain_break", "chain_break:11", 11))
+    store.discrepancies.resolve_key("source_mismatch:rpc:12", "test", "gone")
+    assert store.discrepancies.open_keys("source_mismatch", 10, 20) == [
+        ("source_mismatch:lake:10", 10)
+    ]

@@ -11,16 +11,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from stellar_reconciler.errors import ExpectationConflictError, ExpectationInputError
 from stellar_reconciler.expectation_spec import ExpectationSpec
 from stellar_reconciler.expectations_csv import import_csv, parse_csv
 from stellar_reconciler.models import Batch, Event, LedgerRecord
 from stellar_reconciler.store import Store
-from stellar_reconciler.store.expectations import (
-    ExpectationConflictError,
-    ExpectationInputError,
-    ExpectationMatcher,
-    Expectations,
-)
+from stellar_reconciler.store.expectations import ExpectationMatcher, Expectations
 from stellar_reconciler.store.schema import expectations as expectations_table
 from tests.factories import CONTRACT, event_id, ledger_hash
 

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stellar_sdk import Address, scval, xdr
 
-from stellar_reconciler.xdrskip import XdrSkipError, skipper
+from stellar_reconciler.errors import XdrSkipError
+from stellar_reconciler.xdrskip import skipper
 from tests.fixtures import load
 
 

@@ -1,4 +1,5 @@
-"""The HTTP API: health, metrics, JSON data and (later) the dashboard."""
+"""The HTTP API: health and metrics, the indexed data, reconciliation and expectations, the
+operator's admin endpoints, the live stream, the dashboard at / and the OpenAPI document."""
 
 from stellar_reconciler.api.app import create_app
 from stellar_reconciler.api.context import ApiContext

@@ -15,6 +15,7 @@ from stellar_reconciler.api import (
     expectations,
     live,
     monitoring,
+    proofs,
     reconciliation,
 )
 from stellar_reconciler.api.context import ApiContext
@@ -49,6 +50,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     event_stream.install_event_stream(app)
     app.include_router(reconciliation.router)
     app.include_router(expectations.router)
+    app.include_router(proofs.router)
     app.include_router(admin.router)
     live.install_live(app, ctx)
     app.include_router(docs.router)
@@ -63,6 +65,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
             event_stream.router,
             reconciliation.router,
             expectations.router,
+            proofs.router,
             admin.router,
             live.router,
             docs.router,

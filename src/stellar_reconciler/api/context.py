@@ -23,6 +23,8 @@ class ApiContext:
     telemetry: Telemetry
     service_name: str = "stellar-reconciler"
     safe_settings: dict[str, Any] = field(default_factory=dict)
+    # The settings a proof bundle states (proof.settings_part).
+    proof_settings: dict[str, Any] = field(default_factory=dict)
     admin_token: str = ""
     read_token: str = ""
 

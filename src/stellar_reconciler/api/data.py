@@ -12,7 +12,9 @@ from stellar_reconciler.api.auth import ReadAccess
 from stellar_reconciler.api.context import ApiContext, context
 from stellar_reconciler.api.errors import invalid_param
 from stellar_reconciler.api.params import LedgerQuery, Limit
-from stellar_reconciler.decode import DecodeError, decode_scval_b64
+from stellar_reconciler.decode import decode_scval_b64
+from stellar_reconciler.errors import DecodeError
+from stellar_reconciler.models import iso_utc
 from stellar_reconciler.store import EventQuery
 
 router = APIRouter(tags=["data"], dependencies=[ReadAccess])
@@ -96,7 +98,7 @@ def list_ledgers(
             "sequence": r.sequence,
             "hash": r.hash,
             "previous_hash": r.previous_hash,
-            "closed_at": r.closed_at.isoformat().replace("+00:00", "Z"),
+            "closed_at": iso_utc(r.closed_at),
             "event_count": r.event_count,
         }
         for r in records

@@ -16,9 +16,9 @@ from stellar_reconciler.api.context import ApiContext, context
 from stellar_reconciler.api.edge import BODY_LIMIT_KEY
 from stellar_reconciler.api.errors import ApiError, invalid_param
 from stellar_reconciler.api.params import MAX_ROW_ID, Digits, Limit
+from stellar_reconciler.errors import ExpectationConflictError, ExpectationInputError
 from stellar_reconciler.expectation_spec import ExpectationSpec
 from stellar_reconciler.store import Expectations
-from stellar_reconciler.store.expectations import ExpectationConflictError, ExpectationInputError
 
 router = APIRouter(tags=["expectations"])
 Ctx = Annotated[ApiContext, Depends(context)]

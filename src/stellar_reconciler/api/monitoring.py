@@ -12,6 +12,7 @@ from stellar_reconciler.api.auth import ReadAccess
 from stellar_reconciler.api.context import ApiContext, context
 from stellar_reconciler.errors import DatabaseUnavailableError
 from stellar_reconciler.metrics import CONTENT_TYPE
+from stellar_reconciler.models import iso_utc
 
 router = APIRouter()
 Ctx = Annotated[ApiContext, Depends(context)]
@@ -59,7 +60,7 @@ def status(ctx: Ctx) -> dict[str, Any]:
             "protocol_version": network.protocol_version if network else None,
             "oldest_ledger": tip.oldest_ledger if tip else None,
             "uptime_seconds": round(ctx.status.uptime_seconds(), 3),
-            "started_at": ctx.status.started_at.isoformat().replace("+00:00", "Z"),
+            "started_at": iso_utc(ctx.status.started_at),
             "worker_running": ctx.status.worker_running,
             "paused": ctx.status.paused,
             "ledger_seconds": round(ctx.status.ledger_secs, 3),

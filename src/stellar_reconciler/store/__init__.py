@@ -5,6 +5,7 @@ Callers outside this package import from here; its modules are its own business.
 
 from stellar_reconciler.store.discrepancies import BLOCKING_KINDS, KINDS, NewDiscrepancy
 from stellar_reconciler.store.expectations import ExpectationMatcher, Expectations
+from stellar_reconciler.store.periods import ProofMaterial
 from stellar_reconciler.store.repository import DEFAULT_STREAM, BatchHook, EventQuery, Store
 
 __all__ = [
@@ -16,5 +17,6 @@ __all__ = [
     "ExpectationMatcher",
     "Expectations",
     "NewDiscrepancy",
+    "ProofMaterial",
     "Store",
 ]

@@ -17,11 +17,11 @@ from sqlalchemy import Engine, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from stellar_reconciler.errors import GapConsentNotFoundError, GapConsentRefusedError
-from stellar_reconciler.models import AcknowledgedGap
+from stellar_reconciler.models import AcknowledgedGap, iso_utc
 from stellar_reconciler.plan import Consent
 from stellar_reconciler.store.checkpoint import advance
 from stellar_reconciler.store.database import read_connection, write_transaction
-from stellar_reconciler.store.discrepancies import AuditLog, Discrepancies, NewDiscrepancy, _iso
+from stellar_reconciler.store.discrepancies import AuditLog, Discrepancies, NewDiscrepancy
 from stellar_reconciler.store.gaps import pending_gap_at, retention_gap_key, stream_checkpoint
 from stellar_reconciler.store.schema import (
     acknowledged_gaps,
@@ -71,9 +71,9 @@ def consent_json(row: Any, checkpoint: int | None) -> dict[str, Any]:
         ),
         "note": row.note,
         "requested_by": row.requested_by,
-        "requested_at": _iso(row.requested_at),
-        "consumed_at": _iso(row.consumed_at),
-        "revoked_at": _iso(row.revoked_at),
+        "requested_at": iso_utc(row.requested_at),
+        "consumed_at": iso_utc(row.consumed_at),
+        "revoked_at": iso_utc(row.revoked_at),
         "revoked_by": row.revoked_by,
     }
 
@@ -194,13 +194,13 @@ class GapConsents:
             if row.consumed_at is not None:
                 raise GapConsentRefusedError(
                     f"gap consent {consent_id} was already carried out at "
-                    f"{_iso(row.consumed_at)} (ledgers {row.first_ledger}-{row.last_ledger} "
+                    f"{iso_utc(row.consumed_at)} (ledgers {row.first_ledger}-{row.last_ledger} "
                     "skipped); it cannot be withdrawn"
                 )
             if row.revoked_at is not None:
                 raise GapConsentRefusedError(
                     f"gap consent {consent_id} was already revoked by {row.revoked_by} at "
-                    f"{_iso(row.revoked_at)}"
+                    f"{iso_utc(row.revoked_at)}"
                 )
             # The worker may carry it out at this very moment: only a live consent is revoked.
             moved = conn.execute(
@@ -247,7 +247,7 @@ class GapConsents:
                 select(gap_consents).where(gap_consents.c.id == consent_id)
             ).one()
             advance(conn, self.stream, first - 1, last)
-            who, when = consent.requested_by, _iso(consent.requested_at)
+            who, when = consent.requested_by, iso_utc(consent.requested_at)
             conn.execute(
                 insert(acknowledged_gaps).values(
                     stream=self.stream,

@@ -128,3 +128,18 @@ def read_connection(engine: Engine) -> Iterator[Connection]:
             yield connection
     except (OperationalError, InterfaceError) as exc:
         raise unavailable(engine, exc) from exc
+
+
+@contextmanager
+def snapshot_connection(engine: Engine) -> Iterator[Connection]:
+    """A read transaction whose every statement sees the same committed state: several
+    queries that must agree (a proof's headers, events and records) read one snapshot. SQLite
+    in WAL mode gives that to any read transaction; PostgreSQL needs REPEATABLE READ."""
+    try:
+        with engine.connect() as connection:
+            if not is_sqlite(engine):
+                connection = connection.execution_options(isolation_level="REPEATABLE READ")
+            with connection.begin():
+                yield connection
+    except (OperationalError, InterfaceError) as exc:
+        raise unavailable(engine, exc) from exc

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 
+from stellar_reconciler.models import iso_utc
 from stellar_reconciler.store.bulk import chunks, insert_many
 from stellar_reconciler.store.database import read_connection, write_transaction
 from stellar_reconciler.store.schema import audit_log, discrepancies
@@ -26,6 +27,8 @@ KINDS = (
     "missing_expected",
     "amount_mismatch",
     "unexpected",
+    # A repair changed the events (or ledger headers) of a period closed with a proof.
+    "closed_period_changed",
 )
 # Open discrepancies of these kinds mean the stored history cannot be trusted: health is 503.
 BLOCKING_KINDS = frozenset({"chain_break", "source_mismatch"})
@@ -36,14 +39,6 @@ KEY_LENGTH = 200
 def stored_key(key: str) -> str:
     """The key as the discrepancies table holds it; every lookup by key goes through here."""
     return key[:KEY_LENGTH]
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +68,8 @@ def discrepancy_json(row: Any) -> dict[str, Any]:
         "message": row.message,
         "expected": row.expected,
         "found": row.found,
-        "detected_at": _iso(row.detected_at),
-        "resolved_at": _iso(row.resolved_at),
+        "detected_at": iso_utc(row.detected_at),
+        "resolved_at": iso_utc(row.resolved_at),
         "resolved_by": row.resolved_by,
         "resolution": row.resolution,
     }
@@ -188,6 +183,18 @@ class Discrepancies:
                 ).rowcount
             )
 
+    def open_keys(self, kind: str, first: int, last: int) -> list[tuple[str, int]]:
+        """Keys and first ledgers of the open discrepancies of `kind` starting in first..last."""
+        with read_connection(self.engine) as conn:
+            rows = conn.execute(
+                select(discrepancies.c.key, discrepancies.c.first_ledger).where(
+                    discrepancies.c.kind == kind,
+                    discrepancies.c.resolved_at.is_(None),
+                    discrepancies.c.first_ledger.between(first, last),
+                )
+            )
+            return [(str(key), int(ledger)) for key, ledger in rows]
+
     def get(self, discrepancy_id: int) -> dict[str, Any] | None:
         with read_connection(self.engine) as conn:
             row = conn.execute(
@@ -298,7 +305,7 @@ class AuditLog:
             return [
                 {
                     "id": r.id,
-                    "at": _iso(r.at),
+                    "at": iso_utc(r.at),
                     "actor": r.actor,
                     "action": r.action,
                     "target": r.target,

@@ -1,9 +1,14 @@
-"""Expectations: the application's expected records, created, looked up and counted.
+"""Expectations: the application's expected records, created, looked up and counted; the
+store holds one as `store.expectations`.
 
-A new record is settled at once against the events already stored (the application may post
-after the event arrived); later events settle it through `ExpectationMatcher`, the batch hook.
-Both run under the lock in settlement.py, so a record posted while a batch commits cannot
-miss that batch's events.
+Creating is all or nothing: an external_id posted before with other content refuses the whole
+request, and with the same content the stored record is returned. A new record is matched at
+once against unclaimed events already stored (the application may post after the event
+arrived): those of its transaction when it names one, else those of its contract and event
+name from LOOKBACK_LEDGERS before the checkpoint up to its deadline. Later events settle it
+through `ExpectationMatcher`, the batch hook. Both use the best match of assignment.py and run
+under the lock in settlement.py, so a record posted while a batch commits cannot miss that
+batch's events.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, insert, select
 
 from stellar_reconciler.assignment import match_events
-from stellar_reconciler.errors import ReconcilerError
+from stellar_reconciler.errors import ExpectationConflictError, ExpectationInputError
 from stellar_reconciler.expectation_spec import ExpectationSpec
 from stellar_reconciler.matching import (
     PENDING,
@@ -28,11 +33,11 @@ from stellar_reconciler.matching import (
     match_key,
     topics_json,
 )
-from stellar_reconciler.models import Batch
+from stellar_reconciler.models import Batch, iso_utc
 from stellar_reconciler.store import settlement
 from stellar_reconciler.store.bulk import chunks
 from stellar_reconciler.store.database import read_connection, write_transaction
-from stellar_reconciler.store.discrepancies import Discrepancies, _iso, discrepancy_json
+from stellar_reconciler.store.discrepancies import Discrepancies, discrepancy_json
 from stellar_reconciler.store.schema import checkpoints, discrepancies, events, expectations
 from stellar_reconciler.store.settlement import (
     IS_PENDING,
@@ -46,28 +51,6 @@ from stellar_reconciler.store.settlement import (
 # stored before them; with a hash, any stored event up to the deadline is found (indexed).
 LOOKBACK_LEDGERS = 17_280
 DISCREPANCY_KINDS = ("missing_expected", "amount_mismatch", "unexpected")
-
-
-class ExpectationConflictError(ReconcilerError):
-    """An external id exists already with other content; nothing was created."""
-
-    def __init__(self, conflicts: list[tuple[str, list[str]]]) -> None:
-        self.conflicts = conflicts
-        shown = "; ".join(f"{eid!r} differs in {', '.join(f)}" for eid, f in conflicts[:5])
-        more = f" (and {len(conflicts) - 5} more)" if len(conflicts) > 5 else ""
-        super().__init__(
-            f"external_id already used with different content: {shown}{more}; an expected "
-            "record cannot be changed once posted: post it under a new external_id"
-        )
-
-
-class ExpectationInputError(ReconcilerError):
-    """Records that cannot be created as given; `problems` are (index in the request, field,
-    message)."""
-
-    def __init__(self, problems: list[tuple[int, str, str]]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(f"record {i}: {f}: {m}" for i, f, m in problems[:5]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +82,8 @@ def expectation_json(row: Any) -> dict[str, Any]:
         "event_ledger": row.event_ledger,
         "found_amount": row.found_amount,
         "difference": row.difference,
-        "created_at": _iso(row.created_at),
-        "settled_at": _iso(row.settled_at),
+        "created_at": iso_utc(row.created_at),
+        "settled_at": iso_utc(row.settled_at),
     }
 
 

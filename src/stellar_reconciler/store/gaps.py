@@ -4,12 +4,11 @@ and ledgers an operator accepted as lost (the consents that accept them: consent
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, select, text, update
 
-from stellar_reconciler.models import AcknowledgedGap
+from stellar_reconciler.models import AcknowledgedGap, as_utc
 from stellar_reconciler.reconcile import Range, subtract_ranges
 from stellar_reconciler.store.database import read_connection, write_transaction
 from stellar_reconciler.store.discrepancies import Discrepancies, NewDiscrepancy
@@ -32,10 +31,6 @@ _GAPS_SQL = text(
     ORDER BY sequence
     """
 )
-
-
-def as_utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def retention_gap_key(first_missing: int) -> str:

@@ -22,7 +22,7 @@ from stellar_reconciler.errors import (
     NothingStoredError,
     StreamMismatchError,
 )
-from stellar_reconciler.models import Batch, Checkpoint, Event, LedgerRecord
+from stellar_reconciler.models import Batch, Checkpoint, Event, LedgerRecord, as_utc, iso_utc
 from stellar_reconciler.reconcile import EventFingerprint, Range
 from stellar_reconciler.store import migrate
 from stellar_reconciler.store.checkpoint import advance
@@ -38,6 +38,7 @@ from stellar_reconciler.store.discrepancies import AuditLog, Discrepancies, NewD
 from stellar_reconciler.store.expectations import Expectations
 from stellar_reconciler.store.gaps import Gaps
 from stellar_reconciler.store.network import NetworkRecord
+from stellar_reconciler.store.periods import Periods
 from stellar_reconciler.store.schema import (
     checkpoints,
     events,
@@ -49,11 +50,6 @@ DEFAULT_STREAM = "events"
 # Work that must commit or roll back together with a batch (matching expectations, say):
 # called inside the batch's transaction, after its rows are written.
 BatchHook = Callable[[Connection, Batch], None]
-
-
-def as_utc(value: datetime) -> datetime:
-    """SQLite hands datetimes back without a zone; everything we store is UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def event_row(event: Event) -> dict[str, Any]:
@@ -90,7 +86,7 @@ def event_json(row: Any) -> dict[str, Any]:
     return {
         "id": row.id,
         "ledger": row.ledger,
-        "ledger_closed_at": as_utc(row.ledger_closed_at).isoformat().replace("+00:00", "Z"),
+        "ledger_closed_at": iso_utc(row.ledger_closed_at),
         "contract_id": row.contract_id,
         "type": row.type,
         "name": row.name,
@@ -108,7 +104,7 @@ def event_text(row: Any) -> str:
         {
             "id": row.id,
             "ledger": row.ledger,
-            "ledger_closed_at": as_utc(row.ledger_closed_at).isoformat().replace("+00:00", "Z"),
+            "ledger_closed_at": iso_utc(row.ledger_closed_at),
             "contract_id": row.contract_id,
             "type": row.type,
             "name": row.name,
@@ -185,6 +181,7 @@ class Store:
         self.consents = GapConsents(engine, stream, self.discrepancies, self.audit)
         self.expectations = Expectations(engine, self.discrepancies, stream)
         self.network = NetworkRecord(engine)
+        self.periods = Periods(engine, stream, self.discrepancies)
 
     @classmethod
     def open(cls, url: str, stream: str = DEFAULT_STREAM) -> Store:
@@ -383,16 +380,6 @@ class Store:
         with read_connection(self.engine) as conn:
             return [(r.id, event_text(r)) for r in conn.execute(statement)]
 
-    def event_ids(self, from_ledger: int, to_ledger: int) -> list[str]:
-        with read_connection(self.engine) as conn:
-            return list(
-                conn.execute(
-                    select(events.c.id)
-                    .where(events.c.ledger.between(from_ledger, to_ledger))
-                    .order_by(events.c.id)
-                ).scalars()
-            )
-
     def event_count(self) -> int:
         with read_connection(self.engine) as conn:
             return int(conn.execute(select(func.count()).select_from(events)).scalar_one())
@@ -511,3 +498,6 @@ class Store:
         self.insert_rows(conn, batch.ledgers, batch.events)
         for hook in hooks:
             hook(conn, batch)
+        # A closed period's roots are compared in the repair's transaction: the change and
+        # its record commit together or not at all.
+        self.periods.after_repair(conn, first, last)

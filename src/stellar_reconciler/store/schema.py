@@ -225,3 +225,21 @@ expectations = Table(
         postgresql_where=text("status = 'pending'"),
     ),
 )
+
+# Periods closed with a proof: the Merkle roots of their events and ledger headers as they
+# stood at the close (merkle.py, docs/proofs.md). A later repair inside one is compared with
+# these, so history cannot change under a signed-off period without a discrepancy saying so.
+closed_periods = Table(
+    "closed_periods",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("first_ledger", BigInteger, nullable=False),
+    Column("last_ledger", BigInteger, nullable=False),
+    Column("events_root", String(64), nullable=False),
+    Column("event_count", Integer, nullable=False),
+    Column("headers_root", String(64), nullable=False),
+    Column("closed_at", DateTime(timezone=True), nullable=False),
+    Column("closed_by", String(64), nullable=False),
+    Index("ux_closed_periods_range", "first_ledger", "last_ledger", unique=True),
+    Index("ix_closed_periods_last", "last_ledger"),
+)
