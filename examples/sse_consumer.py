@@ -1,6 +1,7 @@
 """Follow a stellar-reconciler's events over Server-Sent Events, resuming after every break.
 
     python examples/sse_consumer.py http://127.0.0.1:8080 [--contract-id C...] [--topic transfer]
+                                    [--from-ledger N] [--token READ_TOKEN]
 
 Prints one JSON event per line. It remembers the id of the last event it received and, when
 the connection drops, reconnects with that id in the `Last-Event-ID` header, so the service
@@ -40,11 +41,14 @@ def read_events(
 
 
 def follow(
-    base_url: str, params: dict[str, str], retry_seconds: float = 1.0
+    base_url: str, params: dict[str, str], retry_seconds: float = 1.0, token: str | None = None
 ) -> Iterator[dict[str, Any]]:
     """Every event, in order, forever: reconnects after each break with Last-Event-ID."""
     last_event_id = None
-    with httpx.Client(base_url=base_url, timeout=httpx.Timeout(10.0, read=60.0)) as http:
+    # The service sends a heartbeat every 15 s, so a minute without a byte is a dead link.
+    timeout = httpx.Timeout(10.0, read=60.0)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=base_url, timeout=timeout, headers=headers) as http:
         while True:
             try:
                 for event_id, event in read_events(http, params, last_event_id):
@@ -65,6 +69,7 @@ def main() -> None:
     parser.add_argument("--contract-id")
     parser.add_argument("--topic")
     parser.add_argument("--from-ledger")
+    parser.add_argument("--token", help="the READ_TOKEN, when the service has one")
     args = parser.parse_args()
     filters = {
         "contract_id": args.contract_id,
@@ -72,7 +77,7 @@ def main() -> None:
         "from_ledger": args.from_ledger,
     }
     params = {name: value for name, value in filters.items() if value is not None}
-    for event in follow(args.base_url, params):
+    for event in follow(args.base_url, params, token=args.token):
         print(json.dumps(event), flush=True)
 
 

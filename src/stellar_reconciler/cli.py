@@ -390,6 +390,66 @@ def verify(
         raise typer.Exit(ExitCode.FAILED)
 
 
+BACKFILL_SETTINGS = (
+    *VERIFY_SETTINGS[:-2],
+    "BATCH_MAX_LEDGERS",
+    "LAKE_URL",
+    "LAKE_ENDPOINT_URL",
+    "LAKE_ANONYMOUS",
+    "LAKE_PREFETCH",
+)
+
+
+@app.command(epilog=settings_reference(BACKFILL_SETTINGS) + "\n\n" + EXIT_CODES_HELP)
+def backfill(
+    from_ledger: Annotated[int, typer.Option("--from", help="First ledger", min=1)],
+    to_ledger: Annotated[int, typer.Option("--to", help="Last ledger", min=1)],
+) -> None:
+    """Fill the ledgers missing from the database between --from and --to, of any age: from
+    the data lake (LAKE_URL) where the RPC no longer keeps them, from the RPC where it does.
+
+    Ledgers already stored are skipped, never rewritten, so it may be run again at any time and
+    resumes where it stopped. Only ledgers up to the worker's checkpoint are written (after it
+    they are the worker's). Every batch is one transaction, chained by hash to the stored
+    ledgers on both sides; one that does not chain, or a lake object that is missing or
+    corrupt, stops it with an error naming the ledger or the object, and is not written.
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from stellar_reconciler.backfill import run_backfill
+
+    settings = load_settings()
+    configure_logging_for(settings, level="warning")
+    columns = (
+        TextColumn("backfill {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("ledgers"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task(f"{from_ledger}-{to_ledger}", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        report = guarded(
+            lambda: asyncio.run(run_backfill(settings, from_ledger, to_ledger, advance))
+        )
+    table = Table(title="backfill", show_header=False)
+    for key, value in report.items():
+        table.add_row(key.replace("_", " "), human(value))
+    console.print(table)
+
+
 app.command("simnet", help="Run the simulated Stellar network (a real JSON-RPC server).")(
     simnet_command
 )

@@ -209,6 +209,9 @@ class Settings(BaseSettings):
     rpc_fault_max_backoff_secs: float = Field(default=300.0, gt=0, le=3600)
     # While polls keep failing, one "still failing" summary line at most this often.
     failure_summary_secs: float = Field(default=60.0, gt=0, le=86400)
+    # getTransaction calls per poll for pinned records whose deadline passed without an
+    # event (0: never ask; they settle missing_expected at once, as before).
+    tx_outcome_checks_per_poll: int = Field(default=50, ge=0, le=10000)
     start_ledger: str = "oldest"
     contract_ids: Annotated[tuple[str, ...], NoDecode] = ()
     event_topics: Annotated[tuple[tuple[str, ...], ...], NoDecode] = ()
@@ -425,6 +428,7 @@ class Settings(BaseSettings):
             "poll_failure_max_backoff_secs": self.poll_failure_max_backoff_secs,
             "rpc_fault_max_backoff_secs": self.rpc_fault_max_backoff_secs,
             "failure_summary_secs": self.failure_summary_secs,
+            "tx_outcome_checks_per_poll": self.tx_outcome_checks_per_poll,
             "start_ledger": self.start_ledger,
             "contract_ids": list(self.contract_ids),
             "event_topics": [list(f) for f in self.event_topics],

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from stellar_reconciler.models import iso_utc
 
-JobKind = Literal["rescan", "verify"]
+JobKind = Literal["rescan", "verify", "backfill"]
 JobState = Literal["queued", "running", "done", "failed"]
 # Finished jobs kept for the API to show; older ones are forgotten.
 KEEP_FINISHED_JOBS = 50
@@ -22,7 +22,7 @@ KEEP_FINISHED_JOBS = 50
 
 @dataclass
 class Job:
-    """A rescan or a verification of a ledger range, with live progress."""
+    """A rescan, a verification or a backfill of a ledger range, with live progress."""
 
     id: int
     kind: JobKind
@@ -68,7 +68,7 @@ class Job:
 
 
 class Controls:
-    """Restart requests, and the queue of rescan and verification jobs."""
+    """Restart requests, and the queue of rescan, verification and backfill jobs."""
 
     def __init__(self) -> None:
         self.restart_requested = asyncio.Event()

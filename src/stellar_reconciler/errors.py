@@ -396,3 +396,43 @@ class ProofRangeError(ReconcilerError):
     """A proof was asked for a range that is not wholly indexed (or not a range at all)."""
 
     exit_code = ExitCode.CONFIG
+
+
+class BackfillRangeError(ReconcilerError):
+    """A backfill asked for ledgers it may not write or cannot read (after the checkpoint, or
+    older than the RPC keeps with no lake configured); nothing was written."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class ExpectationLifecycleError(ReconcilerError):
+    """An expected record cannot be changed as asked; `status` is the HTTP answer's."""
+
+    status = 409
+
+
+class ExpectationNotFoundError(ExpectationLifecycleError):
+    status = 404
+
+    def __init__(self, external_id: str) -> None:
+        super().__init__(
+            f"no expected record has external_id {external_id!r}; list them with "
+            "GET /api/expectations"
+        )
+
+
+class ExpectationSettledError(ExpectationLifecycleError):
+    """The record is settled already (or waits for its transaction's outcome)."""
+
+    def __init__(self, external_id: str, status: str, what: str) -> None:
+        self.record_status = status
+        super().__init__(
+            f"expected record {external_id!r} is {status}: it cannot {what} any more; to "
+            "expect the payment again, post a new record under a new external_id"
+        )
+
+
+class ExpectationDeadlineError(ExpectationLifecycleError):
+    """The new deadline cannot apply (already processed, or no checkpoint to count from)."""
+
+    status = 422

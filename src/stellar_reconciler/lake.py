@@ -26,7 +26,7 @@ import json
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -225,7 +225,7 @@ class Lake:
 
     async def ledgers(
         self, first: int, last: int, previous_hash: str | None = None
-    ) -> AsyncIterator[MetaLedger]:
+    ) -> AsyncGenerator[MetaLedger, None]:
         """Ledgers first..last in order, each chained to the one before (and the first to
         `previous_hash` when given). At most `prefetch` objects are in flight or waiting."""
         layout = await self.layout()

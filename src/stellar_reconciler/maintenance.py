@@ -17,9 +17,10 @@ from typing import Any
 
 import structlog
 
+from stellar_reconciler.backfill import Backfill
 from stellar_reconciler.control import Controls, Job
 from stellar_reconciler.crosscheck import Against, CrossCheck, LakeSource
-from stellar_reconciler.errors import ChainBreakError, ReconcilerError
+from stellar_reconciler.errors import ChainBreakError, LakeError, ReconcilerError
 from stellar_reconciler.fetcher import RangeFetcher
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.models import Batch, Event, NetworkTip
@@ -108,6 +109,7 @@ class Maintenance:
         tick_seconds: float = 1.0,
         batch_hooks: Sequence[BatchHook] = (),
         lake: LakeSource | None = None,
+        backfill: Backfill | None = None,
     ) -> None:
         self.rpc = rpc
         self.store = store
@@ -119,6 +121,7 @@ class Maintenance:
         self.tick_seconds = tick_seconds
         self.batch_hooks = tuple(batch_hooks)
         self.crosscheck = CrossCheck(store, lake, status)
+        self.backfill = backfill
         self._ticks = 0
 
     # --- the loop ------------------------------------------------------------------------
@@ -187,6 +190,8 @@ class Maintenance:
         try:
             if job.kind == "rescan":
                 job.result = await self.rescan(job.first_ledger, job.last_ledger, job)
+            elif job.kind == "backfill":
+                job.result = await self.run_backfill(job)
             else:
                 tip = self.status.tip or await self.rpc.get_health()
                 report = await self.repair_gaps(tip, job.first_ledger, job.last_ledger)
@@ -214,6 +219,20 @@ class Maintenance:
                 job.done_ledgers = batch.last_ledger - first + 1
                 self.status.notify()
         return {"ledgers": last - first + 1, "events": events}
+
+    async def run_backfill(self, job: Job) -> dict[str, Any]:
+        """Fill what is missing of the job's range (reconciler backfill's work), its progress
+        counted over the whole range (ledgers already stored count as done)."""
+        if self.backfill is None:
+            raise ReconcilerError("backfill jobs need the service's backfill (not configured)")
+        first, last = job.first_ledger, job.last_ledger
+
+        def advance(done: int, missing: int) -> None:
+            job.done_ledgers = last - first + 1 - missing + done
+            self.status.notify()
+
+        report = await self.backfill.run(first, last, advance, self.batch_hooks)
+        return report.as_json()
 
     # --- re-verification -----------------------------------------------------------------
 
@@ -379,13 +398,26 @@ class Maintenance:
                 first = tip.oldest_ledger
             else:
                 lost = (0, -1)
-            if lost[0] <= lost[1]:
+            if lost[0] <= lost[1] and not await self._fill_from_lake(lost, report):
                 await asyncio.to_thread(self._record_retention_gap, lost, tip)
                 report.retention_gaps.append(lost)
             if first <= last and last >= tip.oldest_ledger:
                 await self._fill(first, last)
                 report.gaps_filled.append((first, last))
         return report
+
+    async def _fill_from_lake(self, lost: Range, report: VerifyReport) -> bool:
+        """Fill a gap the RPC no longer keeps from the data lake, when one is configured; a
+        retention_gap open for it is resolved saying so. False when it could not be."""
+        if self.backfill is None or self.backfill.lake_config is None:
+            return False
+        try:
+            await self.backfill.run(lost[0], lost[1], hooks=self.batch_hooks)
+        except LakeError as exc:
+            log.warning("gap_not_filled_from_lake", first=lost[0], last=lost[1], error=str(exc))
+            return False
+        report.gaps_filled.append(lost)
+        return True
 
     async def _fill(self, first: int, last: int) -> None:
         """Fetch and write first..last batch by batch, each batch one transaction: memory

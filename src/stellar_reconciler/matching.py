@@ -22,7 +22,8 @@ tests check:
   by the order in which records were posted or events arrived.
 - When its deadline ledger is processed, a pending expectation settles `amount_mismatch`
   against its closest unclaimed candidate (difference = found - expected), else
-  `missing_expected`.
+  `missing_expected`; one pinned to a transaction hash first asks the network what became
+  of that transaction (store/outcomes.py): `failed_on_chain`, `not_found` or missing.
 - Events are settled ledger by ledger, so cutting them into batches changes nothing.
 """
 
@@ -41,7 +42,20 @@ PENDING = "pending"
 MATCHED = "matched"
 AMOUNT_MISMATCH = "amount_mismatch"
 MISSING_EXPECTED = "missing_expected"
-STATUSES = (PENDING, MATCHED, AMOUNT_MISMATCH, MISSING_EXPECTED)
+# A record pinned to a transaction that settled without an event: what getTransaction said.
+FAILED_ON_CHAIN = "failed_on_chain"
+NOT_FOUND = "not_found"
+# Withdrawn by the application (DELETE /api/expectations/...): never claims an event.
+CANCELLED = "cancelled"
+STATUSES = (
+    PENDING,
+    MATCHED,
+    AMOUNT_MISMATCH,
+    MISSING_EXPECTED,
+    FAILED_ON_CHAIN,
+    NOT_FOUND,
+    CANCELLED,
+)
 
 I128_MIN = -(2**127)
 I128_MAX = 2**127 - 1

@@ -184,6 +184,14 @@ class Metrics:
             "Unix time reconciler_discrepancies_open was last read from the database.",
             registry=r,
         )
+        self.event_streams = Gauge(
+            "reconciler_event_streams", "Open GET /api/events/stream connections.", registry=r
+        )
+        self.event_stream_cutoffs = Counter(
+            "reconciler_event_stream_cutoffs",
+            "Event streams cut off because their client took no data for the send timeout.",
+            registry=r,
+        )
 
     # RpcObserver -----------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from stellar_reconciler.errors import (
     RpcUnreachableError,
 )
 from stellar_reconciler.models import LedgerHeader, NetworkInfo, NetworkTip, RawEvent
+from stellar_reconciler.transactions import TransactionOutcome, parse_transaction
 
 # JSON-RPC codes the Stellar RPC uses for overload and internal faults: worth another try.
 TRANSIENT_CODES = frozenset({-32603, -32001, -32098})
@@ -376,3 +377,8 @@ class StellarRpc:
             tip=network_tip(result, "getEvents"),
             cursor=page_cursor,
         )
+
+    async def get_transaction(self, tx_hash: str) -> TransactionOutcome:
+        """What the node knows of one transaction (hex hash): SUCCESS, FAILED or NOT_FOUND."""
+        result = await self.call("getTransaction", {"hash": tx_hash.lower()})
+        return parse_transaction(result, tx_hash)

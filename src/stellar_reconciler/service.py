@@ -28,6 +28,7 @@ from stellar_reconciler.api import ApiContext, create_app
 from stellar_reconciler.api.event_stream import close_event_streams
 from stellar_reconciler.api.live import close_streams
 from stellar_reconciler.api.scrub import ScrubSecrets
+from stellar_reconciler.backfill import Backfill
 from stellar_reconciler.collector import tune_garbage_collector
 from stellar_reconciler.config import TESTNET_PASSPHRASE, Settings, redact_url
 from stellar_reconciler.control import Controls
@@ -128,6 +129,7 @@ class Service:
             options.filter_sets,
             settings.verify_every_ledgers,
             lake=LakeSource.from_settings(settings, metrics),
+            backfill=Backfill.for_settings(store, rpc, settings),
         )
         telemetry = Telemetry(
             metrics,

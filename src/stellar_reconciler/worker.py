@@ -9,6 +9,7 @@ starts again from the checkpoint, the only state that survives.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import time
@@ -38,10 +39,13 @@ from stellar_reconciler.fetcher import (
     RangeFetcher,
     first_error,
 )
+from stellar_reconciler.lake_source import LakeConfig
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.models import Batch, BlockKind, NetworkInfo, NetworkTip
+from stellar_reconciler.outcomes import OutcomeChecker
 from stellar_reconciler.pager import build_filter_sets
 from stellar_reconciler.plan import Blocked, Idle, Proceed, Rebase, Skip, Start, plan_next
+from stellar_reconciler.retention import RetentionGaps
 from stellar_reconciler.rpc import StellarRpc
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import BatchHook, NewDiscrepancy, Store
@@ -66,6 +70,9 @@ class WorkerOptions:
     process_fetch_min_ledgers: int = 1000
     backoff: outage.PollBackoff | None = None
     failure_summary_secs: float = 60.0
+    # Where ledgers older than the RPC keeps are read from (None: no lake, a gap blocks).
+    lake: LakeConfig | None = None
+    tx_outcome_checks: int = 50
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerOptions:
@@ -86,6 +93,8 @@ class WorkerOptions:
             process_fetch_min_ledgers=settings.catch_up_process_ledgers,
             backoff=outage.PollBackoff.from_settings(settings),
             failure_summary_secs=settings.failure_summary_secs,
+            lake=LakeConfig.from_settings(settings),
+            tx_outcome_checks=settings.tx_outcome_checks_per_poll,
         )
 
 
@@ -117,6 +126,7 @@ class Worker:
         self.metrics = metrics
         self.options = options
         self.fetcher = RangeFetcher(rpc, options.filter_sets)
+        self.outcomes = OutcomeChecker(rpc, store.outcomes, options.tx_outcome_checks)
         sizing = BatchSizing(
             options.batch_max_ledgers, options.target_batch_events, 2 * options.target_batch_events
         )
@@ -124,6 +134,7 @@ class Worker:
         self.process_fetcher = (
             FetchProcess(options.process_fetch, sizing, metrics) if options.process_fetch else None
         )
+        self.retention = RetentionGaps(store, status, metrics, options.lake, sizing)
         backoff = options.backoff or outage.PollBackoff(options.poll_interval, 60.0, 300.0)
         self.outage = outage.Outage(backoff, options.failure_summary_secs)
         # The batch commit running in a thread, if any: waited for (briefly) on stop.
@@ -238,14 +249,18 @@ class Worker:
                     consent = None
                     checkpoint = await self._skip(plan, checkpoint)
                 case Blocked():
-                    await self._retention_gap(plan)
+                    follow = functools.partial(self._follow, stop=stop)
+                    await self.retention.meet(plan, self.status.network, follow)
                     return
                 case Idle():
                     self.status.unblock(BlockKind.RETENTION_GAP)
+                    # First, so a poll's success is what ends it (health then outage reset).
+                    await self.outcomes.check()
                     self.status.record_idle_success()
                     return
                 case Proceed():
                     self.status.unblock(BlockKind.RETENTION_GAP)
+                    await self.outcomes.check()
                     await self._catch_up(tip, stop)
                     return
 
@@ -315,11 +330,17 @@ class Worker:
 
     async def _catch_up(self, tip: NetworkTip, stop: asyncio.Event) -> None:
         assert self._checkpoint is not None
-        if self._last_hash is None:
-            stored = await asyncio.to_thread(self.store.ledger, self._checkpoint)
-            self._last_hash = stored.hash if stored else None
         first, target = self._checkpoint + 1, tip.latest_ledger
-        batches = (await self._source(first, target)).follow(first, target, self._last_hash)
+        await self._follow(await self._source(first, target), first, target, stop)
+
+    async def _follow(
+        self, source: BatchSource, first: int, target: int, stop: asyncio.Event
+    ) -> None:
+        """Commit first..target (first is checkpoint + 1) from `source`, batch by batch."""
+        if self._last_hash is None:
+            stored = await asyncio.to_thread(self.store.ledger, first - 1)
+            self._last_hash = stored.hash if stored else None
+        batches = source.follow(first, target, self._last_hash)
         queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=1)
         fetch_error: list[BaseException] = []
         try:
@@ -417,28 +438,6 @@ class Worker:
         )
 
     # --- failures ------------------------------------------------------------------------
-
-    async def _retention_gap(self, gap: Blocked) -> None:
-        """Stop advancing and say exactly what is lost and how to accept it."""
-        command = "reconciler acknowledge-gap --through-oldest"
-        detail = {
-            "first_missing_ledger": gap.first,
-            "last_missing_ledger": gap.last,
-            "oldest_available_ledger": gap.oldest_available,
-            "command": command,
-        }
-        reason = (
-            f"ledgers {gap.first}-{gap.last} are older than the RPC's retention window "
-            f"(oldest available: {gap.oldest_available}) and cannot be indexed; index them from "
-            f"an archive RPC, or accept them as lost and continue: {command}"
-        )
-        opened = await asyncio.to_thread(
-            self.store.gaps.report_retention_gap, gap.first, gap.last, reason
-        )
-        if opened:
-            log.error("retention_gap", **detail)
-            self.metrics.processing_errors.labels(kind="retention_gap").inc()
-        self.status.block(reason, detail, BlockKind.RETENTION_GAP)
 
     def _failed(self, exc: ReconcilerError) -> float:
         """Record a failed poll; the seconds to wait before the next one."""

@@ -268,8 +268,12 @@ async def test_a_client_that_reads_nothing_is_cut_off_and_ingestion_goes_on(
             await wait_for(lambda: streams.open_streams == 0, 30, "the stalled client cut off")
             await wait_for(lambda: service.status.last_processed_ledger == net.latest_ledger)
             received = await asyncio.to_thread(_read_to_end, stalled)
+            async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+                metrics = (await http.get("/metrics")).text
         assert received.startswith(b"HTTP/1.1 200")
         assert not received.endswith(b"0\r\n\r\n")
+        assert "reconciler_event_stream_cutoffs_total 1.0" in metrics
+        assert "reconciler_event_streams 0.0" in metrics
 
 
 def _read_to_end(sock: socket.socket) -> bytes:

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+from obstore.store import LocalStore
 from sqlalchemy import Connection, delete
 
+from stellar_reconciler.backfill import Backfill
 from stellar_reconciler.control import Controls
-from stellar_reconciler.fetcher import RangeFetcher
+from stellar_reconciler.fetcher import BatchSizing, RangeFetcher
+from stellar_reconciler.lake import LakeLayout
+from stellar_reconciler.lake_source import LakeConfig
 from stellar_reconciler.maintenance import Maintenance
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.models import Batch
 from stellar_reconciler.rpc import RetryPolicy, StellarRpc, new_http_client
 from stellar_reconciler.simnet import SimNetConfig, SimNetwork, serve_in_thread
+from stellar_reconciler.simnet.lake import publish
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import Store
 from stellar_reconciler.store.schema import events, ledgers
@@ -94,3 +100,40 @@ async def test_a_long_gap_is_filled_and_recorded_a_batch_at_a_time(
     assert (record["first_ledger"], record["last_ledger"], record["open"]) == (200, 259, False)
     assert stored_ledgers(database_url) == network_ledgers(net, 100, 299)
     assert stored_event_ids(database_url) == network_event_ids(net, 100, 299)
+
+
+async def test_a_gap_older_than_the_rpc_keeps_is_filled_from_the_lake_and_its_record_resolved(
+    store: Store, net: SimNetwork, rpc: StellarRpc, tmp_path: Path
+) -> None:
+    """Ledgers 150-169 missing, the RPC keeping 200 on: without a lake the gap is a retention_gap;
+    with LAKE_URL the next check fills it from the lake (events included), the record resolved
+    saying so, and nothing is left to report."""
+    store.ensure_stream(100, "fp")
+    async for batch in RangeFetcher(rpc, [[]]).batches(100, 299, None):
+        store.commit_batch(batch)
+    with store.engine.begin() as conn:
+        conn.execute(delete(events).where(events.c.ledger.between(150, 169)))
+        conn.execute(delete(ledgers).where(ledgers.c.sequence.between(150, 169)))
+    net.set_retention_window(100)
+    tip = await rpc.get_health()
+    assert tip.oldest_ledger == 200
+    plain = Maintenance(rpc, store, ServiceStatus(), Metrics(), Controls(), [[]], 0)
+    assert (await plain.repair_gaps(tip)).retention_gaps == [(150, 169)]
+    [gap] = store.discrepancies.listing("retention_gap")
+    assert gap["open"]
+
+    publish(net, LocalStore(str(tmp_path)), 100, 299, LakeLayout(net.passphrase, 4, 4))
+    backfill = Backfill(store, rpc, LakeConfig(f"file://{tmp_path}"), [[]], BatchSizing())
+    with_lake = Maintenance(
+        rpc, store, ServiceStatus(), Metrics(), Controls(), [[]], 0, backfill=backfill
+    )
+    report = await with_lake.repair_gaps(tip)
+    assert (report.gaps_filled, report.retention_gaps) == ([(150, 169)], [])
+    [gap] = store.discrepancies.listing("retention_gap")
+    assert not gap["open"] and "data lake" in gap["resolution"]
+    ours = [
+        (r.sequence, r.hash, r.previous_hash, r.event_count)
+        for r in store.list_ledgers(100, 299, 1000)
+    ]
+    assert ours == network_ledgers(net, 100, 299)
+    assert (await with_lake.repair_gaps(tip)).gaps_filled == []

@@ -19,6 +19,7 @@ COMMANDS = [
     ["status"],
     ["acknowledge-gap"],
     ["verify"],
+    ["backfill"],
     ["simnet"],
     ["expect"],
     ["expect", "import"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import threading
 
 import pytest
@@ -126,6 +128,28 @@ def test_events_page_in_id_order_with_filters(store: Store) -> None:
     first = page1[0]
     assert first["ledger_closed_at"].endswith("Z")
     assert first["topics"] == ["transfer"] and first["topics_xdr"] == ["AAAADwAAAAh0cmFuc2Zlcg=="]
+
+
+def test_event_texts_are_list_events_as_one_line_json(store: Store) -> None:
+    """event_texts gives what list_events gives, as one-line JSON text, for the same filters
+    and position (values that are null, nested or not ASCII included)."""
+    store.ensure_stream(1, "fp")
+    batch = make_batch(1, 6, events_per_ledger=2)
+    odd = [
+        batch.events[0]._replace(value=None),
+        batch.events[1]._replace(value={"to": "G\u00e9", "amount": [1, {"a": None}]}),
+    ]
+    store.commit_batch(dataclasses.replace(batch, events=(*odd, *batch.events[2:])))
+    for query in (
+        EventQuery(limit=100),
+        EventQuery(from_ledger=3, limit=3, after_id=batch.events[5].id),
+        EventQuery(contract_id=CONTRACT, name="transfer", limit=4),
+    ):
+        texts = store.event_texts(query)
+        assert all("\n" not in text for _, text in texts)
+        expected = store.list_events(query)
+        assert [json.loads(text) for _, text in texts] == expected
+        assert [event_id for event_id, _ in texts] == [e["id"] for e in expected]
 
 
 def test_acknowledged_gap_moves_checkpoint_and_is_recorded(store: Store) -> None:

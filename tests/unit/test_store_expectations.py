@@ -162,9 +162,15 @@ def test_batch_hook_settles_matched_mismatched_and_missing(
         "exact": "matched",
         "close": "matched",
         "short": "amount_mismatch",
-        "never": "missing_expected",
+        "never": "pending",
         "later": "pending",
     }
+    # Pinned to a transaction and past its deadline: due an outcome check (getTransaction);
+    # a node that cannot say settles it missing_expected.
+    assert got["never"]["outcome_due"] and not got["later"]["outcome_due"]
+    (due,) = store.outcomes.due(10)
+    assert store.outcomes.settle(due, None, "the node does not serve it") == "missing_expected"
+    assert store.outcomes.settle(due, None, "asked twice") is None
     assert got["exact"]["event_id"] == events[0].id
     assert got["close"]["difference"] == "-10"
     assert got["short"]["found_amount"] == "480" and got["short"]["difference"] == "-20"
@@ -173,12 +179,15 @@ def test_batch_hook_settles_matched_mismatched_and_missing(
     assert "500" in mismatch["message"] and "resolve" in mismatch["message"]
     (missing,) = open_discrepancies(store, "missing_expected")
     assert missing["subject"] == "never" and missing["last_ledger"] == 12
-    assert "ledger 12" in missing["message"]
+    assert "ledger 12" in missing["message"] and "does not serve it" in missing["message"]
     assert book.counts() == {
         "pending": 1,
         "matched": 2,
         "amount_mismatch": 1,
         "missing_expected": 1,
+        "failed_on_chain": 0,
+        "not_found": 0,
+        "cancelled": 0,
     }
 
 
@@ -309,6 +318,9 @@ def test_listing_pages_by_status_and_summary_counts(book: Expectations, store: S
         "matched": 3,
         "amount_mismatch": 0,
         "missing_expected": 0,
+        "failed_on_chain": 0,
+        "not_found": 0,
+        "cancelled": 0,
         "total": 5,
     }
     assert summary["match_rate"] == 1.0
@@ -495,7 +507,7 @@ def test_settled_records_wait_for_nats_until_marked_published(
     book.create(
         [
             spec("exact", tx_hash=tx("p1"), amount=100),
-            spec("never", tx_hash=tx("none"), amount=1, deadline_ledger=12),
+            spec("never", event_name="mint", amount=1, deadline_ledger=12),
             spec("later", tx_hash=tx("none2"), deadline_ledger=99),
         ]
     )

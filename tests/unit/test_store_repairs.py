@@ -106,3 +106,37 @@ def test_a_gap_filled_meanwhile_is_not_recorded_twice(filled: Store) -> None:
     [record] = gap_records(filled)
     assert record["open"] is False
     assert stored(filled) == [(s, 2) for s in range(10, 40)]
+
+
+def test_missing_runs_include_the_ends_of_the_range(filled: Store) -> None:
+    """Stored 10-14 and 30-39: 1-50 misses 1-9, 15-29 and 40-50; a range stored whole misses
+    nothing; a range with nothing stored misses itself."""
+    assert filled.gaps.missing(1, 50) == [(1, 9), (15, 29), (40, 50)]
+    assert filled.gaps.missing(16, 20) == [(16, 20)]
+    assert filled.gaps.missing(30, 39) == []
+    assert filled.gaps.missing(12, 31) == [(15, 29)]
+
+
+def test_backfill_batch_writes_only_ledgers_that_are_missing(filled: Store) -> None:
+    """A missing batch is written with its events; one that meets a stored ledger is not
+    written at all (False), and past the checkpoint nothing is written either."""
+    assert filled.backfill_batch(make_batch(15, 19, events_per_ledger=3)) is True
+    assert stored(filled)[5:10] == [(s, 3) for s in range(15, 20)]
+    assert filled.backfill_batch(make_batch(18, 22, events_per_ledger=1)) is False
+    assert [s for s, _ in stored(filled)] == [*range(10, 20), *range(30, 40)]
+    with pytest.raises(CheckpointConflictError):
+        filled.backfill_batch(make_batch(40, 41))
+    assert gap_records(filled) == []
+
+
+def test_a_retention_gap_is_resolved_only_once_all_its_ledgers_are_stored(filled: Store) -> None:
+    """An open retention_gap over 15-29 stays open while 20-29 are missing, and is resolved
+    naming the source once they are stored."""
+    filled.gaps.report_retention_gap(15, 29, "lost")
+    filled.backfill_batch(make_batch(15, 19))
+    assert filled.gaps.resolve_filled("the lake") == []
+    filled.backfill_batch(make_batch(20, 29))
+    assert filled.gaps.resolve_filled("the lake") == [(15, 29)]
+    [gap] = filled.discrepancies.listing(kind="retention_gap")
+    assert gap["open"] is False and gap["resolution"].startswith("filled from the lake: ")
+    assert filled.gaps.resolve_filled("the lake") == []

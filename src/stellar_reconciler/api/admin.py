@@ -88,6 +88,16 @@ async def rescan(ctx: Ctx, actor: Admin, body: RangeRequest) -> JSONResponse:
 
 
 @router.post(
+    "/api/backfills",
+    status_code=202,
+    summary="Fill the ledgers of a range missing from the database, of any age, from the data "
+    "lake (LAKE_URL) where the RPC no longer keeps them and from the RPC where it does",
+)
+async def backfill(ctx: Ctx, actor: Admin, body: RangeRequest) -> JSONResponse:
+    return await submit_job(ctx, actor, "backfill", body)
+
+
+@router.post(
     "/api/gaps/acknowledge",
     summary="Consent to lose the retention gap the worker is stopped at (carried out by it)",
     responses={409: {"description": "No retention gap is pending, or it already has a consent"}},

@@ -13,6 +13,7 @@ from stellar_reconciler.api import (
     docs,
     event_stream,
     expectations,
+    lifecycle,
     live,
     monitoring,
     proofs,
@@ -51,6 +52,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(reconciliation.router)
     app.include_router(expectations.router)
     app.include_router(proofs.router)
+    app.include_router(lifecycle.router)
     app.include_router(admin.router)
     live.install_live(app, ctx)
     app.include_router(docs.router)
@@ -66,6 +68,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
             reconciliation.router,
             expectations.router,
             proofs.router,
+            lifecycle.router,
             admin.router,
             live.router,
             docs.router,

@@ -5,8 +5,8 @@ Each event goes out once, in id order (the order of GET /api/events), as `id: <e
 `Last-Event-ID` header resumes right after that id, so it misses nothing and sees nothing
 twice. Id order is commit order: the checkpoint's compare-and-set makes every batch start
 where the last one ended, so a reader never sees an id appear below one it has already seen.
-(Repairs behind the checkpoint rewrite past ledgers; a stream already beyond them does not
-go back to send those again.)
+(Repairs and gap fills write behind the checkpoint; a stream already beyond what they write
+does not go back for it: GET /api/events has it.)
 
 Per client, a reader task takes pages from the store into a small bounded queue and a sender
 writes them to the socket; the store is read in short transactions that end before a byte
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import re
 from typing import Annotated, Any
 
@@ -38,6 +37,7 @@ from stellar_reconciler.api.data import topic_name
 from stellar_reconciler.api.errors import ApiError, invalid_param
 from stellar_reconciler.api.params import LedgerQuery
 from stellar_reconciler.errors import DatabaseUnavailableError
+from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import EventQuery, Store
 
@@ -48,8 +48,8 @@ Ctx = Annotated[ApiContext, Depends(context)]
 
 _EVENT_ID = re.compile(r"[0-9]{19}-[0-9]{10}")
 # Events per store read, and pages read ahead of the socket: together they bound what one
-# client can hold in memory (a few hundred KiB).
-PAGE_EVENTS = 200
+# client holds in memory: three pages at most, a few hundred KiB each for typical events.
+PAGE_EVENTS = 500
 QUEUE_PAGES = 2
 # The status version moves with this process's own commits; a commit made by another process
 # on the same database is found by this re-read, which costs one indexed query.
@@ -79,12 +79,13 @@ def close_event_streams(app: FastAPI) -> None:
     streams.closing.set()
 
 
-def encode(rows: list[dict[str, Any]]) -> bytes:
+# (event id, the event as JSON text on one line), as Store.event_texts reads them.
+Page = list[tuple[str, str]]
+
+
+def encode(rows: Page) -> bytes:
     """Events in the wire format: one `id:` and one `data:` line each."""
-    return b"".join(
-        f"id: {row['id']}\ndata: {json.dumps(row, separators=(',', ':'))}\n\n".encode()
-        for row in rows
-    )
+    return "".join(f"id: {event_id}\ndata: {text}\n\n" for event_id, text in rows).encode()
 
 
 class EventPages:
@@ -96,16 +97,16 @@ class EventPages:
         self.query = query
         self.version = status.version
 
-    def read(self) -> list[dict[str, Any]]:
+    def read(self) -> Page:
         """The next page (possibly empty), moving the position past it."""
         # Taken before the read, so a commit that lands after it is never waited past.
         self.version = self.status.version
-        rows = self.store.list_events(self.query)
+        rows = self.store.event_texts(self.query)
         if rows:
-            self.query = dataclasses.replace(self.query, after_id=rows[-1]["id"])
+            self.query = dataclasses.replace(self.query, after_id=rows[-1][0])
         return rows
 
-    async def fill(self, queue: asyncio.Queue[bytes], first: list[dict[str, Any]]) -> None:
+    async def fill(self, queue: asyncio.Queue[bytes], first: Page) -> None:
         """Put pages into `queue` as they are committed, starting with `first` (the page
         just read); waits while the queue is full, so a slow client reads nothing ahead."""
         rows = first
@@ -127,8 +128,9 @@ class EventStreamResponse(Response):
     def __init__(
         self,
         pages: EventPages | None = None,
-        first: list[dict[str, Any]] | None = None,
+        first: Page | None = None,
         streams: EventStreams | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__(headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         # The body is open-ended: no length (Response declares 0 for its empty content).
@@ -136,6 +138,7 @@ class EventStreamResponse(Response):
         self.pages = pages
         self.first = first or []
         self.streams = streams or EventStreams()
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
@@ -144,7 +147,7 @@ class EventStreamResponse(Response):
             return
         queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_PAGES)
         streams = self.streams
-        streams.open_streams += 1
+        self._count_open(+1)
         tasks = [
             asyncio.create_task(self.pages.fill(queue, self.first)),
             asyncio.create_task(self._send_pages(queue, send)),
@@ -154,13 +157,16 @@ class EventStreamResponse(Response):
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            streams.open_streams -= 1
+            self._count_open(-1)
             await _cancel_all(tasks)
         stored, sender = tasks[0], tasks[1]
         error = sender.exception() if sender in done else None
         if isinstance(error, TimeoutError):
-            # Leaving without ending the body makes the server drop the connection.
+            # Leaving without ending the body makes the server drop the connection (uvicorn
+            # logs that it did); ending it properly would wait on the same full socket.
             log.warning("event_stream_client_too_slow", seconds=streams.send_timeout_seconds)
+            if self.metrics is not None:
+                self.metrics.event_stream_cutoffs.inc()
             return
         if error is None and stored in done:
             error = stored.exception()
@@ -170,6 +176,11 @@ class EventStreamResponse(Response):
         elif error is not None:
             raise error
         await _finish(send, streams.send_timeout_seconds)
+
+    def _count_open(self, change: int) -> None:
+        self.streams.open_streams += change
+        if self.metrics is not None:
+            self.metrics.event_streams.set(self.streams.open_streams)
 
     async def _send_pages(self, queue: asyncio.Queue[bytes], send: Send) -> None:
         streams = self.streams
@@ -279,4 +290,4 @@ async def event_stream(
     pages = EventPages(ctx.store, ctx.status, query)
     # The first page is read before answering, so a database that is down is a 503.
     first = await run_in_threadpool(pages.read)
-    return EventStreamResponse(pages, first, request.app.state.event_streams)
+    return EventStreamResponse(pages, first, request.app.state.event_streams, ctx.metrics)

@@ -44,7 +44,15 @@ _RECORD_EXAMPLE = {
     "tolerance": "0",
     "deadline_ledgers": 720,
 }
-Status = Literal["pending", "matched", "amount_mismatch", "missing_expected"]
+Status = Literal[
+    "pending",
+    "matched",
+    "amount_mismatch",
+    "missing_expected",
+    "failed_on_chain",
+    "not_found",
+    "cancelled",
+]
 
 
 def repository(ctx: Ctx) -> Expectations:
@@ -105,9 +113,15 @@ def _specs(payload: Any) -> tuple[list[ExpectationSpec], bool]:
         "records that fit, one within tolerance wins, then the first created. Events of "
         "failed contract calls never match. Records without `tx_hash` look back about a day "
         "(17,280 ledgers) for stored events.\n\n"
+        "A record with `tx_hash` whose deadline passes without an event asks the network "
+        "what became of its transaction: `failed_on_chain` (with `result_code`), `not_found`, "
+        "or `missing_expected` (`tx_status` says what the node answered).\n\n"
         "Re-posting an `external_id` with identical content returns the stored record (200); "
         "with different content it is a 409 and nothing is created. One object answers with "
-        "the record; a list with `{created, existing, expectations}`. Needs the admin token."
+        "the record; a list with `{created, existing, expectations}`. With `dry_run=true` "
+        "nothing is stored (200): each record comes back as posting it now would leave it "
+        "(`status`, `event_id`, or its closest `candidate_event_id`), with the same 409 and "
+        "422 answers. Needs the admin token."
     ),
     status_code=201,
     responses={
@@ -131,9 +145,21 @@ async def post_expectations(
     actor: Admin,
     expectations: Repo,
     payload: Annotated[Any, Body(include_in_schema=False)],
+    dry_run: Annotated[
+        bool, Query(description="Answer what each record would match now; store nothing")
+    ] = False,
 ) -> JSONResponse:
     specs, many = _specs(payload)
     try:
+        if dry_run:
+            tried = await run_in_threadpool(ctx.store.lifecycle.dry_run, specs)
+            body: dict[str, Any] = {
+                "dry_run": True,
+                "created": tried.created,
+                "existing": tried.existing,
+            }
+            answer = tried.records[0] if not many else {**body, "expectations": tried.records}
+            return JSONResponse(answer)
         created = await run_in_threadpool(expectations.create, specs)
     except ExpectationConflictError as exc:
         conflicts = [{"external_id": eid, "differs": fields} for eid, fields in exc.conflicts]
@@ -170,7 +196,9 @@ async def post_expectations(
     description=(
         "`status` is `pending` (waiting for its event), `matched` (with `event_id`), "
         "`amount_mismatch` (with `event_id`, `found_amount` and `difference` = found - "
-        "expected) or `missing_expected` (its deadline ledger passed without the event)."
+        "expected), `missing_expected` (its deadline ledger passed without the event), "
+        "`failed_on_chain` (its `tx_hash` failed: `result_code`), `not_found` (the network "
+        "never saw its `tx_hash`) or `cancelled` (`cancelled_at`, `cancelled_by`)."
     ),
 )
 def list_expectations(
@@ -210,9 +238,10 @@ def get_expectation(
     dependencies=[ReadAccess],
     summary="Expected records by status, match rate and the oldest open items",
     description=(
-        "`match_rate` is matched / (matched + amount_mismatch + missing_expected), null "
-        "while none is decided. `open_discrepancies` counts the open missing_expected, "
-        "amount_mismatch and unexpected discrepancies (see /api/discrepancies)."
+        "`match_rate` is matched / every settled record but cancelled ones (matched, "
+        "amount_mismatch, missing_expected, failed_on_chain, not_found), null while none is "
+        "decided. `open_discrepancies` counts the open missing_expected, amount_mismatch, "
+        "unexpected, failed_on_chain and not_found discrepancies (see /api/discrepancies)."
     ),
 )
 def reconciliation(expectations: Repo) -> dict[str, Any]:

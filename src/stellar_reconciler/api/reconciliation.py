@@ -35,15 +35,16 @@ class RangeRequest(BaseModel):
         return self
 
 
-def check_stored_range(ctx: ApiContext, request: RangeRequest) -> None:
-    """A range to re-read must be stored and still inside what the RPC keeps."""
+def check_stored_range(ctx: ApiContext, request: RangeRequest, any_age: bool = False) -> None:
+    """A range to re-read must be behind the checkpoint, and (unless `any_age`, as for a
+    backfill, which reads the lake) still inside what the RPC keeps."""
     checkpoint = ctx.status.last_processed_ledger
     if checkpoint is None or request.to_ledger > checkpoint:
         raise invalid_param(
             "to_ledger", f"must not be after the last processed ledger ({checkpoint})", "body"
         )
     tip = ctx.status.tip
-    if tip is not None and request.from_ledger < tip.oldest_ledger:
+    if not any_age and tip is not None and request.from_ledger < tip.oldest_ledger:
         raise invalid_param(
             "from_ledger",
             f"is older than the RPC keeps (oldest available: {tip.oldest_ledger})",
@@ -146,7 +147,7 @@ async def submit_job(
 ) -> JSONResponse:
     """Queue a range job and audit it. Async because the job queue belongs to the event loop;
     the audit write goes to a thread."""
-    check_stored_range(ctx, body)
+    check_stored_range(ctx, body, any_age=kind == "backfill")
     job = ctx.controls.submit(kind, body.from_ledger, body.to_ledger, actor.name)
     target = f"{body.from_ledger}-{body.to_ledger}"
     await run_in_threadpool(actor.audit, ctx, kind, target, {"job": job.id})

@@ -13,6 +13,10 @@ GET    /_simnet/tamper                 what is being misreported
 POST   /_simnet/tamper                 {"kind": "drop_event" | "alter_event" | "break_chain" |
                                         "retention", ...} (see _tamper)
 DELETE /_simnet/tamper                 stop event-level tampering
+GET    /_simnet/transactions           hashes declared failed or forgotten
+POST   /_simnet/transactions           {"hash": h, "outcome": "failed" | "not_found",
+                                        "ledger": n (optional, failed only)}: what
+                                        getTransaction answers for h from now on
 
 Bad input answers 400 with {"error": "..."}.
 """
@@ -81,6 +85,12 @@ def control_app(net: SimNetwork) -> Starlette:
             net.tamper.clear()
         return JSONResponse(net.describe()["tamper"])
 
+    async def transactions(request: Request) -> Response:
+        if request.method == "POST":
+            done = _declare(net, await _json_body(request))
+            return JSONResponse(done, status_code=201)
+        return JSONResponse(net.transactions.describe())
+
     routes = [
         Route(f"{CONTROL_PREFIX}/status", status, methods=["GET"]),
         Route(f"{CONTROL_PREFIX}/close", close, methods=["POST"]),
@@ -90,6 +100,7 @@ def control_app(net: SimNetwork) -> Starlette:
         Route(f"{CONTROL_PREFIX}/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route(f"{CONTROL_PREFIX}/faults/{{rule_id}}", fault, methods=["DELETE"]),
         Route(f"{CONTROL_PREFIX}/tamper", tamper, methods=["GET", "POST", "DELETE"]),
+        Route(f"{CONTROL_PREFIX}/transactions", transactions, methods=["GET", "POST"]),
     ]
     # Every refusal of bad input here is a ValueError (ControlInputError, SimNetConfigError,
     # CursorError, an unknown FaultKind) or a TypeError from a field of the wrong type.
@@ -167,3 +178,26 @@ def _tamper(net: SimNetwork, body: dict[str, Any]) -> dict[str, Any]:
         net.set_retention_window(window)
         return {"kind": kind, "window": window, "oldestLedger": net.oldest_ledger}
     raise ControlInputError("kind must be drop_event, alter_event, break_chain or retention")
+
+
+def _declare(net: SimNetwork, body: dict[str, Any]) -> dict[str, Any]:
+    tx_hash = body.get("hash")
+    if not isinstance(tx_hash, str) or len(tx_hash) != 64 or not _is_hex(tx_hash):
+        raise ControlInputError("hash must be 64 hexadecimal characters")
+    outcome = body.get("outcome")
+    if outcome == "failed":
+        ledger = body.get("ledger")
+        net.transactions.fail(tx_hash, _int(ledger, "ledger") if ledger is not None else None)
+    elif outcome == "not_found":
+        net.transactions.forget(tx_hash)
+    else:
+        raise ControlInputError("outcome must be failed or not_found")
+    return {"hash": tx_hash.lower(), "outcome": outcome}
+
+
+def _is_hex(text: str) -> bool:
+    try:
+        bytes.fromhex(text)
+    except ValueError:
+        return False
+    return True

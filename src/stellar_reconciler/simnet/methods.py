@@ -27,6 +27,7 @@ from stellar_reconciler.simnet.jsonrpc import (
 )
 from stellar_reconciler.simnet.network import LedgerSnapshot, SimNetwork
 from stellar_reconciler.simnet.queries import EventsQuery, LedgersQuery
+from stellar_reconciler.simnet.transactions import get_transaction
 
 # One getEvents call scans at most this many ledgers (stellar-rpc's LedgerScanLimit).
 LEDGER_SCAN_LIMIT = 10_000
@@ -169,6 +170,7 @@ METHODS: dict[str, Handler] = {
     "getLatestLedger": get_latest_ledger,
     "getLedgers": get_ledgers,
     "getEvents": get_events,
+    "getTransaction": get_transaction,
 }
 
 

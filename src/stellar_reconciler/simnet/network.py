@@ -21,6 +21,7 @@ from stellar_reconciler.simnet.events import EventFactory, LedgerEvents
 from stellar_reconciler.simnet.faults import FaultBook
 from stellar_reconciler.simnet.filters import EventFilter, matches_any
 from stellar_reconciler.simnet.tamper import LieSchedule, TamperBook
+from stellar_reconciler.simnet.transactions import TransactionBook
 
 Found = list[tuple[LedgerEvents, int]]
 
@@ -55,6 +56,8 @@ class SimNetwork:
         self.cast = build_cast(self.config.seed, self.config.network_passphrase)
         self.faults = FaultBook()
         self.tamper = TamperBook()
+        # Transactions by hash for getTransaction; tests declare failures with `fail`.
+        self.transactions = TransactionBook()
         self._chain = LedgerChain(self.config, self.cast)
         self._factory = EventFactory(self.config, self.cast)
         self._events: list[LedgerEvents | None] = []
@@ -138,6 +141,7 @@ class SimNetwork:
             sequence = self._chain.append()
             closed_at = iso_time(self._chain.close_time(sequence))
             self._events.append(self._factory.generate(sequence, closed_at))
+            self.transactions.add_ledger(self._events[-1])
             self._tell_scheduled_lie(sequence)
             # Published last: a reader that sees the new tip finds its header and events.
             self._latest = sequence
@@ -354,4 +358,5 @@ class SimNetwork:
             "requests": self.requests_served,
             "faults": [rule.describe() for rule in self.faults.rules],
             "tamper": {**self.tamper.describe(), "brokenLinks": list(self._broken_links)},
+            "transactions": self.transactions.describe(),
         }

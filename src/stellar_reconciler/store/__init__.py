@@ -6,6 +6,7 @@ Callers outside this package import from here; its modules are its own business.
 from stellar_reconciler.store.discrepancies import BLOCKING_KINDS, KINDS, NewDiscrepancy
 from stellar_reconciler.store.expectations import ExpectationMatcher, Expectations
 from stellar_reconciler.store.outbox import Publication
+from stellar_reconciler.store.outcomes import Answer, DueRecord, TxOutcomes
 from stellar_reconciler.store.periods import ProofMaterial
 from stellar_reconciler.store.repository import DEFAULT_STREAM, BatchHook, EventQuery, Store
 
@@ -13,7 +14,9 @@ __all__ = [
     "BLOCKING_KINDS",
     "DEFAULT_STREAM",
     "KINDS",
+    "Answer",
     "BatchHook",
+    "DueRecord",
     "EventQuery",
     "ExpectationMatcher",
     "Expectations",
@@ -21,4 +24,5 @@ __all__ = [
     "ProofMaterial",
     "Publication",
     "Store",
+    "TxOutcomes",
 ]

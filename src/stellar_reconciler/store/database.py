@@ -122,6 +122,20 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
 
 
 @contextmanager
+def rolled_back_transaction(engine: Engine) -> Iterator[Connection]:
+    """A write transaction that is always rolled back: a dry run sees what it would write."""
+    try:
+        with (
+            engine.connect().execution_options(write=True) as connection,
+            connection.begin() as transaction,
+        ):
+            yield connection
+            transaction.rollback()
+    except (OperationalError, InterfaceError) as exc:
+        raise unavailable(engine, exc) from exc
+
+
+@contextmanager
 def read_connection(engine: Engine) -> Iterator[Connection]:
     try:
         with engine.connect() as connection, connection.begin():

@@ -29,6 +29,8 @@ KINDS = (
     "unexpected",
     # A repair changed the events (or ledger headers) of a period closed with a proof.
     "closed_period_changed",
+    "failed_on_chain",
+    "not_found",
 )
 # Open discrepancies of these kinds mean the stored history cannot be trusted: health is 503.
 BLOCKING_KINDS = frozenset({"chain_break", "source_mismatch"})

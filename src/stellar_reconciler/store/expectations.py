@@ -25,6 +25,7 @@ from stellar_reconciler.assignment import match_events
 from stellar_reconciler.errors import ExpectationConflictError, ExpectationInputError
 from stellar_reconciler.expectation_spec import ExpectationSpec
 from stellar_reconciler.matching import (
+    CANCELLED,
     PENDING,
     STATUSES,
     Expectation,
@@ -38,19 +39,26 @@ from stellar_reconciler.store import settlement
 from stellar_reconciler.store.bulk import chunks
 from stellar_reconciler.store.database import read_connection, write_transaction
 from stellar_reconciler.store.discrepancies import Discrepancies, discrepancy_json
+from stellar_reconciler.store.findings import unexpected_key
+from stellar_reconciler.store.outcomes import flag_failed_calls
 from stellar_reconciler.store.schema import checkpoints, discrepancies, events, expectations
 from stellar_reconciler.store.settlement import (
     IS_PENDING,
     expectation_of,
     lock,
     observed_events,
-    unexpected_key,
 )
 
 # Records without a transaction hash look back this many ledgers (about a day) for an event
 # stored before them; with a hash, any stored event up to the deadline is found (indexed).
 LOOKBACK_LEDGERS = 17_280
-DISCREPANCY_KINDS = ("missing_expected", "amount_mismatch", "unexpected")
+DISCREPANCY_KINDS = (
+    "missing_expected",
+    "amount_mismatch",
+    "unexpected",
+    "failed_on_chain",
+    "not_found",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +92,12 @@ def expectation_json(row: Any) -> dict[str, Any]:
         "difference": row.difference,
         "created_at": iso_utc(row.created_at),
         "settled_at": iso_utc(row.settled_at),
+        "outcome_due": row.outcome_due,
+        "tx_status": row.tx_status,
+        "tx_ledger": row.tx_ledger,
+        "result_code": row.result_code,
+        "cancelled_at": iso_utc(row.cancelled_at),
+        "cancelled_by": row.cancelled_by,
     }
 
 
@@ -350,7 +364,7 @@ class Expectations:
     def summary(self) -> dict[str, Any]:
         """Counts, match rate and the oldest items still needing attention."""
         counts = self.counts()
-        decided = sum(counts[s] for s in STATUSES if s != PENDING)
+        decided = sum(counts[s] for s in STATUSES if s not in (PENDING, CANCELLED))
         kinds = DISCREPANCY_KINDS
         with read_connection(self.engine) as conn:
             oldest = conn.execute(
@@ -391,3 +405,4 @@ class ExpectationMatcher:
 
     def __call__(self, conn: Connection, batch: Batch) -> None:
         settlement.settle_batch(conn, batch, self.unexpected_contracts)
+        flag_failed_calls(conn, batch)

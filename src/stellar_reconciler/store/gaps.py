@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, select, text, update
+from sqlalchemy import Connection, Engine, and_, func, select, text, update
 
 from stellar_reconciler.models import AcknowledgedGap, as_utc
 from stellar_reconciler.reconcile import Range, subtract_ranges
@@ -16,6 +16,7 @@ from stellar_reconciler.store.schema import (
     acknowledged_gaps,
     checkpoints,
     discrepancies,
+    ledgers,
 )
 
 # Runs of missing sequences between stored ledgers, found by the database in one pass.
@@ -97,6 +98,25 @@ class Gaps:
         accepted = [(g.first_ledger, g.last_ledger) for g in self.acknowledged()]
         return subtract_ranges(found, accepted)
 
+    def missing(self, low: int, high: int) -> list[Range]:
+        """Every run of ledgers low..high that is not stored, the ends of the range included
+        and ranges accepted as lost too (a backfill may still find them)."""
+        with read_connection(self.engine) as conn:
+            rows = conn.execute(_GAPS_SQL, {"low": low, "high": high}).all()
+            first, last = conn.execute(
+                select(func.min(ledgers.c.sequence), func.max(ledgers.c.sequence)).where(
+                    ledgers.c.sequence.between(low, high)
+                )
+            ).one()
+        if first is None:
+            return [(low, high)]
+        runs = [(int(a), int(b)) for a, b in rows]
+        if first > low:
+            runs.insert(0, (low, int(first) - 1))
+        if last < high:
+            runs.append((int(last) + 1, high))
+        return runs
+
     # --- the gap the worker is stopped at --------------------------------------------------
 
     def report_retention_gap(self, first: int, last: int, message: str) -> bool:
@@ -128,6 +148,44 @@ class Gaps:
                     .values(last_ledger=last, message=message, found=found)
                 )
         return opened
+
+    def resolve_filled(self, source: str) -> list[Range]:
+        """Resolve every open retention_gap whose ledgers are all stored now (filled from
+        `source`, the data lake say), saying so; the ranges resolved. One whose range is
+        only partly stored stays open until the rest is filled."""
+        resolved: list[Range] = []
+        with write_transaction(self.engine) as conn:
+            rows = conn.execute(
+                select(
+                    discrepancies.c.id, discrepancies.c.first_ledger, discrepancies.c.last_ledger
+                ).where(
+                    and_(
+                        discrepancies.c.kind == "retention_gap",
+                        discrepancies.c.resolved_at.is_(None),
+                        discrepancies.c.first_ledger.is_not(None),
+                        discrepancies.c.last_ledger.is_not(None),
+                    )
+                )
+            ).all()
+            for row in rows:
+                first, last = int(row.first_ledger), int(row.last_ledger)
+                stored = conn.execute(
+                    select(func.count())
+                    .select_from(ledgers)
+                    .where(ledgers.c.sequence.between(first, last))
+                ).scalar_one()
+                if stored != last - first + 1:
+                    continue
+                self.discrepancies.resolve(
+                    int(row.id),
+                    "auto",
+                    f"filled from {source}: ledgers {first}-{last} are stored now, one "
+                    "transaction per batch, each ledger hash-checked and chained to the one "
+                    "before it",
+                    conn,
+                )
+                resolved.append((first, last))
+        return resolved
 
     def pending_gap(self) -> PendingGap | None:
         with read_connection(self.engine) as conn:

@@ -8,13 +8,14 @@ therefore never leave a gap or a duplicate.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select
+from sqlalchemy import Connection, Engine, Text, cast, delete, func, insert, select
 
 from stellar_reconciler.errors import (
     CheckpointConflictError,
@@ -36,8 +37,10 @@ from stellar_reconciler.store.database import (
 from stellar_reconciler.store.discrepancies import AuditLog, Discrepancies, NewDiscrepancy
 from stellar_reconciler.store.expectations import Expectations
 from stellar_reconciler.store.gaps import Gaps
+from stellar_reconciler.store.lifecycle import Lifecycle
 from stellar_reconciler.store.network import NetworkRecord
 from stellar_reconciler.store.outbox import Outbox
+from stellar_reconciler.store.outcomes import TxOutcomes
 from stellar_reconciler.store.periods import Periods
 from stellar_reconciler.store.schema import (
     checkpoints,
@@ -98,6 +101,47 @@ def event_json(row: Any) -> dict[str, Any]:
     }
 
 
+def event_text(row: Any) -> str:
+    """event_json as compact JSON text, from a row whose JSON columns are still text."""
+    head = json.dumps(
+        {
+            "id": row.id,
+            "ledger": row.ledger,
+            "ledger_closed_at": iso_utc(row.ledger_closed_at),
+            "contract_id": row.contract_id,
+            "type": row.type,
+            "name": row.name,
+            "tx_hash": row.tx_hash,
+        },
+        separators=(",", ":"),
+    )
+    text = (
+        f'{head[:-1]},"topics":{row.topics},"value":{row.value or "null"},'
+        f'"topics_xdr":{row.topics_xdr},"value_xdr":{json.dumps(row.value_xdr)}}}'
+    )
+    # Stored JSON is written on one line; should a line break ever be in it (whitespace, as
+    # strings escape theirs), write it again so one event stays one line.
+    if "\n" in text or "\r" in text:
+        return json.dumps(json.loads(text), separators=(",", ":"))
+    return text
+
+
+def _event_conditions(query: EventQuery) -> list[Any]:
+    conditions: list[Any] = []
+    if query.contract_id is not None:
+        conditions.append(events.c.contract_id == query.contract_id)
+    if query.name is not None:
+        conditions.append(events.c.name == query.name)
+    if query.from_ledger is not None:
+        conditions.append(events.c.ledger >= query.from_ledger)
+    if query.to_ledger is not None:
+        conditions.append(events.c.ledger <= query.to_ledger)
+    if query.after_id is not None:
+        after = events.c.id < query.after_id if query.descending else events.c.id > query.after_id
+        conditions.append(after)
+    return conditions
+
+
 def ledger_from_row(row: Any) -> LedgerRecord:
     return LedgerRecord(
         sequence=row.sequence,
@@ -139,6 +183,8 @@ class Store:
         self.gaps = Gaps(engine, stream, self.discrepancies)
         self.consents = GapConsents(engine, stream, self.discrepancies, self.audit)
         self.expectations = Expectations(engine, self.discrepancies, stream)
+        self.outcomes = TxOutcomes(engine, stream)
+        self.lifecycle = Lifecycle(self.expectations)
         self.network = NetworkRecord(engine)
         self.outbox = Outbox(engine)
         self.periods = Periods(engine, stream, self.discrepancies)
@@ -312,25 +358,34 @@ class Store:
     def list_events(self, query: EventQuery) -> list[dict[str, Any]]:
         """Events in ledger and id order, or newest first (an id's text order is ledger order)."""
         order = events.c.id.desc() if query.descending else events.c.id
-        statement = select(events).order_by(order).limit(query.limit)
-        conditions = []
-        if query.contract_id is not None:
-            conditions.append(events.c.contract_id == query.contract_id)
-        if query.name is not None:
-            conditions.append(events.c.name == query.name)
-        if query.from_ledger is not None:
-            conditions.append(events.c.ledger >= query.from_ledger)
-        if query.to_ledger is not None:
-            conditions.append(events.c.ledger <= query.to_ledger)
-        if query.after_id is not None:
-            after = (
-                events.c.id < query.after_id if query.descending else events.c.id > query.after_id
-            )
-            conditions.append(after)
-        if conditions:
-            statement = statement.where(and_(*conditions))
+        statement = select(events).where(*_event_conditions(query)).order_by(order)
         with read_connection(self.engine) as conn:
-            return [event_json(r) for r in conn.execute(statement)]
+            return [event_json(r) for r in conn.execute(statement.limit(query.limit))]
+
+    def event_texts(self, query: EventQuery) -> list[tuple[str, str]]:
+        """(id, the event as JSON text, the shape of event_json) in id order, for pushing
+        many events out: the JSON columns pass through as stored instead of being parsed
+        and written again, which is most of what a page costs."""
+        statement = (
+            select(
+                events.c.id,
+                events.c.ledger,
+                events.c.ledger_closed_at,
+                events.c.contract_id,
+                events.c.type,
+                events.c.name,
+                events.c.tx_hash,
+                cast(events.c.topics, Text).label("topics"),
+                cast(events.c.value, Text).label("value"),
+                cast(events.c.topics_xdr, Text).label("topics_xdr"),
+                events.c.value_xdr,
+            )
+            .where(*_event_conditions(query))
+            .order_by(events.c.id)
+            .limit(query.limit)
+        )
+        with read_connection(self.engine) as conn:
+            return [(r.id, event_text(r)) for r in conn.execute(statement)]
 
     def event_count(self) -> int:
         with read_connection(self.engine) as conn:
@@ -393,6 +448,21 @@ class Store:
             self._replace_rows(conn, batch, hooks)
             if discrepancy is not None:
                 self.discrepancies.open(discrepancy, conn)
+
+    def backfill_batch(self, batch: Batch, hooks: Sequence[BatchHook] = ()) -> bool:
+        """Write a batch of ledgers missing from the store, behind the checkpoint, in one
+        transaction with its hooks; False, writing nothing, when any of them is stored by now
+        (a backfill never rewrites what is there)."""
+        with write_transaction(self.engine) as conn:
+            present = conn.execute(
+                select(func.count())
+                .select_from(ledgers)
+                .where(ledgers.c.sequence.between(batch.first_ledger, batch.last_ledger))
+            ).scalar_one()
+            if present:
+                return False
+            self._replace_rows(conn, batch, hooks)
+        return True
 
     def fill_gap(
         self, gap: Range, batch: Batch, hooks: Sequence[BatchHook] = (), events: int = 0

@@ -211,6 +211,15 @@ expectations = Table(
     Column("settled_at", DateTime(timezone=True), nullable=True),
     # NATS: this settled state was published to PREFIX.expectations (cleared when it changes).
     Column("published_at", DateTime(timezone=True), nullable=True),
+    # Pending, pinned to a transaction, deadline passed without an event: the worker asks
+    # getTransaction what happened (store/outcomes.py) before the record settles.
+    Column("outcome_due", Boolean, nullable=False, server_default=false()),
+    # What getTransaction said: SUCCESS, FAILED or NOT_FOUND, the ledger, the result code.
+    Column("tx_status", String(16), nullable=True),
+    Column("tx_ledger", BigInteger, nullable=True),
+    Column("result_code", String(200), nullable=True),
+    Column("cancelled_at", DateTime(timezone=True), nullable=True),
+    Column("cancelled_by", String(64), nullable=True),
     Index("ux_expectations_external_id", "external_id", unique=True),
     # An event satisfies at most one expectation, whatever the matching code does.
     Index("ux_expectations_event_id", "event_id", unique=True),

@@ -4,7 +4,7 @@ Everything here runs inside the caller's transaction: the batch's (as its hook) 
 that creates expectations (looking back at stored events). Matching itself is pure
 (matching.py); this module loads what it needs with a few indexed queries, writes the
 outcome, and opens a discrepancy for every `missing_expected`, `amount_mismatch` and
-`unexpected` finding, with a message that says what happened and what to do.
+`unexpected` finding (store/findings.py says what happened and what to do).
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from stellar_reconciler.matching import (
 )
 from stellar_reconciler.models import Batch
 from stellar_reconciler.store.bulk import chunks
-from stellar_reconciler.store.discrepancies import NewDiscrepancy, open_all
+from stellar_reconciler.store.discrepancies import open_all
+from stellar_reconciler.store.findings import mismatch_found, missing, text_of, unexpected
+from stellar_reconciler.store.outcomes import mark_due
 from stellar_reconciler.store.schema import events, expectations
 
 # Literal, not a bound parameter, so SQLite can use the partial indexes on pending rows.
@@ -98,10 +100,6 @@ def observed_events(rows: Iterable[Any]) -> Iterator[ObservedEvent]:
             row.value,
             row.in_successful_contract_call,
         )
-
-
-def text_of(value: int | None) -> str | None:
-    return str(value) if value is not None else None
 
 
 def settle(conn: Connection, claims: Sequence[Claim]) -> None:
@@ -206,7 +204,9 @@ def expire(conn: Connection, through: int, only: Sequence[int] | None = None) ->
     """Settle pending expectations whose deadline ledger is processed (all of them, or those
     of `only`): amount_mismatch against their candidate when no one has claimed it since,
     else missing_expected. Returns how many."""
-    query = select(expectations).where(IS_PENDING, expectations.c.deadline_ledger <= through)
+    query = select(expectations).where(
+        IS_PENDING, expectations.c.deadline_ledger <= through, expectations.c.outcome_due.is_(False)
+    )
     overdue: list[Any] = []
     if only is None:
         overdue = list(conn.execute(query.order_by(expectations.c.id)))
@@ -227,6 +227,9 @@ def expire(conn: Connection, through: int, only: Sequence[int] | None = None) ->
         else:
             mismatches.append(Claim(expectation_of(row), candidate))
     settle(conn, mismatches)
+    # A record pinned to a transaction asks the network what became of it first.
+    mark_due(conn, [row.id for row in missed if row.tx_hash is not None])
+    missed = [row for row in missed if row.tx_hash is None]
     now = datetime.now(UTC)
     for chunk in chunks([row.id for row in missed]):
         conn.execute(
@@ -440,86 +443,3 @@ def mark_blocked(
             conn.execute(
                 update(expectations).where(expectations.c.id.in_(chunk)).values(blocked=flag)
             )
-
-
-def missing(row: Any) -> NewDiscrepancy:
-    amount = f" of {row.amount}" if row.amount is not None else ""
-    return NewDiscrepancy(
-        kind="missing_expected",
-        key=f"missing_expected:{row.external_id}",
-        subject=row.external_id,
-        last_ledger=row.deadline_ledger,
-        message=(
-            f"expected record {row.external_id!r}: no {row.event_name} event{amount} from "
-            f"contract {row.contract_id} by its deadline, ledger {row.deadline_ledger}. Check "
-            "that the transaction was submitted and succeeded and that the record's fields "
-            "are right; if it is only late, post it again under a new external_id with a "
-            "later deadline. Then resolve this discrepancy"
-        ),
-        expected={
-            name: getattr(row, name)
-            for name in (
-                "contract_id",
-                "event_name",
-                "tx_hash",
-                "topics",
-                "amount",
-                "tolerance",
-                "deadline_ledger",
-            )
-        },
-    )
-
-
-def mismatch_found(claim: Claim) -> NewDiscrepancy:
-    wanted, event = claim.expectation, claim.event
-    return NewDiscrepancy(
-        kind="amount_mismatch",
-        key=f"amount_mismatch:{wanted.external_id}",
-        subject=wanted.external_id,
-        first_ledger=event.ledger,
-        last_ledger=event.ledger,
-        message=(
-            f"expected record {wanted.external_id!r}: event {event.id} (ledger {event.ledger}, "
-            f"transaction {event.tx_hash}) carries {event.amount}, but {wanted.amount} "
-            f"(tolerance {wanted.tolerance}) was expected: difference {claim.difference}. "
-            "Settle the difference with the counterparty or correct your records, then "
-            "resolve this discrepancy"
-        ),
-        expected={"amount": text_of(wanted.amount), "tolerance": str(wanted.tolerance)},
-        found={
-            "event_id": event.id,
-            "ledger": event.ledger,
-            "tx_hash": event.tx_hash,
-            "amount": text_of(event.amount),
-            "difference": text_of(claim.difference),
-        },
-    )
-
-
-def unexpected(event: ObservedEvent) -> NewDiscrepancy:
-    return NewDiscrepancy(
-        kind="unexpected",
-        key=unexpected_key(event.id),
-        subject=event.id,
-        first_ledger=event.ledger,
-        last_ledger=event.ledger,
-        message=(
-            f"event {event.id} ({event.name} from contract {event.contract_id}, ledger "
-            f"{event.ledger}, transaction {event.tx_hash}) matches no expected record. If your "
-            "application caused it, post the expected record (this then closes by itself); "
-            "if not, find out who did"
-        ),
-        found={
-            "event_id": event.id,
-            "contract_id": event.contract_id,
-            "event_name": event.name,
-            "tx_hash": event.tx_hash,
-            "topics": list(event.topics),
-            "amount": text_of(event.amount),
-        },
-    )
-
-
-def unexpected_key(event_id: str) -> str:
-    return f"unexpected:{event_id}"

@@ -215,7 +215,15 @@ export function renderCatchUp(progress) {
   setText("catch-up-text", catchUpText(progress));
 }
 
-const EXPECTATION_STATUSES = ["pending", "matched", "amount_mismatch", "missing_expected"];
+const EXPECTATION_STATUSES = [
+  "pending",
+  "matched",
+  "amount_mismatch",
+  "missing_expected",
+  "failed_on_chain",
+  "not_found",
+  "cancelled",
+];
 
 export function renderExpectations(summary) {
   const available = Boolean(summary);

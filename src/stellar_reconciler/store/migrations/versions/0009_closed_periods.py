@@ -4,7 +4,7 @@ A repair inside a closed period is compared with these roots and opens a
 `closed_period_changed` discrepancy when they no longer hold.
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 Create Date: 2026-12-05
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
