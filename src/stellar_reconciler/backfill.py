@@ -196,6 +196,8 @@ async def run_backfill(
     from stellar_reconciler.service import build_rpc
 
     store = await asyncio.to_thread(Store.open_existing, settings.sqlalchemy_url)
+    # The events it adds are queued for NATS like the service's; the running service sends them.
+    store.outbox.enabled = bool(settings.nats_url)
     rpc = build_rpc(settings)
     try:
         backfill = Backfill.for_settings(store, rpc, settings)
