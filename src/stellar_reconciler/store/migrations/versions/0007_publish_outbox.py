@@ -3,7 +3,7 @@ discrepancies and settled expected records get their own mark (published_at), wh
 recorded before counted as published.
 
 Revision ID: 0007
-Revises: 0009
+Revises: 0006
 Create Date: 2026-12-05
 """
 
@@ -13,9 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-# Chained after 0009 (closed periods, merged to main first) so the merged history has one
-# head; the merger may re-chain the numbers.
-down_revision = "0009"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

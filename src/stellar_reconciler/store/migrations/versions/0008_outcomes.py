@@ -6,7 +6,7 @@ result code), `not_found` or `missing_expected`, keeping what the node said (tx_
 tx_ledger, result_code). A record can be cancelled (who and when are kept on the row).
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-05
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
