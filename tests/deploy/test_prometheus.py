@@ -72,8 +72,18 @@ def quick_rules(target: Path) -> None:
     target.write_text(yaml.safe_dump(document))
 
 
+def api(prometheus_url: str, path: str, params: dict[str, str] | None = None) -> Any:
+    """The `data` of a Prometheus API answer; a server still starting (503) raises TransportError
+    so that `poll` asks again instead of failing on a body that is not JSON."""
+    answer = httpx.get(f"{prometheus_url}{path}", params=params, timeout=5)
+    if answer.status_code == 503:
+        raise httpx.TransportError(f"Prometheus is not ready yet: {answer.text[:80]}")
+    answer.raise_for_status()
+    return answer.json()["data"]
+
+
 def alerts(prometheus_url: str) -> list[dict[str, Any]]:
-    body = httpx.get(f"{prometheus_url}/api/v1/alerts", timeout=5).json()
+    body = {"data": api(prometheus_url, "/api/v1/alerts")}
     found: list[dict[str, Any]] = body["data"]["alerts"]
     return found
 
@@ -88,8 +98,7 @@ def firing(prometheus_url: str, name: str) -> list[dict[str, Any]]:
 
 def scraped_healthy(prometheus_url: str) -> bool:
     query = {"query": 'reconciler_healthy{job="stellar-reconciler"} == 1'}
-    body = httpx.get(f"{prometheus_url}/api/v1/query", params=query, timeout=5).json()
-    return bool(body["data"]["result"])
+    return bool(api(prometheus_url, "/api/v1/query", query)["result"])
 
 
 @pytest.mark.slow

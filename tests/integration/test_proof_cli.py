@@ -117,7 +117,7 @@ async def test_export_verify_and_every_changed_part_fails(
         k: v for k, v in content.items() if k not in unstamped
     }
     verdicts = {r["external_id"]: r["status"] for r in content["records"]}
-    assert verdicts == {"paid-0": "matched", "paid-1": "matched", "never-paid": "missing_expected"}
+    assert verdicts == {"paid-0": "matched", "paid-1": "matched", "never-paid": "not_found"}
     assert content["settings"]["network_passphrase"] == net.passphrase
     middle = content["headers"][5]
     event = content["events"][3]
@@ -137,7 +137,7 @@ async def test_export_verify_and_every_changed_part_fails(
             20,
             f"merkle root: the events recompute to {content['merkle']['events_root']}",
         ),
-        ('"status":"missing_expected"', 12, "verdict: record 'never-paid'"),
+        ('"status":"not_found"', 12, "verdict: record 'never-paid'"),
         (net.passphrase[:12], 3, "settings: changed after export"),
     ]
     for needle, offset, message in cases:
