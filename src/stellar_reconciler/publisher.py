@@ -6,7 +6,8 @@ duplicate window (two minutes unless the stream says otherwise). A message leave
 only once JetStream acknowledged it.
 
 Order: messages go out in outbox order on one connection, which JetStream stores in the
-order received. The client's own reconnect buffer is off: after a lost connection it could
+order received; their acknowledgements are gathered as acknowledgements.py says. The client's
+own reconnect buffer is off: after a lost connection it could
 send later messages before one lost in the socket. Instead a failure closes the connection,
 what was acknowledged is deleted, and the rest is sent again, in order, on a new connection.
 
@@ -33,6 +34,7 @@ import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from stellar_reconciler.acknowledgements import Acknowledgements
 from stellar_reconciler.config import Settings, redact_url
 from stellar_reconciler.errors import DatabaseUnavailableError
 from stellar_reconciler.status import ServiceStatus
@@ -46,7 +48,7 @@ _CONTRACT = re.compile(r"^[A-Z0-9]{1,64}$")
 # The subject token of an event without a symbol name (none, or a string that is no symbol).
 UNNAMED = "_"
 # Messages read from the outbox and sent before waiting for their acknowledgements.
-BATCH = 500
+BATCH = 2000
 ACK_TIMEOUT_SECS = 10.0
 CONNECT_TIMEOUT_SECS = 2.0
 IDLE_POLL_SECS = 0.2
@@ -76,9 +78,12 @@ def event_subject(prefix: str, contract_id: str, name: str | None) -> str:
 
 def subject_of(prefix: str, item: Publication) -> str:
     if item.kind == "event":
-        payload = item.payload or {}
-        return event_subject(prefix, str(payload.get("contract_id", "")), payload.get("name"))
+        return event_subject(prefix, item.contract_id or "", item.name)
     return f"{prefix}.{OTHER_SUBJECTS[item.kind]}"
+
+
+def as_body(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
 
 
 def message_id(item: Publication) -> str:
@@ -114,6 +119,7 @@ class NatsPublisher:
         self.published = 0
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
+        self._acks: Acknowledgements | None = None
         # Acknowledged but still in the outbox (deleted together, see flush), and the last
         # of them: the next read starts after it.
         self._acknowledged: list[int] = []
@@ -162,14 +168,19 @@ class NatsPublisher:
             error_cb=self._quiet,
             name="stellar-reconciler",
         )
-        self._js = self._nc.jetstream(
-            timeout=self.ack_timeout, publish_async_max_pending=self.batch
-        )
+        self._js = self._nc.jetstream(timeout=self.ack_timeout)
         try:
             await self._js.stream_info(self.stream)
         except nats.js.errors.NotFoundError:
             await self._js.add_stream(name=self.stream, subjects=[f"{self.prefix}.>"])
             log.info("nats_stream_created", stream=self.stream, subjects=f"{self.prefix}.>")
+        self._acks = Acknowledgements(self._nc.new_inbox())
+        await self._nc.subscribe(
+            f"{self._acks.inbox}.>",
+            cb=self._acks.on_reply,
+            # A window's answers must all fit, or the client drops some as a slow consumer.
+            pending_msgs_limit=4 * max(self.batch, DISCREPANCY_BATCH),
+        )
 
     async def _publish_until(self, stop: asyncio.Event) -> None:
         looked_at = float("-inf")
@@ -193,10 +204,10 @@ class NatsPublisher:
             return 0
         # An event whose ledger was re-indexed since has no body: nothing to send, and the
         # re-indexed rows were queued anew.
-        sendable = [item for item in items if item.payload is not None]
+        sendable = [item for item in items if item.body is not None]
         count, failure = await self._send(
             [
-                (subject_of(self.prefix, item), item.payload or {}, message_id(item))
+                (subject_of(self.prefix, item), item.body or b"", message_id(item))
                 for item in sendable
             ]
         )
@@ -221,7 +232,10 @@ class NatsPublisher:
         """Send discrepancies not yet published to PREFIX.discrepancies, oldest first."""
         found = await asyncio.to_thread(self.store.discrepancies.unpublished, DISCREPANCY_BATCH)
         count, failure = await self._send(
-            [(f"{self.prefix}.discrepancies", item, f"discrepancy-{item['id']}") for item in found]
+            [
+                (f"{self.prefix}.discrepancies", as_body(item), f"discrepancy-{item['id']}")
+                for item in found
+            ]
         )
         await asyncio.to_thread(
             self.store.discrepancies.mark_published, [item["id"] for item in found[:count]]
@@ -238,7 +252,7 @@ class NatsPublisher:
             [
                 (
                     f"{self.prefix}.expectations",
-                    body,
+                    as_body(body),
                     f"expectation-{record_id}-{body['status']}-{body['event_id'] or 'none'}",
                 )
                 for record_id, body in found
@@ -250,46 +264,29 @@ class NatsPublisher:
         return count
 
     async def _send(
-        self, messages: list[tuple[str, dict[str, Any], str]]
+        self, messages: list[tuple[str, bytes, str]]
     ) -> tuple[int, BaseException | None]:
         """Publish (subject, body, message id) in order on this connection and wait for the
         acknowledgements: (how many from the front were acknowledged, the first failure)."""
-        assert self._js is not None, "connect first"
-        futures: list[asyncio.Future[Any]] = []
+        assert self._nc is not None, "connect first"
+        assert self._acks is not None, "connect first"
+        reply = self._acks.open(len(messages))
         failure: BaseException | None = None
+        sent = 0
         try:
             for subject, body, msg_id in messages:
-                futures.append(
-                    await self._js.publish_async(
-                        subject,
-                        json.dumps(body, separators=(",", ":")).encode(),
-                        # No stall timeout: one would yield to the loop on every message,
-                        # and the client's flusher would then write each in a syscall of
-                        # its own. The window (publish_async_max_pending) is the batch.
-                        headers={"Nats-Msg-Id": msg_id},
-                    )
+                await self._nc.publish(
+                    subject, body, reply=f"{reply}{sent}", headers={"Nats-Msg-Id": msg_id}
                 )
+                sent += 1
         except NATS_ERRORS as exc:
             failure = exc
-        if futures:
-            await asyncio.wait(futures, timeout=self.ack_timeout)
-        # Only an unbroken run from the front counts: what follows a failure is sent again.
-        count = 0
-        for future in futures:
-            if not future.done() or future.cancelled() or future.exception() is not None:
-                if failure is None:
-                    failure = (
-                        future.exception()
-                        if future.done() and not future.cancelled()
-                        else TimeoutError(f"no acknowledgement within {self.ack_timeout:g}s")
-                    )
-                break
-            count += 1
-        for future in futures:
-            if not future.done():
-                future.cancel()
-            elif not future.cancelled():
-                future.exception()  # retrieved, so asyncio does not log it as forgotten
+        if not sent:
+            return 0, failure
+        count, why = await self._acks.gathered(self.ack_timeout)
+        count = min(count, sent)
+        if failure is None and count < len(messages):
+            failure = PublishFailedError(why or "not acknowledged")
         return count, failure
 
     async def flush(self) -> None:

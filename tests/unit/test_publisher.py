@@ -28,10 +28,10 @@ def test_a_malformed_contract_id_cannot_break_the_subject() -> None:
 
 def test_other_kinds_have_their_own_subject_and_ids() -> None:
     """Discrepancies and expectations go to <prefix>.<kind>s with ids apart from event ids."""
-    item = Publication(1, "discrepancy", "7", {"id": 7})
+    item = Publication(1, "discrepancy", "7", b'{"id":7}')
     assert subject_of("p", item) == "p.discrepancies"
     assert message_id(item) == "discrepancy-7"
-    settled = Publication(3, "expectation", "7", {"id": 7})
+    settled = Publication(3, "expectation", "7", b'{"id":7}')
     assert subject_of("p", settled) == "p.expectations"
     assert message_id(settled) == "expectation-7"
     event = Publication(2, "event", "0000000042949677056-0000000001", None)

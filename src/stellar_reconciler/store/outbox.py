@@ -3,7 +3,8 @@
 A batch's events are recorded here inside the batch's own transaction, so an event is stored
 and queued for publishing together or not at all; a crash between the two cannot happen.
 The publisher reads the queue in `seq` order and deletes what JetStream acknowledged. Events are
-named by id: their body is read at send time.
+named by id: their body is read at send time, as JSON text straight from the stored columns
+(no parse and dump again: that was a third of the publisher's time per event).
 Recording is off (nothing is queued) unless NATS_URL is set, or the table would only grow.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, func, select
 
@@ -26,13 +26,17 @@ EVENT = "event"
 
 @dataclass(frozen=True, slots=True)
 class Publication:
-    """One queued message: its place in the queue, what it is and its JSON body."""
+    """One queued message: its place in the queue, what it is, where it goes, its JSON body."""
 
     seq: int
     kind: str
     ref: str
-    # The body; None for an event deleted since it was queued (a repair replaced its ledger).
-    payload: dict[str, Any] | None
+    # The body as compact JSON; None for an event deleted since it was queued (a repair
+    # replaced its ledger).
+    body: bytes | None
+    # The event's contract and name, for its subject (None when the body is).
+    contract_id: str | None = None
+    name: str | None = None
 
 
 class Outbox:
@@ -51,14 +55,14 @@ class Outbox:
 
     def pending(self, limit: int, after: int = 0) -> list[Publication]:
         """The oldest `limit` queued messages after `after`, in queue order, with their bodies."""
-        from stellar_reconciler.store.repository import event_json
+        from stellar_reconciler.store.repository import event_text, event_text_columns
 
         query = (
             select(
                 publish_outbox.c.seq,
                 publish_outbox.c.kind,
                 publish_outbox.c.ref,
-                events,
+                *event_text_columns(),
             )
             .select_from(
                 publish_outbox.outerjoin(
@@ -74,8 +78,13 @@ class Outbox:
             rows = conn.execute(query).all()
         found: list[Publication] = []
         for row in rows:
-            body = event_json(row) if row.id is not None else None
-            found.append(Publication(int(row.seq), row.kind, row.ref, body))
+            if row.id is None:
+                found.append(Publication(int(row.seq), row.kind, row.ref, None))
+                continue
+            body = event_text(row).encode()
+            found.append(
+                Publication(int(row.seq), row.kind, row.ref, body, row.contract_id, row.name)
+            )
         return found
 
     def mark_sent(self, seqs: Sequence[int]) -> None:

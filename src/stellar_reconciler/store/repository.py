@@ -126,6 +126,23 @@ def event_text(row: Any) -> str:
     return text
 
 
+def event_text_columns() -> list[Any]:
+    """The columns event_text reads, its JSON columns as the text they are stored as."""
+    return [
+        events.c.id,
+        events.c.ledger,
+        events.c.ledger_closed_at,
+        events.c.contract_id,
+        events.c.type,
+        events.c.name,
+        events.c.tx_hash,
+        cast(events.c.topics, Text).label("topics"),
+        cast(events.c.value, Text).label("value"),
+        cast(events.c.topics_xdr, Text).label("topics_xdr"),
+        events.c.value_xdr,
+    ]
+
+
 def _event_conditions(query: EventQuery) -> list[Any]:
     conditions: list[Any] = []
     if query.contract_id is not None:
@@ -367,19 +384,7 @@ class Store:
         many events out: the JSON columns pass through as stored instead of being parsed
         and written again, which is most of what a page costs."""
         statement = (
-            select(
-                events.c.id,
-                events.c.ledger,
-                events.c.ledger_closed_at,
-                events.c.contract_id,
-                events.c.type,
-                events.c.name,
-                events.c.tx_hash,
-                cast(events.c.topics, Text).label("topics"),
-                cast(events.c.value, Text).label("value"),
-                cast(events.c.topics_xdr, Text).label("topics_xdr"),
-                events.c.value_xdr,
-            )
+            select(*event_text_columns())
             .where(*_event_conditions(query))
             .order_by(events.c.id)
             .limit(query.limit)
