@@ -120,6 +120,9 @@ class NatsPublisher:
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._acks: Acknowledgements | None = None
+        # The next outbox window, being read while the current one is sent: (the sequence
+        # number it was read after, the read).
+        self._ahead: tuple[int, asyncio.Future[list[Publication]]] | None = None
         # Acknowledged but still in the outbox (deleted together, see flush), and the last
         # of them: the next read starts after it.
         self._acknowledged: list[int] = []
@@ -156,6 +159,7 @@ class NatsPublisher:
                 await _wait(stop, self._retry)
                 self._retry = min(MAX_RETRY_SECS, self._retry * 2)
         finally:
+            self._drop_ahead()
             await self._close()
             with contextlib.suppress(DatabaseUnavailableError):
                 await self.flush()
@@ -198,10 +202,16 @@ class NatsPublisher:
         """Send the oldest outbox messages and wait for their acknowledgements; those
         acknowledged leave the outbox (see flush). Returns how many were sent; raises
         PublishFailedError when one was not acknowledged."""
-        items = await asyncio.to_thread(self.store.outbox.pending, self.batch, self._after)
+        items = await self._read()
         if not items:
             await self.flush()
             return 0
+        # The next window is read while this one is sent and acknowledged.
+        after = items[-1].seq
+        self._ahead = (
+            after,
+            asyncio.ensure_future(asyncio.to_thread(self.store.outbox.pending, self.batch, after)),
+        )
         # An event whose ledger was re-indexed since has no body: nothing to send, and the
         # re-indexed rows were queued anew.
         sendable = [item for item in items if item.body is not None]
@@ -225,8 +235,26 @@ class NatsPublisher:
         ):
             await self.flush()
         if failure is not None:
+            self._drop_ahead()
             raise PublishFailedError(str(failure) or type(failure).__name__) from failure
         return count
+
+    async def _read(self) -> list[Publication]:
+        """The window after the last one sent: the one read ahead when it still follows on
+        (nothing failed and no flush restarted from the front since), else read now."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            after, reading = ahead
+            items = await reading
+            if after == self._after:
+                return items
+        return await asyncio.to_thread(self.store.outbox.pending, self.batch, self._after)
+
+    def _drop_ahead(self) -> None:
+        if self._ahead is not None:
+            # The thread finishes its read; only its result is dropped.
+            self._ahead[1].cancel()
+            self._ahead = None
 
     async def publish_discrepancies(self) -> int:
         """Send discrepancies not yet published to PREFIX.discrepancies, oldest first."""
@@ -295,6 +323,7 @@ class NatsPublisher:
         if self._acknowledged:
             await asyncio.to_thread(self.store.outbox.mark_sent, self._acknowledged)
         self._acknowledged = []
+        self._drop_ahead()
         self._after = 0
         self._flushed_at = time.monotonic()
 
