@@ -65,7 +65,8 @@ async def test_explanations_give_the_evidence_of_each_verdict(database_url: str)
     stored hash, a hash chain that holds and re-verification covering it; a mismatch takes
     its event with the amount difference given (-1000); a missing record rejects every
     candidate naming the recipient; their discrepancies explain through the record; an
-    unknown record or discrepancy is a 404 that says where to look."""
+    unknown record or discrepancy is a 404 that says where to look; the explain path changes
+    nothing (PATCH there is a 405, not a deadline change of a record "short/explain")."""
     net = SimNetwork(
         SimNetConfig(seed=31, first_ledger=1000, prebuilt_ledgers=60, events_per_ledger=20)
     )
@@ -103,11 +104,17 @@ async def test_explanations_give_the_evidence_of_each_verdict(database_url: str)
             unknown = await http.get(f"{base}/api/expectations/no/such/record/explain")
             no_discrepancy = await http.get(f"{base}/api/discrepancies/999999/explain")
             plain = await http.get(f"{base}/api/expectations/invoice/2026/paid")
+            patched = await http.patch(
+                f"{base}/api/expectations/short/explain",
+                json={"deadline_ledgers": 5},
+                headers=AUTH,
+            )
             with service.store.engine.connect() as conn:
                 stored_hash = conn.execute(
                     ledgers.select().where(ledgers.c.sequence == paid["ledger"])
                 ).one()
     assert plain.status_code == 200 and plain.json()["status"] == "matched"
+    assert (patched.status_code, patched.headers["allow"]) == (405, "GET")
 
     assert matched["verdict"]["status"] == "matched"
     assert matched["verdict"]["summary"].startswith(f"matched event {paid['id']}")

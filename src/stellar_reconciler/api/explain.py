@@ -1,7 +1,9 @@
 """GET .../explain: the evidence behind an expected record's status or a discrepancy, as data.
 
-Included before the expectations router: `/api/expectations/{external_id:path}` takes any
-path, slashes included, and would otherwise read `a/explain` as the record `a/explain`.
+Included before the expectations and lifecycle routers: `/api/expectations/{external_id:path}`
+takes any path, slashes included, and would otherwise read `a/explain` as the record
+`a/explain`. The explain path is GET only, whatever the method: a PATCH or DELETE there is a
+405, never a change to a record named `a/explain`.
 """
 
 from __future__ import annotations
@@ -33,8 +35,11 @@ _RECORD = (
 )
 
 
+RECORD_PATH = "/api/expectations/{external_id:path}/explain"
+
+
 @router.get(
-    "/api/expectations/{external_id:path}/explain",
+    RECORD_PATH,
     dependencies=[ReadAccess],
     summary="Why an expected record has its status: every candidate event and its verdict",
     description=_RECORD + " A record whose external id itself ends in `/explain` is read with GET "
@@ -51,6 +56,19 @@ async def explain_expectation(
             f"no expected record has external_id {external_id!r}; GET /api/expectations lists them",
         )
     return found
+
+
+@router.api_route(
+    RECORD_PATH,
+    # Every other method, so the edge's 405 (which names every route's methods on the path)
+    # never offers the lifecycle routes' PATCH and DELETE here.
+    methods=["POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"],
+    include_in_schema=False,
+)
+def explain_is_read_only() -> None:
+    refusal = ApiError(405, "an explanation is read only; use GET")
+    refusal.headers = {"Allow": "GET"}
+    raise refusal
 
 
 @router.get(
