@@ -162,3 +162,42 @@ async def _covered(http: httpx.AsyncClient, url: str) -> dict[str, Any] | None:
     body = await explain(http, url)
     chosen = body["chosen"]
     return body if chosen and chosen["ledger"]["re_verification"]["covers_ledger"] else None
+
+
+async def test_an_unexpected_event_explains_which_records_it_is_not(database_url: str) -> None:
+    """With the token contract watched for unexpected events, an unclaimed transfer's
+    discrepancy explains as the event, unclaimed, beside the waiting record of the same
+    contract and name with the fields that differ, and its ledger with a chain that holds."""
+    net = SimNetwork(
+        SimNetConfig(seed=37, first_ledger=1000, prebuilt_ledgers=40, events_per_ledger=10)
+    )
+    paid, *others = lone_pairs(net)
+    # Another sender and another recipient, so both differ.
+    sender, recipient, _ = parties(paid)
+    other = next(e for e in others if parties(e)[0] != sender and parties(e)[1] != recipient)
+    with serve_in_thread(net) as url:
+        settings = settings_for(database_url, url, admin_token=ADMIN)
+        async with (
+            service_with_expectations(settings, (net.token_contract_id,)) as (service, base, _),
+            httpx.AsyncClient(timeout=10) as http,
+        ):
+            await wait_for(
+                lambda: service.status.last_processed_ledger == net.latest_ledger, 30, "catch-up"
+            )
+            posted = await http.post(
+                f"{base}/api/expectations",
+                json=record(net, "paid", paid, deadline_ledger=net.latest_ledger + 100),
+                headers=AUTH,
+            )
+            assert posted.status_code == 201 and posted.json()["status"] == "matched"
+            listed = await http.get(f"{base}/api/discrepancies?kind=unexpected&limit=1000")
+            (found,) = [d for d in listed.json()["discrepancies"] if d["subject"] == other["id"]]
+            shown = await explain(http, f"{base}/api/discrepancies/{found['id']}/explain")
+    unexpected = shown["unexpected_event"]
+    assert unexpected["event"]["id"] == other["id"] and unexpected["claimed_by"] is None
+    (considered,) = unexpected["records_considered"]
+    assert considered["external_id"] == "paid" and considered["event_id"] == paid["id"]
+    fields = {d["field"] for d in considered["differences"]}
+    assert {"topics.1", "topics.2"} <= fields
+    (ledger,) = shown["ledgers"]
+    assert ledger["sequence"] == other["ledger"] and ledger["chain"]["holds"] is True
