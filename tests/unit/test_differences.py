@@ -6,8 +6,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stellar_reconciler.assignment import match_events
-from stellar_reconciler.matching import Expectation, ObservedEvent
+from stellar_reconciler.assignment import match_events, settle_ledgers
+from stellar_reconciler.matching import MATCHED, Expectation, ObservedEvent
 from tests.unit.test_assignment import (
     ADDRESSES,
     CONTRACTS,
@@ -16,6 +16,7 @@ from tests.unit.test_assignment import (
     build_expectations,
     event_fields,
     expectation_fields,
+    worlds,
 )
 
 
@@ -105,3 +106,21 @@ def test_a_missing_topic_and_another_contract_are_differences() -> None:
     assert found["contract_id"]["found"] == CONTRACTS[1]
     assert found["event_name"]["expected"] == "mint"
     assert found["topics.3"]["found"] is None and "label" not in found["topics.3"]
+
+
+@given(worlds)
+def test_what_matching_settles_has_the_differences_its_status_says(
+    world: tuple[list[Expectation], list[ObservedEvent]],
+) -> None:
+    """Over whole worlds of records and events, settled ledger by ledger: every matched claim
+    has no differences, every amount_mismatch and pending candidate differs in its amount
+    only, and nothing else."""
+    expectations, events = world
+    outcome = settle_ledgers(expectations, events)
+    for claim in (*outcome.claims, *outcome.candidates):
+        found = claim.expectation.differences(claim.event)
+        if claim.status == MATCHED:
+            assert found == ()
+        else:
+            (amount,) = found
+            assert amount.settles_as_mismatch and amount.by == claim.difference
