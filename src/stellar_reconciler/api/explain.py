@@ -42,8 +42,7 @@ RECORD_PATH = "/api/expectations/{external_id:path}/explain"
     RECORD_PATH,
     dependencies=[ReadAccess],
     summary="Why an expected record has its status: every candidate event and its verdict",
-    description=_RECORD + " A record whose external id itself ends in `/explain` is read with GET "
-    "/api/expectations?status=... instead.",
+    description=_RECORD + " No external id ends in `/explain` (refused when posted).",
     responses={404: {"description": "No record has this external_id"}},
 )
 async def explain_expectation(
