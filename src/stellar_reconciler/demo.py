@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stellar_reconciler.config import Settings
+from stellar_reconciler.demo_records import load_demo_records
 from stellar_reconciler.service import Service, install_signal_handlers
 from stellar_reconciler.simnet import LieSchedule, SimNetConfig, SimNetwork, run_simnet
 
@@ -93,6 +94,12 @@ async def run_demo(
         # The catch-up's log lines push the address off the screen: say it again after them.
         if await caught_up(service, stop):
             say("Caught up with the simulated network.")
+            checkpoint = service.status.last_processed_ledger or net.latest_ledger
+            book = await asyncio.to_thread(load_demo_records, net, service.store, checkpoint)
+            say(
+                f"Posted {len(book.specs)} expected records, one or more of each status: "
+                "see Reconciliation on the dashboard, each with its explanation."
+            )
             for line in where:
                 say(line)
 

@@ -29,6 +29,8 @@ MAX_LEDGER = 2**32 - 1
 TOPIC_POSITIONS = ("1", "2", "3")
 _SYMBOL = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 _TX_HASH = re.compile(r"^[0-9a-fA-F]{64}$")
+# The path of a record's explanation (api/explain.py): an id ending so could not be addressed.
+RESERVED_SUFFIX = "/explain"
 
 
 def _is_address(value: str) -> bool:
@@ -110,6 +112,11 @@ class ExpectationSpec(BaseModel):
     def _printable(cls, value: str) -> str:
         if value != value.strip() or not value.isprintable():
             raise ValueError("must be printable text without leading or trailing spaces")
+        if value.endswith(RESERVED_SUFFIX):
+            raise ValueError(
+                f"must not end in {RESERVED_SUFFIX!r}: GET /api/expectations/{{external_id}}"
+                f"{RESERVED_SUFFIX} is the record's explanation; choose another id"
+            )
         return value
 
     @field_validator("contract_id")

@@ -25,6 +25,12 @@ tests check:
   `missing_expected`; one pinned to a transaction hash first asks the network what became
   of that transaction (store/outcomes.py): `failed_on_chain`, `not_found` or missing.
 - Events are settled ledger by ledger, so cutting them into batches changes nothing.
+
+`Expectation.differences` names every field in which an event falls short of a record, and is
+empty exactly when `fits` and `within_tolerance` both hold (a property test holds them to
+that): the explanations of /api/.../explain are computed by it, so they cannot tell another
+story than the matcher. `fits` stays a short-circuiting test because matching calls it for
+every indexed candidate.
 """
 
 from __future__ import annotations
@@ -64,6 +70,8 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 _I128_DIGITS = 39
 # A topic value longer than this goes into a match key as its digest, keeping keys short.
 _MAX_KEY_VALUE = 120
+# What topics 1-3 of a token (SAC) event are, so an explanation can say "sender" not "topic 1".
+_TRANSFER_TOPICS = {1: "sender", 2: "recipient", 3: "asset"}
 
 
 def parse_amount(value: object) -> int:
@@ -189,6 +197,83 @@ class Expectation:
         if self.amount is None:
             return True
         return found is not None and abs(found - self.amount) <= self.tolerance
+
+    def differences(self, event: ObservedEvent) -> tuple[Difference, ...]:
+        """Every way `event` falls short of this record, in the order `fits` checks them;
+        empty exactly when the event fits and its amount is within tolerance."""
+        found: list[Difference] = []
+        if not event.successful:
+            found.append(Difference("in_successful_contract_call", True, False))
+        if event.ledger > self.deadline_ledger:
+            by = event.ledger - self.deadline_ledger
+            found.append(Difference("ledger", self.deadline_ledger, event.ledger, by))
+        if event.contract_id != self.contract_id:
+            found.append(Difference("contract_id", self.contract_id, event.contract_id))
+        if event.name != self.event_name:
+            found.append(Difference("event_name", self.event_name, event.name))
+        if self.tx_hash is not None and event.tx_hash != self.tx_hash:
+            found.append(Difference("tx_hash", self.tx_hash, event.tx_hash))
+        for position, value in self.topics:
+            actual = event.topics[position] if position < len(event.topics) else None
+            if position >= len(event.topics) or actual != value:
+                label = _TRANSFER_TOPICS.get(position) if self.event_name == "transfer" else None
+                found.append(Difference(f"topics.{position}", value, actual, label=label))
+        if self.amount is not None:
+            if event.amount is None:
+                found.append(Difference("amount", str(self.amount), None))
+            elif abs(event.amount - self.amount) > self.tolerance:
+                by = event.amount - self.amount
+                found.append(Difference("amount", str(self.amount), str(event.amount), by))
+        return tuple(found)
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One field in which an event differs from what a record expects. `by` measures it where
+    a measure means something: found - expected for an amount, ledgers past the deadline."""
+
+    field: str
+    expected: Json
+    found: Json
+    by: int | None = None
+    # What the field is to a person (sender, recipient, asset), when known.
+    label: str | None = None
+
+    @property
+    def settles_as_mismatch(self) -> bool:
+        """An amount outside tolerance: the one difference a record may still settle on (as
+        amount_mismatch, at its deadline); any other means the event is not this record's."""
+        return self.field == "amount" and self.found is not None
+
+    def reason(self, tolerance: int = 0) -> str:
+        """The difference in words, for a person reading an explanation."""
+        name = self.label or self.field
+        if self.field == "in_successful_contract_call":
+            return "emitted by a failed contract call, which moved nothing"
+        if self.field == "ledger":
+            return f"{self.by} ledger(s) after the deadline, ledger {self.expected}"
+        if self.field == "amount" and self.found is None:
+            return "carries no amount"
+        if self.field == "amount":
+            return (
+                f"amount {self.found} differs from {self.expected} by {self.by}, "
+                f"outside the tolerance of {tolerance}"
+            )
+        return f"{name} is {canonical(self.found)}, not {canonical(self.expected)}"
+
+    def as_json(self, tolerance: int = 0) -> dict[str, Json]:
+        body: dict[str, Json] = {
+            "field": self.field,
+            "expected": self.expected,
+            "found": self.found,
+            "reason": self.reason(tolerance),
+        }
+        if self.label is not None:
+            body["label"] = self.label
+        if self.by is not None:
+            # Text, like every amount in the API: an i128 difference exceeds JSON's safe range.
+            body["by"] = str(self.by) if self.field == "amount" else self.by
+        return body
 
 
 @dataclass(frozen=True, slots=True)

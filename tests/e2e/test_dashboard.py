@@ -9,7 +9,9 @@ test run never changes the git tree.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -359,3 +361,36 @@ def test_screenshot_shows_what_the_api_says(tmp_path: Path, browser: Browser) ->
             deployment.stop()
     if os.environ.get("UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(shot, SCREENSHOT)
+
+
+def explanation_shown(page: Page) -> dict[str, Any]:
+    """The JSON the browser shows after following an explain link."""
+    body: dict[str, Any] = json.loads(page.locator("body").inner_text())
+    return body
+
+
+def test_settled_records_and_discrepancies_link_to_their_explanation(
+    deployment: Deployment, watched: Watched
+) -> None:
+    """The oldest open record is shown (invoice-1002, off by one unit, waits for its
+    deadline); a settled record's explain link opens its evidence (matched, the taken event
+    first), and an open discrepancy's opens its own."""
+    seed_expectations(deployment)
+    page = watched.open(deployment.base + "/")
+    expect(page.locator("#expectations-oldest")).to_contain_text("invoice-1002")
+    settled = page.locator("#expectations-settled li", has_text="invoice-1001")
+    expect(settled).to_contain_text("matched")
+    settled.get_by_role("link", name="Evidence for record invoice-1001").click()
+    expect(page).to_have_url(deployment.base + "/api/expectations/invoice-1001/explain")
+    matched = explanation_shown(page)
+    assert matched["verdict"]["status"] == "matched"
+    assert matched["candidates"][0]["verdict"] == "taken"
+    page.go_back()
+    missing = page.locator("#discrepancies-newest li", has_text="missing_expected").first
+    expect(missing).to_be_visible(timeout=SOON)
+    missing.get_by_role("link", name=re.compile("Evidence for discrepancy")).click()
+    expect(page).to_have_url(re.compile(r"/api/discrepancies/[0-9]+/explain$"))
+    shown = explanation_shown(page)
+    assert shown["discrepancy"]["kind"] == "missing_expected"
+    assert shown["expectation"]["verdict"]["status"] == "missing_expected"
+    watched.assert_clean()

@@ -5,6 +5,7 @@ import { test } from "node:test";
 import {
   NONE,
   catchUpText,
+  discrepancyExplainPath,
   eventKeyFields,
   formatAmount,
   formatBytes,
@@ -15,6 +16,7 @@ import {
   formatUtcSeconds,
   groupDigits,
   planRescan,
+  recordExplainPath,
   shorten,
 } from "../../src/stellar_reconciler/api/static/js/format.js";
 
@@ -106,4 +108,13 @@ test("catch-up progress says how far, how fast and how long", () => {
   };
   assert.equal(catchUpText(starting), "1,200 of 2,000 ledgers (60.0%) · measuring the rate…");
   assert.equal(catchUpText(null), NONE);
+});
+
+test("explanation links keep an external id's slashes and encode the rest", () => {
+  assert.equal(
+    recordExplainPath("demo/invoice/1001"),
+    "api/expectations/demo/invoice/1001/explain",
+  );
+  assert.equal(recordExplainPath("a b?#%"), "api/expectations/a%20b%3F%23%25/explain");
+  assert.equal(discrepancyExplainPath(42), "api/discrepancies/42/explain");
 });

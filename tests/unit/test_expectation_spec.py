@@ -56,6 +56,7 @@ def test_a_full_record_validates_and_folds_from_and_to_into_topics() -> None:
         ({"deadline_ledger": 0}, "greater than or equal to 1"),
         ({"external_id": " padded"}, "leading or trailing"),
         ({"external_id": ""}, "at least 1 character"),
+        ({"external_id": "invoice/explain"}, "must not end in '/explain'"),
         ({"colour": "blue"}, "Extra inputs"),
     ],
 )

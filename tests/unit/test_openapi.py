@@ -73,3 +73,15 @@ def test_body_caps_and_head_are_documented(document: dict[str, Any]) -> None:
     )
     assert set(document["paths"]["/health"]) == {"get", "head"}
     assert set(document["paths"]["/metrics"]) == {"get", "head"}
+
+
+def test_explanations_are_documented_reads_with_404(document: dict[str, Any]) -> None:
+    """Both explain endpoints are reads (optional token) that document their 404, and the
+    record's is a path of its own, not swallowed by /api/expectations/{external_id}."""
+    for path in (
+        "/api/expectations/{external_id}/explain",
+        "/api/discrepancies/{discrepancy_id}/explain",
+    ):
+        operation = document["paths"][path]["get"]
+        assert operation["security"] == [{}, {"bearer": []}], path
+        assert {"200", "404"} <= set(operation["responses"]), path

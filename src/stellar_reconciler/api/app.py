@@ -13,6 +13,7 @@ from stellar_reconciler.api import (
     docs,
     event_stream,
     expectations,
+    explain,
     lifecycle,
     live,
     monitoring,
@@ -50,6 +51,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(data.router)
     event_stream.install_event_stream(app)
     app.include_router(reconciliation.router)
+    # Before expectations: its {external_id:path} would swallow .../explain.
+    app.include_router(explain.router)
     app.include_router(expectations.router)
     app.include_router(proofs.router)
     app.include_router(lifecycle.router)
@@ -66,6 +69,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
             data.router,
             event_stream.router,
             reconciliation.router,
+            explain.router,
             expectations.router,
             proofs.router,
             lifecycle.router,

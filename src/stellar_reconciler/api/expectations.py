@@ -241,7 +241,9 @@ def get_expectation(
         "`match_rate` is matched / every settled record but cancelled ones (matched, "
         "amount_mismatch, missing_expected, failed_on_chain, not_found), null while none is "
         "decided. `open_discrepancies` counts the open missing_expected, amount_mismatch, "
-        "unexpected, failed_on_chain and not_found discrepancies (see /api/discrepancies)."
+        "unexpected, failed_on_chain and not_found discrepancies (see /api/discrepancies). "
+        "`oldest_pending` is the oldest record still waiting, `recently_settled` the 5 records "
+        "settled last, newest first (each explained at /api/expectations/{external_id}/explain)."
     ),
 )
 def reconciliation(expectations: Repo) -> dict[str, Any]:

@@ -52,6 +52,8 @@ from stellar_reconciler.store.settlement import (
 # Records without a transaction hash look back this many ledgers (about a day) for an event
 # stored before them; with a hash, any stored event up to the deadline is found (indexed).
 LOOKBACK_LEDGERS = 17_280
+# Settled records the summary (and the dashboard) shows, newest first.
+RECENTLY_SETTLED = 5
 DISCREPANCY_KINDS = (
     "missing_expected",
     "amount_mismatch",
@@ -386,12 +388,21 @@ class Expectations:
                 )
             )
             checkpoint = self._checkpoint(conn)
+            # No index on settled_at: a top-N over the table, as cheap as the counts above.
+            recent = conn.execute(
+                select(expectations)
+                .where(expectations.c.settled_at.is_not(None))
+                .order_by(expectations.c.settled_at.desc(), expectations.c.id.desc())
+                .limit(RECENTLY_SETTLED)
+            )
+            recently_settled = [expectation_json(row) for row in recent]
         return {
             "expectations": {**counts, "total": sum(counts.values())},
             "open_discrepancies": open_counts,
             "match_rate": round(counts["matched"] / decided, 6) if decided else None,
             "oldest_pending": expectation_json(oldest) if oldest is not None else None,
             "oldest_open_discrepancy": discrepancy_json(problem) if problem else None,
+            "recently_settled": recently_settled,
             "checkpoint": checkpoint,
         }
 

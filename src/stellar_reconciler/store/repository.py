@@ -36,6 +36,7 @@ from stellar_reconciler.store.database import (
 )
 from stellar_reconciler.store.discrepancies import AuditLog, Discrepancies, NewDiscrepancy
 from stellar_reconciler.store.expectations import Expectations
+from stellar_reconciler.store.explanations import Explanations
 from stellar_reconciler.store.gaps import Gaps
 from stellar_reconciler.store.lifecycle import Lifecycle
 from stellar_reconciler.store.network import NetworkRecord
@@ -205,6 +206,7 @@ class Store:
         self.network = NetworkRecord(engine)
         self.outbox = Outbox(engine)
         self.periods = Periods(engine, stream, self.discrepancies)
+        self.explanations = Explanations(engine, stream)
 
     @classmethod
     def open(cls, url: str, stream: str = DEFAULT_STREAM) -> Store:

@@ -194,3 +194,14 @@ export function catchUpText(progress) {
     parts.push(`about ${formatDuration(progress.eta_seconds)} left`);
   return parts.join(" · ");
 }
+
+// Where the evidence for a verdict is. An external id may hold "/" (the API reads the rest of
+// the path as the id), so each segment is encoded on its own and the slashes stay.
+export function recordExplainPath(externalId) {
+  const segments = String(externalId).split("/").map(encodeURIComponent);
+  return `api/expectations/${segments.join("/")}/explain`;
+}
+
+export function discrepancyExplainPath(id) {
+  return `api/discrepancies/${encodeURIComponent(String(id))}/explain`;
+}

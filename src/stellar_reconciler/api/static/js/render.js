@@ -4,6 +4,7 @@
 import {
   NONE,
   catchUpText,
+  discrepancyExplainPath,
   eventKeyFields,
   formatAmount,
   formatBytes,
@@ -12,6 +13,7 @@ import {
   formatDuration,
   formatPercent,
   formatUtc,
+  recordExplainPath,
   shorten,
 } from "./format.js";
 import { $, el, setText } from "./dom.js";
@@ -124,6 +126,11 @@ function ledgers(first, last) {
     : `ledgers ${formatCount(first)}–${formatCount(last)}`;
 }
 
+// A link to the evidence behind a verdict (GET .../explain, JSON the browser shows).
+function explainLink(href, label) {
+  return el("a", { href, class: "small explain", "aria-label": label }, "explain");
+}
+
 function countItem(label, href, count) {
   return el(
     "li",
@@ -157,6 +164,7 @@ export function renderDiscrepancies(summary) {
             .filter(Boolean)
             .join(" · "),
         ),
+        explainLink(discrepancyExplainPath(d.id), `Evidence for discrepancy ${d.id}`),
         el(
           "button",
           { type: "button", class: "small", "data-resolve": d.id, "data-kind": d.kind },
@@ -184,6 +192,7 @@ function renderResolved(resolved) {
         { class: "item-head" },
         el("strong", {}, `#${d.id} ${d.kind}`),
         el("span", { class: "muted small" }, ledgers(d.first_ledger, d.last_ledger) ?? ""),
+        explainLink(discrepancyExplainPath(d.id), `Evidence for discrepancy ${d.id}`),
       ),
       el("div", { class: "wrap small clamp", title: d.message }, d.message),
       el(
@@ -225,9 +234,28 @@ const EXPECTATION_STATUSES = [
   "cancelled",
 ];
 
+// One expected record: its id, status and when, with the link to why.
+function recordItem(record, when) {
+  return el(
+    "li",
+    { "data-status": record.status },
+    el(
+      "div",
+      { class: "item-head" },
+      el("strong", { class: "wrap" }, record.external_id),
+      el("span", { class: "muted small" }, `${record.status} · ${when}`),
+      explainLink(
+        recordExplainPath(record.external_id),
+        `Evidence for record ${record.external_id}`,
+      ),
+    ),
+  );
+}
+
 export function renderExpectations(summary) {
   const available = Boolean(summary);
   $("expectations-unavailable").hidden = available;
+  $("expectations-detail").hidden = !available;
   $("expectations-counts").hidden = !available;
   $("match-rate-line").hidden = !available;
   if (!available) return;
@@ -238,6 +266,18 @@ export function renderExpectations(summary) {
   items.push(countItem("total", "api/expectations", counts.total ?? 0));
   items[items.length - 1].className = "total";
   $("expectations-counts").replaceChildren(...items);
+  const oldest = summary.oldest_pending;
+  $("expectations-oldest").replaceChildren(
+    oldest
+      ? recordItem(oldest, `due by ledger ${formatCount(oldest.deadline_ledger)}`)
+      : el("li", { class: "muted" }, "None open"),
+  );
+  const settled = (summary.recently_settled ?? []).map((record) =>
+    recordItem(record, formatUtc(record.settled_at)),
+  );
+  $("expectations-settled").replaceChildren(
+    ...(settled.length ? settled : [el("li", { class: "muted" }, "None yet")]),
+  );
   setText(
     "match-rate",
     summary.match_rate === null ? "— (nothing decided yet)" : formatPercent(summary.match_rate, 2),

@@ -1,0 +1,150 @@
+"""The demo's expected records: at least one of every status a record can reach, built from
+what the simulated network really emitted, so the dashboard has verdicts to show and explain.
+
+Each record says which status it must end in (`DemoBook.expected`); a test holds the real
+service to that. Records are posted once the service has caught up: those whose deadline is
+the checkpoint settle at once (by look-back), the pinned ones after the worker's next
+getTransaction poll, and two stay pending, the oldest open items.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from stellar_sdk import StrKey
+
+from stellar_reconciler.decode import decode_scval_b64
+from stellar_reconciler.expectation_spec import ExpectationSpec
+from stellar_reconciler.matching import (
+    AMOUNT_MISMATCH,
+    FAILED_ON_CHAIN,
+    MATCHED,
+    MISSING_EXPECTED,
+    NOT_FOUND,
+    PENDING,
+)
+from stellar_reconciler.simnet import SimNetwork
+from stellar_reconciler.store import Store
+from stellar_reconciler.store.expectations import LOOKBACK_LEDGERS
+
+# How far off the within-tolerance record is, and the tolerance it allows.
+NEAR_MISS = 3
+TOLERANCE = 5
+# What the mismatching record expects beyond what was paid.
+SHORTFALL = 250_000
+# Pending records wait this many ledgers (half an hour at the demo's 2 s a ledger).
+PENDING_LEDGERS = 900
+# Transfers the records are built on: matched, matched twice more, within tolerance, mismatch.
+_TRANSFERS_NEEDED = 4
+
+
+@dataclass
+class DemoBook:
+    specs: list[ExpectationSpec] = field(default_factory=list)
+    # Transactions the network is told to serve as failed on chain.
+    failed: list[str] = field(default_factory=list)
+    # The status each record must end in.
+    expected: dict[str, str] = field(default_factory=dict)
+
+    def add(self, status: str, **fields: Any) -> None:
+        spec = ExpectationSpec.model_validate(fields)
+        self.specs.append(spec)
+        self.expected[spec.external_id] = status
+
+
+def _hash_of(label: str) -> str:
+    return hashlib.sha256(f"stellar-reconciler demo {label}".encode()).hexdigest()
+
+
+# An account nobody on the simulated network uses: a payment to it never comes.
+NOBODY = StrKey.encode_ed25519_public_key(hashlib.sha256(b"demo: nobody").digest())
+
+
+def _transfers(recorded: Sequence[dict[str, Any]], token: str) -> list[dict[str, Any]]:
+    """Successful token transfers, each alone in its transaction, newest first."""
+    transfers = [
+        e
+        for e in recorded
+        if e["contractId"] == token
+        and e["inSuccessfulContractCall"]
+        and decode_scval_b64(e["topic"][0]) == "transfer"
+    ]
+    per_tx: dict[str, int] = {}
+    for e in transfers:
+        per_tx[e["txHash"]] = per_tx.get(e["txHash"], 0) + 1
+    return [e for e in reversed(transfers) if per_tx[e["txHash"]] == 1]
+
+
+def demo_book(recorded: Sequence[dict[str, Any]], token: str, checkpoint: int) -> DemoBook:
+    """The records, over `recorded` (getEvents entries up to `checkpoint`, the service's)."""
+    transfers = _transfers(recorded, token)
+    if len(transfers) < _TRANSFERS_NEEDED:
+        return DemoBook()
+    book = DemoBook()
+
+    def paid(external_id: str, event: dict[str, Any], status: str, **more: Any) -> None:
+        sender, recipient = (decode_scval_b64(t) for t in event["topic"][1:3])
+        fields = {
+            "external_id": external_id,
+            "contract_id": token,
+            "event_name": "transfer",
+            "from": sender,
+            "to": recipient,
+            "amount": str(decode_scval_b64(event["value"])),
+            "deadline_ledger": checkpoint,
+        }
+        book.add(status, **{**fields, **more})
+
+    first, second, near, short = transfers[:_TRANSFERS_NEEDED]
+    paid("demo/invoice/1001", first, MATCHED)
+    paid("demo/invoice/1002", second, MATCHED, tx_hash=second["txHash"])
+    near_amount = int(str(decode_scval_b64(near["value"])))
+    paid(
+        "demo/invoice/1003-fx",
+        near,
+        MATCHED,
+        amount=str(near_amount + NEAR_MISS),
+        tolerance=str(TOLERANCE),
+    )
+    short_amount = int(str(decode_scval_b64(short["value"])))
+    paid("demo/invoice/1004-short", short, AMOUNT_MISMATCH, amount=str(short_amount + SHORTFALL))
+    paid("demo/invoice/1005-unpaid", first, MISSING_EXPECTED, to=NOBODY)
+    failed = _hash_of("failed payout")
+    book.failed.append(failed)
+    for external_id, tx_hash, status in (
+        ("demo/payout/2001-failed", failed, FAILED_ON_CHAIN),
+        ("demo/payout/2002-never-sent", _hash_of("never sent"), NOT_FOUND),
+    ):
+        book.add(
+            status,
+            external_id=external_id,
+            contract_id=token,
+            event_name="transfer",
+            tx_hash=tx_hash,
+            amount="1000000",
+            deadline_ledger=checkpoint,
+        )
+    for number in (3001, 3002):
+        paid(
+            f"demo/subscription/{number}",
+            first,
+            PENDING,
+            to=NOBODY,
+            deadline_ledger=None,
+            deadline_ledgers=PENDING_LEDGERS,
+        )
+    return book
+
+
+def load_demo_records(net: SimNetwork, store: Store, checkpoint: int) -> DemoBook:
+    """Tell the network which transactions failed, then post the records (blocking)."""
+    first = max(net.first_ledger, checkpoint - LOOKBACK_LEDGERS + 1)
+    book = demo_book(net.record_events(first, checkpoint), net.token_contract_id, checkpoint)
+    for tx_hash in book.failed:
+        net.transactions.fail(tx_hash)
+    if book.specs:
+        store.expectations.create(book.specs)
+    return book

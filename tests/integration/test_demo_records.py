@@ -1,0 +1,50 @@
+"""The demo's expected records, posted to the real service against the simulated network on
+SQLite and PostgreSQL, end in the status each was built for: every status there is."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from stellar_reconciler.demo_records import load_demo_records
+from stellar_reconciler.matching import STATUSES
+from stellar_reconciler.simnet import SimNetConfig, SimNetwork, serve_in_thread
+from tests.integration.harness import settings_for, wait_for
+from tests.integration.test_expectations import ADMIN, service_with_expectations
+from tests.integration.test_outcomes import wait_for_async
+
+
+async def test_demo_records_reach_every_status_they_were_built_for(database_url: str) -> None:
+    """Matched (one within tolerance), amount_mismatch, missing_expected, failed_on_chain,
+    not_found and pending each appear, every record exactly as built; each explains."""
+    net = SimNetwork(
+        SimNetConfig(seed=2026, first_ledger=5000, prebuilt_ledgers=80, events_per_ledger=20)
+    )
+    with serve_in_thread(net) as url:
+        settings = settings_for(database_url, url, admin_token=ADMIN)
+        async with (
+            service_with_expectations(settings) as (service, base, _),
+            httpx.AsyncClient(timeout=10) as http,
+        ):
+            await wait_for(
+                lambda: service.status.last_processed_ledger == net.latest_ledger, 30, "catch-up"
+            )
+            book = await asyncio.to_thread(load_demo_records, net, service.store, net.latest_ledger)
+
+            async def statuses() -> dict[str, str] | None:
+                listed = (await http.get(f"{base}/api/expectations?limit=100")).json()
+                found = {r["external_id"]: r["status"] for r in listed["expectations"]}
+                return found if found == book.expected else None
+
+            final = await wait_for_async(statuses)
+            explained: dict[str, Any] = {}
+            for external_id in final:
+                response = await http.get(f"{base}/api/expectations/{external_id}/explain")
+                explained[external_id] = response.json()["verdict"]
+    assert set(final.values()) == set(STATUSES) - {"cancelled"}
+    assert sum(1 for s in final.values() if s == "matched") == 3
+    tolerant = explained["demo/invoice/1003-fx"]
+    assert "within tolerance (difference -3)" in tolerant["summary"]
+    assert all(v["status"] == final[k] for k, v in explained.items())
