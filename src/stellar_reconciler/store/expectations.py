@@ -58,6 +58,7 @@ DISCREPANCY_KINDS = (
     "unexpected",
     "failed_on_chain",
     "not_found",
+    "amount_unreadable",
 )
 
 
@@ -98,6 +99,8 @@ def expectation_json(row: Any) -> dict[str, Any]:
         "result_code": row.result_code,
         "cancelled_at": iso_utc(row.cancelled_at),
         "cancelled_by": row.cancelled_by,
+        "unreadable_event_id": row.unreadable_event_id,
+        "unreadable_reason": row.unreadable_reason,
     }
 
 

@@ -222,6 +222,7 @@ const EXPECTATION_STATUSES = [
   "missing_expected",
   "failed_on_chain",
   "not_found",
+  "amount_unreadable",
   "cancelled",
 ];
 
