@@ -62,6 +62,35 @@ def test_a_map_value_lists_its_keys_and_their_types_in_order() -> None:
     assert Shape.from_json(shape.as_json()) == shape
 
 
+def test_every_common_arm_inside_a_map_is_stepped_over_exactly() -> None:
+    """Addresses of both kinds, bytes, void, wide integers, nested vectors and maps: each
+    field gets its own type, so each value before it was skipped to its last byte."""
+    contract = "CDLZFC3SYJYDZT7K67VZ75HPJVIEUVNIXF47ZG2FB2RMQQVU2HHGCYSC"
+    value = map_of(
+        a=scval.to_address(ALICE),
+        b=scval.to_address(contract),
+        c=scval.to_bytes(b"\x01\x02\x03"),
+        d=scval.to_void(),
+        e=scval.to_uint256(2**200),
+        f=scval.to_duration(9),
+        g=scval.to_vec([]),
+        h=map_of(inner=scval.to_symbol("abcde")),
+        i=scval.to_bool(False),
+    )
+    kinds = [kind for _, kind in shape_of(emitted(value)).fields]
+    assert kinds == [
+        "address",
+        "address",
+        "bytes",
+        "void",
+        "u256",
+        "duration",
+        "vec",
+        "map",
+        "bool",
+    ]
+
+
 def test_equal_shapes_compare_equal_whatever_the_values() -> None:
     """Two events of one shape and different amounts and senders have one shape and digest;
     an i128 and a string of the same digits (equal as JSON) have different shapes."""

@@ -204,7 +204,12 @@ def note_unreadable(conn: Connection, unreadable: Sequence[tuple[Event, Shape]])
         (contract_id, name)
         for contract_id, name in conn.execute(
             select(expectations.c.contract_id, expectations.c.event_name)
-            .where(IS_PENDING, expectations.c.amount.is_not(None))
+            .where(
+                IS_PENDING,
+                expectations.c.amount.is_not(None),
+                # Noted once is enough: after an upgrade every batch brings more such events.
+                expectations.c.unreadable_event_id.is_(None),
+            )
             .distinct()
         )
     }
