@@ -3,8 +3,8 @@
     python -m bench.shapes [--ledgers 1000] [--events-per-ledger 50] [--databases sqlite,postgres]
 
 CPU: decode every event of a simulated history as the worker does (answers.parse_event, then
-decode.decode_event), then work out each event's shape and the unreadable-amount check the
-shape hook makes (shapes.shape_of, matching.event_amount), best of five passes each.
+decode.decode_event), then work out each event's shape (shapes.shape_of), best of five
+passes each.
 Commit: the same history committed in batches of 100 ledgers into a fresh database with the
 ShapeWatch hook, timed inside (what it adds to the batch's transaction) and the rest of the
 commit beside it. Two histories: as built, and with the token's transfers
@@ -28,7 +28,6 @@ from stellar_reconciler.answers import parse_event
 from stellar_reconciler.collector import tune_garbage_collector
 from stellar_reconciler.decode import decode_event
 from stellar_reconciler.expectation_spec import ExpectationSpec
-from stellar_reconciler.matching import event_amount
 from stellar_reconciler.models import Batch, Event, LedgerRecord, utc_from_unix
 from stellar_reconciler.shapes import shape_of
 from stellar_reconciler.simnet import SimNetConfig, SimNetwork
@@ -72,10 +71,9 @@ def _best(work: Callable[[], object]) -> float:
     return best
 
 
-def _shapes_and_amounts(events: Sequence[Event]) -> None:
+def _shapes(events: Sequence[Event]) -> None:
     for event in events:
         shape_of(event)
-        event_amount(event.value)
 
 
 class _Timed:
@@ -133,7 +131,7 @@ def measure(args: argparse.Namespace, upgraded: bool, databases: Sequence[str]) 
     raws = [parse_event(item) for item in recorded]
     decode_s = _best(lambda: [decode_event(raw) for raw in raws])
     events = [decode_event(raw) for raw in raws]
-    shape_s = _best(lambda: _shapes_and_amounts(events))
+    shape_s = _best(lambda: _shapes(events))
     row: dict[str, Any] = {
         "history": "upgraded half-way" if upgraded else "as built",
         "events": len(events),
