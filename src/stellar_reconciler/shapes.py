@@ -16,6 +16,7 @@ from __future__ import annotations
 import binascii
 import hashlib
 import struct
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -106,9 +107,13 @@ def _digest(shape: Shape) -> str:
 
 def shape_of(event: Event) -> Shape:
     """The shape of an event (an unreadable topic or value is typed `unreadable`)."""
-    value, fields = _value_shape(event.value_xdr)
+    return shape_from_xdr(event.topics_xdr, event.value_xdr)
+
+
+def shape_from_xdr(topics_xdr: Sequence[str], value_xdr: str) -> Shape:
+    value, fields = _value_shape(value_xdr)
     # A list comprehension, not a generator: this runs for every event stored.
-    return Shape(tuple([_topic_type(t) for t in event.topics_xdr]), value, fields)
+    return Shape(tuple([_topic_type(t) for t in topics_xdr]), value, fields)
 
 
 @lru_cache(maxsize=65536)

@@ -168,3 +168,41 @@ def test_a_record_whose_event_became_unreadable_settles_amount_unreadable(store:
     assert finding["subject"] == "late" and "12.5000000" in finding["message"]
     assert store.discrepancies.listing(kind="missing_expected") == []
     assert store.expectations.counts()["amount_unreadable"] == 1
+
+
+def test_a_record_posted_after_its_unreadable_event_says_why_too(store: Store) -> None:
+    """Records posted after their event was stored (the look-back): one whose deadline has
+    passed settles amount_unreadable at once; one still before its deadline keeps the note
+    and settles so when the deadline's ledger is processed."""
+    store.ensure_stream(10, "fp")
+    hooks = [ShapeWatch(), ExpectationMatcher(store.expectations)]
+    store.commit_batch(batch(10, 13, [new(11), transfer(12, scval.to_string("x"), index=1)]), hooks)
+    store.expectations.create(
+        [
+            ExpectationSpec.model_validate(
+                {
+                    "external_id": name,
+                    "contract_id": CONTRACT,
+                    "event_name": "transfer",
+                    "tx_hash": event.tx_hash,
+                    "amount": "5",
+                    "deadline_ledger": deadline,
+                }
+            )
+            for name, event, deadline in (
+                ("overdue", new(11), 12),
+                ("waiting", transfer(12, scval.to_string("x"), index=1), 15),
+            )
+        ]
+    )
+    overdue, waiting = store.expectations.get("overdue"), store.expectations.get("waiting")
+    assert overdue is not None and waiting is not None
+    assert overdue["status"] == "amount_unreadable"
+    assert overdue["unreadable_reason"] == (
+        "the value is a string ('11.5000000'), not a whole number in the token's smallest unit"
+    )
+    assert waiting["status"] == "pending" and waiting["unreadable_event_id"] == event_id(12, index=1)
+    store.commit_batch(batch(14, 15, []), hooks)
+    settled = store.expectations.get("waiting")
+    assert settled is not None and settled["status"] == "amount_unreadable"
+    assert "string ('x')" in settled["unreadable_reason"]

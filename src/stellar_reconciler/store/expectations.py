@@ -48,6 +48,7 @@ from stellar_reconciler.store.settlement import (
     lock,
     observed_events,
 )
+from stellar_reconciler.store.shapes import note_unreadable_stored
 
 # Records without a transaction hash look back this many ledgers (about a day) for an event
 # stored before them; with a hash, any stored event up to the deadline is found (indexed).
@@ -299,7 +300,9 @@ class Expectations:
                 conn=conn,
             )
         claimed = {c.expectation.id for c in result.claims}
-        settlement.expire(conn, checkpoint, [e.id for e in created if e.id not in claimed])
+        unclaimed_records = [e for e in created if e.id not in claimed]
+        note_unreadable_stored(conn, unclaimed_records, candidates.values())
+        settlement.expire(conn, checkpoint, [e.id for e in unclaimed_records])
 
     # --- reading -------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ all other events are recorded too (they cost as little), without a discrepancy.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -25,11 +25,18 @@ from sqlalchemy import Connection, bindparam, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from stellar_reconciler.matching import ObservedEvent, event_amount
+from stellar_reconciler.matching import Expectation, ObservedEvent, event_amount
 from stellar_reconciler.models import Batch, Event
-from stellar_reconciler.shapes import Shape, amount_problem, shape_change_text, shape_of
+from stellar_reconciler.shapes import (
+    Shape,
+    amount_problem,
+    shape_change_text,
+    shape_from_xdr,
+    shape_of,
+)
+from stellar_reconciler.store.bulk import chunks
 from stellar_reconciler.store.discrepancies import NewDiscrepancy, open_all
-from stellar_reconciler.store.schema import event_shapes, expectations
+from stellar_reconciler.store.schema import event_shapes, events, expectations
 from stellar_reconciler.store.settlement import IS_PENDING, pending_for
 
 log = structlog.get_logger("stellar_reconciler.shapes")
@@ -224,17 +231,63 @@ def note_unreadable(conn: Connection, unreadable: Sequence[tuple[Event, Shape]])
         loose = replace(record, amount=None)
         for seen, event, shape in observed:
             if loose.fits(seen):
-                reason = amount_problem(event.value, shape) or "no amount"
-                notes.append({"b_id": record.id, "b_event": event.id, "b_reason": reason[:400]})
+                notes.append(_note(record.id, event.id, amount_problem(event.value, shape)))
                 break
-    if notes:
-        conn.execute(
-            update(expectations)
-            .where(
-                expectations.c.id == bindparam("b_id"), expectations.c.unreadable_event_id.is_(None)
+    _write_notes(conn, notes)
+
+
+def note_unreadable_stored(
+    conn: Connection, records: Iterable[Expectation], candidates: Iterable[ObservedEvent]
+) -> None:
+    """The look-back's share: records posted after a stored event that fits them in all but
+    a readable amount (`candidates`: the unclaimed events the look-back considered)."""
+    unreadable = sorted((e for e in candidates if e.amount is None), key=lambda e: e.id)
+    if not unreadable:
+        return
+    picks: dict[int, str] = {}
+    for record in records:
+        if record.amount is None:
+            continue
+        loose = replace(record, amount=None)
+        found = next((e.id for e in unreadable if loose.fits(e)), None)
+        if found is not None:
+            picks[record.id] = found
+    if not picks:
+        return
+    rows = {
+        row.id: row
+        for chunk in chunks(sorted(set(picks.values())))
+        for row in conn.execute(
+            select(events.c.id, events.c.topics_xdr, events.c.value_xdr, events.c.value).where(
+                events.c.id.in_(chunk)
             )
-            .values(
-                unreadable_event_id=bindparam("b_event"), unreadable_reason=bindparam("b_reason")
-            ),
-            notes,
         )
+    }
+    notes = []
+    for record_id, event_id in picks.items():
+        row = rows[event_id]
+        shape = shape_from_xdr(row.topics_xdr, row.value_xdr)
+        notes.append(_note(record_id, event_id, amount_problem(row.value, shape)))
+    _write_notes(conn, notes)
+
+
+def _note(record_id: int, event_id: str, reason: str | None) -> dict[str, Any]:
+    text = reason or "the event carries no amount"
+    return {"b_id": record_id, "b_event": event_id, "b_reason": text[:400]}
+
+
+def _write_notes(conn: Connection, notes: Sequence[dict[str, Any]]) -> None:
+    if not notes:
+        return
+    conn.execute(
+        update(expectations)
+        .where(
+            expectations.c.id == bindparam("b_id"),
+            expectations.c.unreadable_event_id.is_(None),
+        )
+        .values(
+            unreadable_event_id=bindparam("b_event"),
+            unreadable_reason=bindparam("b_reason"),
+        ),
+        notes,
+    )
