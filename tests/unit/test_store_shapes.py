@@ -11,10 +11,11 @@ from stellar_sdk import scval
 
 from stellar_reconciler.decode import decode_scval_b64
 from stellar_reconciler.expectation_spec import ExpectationSpec
-from stellar_reconciler.models import Batch, Event, LedgerRecord
+from stellar_reconciler.models import Event
 from stellar_reconciler.store import ExpectationMatcher, ShapeWatch, Store
 from stellar_reconciler.store.schema import event_shapes
-from tests.factories import CONTRACT, event_id, ledger_hash
+from tests.factories import CONTRACT, event_id
+from tests.unit.test_store_expectations import batch
 
 OTHER = "CBATA4NZKQJANEL5HSLAFZ52CL2RVJ4AR6QUNMOUPCBJOA6QIXJRDDNX"
 ALICE = "GAFCZPBOMB2PKPM6PKCXMITLXUL22A2T4PBYMKQS3VPYFI32B5RTHEKL"
@@ -51,18 +52,27 @@ def new(ledger: int, contract: str = CONTRACT) -> Event:
     return transfer(ledger, scval.to_string(f"{ledger}.5000000"), contract)
 
 
-def batch(first: int, last: int, events: list[Event]) -> Batch:
-    ledgers = tuple(
-        LedgerRecord(
-            sequence=s,
-            hash=ledger_hash(s),
-            previous_hash=ledger_hash(s - 1),
-            closed_at=datetime.fromtimestamp(1_700_000_000 + s * 5, tz=UTC),
-            event_count=sum(1 for e in events if e.ledger == s),
-        )
-        for s in range(first, last + 1)
+def post(store: Store, *records: tuple[str, str | None, str | None, int]) -> None:
+    """Expected transfers of CONTRACT: (external id, tx hash, amount, deadline ledger)."""
+    store.expectations.create(
+        [
+            ExpectationSpec.model_validate(
+                {
+                    key: value
+                    for key, value in (
+                        ("external_id", name),
+                        ("contract_id", CONTRACT),
+                        ("event_name", "transfer"),
+                        ("tx_hash", tx_hash),
+                        ("amount", amount),
+                        ("deadline_ledger", deadline),
+                    )
+                    if value is not None
+                }
+            )
+            for name, tx_hash, amount, deadline in records
+        ]
     )
-    return Batch(first, last, ledgers, tuple(events))
 
 
 def shape_changes(store: Store) -> list[dict[str, Any]]:
@@ -111,18 +121,7 @@ def test_an_unwatched_contract_records_shapes_without_a_discrepancy(store: Store
     """OTHER is not configured and no record names it: its shapes are kept, nothing opens;
     CONTRACT's change is watched because an expected record names its transfers."""
     store.ensure_stream(10, "fp")
-    store.expectations.create(
-        [
-            ExpectationSpec.model_validate(
-                {
-                    "external_id": "r",
-                    "contract_id": CONTRACT,
-                    "event_name": "transfer",
-                    "deadline_ledger": 11,
-                }
-            )
-        ]
-    )
+    post(store, ("r", None, None, 11))
     watch = ShapeWatch()
     store.commit_batch(batch(10, 11, [old(10, OTHER), old(11)]), [watch])
     store.commit_batch(batch(12, 13, [new(12, OTHER), new(13)]), [watch])
@@ -136,21 +135,7 @@ def test_a_record_whose_event_became_unreadable_settles_amount_unreadable(store:
     amount_unreadable at its deadline, naming the field and the type; a record with a
     readable event matches as before."""
     store.ensure_stream(10, "fp")
-    store.expectations.create(
-        [
-            ExpectationSpec.model_validate(
-                {
-                    "external_id": name,
-                    "contract_id": CONTRACT,
-                    "event_name": "transfer",
-                    "tx_hash": event.tx_hash,
-                    "amount": amount,
-                    "deadline_ledger": 14,
-                }
-            )
-            for name, event, amount in (("late", new(12), "100"), ("paid", old(11), "111"))
-        ]
-    )
+    post(store, ("late", new(12).tx_hash, "100", 14), ("paid", old(11).tx_hash, "111", 14))
     hooks = [ShapeWatch(), ExpectationMatcher(store.expectations)]
     store.commit_batch(batch(10, 12, [old(11), new(12)]), hooks)
     pending = store.expectations.get("late")
@@ -176,32 +161,18 @@ def test_a_record_posted_after_its_unreadable_event_says_why_too(store: Store) -
     and settles so when the deadline's ledger is processed."""
     store.ensure_stream(10, "fp")
     hooks = [ShapeWatch(), ExpectationMatcher(store.expectations)]
-    store.commit_batch(batch(10, 13, [new(11), transfer(12, scval.to_string("x"), index=1)]), hooks)
-    store.expectations.create(
-        [
-            ExpectationSpec.model_validate(
-                {
-                    "external_id": name,
-                    "contract_id": CONTRACT,
-                    "event_name": "transfer",
-                    "tx_hash": event.tx_hash,
-                    "amount": "5",
-                    "deadline_ledger": deadline,
-                }
-            )
-            for name, event, deadline in (
-                ("overdue", new(11), 12),
-                ("waiting", transfer(12, scval.to_string("x"), index=1), 15),
-            )
-        ]
-    )
+    odd = transfer(12, scval.to_string("x"), index=1)
+    store.commit_batch(batch(10, 13, [new(11), odd]), hooks)
+    post(store, ("overdue", new(11).tx_hash, "5", 12), ("waiting", odd.tx_hash, "5", 15))
     overdue, waiting = store.expectations.get("overdue"), store.expectations.get("waiting")
     assert overdue is not None and waiting is not None
     assert overdue["status"] == "amount_unreadable"
     assert overdue["unreadable_reason"] == (
         "the value is a string ('11.5000000'), not a whole number in the token's smallest unit"
     )
-    assert waiting["status"] == "pending" and waiting["unreadable_event_id"] == event_id(12, index=1)
+    assert waiting["status"] == "pending" and waiting["unreadable_event_id"] == event_id(
+        12, index=1
+    )
     store.commit_batch(batch(14, 15, []), hooks)
     settled = store.expectations.get("waiting")
     assert settled is not None and settled["status"] == "amount_unreadable"
