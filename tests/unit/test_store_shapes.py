@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy
 from sqlalchemy import select
 from stellar_sdk import scval
 
@@ -177,3 +178,36 @@ def test_a_record_posted_after_its_unreadable_event_says_why_too(store: Store) -
     settled = store.expectations.get("waiting")
     assert settled is not None and settled["status"] == "amount_unreadable"
     assert "string ('x')" in settled["unreadable_reason"]
+
+
+def test_known_shapes_are_read_once_then_never_queried_again(store: Store) -> None:
+    """Map values whose fields PostgreSQL's JSONB reorders (memo before amount): the second
+    batch reads the recorded shapes, the third touches the event_shapes table not at all."""
+    store.ensure_stream(10, "fp")
+    watch = ShapeWatch([CONTRACT])
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "event_shapes" in statement:
+            statements.append(statement)
+
+    def paid(ledger: int) -> Event:
+        value = scval.to_map(
+            {
+                scval.to_symbol("amount"): scval.to_int128(ledger),
+                scval.to_symbol("memo"): scval.to_string("rent"),
+            }
+        )
+        return transfer(ledger, value)
+
+    sqlalchemy.event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        per_batch = []
+        for first in (10, 12, 14):
+            before = len(statements)
+            store.commit_batch(batch(first, first + 1, [paid(first), paid(first + 1)]), [watch])
+            per_batch.append(len(statements) - before)
+    finally:
+        sqlalchemy.event.remove(store.engine, "before_cursor_execute", count)
+    assert per_batch[0] >= 2 and per_batch[1] == 1 and per_batch[2] == 0
+    assert shape_changes(store) == []

@@ -61,9 +61,10 @@ class ShapeWatch:
 
     def __init__(self, watched_contracts: Collection[str] = ()) -> None:
         self.watched_contracts = frozenset(watched_contracts)
-        # Shapes known to be committed (read from the database): no query for them again.
-        # Only ever grows; hooks of the worker and of a repair may add to it from two threads.
-        self._committed: set[ShapeKey] = set()
+        # Shapes known to be committed (read from the database), by (contract, name, digest),
+        # with the first event seen in them: no query for them again unless an older event
+        # shows up (a backfill). Hooks of the worker and of a repair may share it.
+        self._committed: dict[tuple[str, str, str], str] = {}
 
     def __call__(self, conn: Connection, batch: Batch) -> None:
         firsts: dict[ShapeKey, Event] = {}
@@ -79,7 +80,11 @@ class ShapeWatch:
                 and event_amount(event.value) is None
             ):
                 unreadable.append((event, shape))
-        fresh = {key: event for key, event in firsts.items() if key not in self._committed}
+        fresh = {}
+        for (contract_id, name, shape), event in firsts.items():
+            first = self._committed.get((contract_id, name, shape.digest))
+            if first is None or event.id < first:
+                fresh[(contract_id, name, shape)] = event
         if fresh:
             self._record(conn, fresh)
         if unreadable:
@@ -93,7 +98,7 @@ class ShapeWatch:
             known = self._stored(conn, contract_id, name)
             changes: list[NewDiscrepancy] = []
             for shape, event in sorted(seen, key=lambda pair: pair[1].id):
-                stored = known.get(shape)
+                stored = known.get(shape.digest)
                 if stored is not None:
                     if event.id < stored.first_event_id:
                         # A backfill of older ledgers saw it earlier than recorded.
@@ -102,7 +107,7 @@ class ShapeWatch:
                 if not _insert(conn, contract_id, name, shape, event):
                     continue  # another transaction recorded it meanwhile
                 change = _change(contract_id, name, list(known.values()), shape, event)
-                known[shape] = KnownShape(shape, event.ledger, event.id)
+                known[shape.digest] = KnownShape(shape, event.ledger, event.id)
                 if change is not None:
                     changes.append(change)
             if changes and self._watched(conn, contract_id, name):
@@ -110,7 +115,9 @@ class ShapeWatch:
                 for change in changes:
                     log.warning("shape_changed", subject=change.subject, ledger=change.first_ledger)
 
-    def _stored(self, conn: Connection, contract_id: str, name: str) -> dict[Shape, KnownShape]:
+    def _stored(self, conn: Connection, contract_id: str, name: str) -> dict[str, KnownShape]:
+        """The shapes recorded for (contract, name), by digest (the stored JSON may not keep
+        the map fields' order: PostgreSQL's JSONB sorts keys)."""
         rows = conn.execute(
             select(event_shapes).where(
                 event_shapes.c.contract_id == contract_id, event_shapes.c.name == name
@@ -119,8 +126,8 @@ class ShapeWatch:
         known = {}
         for row in rows:
             shape = Shape.from_json(row.shape)
-            known[shape] = KnownShape(shape, int(row.first_ledger), row.first_event_id)
-            self._committed.add((contract_id, name, shape))
+            known[row.digest] = KnownShape(shape, int(row.first_ledger), row.first_event_id)
+            self._committed[(contract_id, name, row.digest)] = row.first_event_id
         return known
 
     def _watched(self, conn: Connection, contract_id: str, name: str) -> bool:
