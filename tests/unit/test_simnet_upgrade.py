@@ -50,6 +50,13 @@ def _fields(config: SimNetConfig) -> dict[str, object]:
     return {name: getattr(config, name) for name in config.__dataclass_fields__}
 
 
+def test_the_status_names_the_upgrade() -> None:
+    """/_simnet/status tells when transfers change shape and to what; null without one."""
+    assert SimNetwork(BASE).describe()["upgrade"] is None
+    upgraded = SimNetwork(SimNetConfig(**{**_fields(BASE), "upgrade_ledger": 1006}))
+    assert upgraded.describe()["upgrade"] == {"ledger": 1006, "shape": "map"}
+
+
 def test_bad_upgrade_settings_are_refused_naming_the_field() -> None:
     """An unknown shape or an upgrade ledger before the first ledger is a SimNetConfigError."""
     with pytest.raises(SimNetConfigError, match="upgrade_shape must be one of map, string"):
