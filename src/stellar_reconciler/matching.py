@@ -51,6 +51,9 @@ MISSING_EXPECTED = "missing_expected"
 # A record pinned to a transaction that settled without an event: what getTransaction said.
 FAILED_ON_CHAIN = "failed_on_chain"
 NOT_FOUND = "not_found"
+# A record whose fitting event carries its amount in a form that cannot be read any more (a
+# contract upgrade changed the value's shape): settled at its deadline, saying why.
+AMOUNT_UNREADABLE = "amount_unreadable"
 # Withdrawn by the application (DELETE /api/expectations/...): never claims an event.
 CANCELLED = "cancelled"
 STATUSES = (
@@ -60,6 +63,7 @@ STATUSES = (
     MISSING_EXPECTED,
     FAILED_ON_CHAIN,
     NOT_FOUND,
+    AMOUNT_UNREADABLE,
     CANCELLED,
 )
 

@@ -49,7 +49,7 @@ from stellar_reconciler.redaction import Redactor
 from stellar_reconciler.rpc import RetryPolicy, RpcObserver, StellarRpc, new_http_client
 from stellar_reconciler.startup import StartUp, open_listener
 from stellar_reconciler.status import ServiceStatus
-from stellar_reconciler.store import BatchHook, ExpectationMatcher, Store
+from stellar_reconciler.store import BatchHook, ExpectationMatcher, ShapeWatch, Store
 from stellar_reconciler.telemetry import Telemetry
 from stellar_reconciler.webhook import WebhookSender
 from stellar_reconciler.worker import Worker, WorkerOptions
@@ -178,7 +178,9 @@ class Service:
         )
         # Expected records are matched inside each batch's transaction (and each repair's).
         matcher = ExpectationMatcher(store.expectations, settings.unexpected_event_contracts)
-        service.set_batch_hooks([matcher])
+        # Shapes first: the matcher's expiry reads the unreadable amounts they note.
+        shapes = ShapeWatch([*settings.contract_ids, *settings.unexpected_event_contracts])
+        service.set_batch_hooks([shapes, matcher])
         return service
 
     def worker_kill_fetch_process(self) -> None:

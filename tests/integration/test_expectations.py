@@ -393,6 +393,7 @@ async def test_ten_thousand_csv_records_are_classified_exactly(
     assert summary["expectations"] == {
         "missing_expected": 0,
         "failed_on_chain": 0,
+        "amount_unreadable": 0,
         "cancelled": 0,
         **Counter(plan.statuses.values()),
         "total": 10_000,
@@ -403,6 +404,7 @@ async def test_ten_thousand_csv_records_are_classified_exactly(
         "unexpected": len(plan.unexpected),
         "failed_on_chain": 0,
         "not_found": 1000,
+        "amount_unreadable": 0,
     }
     assert summary["match_rate"] == round(6500 / 9000, 6)
     assert reported == plan.unexpected

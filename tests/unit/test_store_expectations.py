@@ -187,6 +187,7 @@ def test_batch_hook_settles_matched_mismatched_and_missing(
         "missing_expected": 1,
         "failed_on_chain": 0,
         "not_found": 0,
+        "amount_unreadable": 0,
         "cancelled": 0,
     }
 
@@ -320,6 +321,7 @@ def test_listing_pages_by_status_and_summary_counts(book: Expectations, store: S
         "missing_expected": 0,
         "failed_on_chain": 0,
         "not_found": 0,
+        "amount_unreadable": 0,
         "cancelled": 0,
         "total": 5,
     }

@@ -51,6 +51,7 @@ Status = Literal[
     "missing_expected",
     "failed_on_chain",
     "not_found",
+    "amount_unreadable",
     "cancelled",
 ]
 
@@ -198,7 +199,9 @@ async def post_expectations(
         "`amount_mismatch` (with `event_id`, `found_amount` and `difference` = found - "
         "expected), `missing_expected` (its deadline ledger passed without the event), "
         "`failed_on_chain` (its `tx_hash` failed: `result_code`), `not_found` (the network "
-        "never saw its `tx_hash`) or `cancelled` (`cancelled_at`, `cancelled_by`)."
+        "never saw its `tx_hash`), `amount_unreadable` (an event fitted but its amount could "
+        "not be read, a contract upgrade having changed its value: `unreadable_event_id`, "
+        "`unreadable_reason`) or `cancelled` (`cancelled_at`, `cancelled_by`)."
     ),
 )
 def list_expectations(
@@ -239,11 +242,12 @@ def get_expectation(
     summary="Expected records by status, match rate and the oldest open items",
     description=(
         "`match_rate` is matched / every settled record but cancelled ones (matched, "
-        "amount_mismatch, missing_expected, failed_on_chain, not_found), null while none is "
-        "decided. `open_discrepancies` counts the open missing_expected, amount_mismatch, "
-        "unexpected, failed_on_chain and not_found discrepancies (see /api/discrepancies). "
-        "`oldest_pending` is the oldest record still waiting, `recently_settled` the 5 records "
-        "settled last, newest first (each explained at /api/expectations/{external_id}/explain)."
+        "amount_mismatch, missing_expected, failed_on_chain, not_found, amount_unreadable), "
+        "null while none is decided. `open_discrepancies` counts the open missing_expected, "
+        "amount_mismatch, unexpected, failed_on_chain, not_found and amount_unreadable "
+        "discrepancies (see /api/discrepancies). `oldest_pending` is the oldest record still "
+        "waiting, `recently_settled` the 5 records settled last, newest first (each explained "
+        "at /api/expectations/{external_id}/explain)."
     ),
 )
 def reconciliation(expectations: Repo) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from obstore.store import LocalStore
 from stellar_reconciler.simnet.config import (
     DEFAULT_PASSPHRASE,
     DEFAULT_RETENTION_WINDOW,
+    UPGRADE_SHAPES,
     SimNetConfig,
     SimNetConfigError,
 )
@@ -97,6 +98,20 @@ def simnet_command(
         list[str] | None,
         typer.Option(help="METHOD:KIND[=VALUE][:COUNT], repeatable (see module docs)."),
     ] = None,
+    upgrade_ledger: Annotated[
+        int | None,
+        typer.Option(
+            help="From this ledger on, token transfers carry another value shape (a "
+            "contract upgrade): see --upgrade-shape."
+        ),
+    ] = None,
+    upgrade_shape: Annotated[
+        str,
+        typer.Option(
+            help=f"The value shape after --upgrade-ledger: {', '.join(UPGRADE_SHAPES)} (map: "
+            "{amount: i128}; string: decimal text like 12.5000000; renamed: {value: i128})."
+        ),
+    ] = "map",
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     lake_dir: Annotated[
         Path | None,
@@ -118,6 +133,8 @@ def simnet_command(
             retention_window=retention_window,
             meta_padding_bytes=meta_padding_bytes,
             network_passphrase=passphrase,
+            upgrade_ledger=upgrade_ledger,
+            upgrade_shape=upgrade_shape,
         )
         rules = [parse_fault(spec) for spec in fault or []]
     except (SimNetConfigError, FaultSpecError) as exc:

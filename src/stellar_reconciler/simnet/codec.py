@@ -20,6 +20,8 @@ from stellar_sdk import xdr
 SCV_U32 = 3
 SCV_U64 = 5
 SCV_I128 = 10
+SCV_STRING = 14
+SCV_SYMBOL = 15
 SCV_VEC = 16
 SCV_MAP = 17
 
@@ -46,6 +48,12 @@ def u64(value: int) -> bytes:
 def u32(value: int) -> bytes:
     """XDR of SCVal u32."""
     return _U32.pack(SCV_U32, value)
+
+
+def text(kind: int, value: str) -> bytes:
+    """XDR of SCVal string or symbol (`kind`): type, length, UTF-8 bytes padded to 4."""
+    raw = value.encode()
+    return _U32.pack(kind, len(raw)) + raw + b"\0" * (-len(raw) & 3)
 
 
 def vec(items: Sequence[bytes]) -> bytes:

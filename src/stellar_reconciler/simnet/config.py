@@ -12,6 +12,11 @@ DEFAULT_GENESIS_CLOSE_TIME = 1_767_225_600
 DEFAULT_RETENTION_WINDOW = 120_960
 # Close-time step when ledgers are closed by hand: mainnet closes a ledger about every 5 s.
 MANUAL_CLOSE_TIME_STEP = 5
+# What token transfers carry from the upgrade ledger on (a contract upgrade changing its
+# events' value): `map` {amount: i128} (the amount still readable), `string` the amount as
+# decimal text with 7 places ("12.5000000": not a whole number of the smallest unit),
+# `renamed` {value: i128} (no `amount` field).
+UPGRADE_SHAPES = ("map", "string", "renamed")
 
 
 class SimNetConfigError(ValueError):
@@ -48,6 +53,9 @@ class SimNetConfig:
     max_events_limit: int = 10_000
     default_ledgers_limit: int = 50
     max_ledgers_limit: int = 200
+    # From this ledger on, token transfers carry their value in `upgrade_shape`; None: never.
+    upgrade_ledger: int | None = None
+    upgrade_shape: str = "map"
 
     def __post_init__(self) -> None:
         _at_least("first_ledger", self.first_ledger, 1)
@@ -62,6 +70,13 @@ class SimNetConfig:
         _at_least("max_events_limit", self.max_events_limit, self.default_events_limit)
         _at_least("default_ledgers_limit", self.default_ledgers_limit, 1)
         _at_least("max_ledgers_limit", self.max_ledgers_limit, self.default_ledgers_limit)
+        if self.upgrade_ledger is not None:
+            _at_least("upgrade_ledger", self.upgrade_ledger, self.first_ledger)
+        if self.upgrade_shape not in UPGRADE_SHAPES:
+            raise SimNetConfigError(
+                f"upgrade_shape must be one of {', '.join(UPGRADE_SHAPES)}, "
+                f"got {self.upgrade_shape!r}"
+            )
         if self.ledger_interval is not None and self.ledger_interval < 0:
             raise SimNetConfigError(
                 f"ledger_interval must be None, 0 (manual) or a positive number of seconds, "

@@ -164,6 +164,7 @@ class EventFactory:
         mean = config.events_per_ledger
         budget = rng.randint(mean - mean // 2, mean + mean // 2)
         ordinal = (sequence - config.first_ledger) // config.event_every
+        upgraded = config.upgrade_ledger is not None and sequence >= config.upgrade_ledger
         system_due = config.system_event_every > 0 and ordinal % config.system_event_every == 0
         fee_symbol = self._cast.symbol_topic("fee")
         native = self._cast.native.strkey
@@ -195,7 +196,7 @@ class EventFactory:
                     kind, contract, topics, value = self._system_event(rng)
                     system_due = False
                 else:
-                    kind, contract, topics, value = self._operation_event(rng, payer)
+                    kind, contract, topics, value = self._operation_event(rng, payer, upgraded)
                 ops.append((kind, contract, tx, 0, index, tx_hash, True, topics, value))
             budget -= count
             if refund:
@@ -214,10 +215,15 @@ class EventFactory:
             return rng.randint(1 << 64, 1 << 70)
         return rng.randint(1, MAX_AMOUNT)
 
-    def _operation_event(self, rng: random.Random, payer: Party) -> Emission:
+    def _operation_event(
+        self, rng: random.Random, payer: Party, upgraded: bool = False
+    ) -> Emission:
         draw = rng.random()
         if draw < 0.55:
-            return self._token_event(rng, "transfer", payer)
+            kind, contract, topics, value = self._token_event(rng, "transfer", payer)
+            if upgraded:
+                value = self._upgraded_value(value)
+            return kind, contract, topics, value
         if draw < 0.65:
             return self._token_event(rng, "mint", self._cast.accounts[0])
         return rng.choice(self._escrow_kinds)(rng, payer)
@@ -228,6 +234,18 @@ class EventFactory:
         asset = cast.asset_topics[rng.randrange(len(cast.asset_topics))]
         topics = self._share((cast.symbol_topic(name), source.topic, recipient.topic, asset))
         return CONTRACT, cast.token.strkey, topics, codec.b64(codec.i128(self._amount(rng)))
+
+    def _upgraded_value(self, value: str) -> str:
+        """A transfer's i128 value in the shape the upgraded contract emits (the same amount,
+        drawn before, so the chain's randomness does not change)."""
+        amount = codec.i128_value(codec.unb64(value))
+        assert amount is not None  # transfers carry an i128 before the upgrade
+        shape = self._config.upgrade_shape
+        if shape == "string":
+            whole, fraction = divmod(amount, 10**7)
+            return codec.b64(codec.text(codec.SCV_STRING, f"{whole}.{fraction:07d}"))
+        key = "amount" if shape == "map" else "value"
+        return codec.b64(codec.scmap([(codec.text(codec.SCV_SYMBOL, key), codec.i128(amount))]))
 
     def _escrow(self, name: str, job: int, *parties: Party) -> tuple[str, ...]:
         job_topic = codec.b64(codec.u64(job))

@@ -355,6 +355,10 @@ class SimNetwork:
                 "native": self.native_contract_id,
             },
             "seed": self.config.seed,
+            # The contract upgrade (--upgrade-ledger): when transfers change shape, and to what.
+            "upgrade": {"ledger": self.config.upgrade_ledger, "shape": self.config.upgrade_shape}
+            if self.config.upgrade_ledger is not None
+            else None,
             "requests": self.requests_served,
             "faults": [rule.describe() for rule in self.faults.rules],
             "tamper": {**self.tamper.describe(), "brokenLinks": list(self._broken_links)},

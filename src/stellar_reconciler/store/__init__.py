@@ -9,6 +9,7 @@ from stellar_reconciler.store.outbox import Publication
 from stellar_reconciler.store.outcomes import Answer, DueRecord, TxOutcomes
 from stellar_reconciler.store.periods import ProofMaterial
 from stellar_reconciler.store.repository import DEFAULT_STREAM, BatchHook, EventQuery, Store
+from stellar_reconciler.store.shapes import ShapeWatch
 
 __all__ = [
     "BLOCKING_KINDS",
@@ -23,6 +24,7 @@ __all__ = [
     "NewDiscrepancy",
     "ProofMaterial",
     "Publication",
+    "ShapeWatch",
     "Store",
     "TxOutcomes",
 ]

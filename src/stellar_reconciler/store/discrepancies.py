@@ -31,6 +31,9 @@ KINDS = (
     "closed_period_changed",
     "failed_on_chain",
     "not_found",
+    # A contract's events under one name changed shape (a contract upgrade): store/shapes.py.
+    "shape_changed",
+    "amount_unreadable",
 )
 # Open discrepancies of these kinds mean the stored history cannot be trusted: health is 503.
 BLOCKING_KINDS = frozenset({"chain_break", "source_mismatch"})

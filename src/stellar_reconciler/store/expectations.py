@@ -48,6 +48,7 @@ from stellar_reconciler.store.settlement import (
     lock,
     observed_events,
 )
+from stellar_reconciler.store.shapes import note_unreadable_stored
 
 # Records without a transaction hash look back this many ledgers (about a day) for an event
 # stored before them; with a hash, any stored event up to the deadline is found (indexed).
@@ -60,6 +61,7 @@ DISCREPANCY_KINDS = (
     "unexpected",
     "failed_on_chain",
     "not_found",
+    "amount_unreadable",
 )
 
 
@@ -100,6 +102,8 @@ def expectation_json(row: Any) -> dict[str, Any]:
         "result_code": row.result_code,
         "cancelled_at": iso_utc(row.cancelled_at),
         "cancelled_by": row.cancelled_by,
+        "unreadable_event_id": row.unreadable_event_id,
+        "unreadable_reason": row.unreadable_reason,
     }
 
 
@@ -298,7 +302,9 @@ class Expectations:
                 conn=conn,
             )
         claimed = {c.expectation.id for c in result.claims}
-        settlement.expire(conn, checkpoint, [e.id for e in created if e.id not in claimed])
+        unclaimed_records = [e for e in created if e.id not in claimed]
+        note_unreadable_stored(conn, unclaimed_records, candidates.values())
+        settlement.expire(conn, checkpoint, [e.id for e in unclaimed_records])
 
     # --- reading -------------------------------------------------------------------------
 

@@ -220,6 +220,11 @@ expectations = Table(
     Column("result_code", String(200), nullable=True),
     Column("cancelled_at", DateTime(timezone=True), nullable=True),
     Column("cancelled_by", String(64), nullable=True),
+    # While pending: an event that fits but whose amount cannot be read (a contract upgrade
+    # changed the value's shape), and why; the record settles amount_unreadable at its
+    # deadline instead of missing_expected (store/shapes.py).
+    Column("unreadable_event_id", String(32), nullable=True),
+    Column("unreadable_reason", String(400), nullable=True),
     Index("ux_expectations_external_id", "external_id", unique=True),
     # An event satisfies at most one expectation, whatever the matching code does.
     Index("ux_expectations_event_id", "event_id", unique=True),
@@ -283,4 +288,21 @@ closed_periods = Table(
     Column("closed_by", String(64), nullable=False),
     Index("ux_closed_periods_range", "first_ledger", "last_ledger", unique=True),
     Index("ix_closed_periods_last", "last_ledger"),
+)
+
+# The shapes each contract's events have had, per event name (shapes.py): one row per
+# distinct shape with the first ledger it was seen in. A new shape after another opens one
+# `shape_changed` discrepancy; a re-read of old ledgers finds its shape already here.
+event_shapes = Table(
+    "event_shapes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("contract_id", String(56), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("digest", String(32), nullable=False),
+    Column("shape", JsonType, nullable=False),
+    Column("first_ledger", BigInteger, nullable=False),
+    Column("first_event_id", String(32), nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+    Index("ux_event_shapes_digest", "contract_id", "name", "digest", unique=True),
 )

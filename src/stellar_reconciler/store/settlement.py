@@ -29,6 +29,7 @@ from stellar_reconciler.store.discrepancies import open_all
 from stellar_reconciler.store.findings import mismatch_found, missing, text_of, unexpected
 from stellar_reconciler.store.outcomes import mark_due
 from stellar_reconciler.store.schema import events, expectations
+from stellar_reconciler.store.unreadable import settle_unreadable
 
 # Literal, not a bound parameter, so SQLite can use the partial indexes on pending rows.
 IS_PENDING = text("expectations.status = 'pending'")
@@ -203,7 +204,8 @@ def note_candidates(conn: Connection, candidates: Sequence[Claim]) -> None:
 def expire(conn: Connection, through: int, only: Sequence[int] | None = None) -> int:
     """Settle pending expectations whose deadline ledger is processed (all of them, or those
     of `only`): amount_mismatch against their candidate when no one has claimed it since,
-    else missing_expected. Returns how many."""
+    amount_unreadable when only an unreadable event fitted (store/unreadable.py), else
+    missing_expected. Returns how many."""
     query = select(expectations).where(
         IS_PENDING, expectations.c.deadline_ledger <= through, expectations.c.outcome_due.is_(False)
     )
@@ -227,6 +229,8 @@ def expire(conn: Connection, through: int, only: Sequence[int] | None = None) ->
         else:
             mismatches.append(Claim(expectation_of(row), candidate))
     settle(conn, mismatches)
+    # An event fitted but its amount could not be read: say so, not "missing".
+    missed = settle_unreadable(conn, missed)
     # A record pinned to a transaction asks the network what became of it first.
     mark_due(conn, [row.id for row in missed if row.tx_hash is not None])
     missed = [row for row in missed if row.tx_hash is None]

@@ -231,6 +231,7 @@ const EXPECTATION_STATUSES = [
   "missing_expected",
   "failed_on_chain",
   "not_found",
+  "amount_unreadable",
   "cancelled",
 ];
 
