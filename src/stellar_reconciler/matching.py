@@ -47,6 +47,8 @@ FAILED_ON_CHAIN = "failed_on_chain"
 NOT_FOUND = "not_found"
 # Withdrawn by the application (DELETE /api/expectations/...): never claims an event.
 CANCELLED = "cancelled"
+# Some of the sum of its events arrived, not all (partial.py: allow_partial and groups).
+PARTIALLY_MATCHED = "partially_matched"
 STATUSES = (
     PENDING,
     MATCHED,
@@ -55,6 +57,7 @@ STATUSES = (
     FAILED_ON_CHAIN,
     NOT_FOUND,
     CANCELLED,
+    PARTIALLY_MATCHED,
 )
 
 I128_MIN = -(2**127)

@@ -188,6 +188,7 @@ def test_batch_hook_settles_matched_mismatched_and_missing(
         "failed_on_chain": 0,
         "not_found": 0,
         "cancelled": 0,
+        "partially_matched": 0,
     }
 
 
@@ -406,6 +407,8 @@ def test_csv_header_problems_and_conflicts_are_reported(book: Expectations, stor
                 "topic1",
                 "topic2",
                 "topic3",
+                "allow_partial",
+                "group_id",
             )
         )
         + ")",

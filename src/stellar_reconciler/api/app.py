@@ -13,6 +13,7 @@ from stellar_reconciler.api import (
     docs,
     event_stream,
     expectations,
+    groups,
     lifecycle,
     live,
     monitoring,
@@ -53,6 +54,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(expectations.router)
     app.include_router(proofs.router)
     app.include_router(lifecycle.router)
+    app.include_router(groups.router)
     app.include_router(admin.router)
     live.install_live(app, ctx)
     app.include_router(docs.router)
@@ -69,6 +71,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
             expectations.router,
             proofs.router,
             lifecycle.router,
+            groups.router,
             admin.router,
             live.router,
             docs.router,

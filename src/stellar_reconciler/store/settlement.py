@@ -24,11 +24,12 @@ from stellar_reconciler.matching import (
     ObservedEvent,
 )
 from stellar_reconciler.models import Batch
+from stellar_reconciler.partial import SUM_KEY_PREFIX
 from stellar_reconciler.store.bulk import chunks
 from stellar_reconciler.store.discrepancies import open_all
 from stellar_reconciler.store.findings import mismatch_found, missing, text_of, unexpected
 from stellar_reconciler.store.outcomes import mark_due
-from stellar_reconciler.store.schema import events, expectations
+from stellar_reconciler.store.schema import events, expectation_parts, expectations
 
 # Literal, not a bound parameter, so SQLite can use the partial indexes on pending rows.
 IS_PENDING = text("expectations.status = 'pending'")
@@ -205,7 +206,11 @@ def expire(conn: Connection, through: int, only: Sequence[int] | None = None) ->
     of `only`): amount_mismatch against their candidate when no one has claimed it since,
     else missing_expected. Returns how many."""
     query = select(expectations).where(
-        IS_PENDING, expectations.c.deadline_ledger <= through, expectations.c.outcome_due.is_(False)
+        IS_PENDING,
+        expectations.c.deadline_ledger <= through,
+        expectations.c.outcome_due.is_(False),
+        # Sum records (allow_partial, groups) settle in store/partials.py.
+        ~expectations.c.match_key.startswith(SUM_KEY_PREFIX),
     )
     overdue: list[Any] = []
     if only is None:
@@ -255,6 +260,12 @@ def _unclaimed_events(conn: Connection, ids: Sequence[str]) -> dict[str, Observe
         claimed = set(
             conn.execute(
                 select(expectations.c.event_id).where(expectations.c.event_id.in_(chunk))
+            ).scalars()
+        )
+        # Parts of a sum (store/partials.py) are claimed too.
+        claimed.update(
+            conn.execute(
+                select(expectation_parts.c.event_id).where(expectation_parts.c.event_id.in_(chunk))
             ).scalars()
         )
         rows = conn.execute(select(events).where(events.c.id.in_(chunk)))
