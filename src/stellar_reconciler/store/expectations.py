@@ -165,8 +165,9 @@ class Expectations:
                 )
                 self._look_back([expectation_of(r) for r in singles], checkpoint, tx)
             final = self._rows_by_external_id(tx, [s.external_id for s in unique])
+            records = with_parts(tx, expectation_json, [final[s.external_id] for s in unique])
         return Created(
-            [expectation_json(final[s.external_id]) for s in unique],
+            records,
             len(new),
             len(unique) - len(new),
         )

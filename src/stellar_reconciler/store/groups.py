@@ -42,8 +42,8 @@ def check_groups(
             joining.setdefault(row["group_id"], []).append(row)
     stored: dict[str, list[Any]] = {}
     for chunk in chunks(sorted(joining)):
-        for row in conn.execute(select(expectations).where(expectations.c.group_id.in_(chunk))):
-            stored.setdefault(row.group_id, []).append(row)
+        for found in conn.execute(select(expectations).where(expectations.c.group_id.in_(chunk))):
+            stored.setdefault(found.group_id, []).append(found)
     for group_id, new in joining.items():
         old = stored.get(group_id, [])
         closed = sorted({r.status for r in old if r.status not in OPEN})
