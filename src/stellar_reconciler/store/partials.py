@@ -21,6 +21,7 @@ from stellar_reconciler.matching import (
     AMOUNT_MISMATCH,
     MATCHED,
     MISSING_EXPECTED,
+    PARTIALLY_MATCHED,
     ObservedEvent,
 )
 from stellar_reconciler.models import Batch
@@ -35,7 +36,12 @@ from stellar_reconciler.store.bulk import chunks
 from stellar_reconciler.store.discrepancies import NewDiscrepancy, open_all
 from stellar_reconciler.store.findings import text_of
 from stellar_reconciler.store.schema import events, expectation_parts, expectations
-from stellar_reconciler.store.settlement import expectation_of, lock, observed_events
+from stellar_reconciler.store.settlement import (
+    IS_PENDING,
+    expectation_of,
+    lock,
+    observed_events,
+)
 
 IS_SUM = expectations.c.match_key.startswith(SUM_KEY_PREFIX)
 IS_OPEN = expectations.c.status.in_(OPEN)
@@ -281,13 +287,15 @@ def settle_batch_sums(conn: Connection, batch: Batch) -> set[str]:
     claimed = claimed_among(conn, [e.id for e in fitting if e.id not in held_before])
     offered = [e for e in fitting if e.id not in held_before and e.id not in claimed]
     rows = _open_rows_for(conn, offered)
-    rows.extend(
-        conn.execute(
-            select(expectations).where(
-                IS_OPEN, IS_SUM, expectations.c.deadline_ledger <= batch.last_ledger
+    # One query per status, each on its partial index by deadline.
+    for status in (IS_PENDING, expectations.c.status == PARTIALLY_MATCHED):
+        rows.extend(
+            conn.execute(
+                select(expectations).where(
+                    status, expectations.c.deadline_ledger <= batch.last_ledger, IS_SUM
+                )
             )
         )
-    )
     taken = _settle(conn, rows, offered, batch.last_ledger) if rows else set()
     return held_before | taken
 

@@ -255,6 +255,13 @@ expectations = Table(
         sqlite_where=text("status = 'pending'"),
         postgresql_where=text("status = 'pending'"),
     ),
+    # Sums partly paid, by deadline: each batch closes those it makes overdue (partial.py).
+    Index(
+        "ix_expectations_partial_deadline",
+        "deadline_ledger",
+        sqlite_where=text("status = 'partially_matched'"),
+        postgresql_where=text("status = 'partially_matched'"),
+    ),
 )
 
 # The events a sum settles (partial.py): each claimed once, by a partial record or a group

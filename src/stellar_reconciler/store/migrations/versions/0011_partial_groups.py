@@ -28,6 +28,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("group_id", sa.String(128), nullable=True))
         batch.add_column(sa.Column("settled_amount", sa.String(48), nullable=True))
     op.create_index("ix_expectations_group", "expectations", ["group_id"])
+    op.create_index(
+        "ix_expectations_partial_deadline",
+        "expectations",
+        ["deadline_ledger"],
+        sqlite_where=sa.text("status = 'partially_matched'"),
+        postgresql_where=sa.text("status = 'partially_matched'"),
+    )
     op.create_table(
         "expectation_parts",
         sa.Column("event_id", sa.String(32), primary_key=True),
@@ -44,6 +51,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("expectation_parts")
+    op.drop_index("ix_expectations_partial_deadline", table_name="expectations")
     op.drop_index("ix_expectations_group", table_name="expectations")
     with op.batch_alter_table("expectations") as batch:
         for name in ("settled_amount", "group_id", "allow_partial"):
