@@ -320,3 +320,22 @@ def test_batch_cuts_and_posting_moment_do_not_change_final_statuses(
             posted = True
     got = {memo: (book.get(memo) or {}).get("status") for memo in expected}
     assert got == expected
+
+
+def test_a_member_joining_an_open_group_keeps_what_the_group_took(
+    book: Expectations, store: Store
+) -> None:
+    """A group partly paid (10 of 30) takes a new member of 20 (first by external id, so the
+    group's lead changes): the 10 still counts, and 40 more settles the whole 50."""
+    hook = ExpectationMatcher(book)
+    book.create([sum_spec("m-b", 30, "g", group_id="g")])
+    store.commit_batch(batch(10, 11, [pay(11, 0, 10, "g")]), hooks=[hook])
+    assert store.groups.get("g")["status"] == "partially_matched"
+    book.create([sum_spec("m-a", 20, "g", group_id="g")])
+    store.commit_batch(batch(12, 12, [pay(12, 0, 40, "g")]), hooks=[hook])
+    group = store.groups.get("g")
+    assert (group["status"], group["settled_amount"], len(group["event_ids"])) == (
+        "matched",
+        "50",
+        2,
+    )

@@ -112,27 +112,28 @@ def _events_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, ObservedEve
 def _states(
     conn: Connection, targets: dict[str, SumTarget], members: dict[str, list[Any]]
 ) -> dict[str, SumState]:
-    """Where each target stands: its parts (by the lead's id) and the lead's candidate."""
-    lead_of = {targets[key].lead.id: key for key in targets}
-    parts: dict[str, list[str]] = {key: [] for key in targets}
-    for chunk in chunks(sorted(lead_of)):
-        for expectation_id, event_id in conn.execute(
-            select(expectation_parts.c.expectation_id, expectation_parts.c.event_id).where(
-                expectation_parts.c.expectation_id.in_(chunk)
-            )
-        ):
-            parts[lead_of[expectation_id]].append(event_id)
+    """Where each target stands: its parts (a group's by group id, since a member joining
+    later may become its lead) and its candidate (on whichever member row shows one)."""
+    leads = [rows[0] for rows in members.values()]
+    by_group = group_parts(conn, [r.group_id for r in leads if r.group_id is not None])
+    by_record = parts_of(conn, [r.id for r in leads if r.group_id is None])
+    parts = {
+        key: [p.event_id for p in by_group.get(rows[0].group_id, [])]
+        if rows[0].group_id is not None
+        else by_record.get(rows[0].id, [])
+        for key, rows in members.items()
+    }
     candidates = {
         key: row.candidate_event_id
         for key, rows in members.items()
         for row in rows
-        if row.id == targets[key].lead.id and row.candidate_event_id is not None
+        if row.candidate_event_id is not None
     }
     found = _events_by_id(conn, [*(e for ids in parts.values() for e in ids), *candidates.values()])
     return {
         key: SumState(
             status=members[key][0].status,
-            parts=tuple(sorted((found[e] for e in parts[key] if e in found), key=lambda e: e.id)),
+            parts=tuple(found[e] for e in parts[key] if e in found),
             candidate=found.get(candidates.get(key, "")),
         )
         for key in targets
