@@ -322,6 +322,7 @@ def test_listing_pages_by_status_and_summary_counts(book: Expectations, store: S
         "failed_on_chain": 0,
         "not_found": 0,
         "cancelled": 0,
+        "partially_matched": 0,
         "total": 5,
     }
     assert summary["match_rate"] == 1.0

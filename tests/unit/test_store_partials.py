@@ -99,8 +99,9 @@ def test_overshoot_and_shortfall_settle_amount_mismatch_at_the_deadline(
     book: Expectations, store: Store
 ) -> None:
     """Overshoot: 60 then 70 against 100 settles amount_mismatch +30 at the deadline (the
-    70 is claimed then, not before). Short: 40 of 100 is amount_mismatch with 60
-    outstanding. Nothing at all: missing_expected. Each opens its discrepancy."""
+    70 is claimed then, not before, and its unexpected report closes). Short: 40 of 100 is
+    amount_mismatch with 60 outstanding. Nothing at all: missing_expected. Each opens its
+    discrepancy."""
     book.create(
         [
             sum_spec("over", 100, "o", allow_partial=True, deadline_ledger=14),
@@ -108,13 +109,16 @@ def test_overshoot_and_shortfall_settle_amount_mismatch_at_the_deadline(
             sum_spec("none", 100, "n", allow_partial=True, deadline_ledger=14),
         ]
     )
-    hook = ExpectationMatcher(book)
+    hook = ExpectationMatcher(book, [CONTRACT])
     events = [pay(11, 0, 60, "o"), pay(12, 0, 70, "o"), pay(12, 1, 40, "s")]
     store.commit_batch(batch(10, 13, events), hooks=[hook])
     over = book.get("over")
     assert over is not None and over["status"] == "partially_matched"
     assert over["event_ids"] == [events[0].id]
+    # Nobody holds the 70 yet: reported, until the deadline claims it.
+    assert [d["subject"] for d in open_kind(store, "unexpected")] == [events[1].id]
     store.commit_batch(batch(14, 14), hooks=[hook])
+    assert open_kind(store, "unexpected") == []
     got = {x: book.get(x) for x in ("over", "short", "none")}
     assert got["over"] is not None and got["short"] is not None and got["none"] is not None
     assert (got["over"]["status"], got["over"]["difference"]) == ("amount_mismatch", "30")

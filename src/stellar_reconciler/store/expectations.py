@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,7 +35,7 @@ from stellar_reconciler.matching import (
     topics_json,
 )
 from stellar_reconciler.models import Batch, iso_utc
-from stellar_reconciler.store import partials, settlement
+from stellar_reconciler.store import settlement
 from stellar_reconciler.store.bulk import chunks
 from stellar_reconciler.store.database import read_connection, write_transaction
 from stellar_reconciler.store.discrepancies import Discrepancies, discrepancy_json
@@ -56,7 +56,13 @@ from stellar_reconciler.store.settlement import (
     lock,
     observed_events,
 )
-from stellar_reconciler.store.sum_records import settle_new_sums, sum_json, sum_key, with_parts
+from stellar_reconciler.store.sum_records import (
+    settle_batch_sums,
+    settle_new_sums,
+    sum_json,
+    sum_key,
+    with_parts,
+)
 
 # Records without a transaction hash look back this many ledgers (about a day) for an event
 # stored before them; with a hash, any stored event up to the deadline is found (indexed).
@@ -405,8 +411,6 @@ class ExpectationMatcher:
 
     def __call__(self, conn: Connection, batch: Batch) -> None:
         # Sums first; the one-event matching gets the events they did not take.
-        summed = partials.settle_batch_sums(conn, batch)
-        if summed:
-            batch = replace(batch, events=tuple(e for e in batch.events if e.id not in summed))
+        batch = settle_batch_sums(conn, batch, self.expectations.discrepancies)
         settlement.settle_batch(conn, batch, self.unexpected_contracts)
         flag_failed_calls(conn, batch)

@@ -267,10 +267,11 @@ def _finding(target: SumTarget, rows: Sequence[Any], state: SumState) -> NewDisc
     )
 
 
-def settle_batch_sums(conn: Connection, batch: Batch) -> set[str]:
+def settle_batch_sums(conn: Connection, batch: Batch) -> tuple[set[str], set[str]]:
     """Offer the batch's events to the open sum records they fit and close those its last
-    ledger makes overdue; returns the ids of the batch's events sums hold (taken now or in a
-    pass before: a repair re-commits ledgers), which the one-event matching must skip."""
+    ledger makes overdue. Returns the ids of the batch's events sums hold (taken now or in a
+    pass before: a repair re-commits ledgers), which the one-event matching must skip, and
+    of every event taken now (an overshoot claimed at a deadline may be an older one)."""
     lock(conn)
     fitting = [
         ObservedEvent.of(e)
@@ -298,7 +299,8 @@ def settle_batch_sums(conn: Connection, batch: Batch) -> set[str]:
             )
         )
     taken = _settle(conn, rows, offered, batch.last_ledger) if rows else set()
-    return held_before | taken
+    in_batch = {e.id for e in fitting}
+    return held_before | (taken & in_batch), taken
 
 
 def _open_rows_for(conn: Connection, offered: Iterable[ObservedEvent]) -> list[Any]:

@@ -223,6 +223,7 @@ const EXPECTATION_STATUSES = [
   "failed_on_chain",
   "not_found",
   "cancelled",
+  "partially_matched",
 ];
 
 export function renderExpectations(summary) {
