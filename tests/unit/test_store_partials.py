@@ -343,3 +343,19 @@ def test_a_member_joining_an_open_group_keeps_what_the_group_took(
         "50",
         2,
     )
+
+
+def test_a_repaired_range_keeps_the_parts_of_sums(book: Expectations, store: Store) -> None:
+    """Re-committing stored ledgers (as repairs do) leaves the instalments with the matched
+    plan: no one-event record takes them and none is reported unexpected."""
+    hook = ExpectationMatcher(book, [CONTRACT])
+    book.create([sum_spec("plan", 100, allow_partial=True)])
+    repaired = batch(10, 11, [pay(10, 0, 40), pay(11, 0, 60)])
+    store.commit_batch(repaired, [hook])
+    book.create([sum_spec("single", 60, deadline_ledger=30)])
+    store.replace_range(repaired, [hook])
+    plan, single = book.get("plan"), book.get("single")
+    assert plan is not None and single is not None
+    assert plan["status"] == "matched" and len(plan["event_ids"]) == 2
+    assert single["status"] == "pending" and single["event_id"] is None
+    assert open_kind(store, "unexpected") == []

@@ -410,7 +410,7 @@ class ExpectationMatcher:
         self.unexpected_contracts = frozenset(unexpected_contracts)
 
     def __call__(self, conn: Connection, batch: Batch) -> None:
-        # Sums first; the one-event matching gets the events they did not take.
-        batch = settle_batch_sums(conn, batch, self.expectations.discrepancies)
+        # Sums first: the one-event matching leaves the events they took.
+        settle_batch_sums(conn, batch, self.expectations.discrepancies)
         settlement.settle_batch(conn, batch, self.unexpected_contracts)
         flag_failed_calls(conn, batch)

@@ -267,29 +267,34 @@ def _finding(target: SumTarget, rows: Sequence[Any], state: SumState) -> NewDisc
     )
 
 
-def settle_batch_sums(conn: Connection, batch: Batch) -> tuple[set[str], set[str]]:
+def settle_batch_sums(conn: Connection, batch: Batch) -> set[str]:
     """Offer the batch's events to the open sum records they fit and close those its last
-    ledger makes overdue. Returns the ids of the batch's events sums hold (taken now or in a
-    pass before: a repair re-commits ledgers), which the one-event matching must skip, and
-    of every event taken now (an overshoot claimed at a deadline may be an older one)."""
+    ledger makes overdue; returns the ids of the events taken (an overshoot claimed at a
+    deadline may be an older event). The one-event matching that runs next in the same
+    transaction finds the taken ones in expectation_parts and leaves them."""
     lock(conn)
+    waiting: set[tuple[str, str]] = set()
+    # One query per status, each on its partial index.
+    for status in (IS_PENDING, expectations.c.status == PARTIALLY_MATCHED):
+        waiting.update(
+            (contract_id, name)
+            for contract_id, name in conn.execute(
+                select(expectations.c.contract_id, expectations.c.event_name)
+                .where(status, IS_SUM)
+                .distinct()
+            )
+        )
+    if not waiting:
+        return set()
     fitting = [
         ObservedEvent.of(e)
         for e in batch.events
-        if e.in_successful_contract_call and e.name is not None
+        if (e.contract_id, e.name) in waiting and e.in_successful_contract_call
     ]
     fitting = [e for e in fitting if e.amount is not None and e.amount > 0]
-    held_before: set[str] = set()
-    for chunk in chunks(sorted(e.id for e in fitting)):
-        held_before.update(
-            conn.execute(
-                select(expectation_parts.c.event_id).where(expectation_parts.c.event_id.in_(chunk))
-            ).scalars()
-        )
-    claimed = claimed_among(conn, [e.id for e in fitting if e.id not in held_before])
-    offered = [e for e in fitting if e.id not in held_before and e.id not in claimed]
+    claimed = claimed_among(conn, [e.id for e in fitting])
+    offered = [e for e in fitting if e.id not in claimed]
     rows = _open_rows_for(conn, offered)
-    # One query per status, each on its partial index by deadline.
     for status in (IS_PENDING, expectations.c.status == PARTIALLY_MATCHED):
         rows.extend(
             conn.execute(
@@ -298,9 +303,7 @@ def settle_batch_sums(conn: Connection, batch: Batch) -> tuple[set[str], set[str
                 )
             )
         )
-    taken = _settle(conn, rows, offered, batch.last_ledger) if rows else set()
-    in_batch = {e.id for e in fitting}
-    return held_before | (taken & in_batch), taken
+    return _settle(conn, rows, offered, batch.last_ledger) if rows else set()
 
 
 def _open_rows_for(conn: Connection, offered: Iterable[ObservedEvent]) -> list[Any]:

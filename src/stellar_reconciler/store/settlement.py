@@ -304,6 +304,14 @@ def settle_batch(conn: Connection, batch: Batch, report: Collection[str] = ()) -
                 select(expectations.c.event_id).where(expectations.c.event_id.between(first, last))
             ).scalars()
         )
+        # Parts of sums (store/partials.py), taken in this transaction or before.
+        claimed_before.update(
+            conn.execute(
+                select(expectation_parts.c.event_id).where(
+                    expectation_parts.c.event_id.between(first, last)
+                )
+            ).scalars()
+        )
         observed = [e for e in observed if e.id not in claimed_before]
     relevant = [e for e in observed if (e.contract_id, e.name) in waiting]
     claimed = _settle_ledger_by_ledger(conn, relevant)

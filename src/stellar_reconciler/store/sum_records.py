@@ -4,7 +4,6 @@ and what they show besides a one-event record (amounts settled and outstanding, 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection
@@ -22,21 +21,17 @@ def sum_key(spec: ExpectationSpec) -> str:
     return SUM_KEY_PREFIX if spec.allow_partial or spec.group_id is not None else ""
 
 
-def settle_batch_sums(conn: Connection, batch: Batch, discrepancies: Discrepancies) -> Batch:
-    """Settle sums against a batch (store/partials.py) and return the batch without the
-    events they hold, for the one-event matching; an event they take now that was reported
+def settle_batch_sums(conn: Connection, batch: Batch, discrepancies: Discrepancies) -> None:
+    """Settle sums against a batch (store/partials.py); an event taken now that was reported
     `unexpected` before (an overshoot claimed at a deadline) has that report closed."""
-    held, taken = partials.settle_batch_sums(conn, batch)
-    for event_id in sorted(taken - held):
+    in_batch = {e.id for e in batch.events}
+    for event_id in sorted(partials.settle_batch_sums(conn, batch) - in_batch):
         discrepancies.resolve_key(
             unexpected_key(event_id),
             "expectations",
             "claimed by a record settled by a sum, at its deadline",
             conn=conn,
         )
-    if not held:
-        return batch
-    return replace(batch, events=tuple(e for e in batch.events if e.id not in held))
 
 
 def settle_new_sums(
