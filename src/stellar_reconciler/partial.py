@@ -27,6 +27,10 @@ The rules (`settle_sums` applies them; the store's hook and look-back call it):
   ledgers into batches changes nothing; a record posted after its events looks back at the
   same events in the same order, so when it competes with no one it settles as if it had
   been posted first.
+- Competing records are served in that order among those posted at the time: a record
+  posted later is offered only what no record holds (sums never move, unlike one-event
+  claims in assignment.py). Within a batch, sums are offered its events before the
+  one-event records are (store/partials.py runs first in the hook).
 """
 
 from __future__ import annotations

@@ -184,7 +184,7 @@ def _write(
                     "group_id": group_id,
                     "event_ledger": e.ledger,
                     "amount": str(e.amount),
-                    "overshoot": e is state.overshoot,
+                    "overshoot": state.overshoot is not None and e.id == state.overshoot.id,
                     "claimed_at": now,
                 }
                 for e in new
