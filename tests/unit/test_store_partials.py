@@ -359,3 +359,25 @@ def test_a_repaired_range_keeps_the_parts_of_sums(book: Expectations, store: Sto
     assert plan["status"] == "matched" and len(plan["event_ids"]) == 2
     assert single["status"] == "pending" and single["event_id"] is None
     assert open_kind(store, "unexpected") == []
+
+
+def test_a_dry_run_shows_what_a_sum_would_take_and_stores_nothing(
+    book: Expectations, store: Store
+) -> None:
+    """A dry run of a partial record and of a group answers their sums from the stored
+    payments; afterwards neither exists and the payments are still free."""
+    payments = [pay(11, 0, 30), pay(11, 1, 50, "g")]
+    store.commit_batch(batch(10, 11, payments), [ExpectationMatcher(book)])
+    tried = store.lifecycle.dry_run(
+        [
+            sum_spec("plan", 100, allow_partial=True),
+            sum_spec("g-1", 20, "g", group_id="g"),
+            sum_spec("g-2", 30, "g", group_id="g"),
+        ]
+    )
+    got = {r["external_id"]: r for r in tried.records}
+    assert (got["plan"]["status"], got["plan"]["outstanding_amount"]) == ("partially_matched", "70")
+    assert got["g-1"]["status"] == got["g-2"]["status"] == "matched"
+    assert book.get("plan") is None and book.counts()["matched"] == 0
+    (again,) = book.create([sum_spec("plan", 100, allow_partial=True)]).records
+    assert again["settled_amount"] == "30"
