@@ -432,6 +432,29 @@ class ExpectationSettledError(ExpectationLifecycleError):
         )
 
 
+class ExpectationGroupNotFoundError(ExpectationLifecycleError):
+    status = 404
+
+    def __init__(self, group_id: str) -> None:
+        super().__init__(
+            f"no expected record has group_id {group_id!r}; records posted with a group_id "
+            "form its group (GET /api/expectations lists them)"
+        )
+
+
+class ExpectationGroupMemberError(ExpectationLifecycleError):
+    """One member of a group cannot change alone: the group settles as a whole."""
+
+    def __init__(self, external_id: str, group_id: str, what: str) -> None:
+        self.group_id = group_id
+        super().__init__(
+            f"expected record {external_id!r} is a member of group {group_id!r}, which is "
+            f"settled as a whole, so it cannot {what} alone: cancel the whole group with "
+            f"DELETE /api/expectation-groups/{group_id}, then post its records again (under "
+            "new external_ids and a new group_id) with the deadline you want"
+        )
+
+
 class ExpectationDeadlineError(ExpectationLifecycleError):
     """The new deadline cannot apply (already processed, or no checkpoint to count from)."""
 

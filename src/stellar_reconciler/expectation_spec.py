@@ -15,6 +15,8 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    StrictBool,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -106,13 +108,25 @@ class ExpectationSpec(BaseModel):
         le=10_000_000,
         description="Deadline relative to the service's checkpoint when the record is created",
     )
+    allow_partial: StrictBool = Field(
+        default=False,
+        description="Settled by several events (instalments) until their sum reaches amount; "
+        "partially_matched meanwhile",
+    )
+    group_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Records with one group_id are settled as a whole by the sum of their "
+        "amounts: one event paying them all, or several events together",
+    )
 
-    @field_validator("external_id")
+    @field_validator("external_id", "group_id")
     @classmethod
-    def _printable(cls, value: str) -> str:
-        if value != value.strip() or not value.isprintable():
+    def _printable(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and (value != value.strip() or not value.isprintable()):
             raise ValueError("must be printable text without leading or trailing spaces")
-        if value.endswith(RESERVED_SUFFIX):
+        if info.field_name == "external_id" and (value or "").endswith(RESERVED_SUFFIX):
             raise ValueError(
                 f"must not end in {RESERVED_SUFFIX!r}: GET /api/expectations/{{external_id}}"
                 f"{RESERVED_SUFFIX} is the record's explanation; choose another id"
@@ -171,11 +185,35 @@ class ExpectationSpec(BaseModel):
             )
         if self.tolerance and self.amount is None:
             raise ValueError("tolerance needs an amount to apply to")
+        self._settles_by_sum()
         given = self.topics or {}
         for alias, position, value in (("from", "1", self.from_), ("to", "2", self.to)):
             if value is not None and position in given and given[position] != value:
                 raise ValueError(f"{alias} and topics[{position!r}] disagree; give one of them")
         return self
+
+    def _settles_by_sum(self) -> None:
+        """What a partial record or a group member needs (partial.py): a positive amount to
+        sum events up to, and no transaction hash (instalments come in several
+        transactions); a group settles by its sum already, so it takes no allow_partial."""
+        if not (self.allow_partial or self.group_id is not None):
+            return
+        what = "allow_partial" if self.allow_partial else "group_id"
+        if self.allow_partial and self.group_id is not None:
+            raise ValueError(
+                "give allow_partial or group_id, not both: a group is settled by the sum of "
+                "its events already (several transfers may pay it)"
+            )
+        if self.amount is None or self.amount <= 0:
+            raise ValueError(
+                f"{what} needs an amount above 0: events are summed up to it (amounts of "
+                "0 or less cannot be paid in parts)"
+            )
+        if self.tx_hash is not None:
+            raise ValueError(
+                f"{what} cannot be pinned to one tx_hash: its events may come in several "
+                "transactions; pin them with from/to or topics instead"
+            )
 
     def topic_values(self) -> tuple[tuple[int, Json], ...]:
         """Every topic constraint, `from`/`to` folded in, by position, normalised."""

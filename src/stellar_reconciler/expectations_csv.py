@@ -13,6 +13,8 @@ given". Columns:
     tx_hash           the transaction that must emit the event
     from, to          addresses in topics 1 and 2 (as in a SAC transfer)
     topic1, topic2, topic3   topic values by position (text; numbers match their digits)
+    allow_partial     true: paid by several events until their sum reaches amount (or false)
+    group_id          rows with one group_id are paid as a whole (see partial.py)
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ COLUMNS = (
     "topic1",
     "topic2",
     "topic3",
+    "allow_partial",
+    "group_id",
 )
 TOPIC_COLUMNS = {"topic1": "1", "topic2": "2", "topic3": "3"}
 
@@ -79,6 +83,9 @@ def _record(row: dict[str, str]) -> dict[str, Any]:
             continue
         if column in TOPIC_COLUMNS:
             topics[TOPIC_COLUMNS[column]] = value
+        elif column == "allow_partial" and value.lower() in ("true", "false"):
+            # The API takes only JSON booleans; a cell is text: true or false, any case.
+            record[column] = value.lower() == "true"
         else:
             record[column] = value
     if topics:

@@ -56,6 +56,8 @@ NOT_FOUND = "not_found"
 AMOUNT_UNREADABLE = "amount_unreadable"
 # Withdrawn by the application (DELETE /api/expectations/...): never claims an event.
 CANCELLED = "cancelled"
+# Some of the sum of its events arrived, not all (partial.py: allow_partial and groups).
+PARTIALLY_MATCHED = "partially_matched"
 STATUSES = (
     PENDING,
     MATCHED,
@@ -65,6 +67,7 @@ STATUSES = (
     NOT_FOUND,
     AMOUNT_UNREADABLE,
     CANCELLED,
+    PARTIALLY_MATCHED,
 )
 
 I128_MIN = -(2**127)

@@ -395,6 +395,7 @@ async def test_ten_thousand_csv_records_are_classified_exactly(
         "failed_on_chain": 0,
         "amount_unreadable": 0,
         "cancelled": 0,
+        "partially_matched": 0,
         **Counter(plan.statuses.values()),
         "total": 10_000,
     }

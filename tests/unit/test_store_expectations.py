@@ -189,6 +189,7 @@ def test_batch_hook_settles_matched_mismatched_and_missing(
         "not_found": 0,
         "amount_unreadable": 0,
         "cancelled": 0,
+        "partially_matched": 0,
     }
 
 
@@ -323,6 +324,7 @@ def test_listing_pages_by_status_and_summary_counts(book: Expectations, store: S
         "not_found": 0,
         "amount_unreadable": 0,
         "cancelled": 0,
+        "partially_matched": 0,
         "total": 5,
     }
     assert summary["match_rate"] == 1.0
@@ -408,6 +410,8 @@ def test_csv_header_problems_and_conflicts_are_reported(book: Expectations, stor
                 "topic1",
                 "topic2",
                 "topic3",
+                "allow_partial",
+                "group_id",
             )
         )
         + ")",

@@ -14,6 +14,7 @@ from stellar_reconciler.api import (
     event_stream,
     expectations,
     explain,
+    groups,
     lifecycle,
     live,
     monitoring,
@@ -56,6 +57,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(expectations.router)
     app.include_router(proofs.router)
     app.include_router(lifecycle.router)
+    app.include_router(groups.router)
     app.include_router(admin.router)
     live.install_live(app, ctx)
     app.include_router(docs.router)
@@ -73,6 +75,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
             expectations.router,
             proofs.router,
             lifecycle.router,
+            groups.router,
             admin.router,
             live.router,
             docs.router,

@@ -53,6 +53,7 @@ Status = Literal[
     "not_found",
     "amount_unreadable",
     "cancelled",
+    "partially_matched",
 ]
 
 
@@ -122,7 +123,19 @@ def _specs(payload: Any) -> tuple[list[ExpectationSpec], bool]:
         "the record; a list with `{created, existing, expectations}`. With `dry_run=true` "
         "nothing is stored (200): each record comes back as posting it now would leave it "
         "(`status`, `event_id`, or its closest `candidate_event_id`), with the same 409 and "
-        "422 answers. Needs the admin token."
+        "422 answers. Needs the admin token.\n\n"
+        "**Paid by a sum.** `allow_partial: true` lets several events (instalments) settle "
+        "the record: `partially_matched` with `settled_amount`, `outstanding_amount` and "
+        "`event_ids` until their sum reaches `amount` (within `tolerance`), then `matched`. "
+        "Records posted with one `group_id` are settled as a whole, by one event carrying "
+        "their summed amount or by several events together: see "
+        "`GET /api/expectation-groups/{group_id}`. An event that would take a sum past "
+        "amount + tolerance is left to other records; at the deadline a sum still short is "
+        "`amount_mismatch` (against that overshooting event when still free, else with "
+        "what is outstanding), or `missing_expected` when nothing arrived. Both need an "
+        "`amount` above 0 and take no `tx_hash`; a record takes `allow_partial` or "
+        "`group_id`, not both; every record of a group shares `contract_id`, `event_name` "
+        "and deadline, and a settled group takes no new record (422 otherwise)."
     ),
     status_code=201,
     responses={
@@ -201,7 +214,9 @@ async def post_expectations(
         "`failed_on_chain` (its `tx_hash` failed: `result_code`), `not_found` (the network "
         "never saw its `tx_hash`), `amount_unreadable` (an event fitted but its amount could "
         "not be read, a contract upgrade having changed its value: `unreadable_event_id`, "
-        "`unreadable_reason`) or `cancelled` (`cancelled_at`, `cancelled_by`)."
+        "`unreadable_reason`), `cancelled` (`cancelled_at`, `cancelled_by`) or "
+        "`partially_matched` (a sum record: `settled_amount`, `outstanding_amount`, "
+        "`event_ids` so far)."
     ),
 )
 def list_expectations(

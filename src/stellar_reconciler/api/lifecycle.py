@@ -25,7 +25,10 @@ _ANSWERS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or wrong bearer token"},
     403: {"description": "ADMIN_TOKEN is not configured"},
     404: {"description": "No record has this external_id"},
-    409: {"description": "The record is settled already (or waits for its transaction)"},
+    409: {
+        "description": "The record is settled already (or waits for its transaction), or is "
+        "a member of a group, which changes only as a whole"
+    },
 }
 
 

@@ -26,11 +26,11 @@ from stellar_reconciler.errors import ExpectationConflictError, ExpectationInput
 from stellar_reconciler.expectation_spec import ExpectationSpec
 from stellar_reconciler.matching import (
     CANCELLED,
+    PARTIALLY_MATCHED,
     PENDING,
     STATUSES,
     Expectation,
     ObservedEvent,
-    canonical,
     match_key,
     topics_json,
 )
@@ -40,8 +40,16 @@ from stellar_reconciler.store.bulk import chunks
 from stellar_reconciler.store.database import read_connection, write_transaction
 from stellar_reconciler.store.discrepancies import Discrepancies, discrepancy_json
 from stellar_reconciler.store.findings import unexpected_key
+from stellar_reconciler.store.groups import check_groups
 from stellar_reconciler.store.outcomes import flag_failed_calls
-from stellar_reconciler.store.schema import checkpoints, discrepancies, events, expectations
+from stellar_reconciler.store.record_content import content_of, stored_content
+from stellar_reconciler.store.schema import (
+    checkpoints,
+    discrepancies,
+    events,
+    expectation_parts,
+    expectations,
+)
 from stellar_reconciler.store.settlement import (
     IS_PENDING,
     expectation_of,
@@ -49,6 +57,13 @@ from stellar_reconciler.store.settlement import (
     observed_events,
 )
 from stellar_reconciler.store.shapes import note_unreadable_stored
+from stellar_reconciler.store.sum_records import (
+    settle_batch_sums,
+    settle_new_sums,
+    sum_json,
+    sum_key,
+    with_parts,
+)
 
 # Records without a transaction hash look back this many ledgers (about a day) for an event
 # stored before them; with a hash, any stored event up to the deadline is found (indexed).
@@ -104,35 +119,7 @@ def expectation_json(row: Any) -> dict[str, Any]:
         "cancelled_by": row.cancelled_by,
         "unreadable_event_id": row.unreadable_event_id,
         "unreadable_reason": row.unreadable_reason,
-    }
-
-
-def _content(spec: ExpectationSpec) -> dict[str, Any]:
-    """What must be equal for a re-post to be the same record (the deadline as given)."""
-    return {
-        "contract_id": spec.contract_id,
-        "event_name": spec.event_name,
-        "tx_hash": spec.tx_hash,
-        "topics": canonical(topics_json(spec.topic_values())),
-        "amount": str(spec.amount) if spec.amount is not None else None,
-        "tolerance": str(spec.tolerance),
-        "deadline": ("ledgers", spec.deadline_ledgers)
-        if spec.deadline_ledgers is not None
-        else ("ledger", spec.deadline_ledger),
-    }
-
-
-def _stored_content(row: Any) -> dict[str, Any]:
-    return {
-        "contract_id": row.contract_id,
-        "event_name": row.event_name,
-        "tx_hash": row.tx_hash,
-        "topics": canonical(row.topics),
-        "amount": row.amount,
-        "tolerance": row.tolerance,
-        "deadline": ("ledgers", row.deadline_ledgers)
-        if row.deadline_ledgers is not None
-        else ("ledger", row.deadline_ledger),
+        **sum_json(row),
     }
 
 
@@ -171,21 +158,28 @@ class Expectations:
             conflicts = []
             for spec in unique:
                 if spec.external_id in stored:
-                    old, given = _stored_content(stored[spec.external_id]), _content(spec)
+                    old, given = stored_content(stored[spec.external_id]), content_of(spec)
                     differs = sorted(k for k in given if given[k] != old[k])
                     if differs:
                         conflicts.append((spec.external_id, differs))
             if conflicts:
                 raise ExpectationConflictError(conflicts)
             new = [s for s in unique if s.external_id not in stored]
-            rows = self._rows(new, checkpoint, {s.external_id: i for i, s in enumerate(specs)})
+            index_of = {s.external_id: i for i, s in enumerate(specs)}
+            rows = self._rows(new, checkpoint, index_of)
+            if problems := check_groups(tx, rows, index_of):
+                raise ExpectationInputError(problems)
             if rows:
                 tx.execute(insert(expectations), rows)
                 created = self._rows_by_external_id(tx, [r["external_id"] for r in rows])
-                self._look_back([expectation_of(r) for r in created.values()], checkpoint, tx)
+                singles = settle_new_sums(
+                    tx, list(created.values()), checkpoint, LOOKBACK_LEDGERS, self.discrepancies
+                )
+                self._look_back([expectation_of(r) for r in singles], checkpoint, tx)
             final = self._rows_by_external_id(tx, [s.external_id for s in unique])
+            records = with_parts(tx, expectation_json, [final[s.external_id] for s in unique])
         return Created(
-            [expectation_json(final[s.external_id]) for s in unique],
+            records,
             len(new),
             len(unique) - len(new),
         )
@@ -199,7 +193,7 @@ class Expectations:
             seen = first.setdefault(spec.external_id, index)
             if seen == index:
                 unique.append(spec)
-            elif _content(specs[seen]) != _content(spec):
+            elif content_of(specs[seen]) != content_of(spec):
                 problems.append(
                     (index, "external_id", f"repeats record {seen} with different content")
                 )
@@ -239,7 +233,9 @@ class Expectations:
                     "tolerance": str(spec.tolerance),
                     "deadline_ledger": deadline,
                     "deadline_ledgers": spec.deadline_ledgers,
-                    "match_key": match_key(spec.tx_hash, topics),
+                    "match_key": sum_key(spec) + match_key(spec.tx_hash, topics),
+                    "allow_partial": spec.allow_partial,
+                    "group_id": spec.group_id,
                     "status": PENDING,
                     "created_at": now,
                 }
@@ -265,7 +261,14 @@ class Expectations:
         unclaimed = (
             select(events)
             .outerjoin(expectations, expectations.c.event_id == events.c.id)
-            .where(and_(expectations.c.id.is_(None), events.c.in_successful_contract_call))
+            .outerjoin(expectation_parts, expectation_parts.c.event_id == events.c.id)
+            .where(
+                and_(
+                    expectations.c.id.is_(None),
+                    expectation_parts.c.event_id.is_(None),
+                    events.c.in_successful_contract_call,
+                )
+            )
         )
         pinned = sorted({e.tx_hash for e in created if e.tx_hash is not None})
         for chunk in chunks(pinned):
@@ -313,7 +316,7 @@ class Expectations:
             row = conn.execute(
                 select(expectations).where(expectations.c.external_id == external_id)
             ).one_or_none()
-        return expectation_json(row) if row is not None else None
+            return with_parts(conn, expectation_json, [row])[0] if row is not None else None
 
     def listing(
         self,
@@ -332,7 +335,8 @@ class Expectations:
             query = query.where(expectations.c.id > after)
         with read_connection(self.engine) as conn:
             rows = list(conn.execute(query))
-        return [expectation_json(r) for r in rows], rows[-1].id if len(rows) == limit else None
+            records = with_parts(conn, expectation_json, rows)
+        return records, rows[-1].id if len(rows) == limit else None
 
     def unpublished(self, limit: int) -> list[tuple[int, dict[str, Any]]]:
         """Settled records whose settled state is not yet published to NATS: (id, JSON)."""
@@ -372,7 +376,9 @@ class Expectations:
     def summary(self) -> dict[str, Any]:
         """Counts, match rate and the oldest items still needing attention."""
         counts = self.counts()
-        decided = sum(counts[s] for s in STATUSES if s not in (PENDING, CANCELLED))
+        decided = sum(
+            counts[s] for s in STATUSES if s not in (PENDING, CANCELLED, PARTIALLY_MATCHED)
+        )
         kinds = DISCREPANCY_KINDS
         with read_connection(self.engine) as conn:
             oldest = conn.execute(
@@ -421,5 +427,7 @@ class ExpectationMatcher:
         self.unexpected_contracts = frozenset(unexpected_contracts)
 
     def __call__(self, conn: Connection, batch: Batch) -> None:
+        # Sums first: the one-event matching leaves the events they took.
+        settle_batch_sums(conn, batch, self.expectations.discrepancies)
         settlement.settle_batch(conn, batch, self.unexpected_contracts)
         flag_failed_calls(conn, batch)

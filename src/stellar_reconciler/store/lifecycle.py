@@ -21,11 +21,14 @@ from stellar_reconciler.errors import (
     ExpectationSettledError,
 )
 from stellar_reconciler.expectation_spec import ExpectationSpec
-from stellar_reconciler.matching import CANCELLED, PENDING
+from stellar_reconciler.matching import CANCELLED
+from stellar_reconciler.partial import OPEN
 from stellar_reconciler.store.bulk import chunks
 from stellar_reconciler.store.database import rolled_back_transaction, write_transaction
 from stellar_reconciler.store.expectations import Expectations, expectation_json
+from stellar_reconciler.store.groups import member_of
 from stellar_reconciler.store.outcomes import checkpoint_of
+from stellar_reconciler.store.partials import release
 from stellar_reconciler.store.schema import expectations
 from stellar_reconciler.store.settlement import lock
 
@@ -65,8 +68,11 @@ class Lifecycle:
             row = self._row(conn, external_id)
             if row.status == CANCELLED:
                 return Changed(expectation_json(row), False, {})
-            if row.status != PENDING:
+            member_of(row, "be cancelled")
+            if row.status not in OPEN:
                 raise ExpectationSettledError(external_id, row.status, "be cancelled")
+            # A partial record lets go of the instalments it took: free for other records.
+            release(conn, [row.id], None)
             now = datetime.now(UTC)
             conn.execute(
                 update(expectations)
@@ -79,6 +85,7 @@ class Lifecycle:
                     candidate_event_id=None,
                     found_amount=None,
                     difference=None,
+                    settled_amount=None,
                     blocked=False,
                     outcome_due=False,
                 )
@@ -93,7 +100,8 @@ class Lifecycle:
         with write_transaction(self.book.engine) as conn:
             lock(conn)
             row = self._row(conn, external_id)
-            if row.status != PENDING:
+            member_of(row, "change its deadline")
+            if row.status not in OPEN:
                 raise ExpectationSettledError(external_id, row.status, "change its deadline")
             if row.outcome_due:
                 raise ExpectationSettledError(

@@ -38,6 +38,7 @@ from stellar_reconciler.store.discrepancies import AuditLog, Discrepancies, NewD
 from stellar_reconciler.store.expectations import Expectations
 from stellar_reconciler.store.explanations import Explanations
 from stellar_reconciler.store.gaps import Gaps
+from stellar_reconciler.store.groups import ExpectationGroups
 from stellar_reconciler.store.lifecycle import Lifecycle
 from stellar_reconciler.store.network import NetworkRecord
 from stellar_reconciler.store.outbox import Outbox
@@ -203,6 +204,7 @@ class Store:
         self.expectations = Expectations(engine, self.discrepancies, stream)
         self.outcomes = TxOutcomes(engine, stream)
         self.lifecycle = Lifecycle(self.expectations)
+        self.groups = ExpectationGroups(engine)
         self.network = NetworkRecord(engine)
         self.outbox = Outbox(engine)
         self.periods = Periods(engine, stream, self.discrepancies)

@@ -225,7 +225,13 @@ expectations = Table(
     # deadline instead of missing_expected (store/shapes.py).
     Column("unreadable_event_id", String(32), nullable=True),
     Column("unreadable_reason", String(400), nullable=True),
+    # Settled by a sum of events (partial.py): instalments, or as a member of a group.
+    Column("allow_partial", Boolean, nullable=False, server_default=false()),
+    Column("group_id", String(128), nullable=True),
+    # The sum of the events taken so far (a group's share of it on each member's row).
+    Column("settled_amount", String(48), nullable=True),
     Index("ux_expectations_external_id", "external_id", unique=True),
+    Index("ix_expectations_group", "group_id"),
     # An event satisfies at most one expectation, whatever the matching code does.
     Index("ux_expectations_event_id", "event_id", unique=True),
     # Pending rows only, and no index on status alone: SQLite would prefer that one to these
@@ -254,6 +260,31 @@ expectations = Table(
         sqlite_where=text("status = 'pending'"),
         postgresql_where=text("status = 'pending'"),
     ),
+    # Sums partly paid, by deadline: each batch closes those it makes overdue (partial.py).
+    Index(
+        "ix_expectations_partial_deadline",
+        "deadline_ledger",
+        sqlite_where=text("status = 'partially_matched'"),
+        postgresql_where=text("status = 'partially_matched'"),
+    ),
+)
+
+# The events a sum settles (partial.py): each claimed once, by a partial record or a group
+# (`expectation_id` is the record, or the group's lead member). The events one-event
+# records claim are on their rows (expectations.event_id); claiming reads both.
+expectation_parts = Table(
+    "expectation_parts",
+    metadata,
+    Column("event_id", String(32), primary_key=True),
+    Column("expectation_id", Integer, nullable=False),
+    Column("group_id", String(128), nullable=True),
+    Column("event_ledger", BigInteger, nullable=False),
+    Column("amount", String(48), nullable=False),
+    # True for the overshooting event an amount_mismatch settled against.
+    Column("overshoot", Boolean, nullable=False, server_default=false()),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+    Index("ix_expectation_parts_expectation", "expectation_id"),
+    Index("ix_expectation_parts_group", "group_id"),
 )
 
 # What the NATS publisher still has to send, in the order it must send it (seq). Written in

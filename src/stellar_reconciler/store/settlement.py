@@ -24,11 +24,12 @@ from stellar_reconciler.matching import (
     ObservedEvent,
 )
 from stellar_reconciler.models import Batch
+from stellar_reconciler.partial import SUM_KEY_PREFIX
 from stellar_reconciler.store.bulk import chunks
 from stellar_reconciler.store.discrepancies import open_all
 from stellar_reconciler.store.findings import mismatch_found, missing, text_of, unexpected
 from stellar_reconciler.store.outcomes import mark_due
-from stellar_reconciler.store.schema import events, expectations
+from stellar_reconciler.store.schema import events, expectation_parts, expectations
 from stellar_reconciler.store.unreadable import settle_unreadable
 
 # Literal, not a bound parameter, so SQLite can use the partial indexes on pending rows.
@@ -207,7 +208,11 @@ def expire(conn: Connection, through: int, only: Sequence[int] | None = None) ->
     amount_unreadable when only an unreadable event fitted (store/unreadable.py), else
     missing_expected. Returns how many."""
     query = select(expectations).where(
-        IS_PENDING, expectations.c.deadline_ledger <= through, expectations.c.outcome_due.is_(False)
+        IS_PENDING,
+        expectations.c.deadline_ledger <= through,
+        expectations.c.outcome_due.is_(False),
+        # Sum records (allow_partial, groups) settle in store/partials.py.
+        ~expectations.c.match_key.startswith(SUM_KEY_PREFIX),
     )
     overdue: list[Any] = []
     if only is None:
@@ -261,6 +266,12 @@ def _unclaimed_events(conn: Connection, ids: Sequence[str]) -> dict[str, Observe
                 select(expectations.c.event_id).where(expectations.c.event_id.in_(chunk))
             ).scalars()
         )
+        # Parts of a sum (store/partials.py) are claimed too.
+        claimed.update(
+            conn.execute(
+                select(expectation_parts.c.event_id).where(expectation_parts.c.event_id.in_(chunk))
+            ).scalars()
+        )
         rows = conn.execute(select(events).where(events.c.id.in_(chunk)))
         found.update((e.id, e) for e in observed_events(rows) if e.id not in claimed)
     return found
@@ -295,6 +306,14 @@ def settle_batch(conn: Connection, batch: Batch, report: Collection[str] = ()) -
         claimed_before = set(
             conn.execute(
                 select(expectations.c.event_id).where(expectations.c.event_id.between(first, last))
+            ).scalars()
+        )
+        # Parts of sums (store/partials.py), taken in this transaction or before.
+        claimed_before.update(
+            conn.execute(
+                select(expectation_parts.c.event_id).where(
+                    expectation_parts.c.event_id.between(first, last)
+                )
             ).scalars()
         )
         observed = [e for e in observed if e.id not in claimed_before]

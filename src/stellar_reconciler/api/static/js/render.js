@@ -233,6 +233,7 @@ const EXPECTATION_STATUSES = [
   "not_found",
   "amount_unreadable",
   "cancelled",
+  "partially_matched",
 ];
 
 // One expected record: its id, status and when, with the link to why.
