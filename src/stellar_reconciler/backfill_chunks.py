@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -59,6 +59,7 @@ class ChunkWriter:
         self.store: Store = backfill.store
         self.hooks = tuple(hooks)
         self.on_written = on_written
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     async def run(self, chunk_id: int, last_try: bool = True) -> None:
         """Write the chunk, record it and stitch its run. A transient fault is recorded and
@@ -68,7 +69,7 @@ class ChunkWriter:
         chunk = await asyncio.to_thread(self.store.chunks.chunk, chunk_id)
         if chunk is None or chunk.state == "done":
             return
-        await asyncio.to_thread(self.store.chunks.start, chunk_id)
+        await asyncio.to_thread(self.store.chunks.start, chunk_id, self.name)
         try:
             written = await self._write(chunk)
         except TRANSIENT as exc:
@@ -154,12 +155,15 @@ class ChunkedBackfill:
         backfill: Backfill,
         hooks: Sequence[BatchHook] = (),
         requested_by: str = "cli",
+        work: bool = True,
     ) -> None:
         self.settings = settings
         self.backfill = backfill
         self.store = backfill.store
         self.writer = ChunkWriter(backfill, hooks)
         self.requested_by = requested_by
+        # False: queue the chunks and wait for backfill-workers, writing nothing here.
+        self.work = work
 
     async def run(self, first: int, last: int, progress: Progress | None = None) -> dict[str, Any]:
         """Plan, run (or queue and help run) every chunk, stitch, and report; refuses what a
@@ -204,9 +208,9 @@ class ChunkedBackfill:
         """Work on the queue beside any backfill-workers until no chunk of the run is pending
         or running; a round that finds the queue empty while chunks are still out (with
         another worker, or waiting for a retry or a stalled worker's timeout) starts again."""
-        from stellar_reconciler.backfill_queue import work
+        from stellar_reconciler.backfill_queue import recover_once, work
 
-        name = f"{socket.gethostname()}:{os.getpid()}:run-{run_id}"
+        name = f"{self.writer.name}:run-{run_id}"
         rounds: asyncio.Task[None] | None = None
         try:
             while True:
@@ -218,9 +222,12 @@ class ChunkedBackfill:
                 if rounds is None or rounds.done():
                     if rounds is not None:
                         rounds.result()
-                    rounds = asyncio.create_task(
+                    task = (
                         work(self.settings, self.writer.run, wait=False, name=name)
+                        if self.work
+                        else _after(POLL_SECS * 4, recover_once(self.settings))
                     )
+                    rounds = asyncio.create_task(task)
                 await asyncio.sleep(POLL_SECS)
         finally:
             if rounds is not None and not rounds.done():
@@ -258,6 +265,11 @@ class ChunkedBackfill:
         }
 
 
+async def _after(delay: float, action: Awaitable[Any]) -> None:
+    await asyncio.sleep(delay)
+    await action
+
+
 def merged(sources: list[list[Any]], kind: str) -> list[list[int]]:
     """The ranges read from one source, neighbours joined: chunk by chunk they are cut."""
     ranges = sorted((int(a), int(b)) for k, a, b in sources if k == kind)
@@ -271,12 +283,21 @@ def merged(sources: list[list[Any]], kind: str) -> list[list[int]]:
 
 
 async def run_backfill(
-    settings: Settings, first: int, last: int, progress: Progress | None = None
+    settings: Settings,
+    first: int,
+    last: int,
+    progress: Progress | None = None,
+    work: bool = True,
 ) -> dict[str, Any]:
     """`reconciler backfill`: never creates a database."""
     store, rpc, backfill = await _open(settings)
     try:
-        return await ChunkedBackfill(settings, backfill).run(first, last, progress)
+        if not work and store.is_sqlite():
+            raise BackfillRangeError(
+                "--queue-only needs PostgreSQL (the queue lives there); on SQLite leave it out"
+            )
+        chunked = ChunkedBackfill(settings, backfill, work=work)
+        return await chunked.run(first, last, progress)
     finally:
         await rpc.aclose()
         store.close()

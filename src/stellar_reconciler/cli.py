@@ -406,6 +406,13 @@ BACKFILL_SETTINGS = (
 def backfill(
     from_ledger: Annotated[int, typer.Option("--from", help="First ledger", min=1)],
     to_ledger: Annotated[int, typer.Option("--to", help="Last ledger", min=1)],
+    queue_only: Annotated[
+        bool,
+        typer.Option(
+            "--queue-only",
+            help="PostgreSQL: queue the chunks and wait for backfill-workers, writing none here",
+        ),
+    ] = False,
 ) -> None:
     """Fill the ledgers missing from the database between --from and --to, of any age: from
     the data lake (LAKE_URL) where the RPC no longer keeps them, from the RPC where it does.
@@ -447,7 +454,9 @@ def backfill(
             progress.update(task, completed=done, total=total)
 
         report = guarded(
-            lambda: asyncio.run(run_backfill(settings, from_ledger, to_ledger, advance))
+            lambda: asyncio.run(
+                run_backfill(settings, from_ledger, to_ledger, advance, not queue_only)
+            )
         )
     table = Table(title="backfill", show_header=False)
     for key, value in report.items():

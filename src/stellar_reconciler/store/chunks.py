@@ -35,6 +35,7 @@ class Chunk:
     last_ledger: int
     state: str
     attempts: int
+    worker: str | None
     first_previous_hash: str | None
     last_hash: str | None
 
@@ -58,6 +59,7 @@ def _chunk(row: Any) -> Chunk:
         row.last_ledger,
         row.state,
         row.attempts,
+        row.worker,
         row.first_previous_hash,
         row.last_hash,
     )
@@ -122,14 +124,16 @@ class Chunks:
             ).one_or_none()
         return _chunk(row) if row is not None else None
 
-    def start(self, chunk_id: int) -> None:
-        """Mark a chunk running (again, after a worker died on it): one more attempt."""
+    def start(self, chunk_id: int, worker: str) -> None:
+        """Mark a chunk running (again, after a worker died on it) by `worker`: one more
+        attempt."""
         with write_transaction(self.engine) as conn:
             conn.execute(
                 update(backfill_chunks)
                 .where(backfill_chunks.c.id == chunk_id)
                 .values(
                     state="running",
+                    worker=worker[:128],
                     attempts=backfill_chunks.c.attempts + 1,
                     error=None,
                     updated_at=datetime.now(UTC),
@@ -282,7 +286,7 @@ class Chunks:
     def totals(self) -> tuple[dict[str, int], int]:
         """Chunks of every run by state, and ledgers written by backfill chunks, for metrics."""
         with read_connection(self.engine) as conn:
-            by_state = dict(
+            by_state: dict[str, int] = dict(
                 conn.execute(
                     select(backfill_chunks.c.state, func.count()).group_by(backfill_chunks.c.state)
                 ).all()

@@ -314,6 +314,8 @@ backfill_chunks = Table(
     # pending, running, done or failed.
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
+    # host:pid of the worker that last took it.
+    Column("worker", String(128), nullable=True),
     # The previous hash of its first ledger and the hash of its last, once written.
     Column("first_previous_hash", String(64), nullable=True),
     Column("last_hash", String(64), nullable=True),

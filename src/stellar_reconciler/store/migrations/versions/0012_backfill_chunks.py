@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("last_ledger", sa.BigInteger, nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("worker", sa.String(128), nullable=True),
         sa.Column("first_previous_hash", sa.String(64), nullable=True),
         sa.Column("last_hash", sa.String(64), nullable=True),
         sa.Column("ledgers_written", sa.Integer, nullable=False),
