@@ -203,8 +203,12 @@ async def test_post_backfills_runs_a_job_that_fills_the_past_and_reports_it(
 
             await wait_for(finished, what="the backfill job")
             final = (await http.get(f"{base}/api/jobs/{job['id']}")).json()
+            status = (await http.get(f"{base}/api/status")).json()
     assert final["state"] == "done", final["error"]
-    assert final["progress"] == 1.0
+    assert final["progress"] == 1.0 and final["percent"] == 100.0
+    assert final["rate_ledgers_per_sec"] > 0 and final["eta_seconds"] == 0.0
+    assert status["backfill"]["verified_contiguous_through"] == 1349
+    assert status["backfill"]["chunks"]["done"] == 1
     assert final["result"]["from_lake"] == [[1100, 1323]]
     assert final["result"]["from_rpc"] == [[1324, 1349]]
     assert final["result"]["ledgers_written"] == 250
