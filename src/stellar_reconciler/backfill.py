@@ -98,38 +98,17 @@ class Backfill:
         RPC (and so a lake) of another network than the stored data's."""
         if first > last:
             raise BackfillRangeError(f"--from {first} is after --to {last}")
-        network = await self.rpc.get_network()
-        await asyncio.to_thread(
-            self.store.network.check, network.passphrase, redact_url(self.rpc.url)
-        )
-        if self.lake_config is not None and self.lake is None:
-            lake = self.lake_config.open(network.passphrase)
-            self.lake = LakeSource(lake, self.lake_config.selector, self.sizing)
-        checkpoint = (await asyncio.to_thread(self.store.checkpoint)).ledger
-        if checkpoint is None or last > checkpoint:
-            raise BackfillRangeError(
-                f"ledgers up to {last} cannot be backfilled: the worker has indexed up to "
-                f"{checkpoint if checkpoint is not None else 'nothing yet'}, and what comes "
-                "after that is its own to write. Give --to at most the checkpoint (reconciler "
-                "status shows it), or start the service first"
-            )
+        await self.open_sources()
+        await self.check_behind_checkpoint(last)
         report = BackfillReport(first, last)
         report.missing = await asyncio.to_thread(self.store.gaps.missing, first, last)
-        oldest = (await self.rpc.get_health()).oldest_ledger
-        plan = [_split(run, oldest) for run in report.missing]
-        too_old = [lake for lake, _ in plan if lake is not None]
-        if too_old and self.lake is None:
-            shown = ", ".join(f"{a}-{b}" for a, b in too_old)
-            raise BackfillRangeError(
-                f"ledgers {shown} are older than the RPC keeps (its oldest is {oldest}); set "
-                "LAKE_URL to a SEP-54 data lake of the same network to backfill them"
-            )
+        plan = await self.plan(report.missing)
         total = sum(b - a + 1 for a, b in report.missing)
         done = 0
         if progress is not None:
             progress(done, total)
         for (run_first, run_last), (lake_part, rpc_part) in zip(report.missing, plan, strict=True):
-            async for batch in self._batches(run_first, run_last, lake_part, rpc_part):
+            async for batch in self.batches(run_first, run_last, lake_part, rpc_part):
                 written = await asyncio.to_thread(self.store.backfill_batch, batch, hooks)
                 if written:
                     report.ledgers_written += len(batch.ledgers)
@@ -149,7 +128,45 @@ class Backfill:
         )
         return report
 
-    async def _batches(
+    async def open_sources(self) -> None:
+        """Refuse an RPC (and so a lake) of another network than the stored data's; open the
+        lake, once."""
+        network = await self.rpc.get_network()
+        await asyncio.to_thread(
+            self.store.network.check, network.passphrase, redact_url(self.rpc.url)
+        )
+        if self.lake_config is not None and self.lake is None:
+            lake = self.lake_config.open(network.passphrase)
+            self.lake = LakeSource(lake, self.lake_config.selector, self.sizing)
+
+    async def check_behind_checkpoint(self, last: int) -> None:
+        """BackfillRangeError unless `last` is behind the worker's checkpoint."""
+        checkpoint = (await asyncio.to_thread(self.store.checkpoint)).ledger
+        if checkpoint is None or last > checkpoint:
+            raise BackfillRangeError(
+                f"ledgers up to {last} cannot be backfilled: the worker has indexed up to "
+                f"{checkpoint if checkpoint is not None else 'nothing yet'}, and what comes "
+                "after that is its own to write. Give --to at most the checkpoint (reconciler "
+                "status shows it), or start the service first"
+            )
+
+    async def plan(self, missing: list[Range]) -> list[tuple[Range | None, Range | None]]:
+        """Each missing run split into its lake part (older than the RPC keeps) and its RPC
+        part; BackfillRangeError when a lake part is needed and no lake is configured."""
+        if not missing:
+            return []
+        oldest = (await self.rpc.get_health()).oldest_ledger
+        plan = [_split(run, oldest) for run in missing]
+        too_old = [lake for lake, _ in plan if lake is not None]
+        if too_old and self.lake is None:
+            shown = ", ".join(f"{a}-{b}" for a, b in too_old)
+            raise BackfillRangeError(
+                f"ledgers {shown} are older than the RPC keeps (its oldest is {oldest}); set "
+                "LAKE_URL to a SEP-54 data lake of the same network to backfill them"
+            )
+        return plan
+
+    async def batches(
         self, first: int, last: int, lake_part: Range | None, rpc_part: Range | None
     ) -> AsyncIterator[Batch]:
         """first..last from the lake, then the RPC, chained from the stored ledger before
@@ -186,22 +203,3 @@ def _split(run: Range, oldest: int) -> tuple[Range | None, Range | None]:
     if first >= oldest:
         return None, run
     return (first, oldest - 1), (oldest, last)
-
-
-async def run_backfill(
-    settings: Settings, first: int, last: int, progress: Progress | None = None
-) -> dict[str, Any]:
-    """`reconciler backfill`: never creates a database."""
-    # service imports this module (its maintenance runs backfill jobs): imported here.
-    from stellar_reconciler.service import build_rpc
-
-    store = await asyncio.to_thread(Store.open_existing, settings.sqlalchemy_url)
-    # The events it adds are queued for NATS like the service's; the running service sends them.
-    store.outbox.enabled = bool(settings.nats_url)
-    rpc = build_rpc(settings)
-    try:
-        backfill = Backfill.for_settings(store, rpc, settings)
-        return (await backfill.run(first, last, progress)).as_json()
-    finally:
-        await rpc.aclose()
-        store.close()

@@ -397,6 +397,8 @@ BACKFILL_SETTINGS = (
     "LAKE_ENDPOINT_URL",
     "LAKE_ANONYMOUS",
     "LAKE_PREFETCH",
+    "BACKFILL_CHUNK_LEDGERS",
+    "BACKFILL_STALLED_SECS",
 )
 
 
@@ -404,15 +406,25 @@ BACKFILL_SETTINGS = (
 def backfill(
     from_ledger: Annotated[int, typer.Option("--from", help="First ledger", min=1)],
     to_ledger: Annotated[int, typer.Option("--to", help="Last ledger", min=1)],
+    queue_only: Annotated[
+        bool,
+        typer.Option(
+            "--queue-only",
+            help="PostgreSQL: queue the chunks and wait for backfill-workers, writing none here",
+        ),
+    ] = False,
 ) -> None:
     """Fill the ledgers missing from the database between --from and --to, of any age: from
     the data lake (LAKE_URL) where the RPC no longer keeps them, from the RPC where it does.
 
     Ledgers already stored are skipped, never rewritten, so it may be run again at any time and
     resumes where it stopped. Only ledgers up to the worker's checkpoint are written (after it
-    they are the worker's). Every batch is one transaction, chained by hash to the stored
-    ledgers on both sides; one that does not chain, or a lake object that is missing or
-    corrupt, stops it with an error naming the ledger or the object, and is not written.
+    they are the worker's). The range is cut into chunks of BACKFILL_CHUNK_LEDGERS, each written
+    in one transaction and chained by hash to the stored ledgers on both sides; one that does
+    not chain, or whose lake object is missing or corrupt, is not written, and the command
+    exits 1 naming the ledger or the object. On PostgreSQL the chunks are jobs of a queue that
+    this command and any number of `reconciler backfill-worker` processes share; on SQLite this
+    command writes them itself, in order.
     """
     from rich.progress import (
         BarColumn,
@@ -423,7 +435,7 @@ def backfill(
         TimeRemainingColumn,
     )
 
-    from stellar_reconciler.backfill import run_backfill
+    from stellar_reconciler.backfill_chunks import run_backfill
 
     settings = load_settings()
     configure_logging_for(settings, level="warning")
@@ -442,12 +454,32 @@ def backfill(
             progress.update(task, completed=done, total=total)
 
         report = guarded(
-            lambda: asyncio.run(run_backfill(settings, from_ledger, to_ledger, advance))
+            lambda: asyncio.run(
+                run_backfill(settings, from_ledger, to_ledger, advance, not queue_only)
+            )
         )
     table = Table(title="backfill", show_header=False)
     for key, value in report.items():
         table.add_row(key.replace("_", " "), human(value))
     console.print(table)
+
+
+@app.command(
+    "backfill-worker",
+    epilog=settings_reference(BACKFILL_SETTINGS) + "\n\n" + EXIT_CODES_HELP,
+)
+def backfill_worker() -> None:
+    """Take backfill chunks from the queue in the PostgreSQL database (DATABASE_URL) and write
+    them, one transaction each, until SIGINT or SIGTERM. Run as many as wanted, on any hosts.
+
+    A worker that dies mid-chunk loses nothing: its chunk was not committed, and once its
+    heartbeat is BACKFILL_STALLED_SECS old another worker runs the chunk again.
+    """
+    from stellar_reconciler.backfill_chunks import run_backfill_worker
+
+    settings = load_settings()
+    configure_logging_for(settings)
+    guarded(lambda: asyncio.run(run_backfill_worker(settings)))
 
 
 app.command("simnet", help="Run the simulated Stellar network (a real JSON-RPC server).")(

@@ -69,6 +69,10 @@ EXPECTED_FORMS: dict[str, str] = {
     "LAKE_ENDPOINT_URL": "empty, or the http:// or https:// URL of an S3-compatible endpoint",
     "LAKE_ANONYMOUS": "true to read a public bucket without credentials, false to sign requests",
     "LAKE_PREFETCH": "a whole number of lake objects to fetch ahead, from 1 to 64",
+    "BACKFILL_CHUNK_LEDGERS": "a whole number of ledgers per backfill chunk, from 1 to 100000",
+    "BACKFILL_STALLED_SECS": (
+        "seconds without a heartbeat after which a backfill worker's chunk is retried, 2 to 3600"
+    ),
     "UNEXPECTED_EVENT_CONTRACTS": (
         "comma-separated contract strkeys (C...) whose unclaimed events are reported"
     ),
@@ -230,6 +234,10 @@ class Settings(BaseSettings):
     lake_endpoint_url: str = ""
     lake_anonymous: bool = False
     lake_prefetch: int = Field(default=4, ge=1, le=64)
+    # A backfill range is cut into chunks of this many ledgers, each one job and one transaction.
+    backfill_chunk_ledgers: int = Field(default=10_000, ge=1, le=100_000)
+    # A backfill worker silent this long is taken for dead and its chunk is run again.
+    backfill_stalled_secs: float = Field(default=30.0, ge=2, le=3600)
     nats_url: str = ""
     nats_stream: str = Field(default="STELLAR_EVENTS", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     nats_subject_prefix: str = Field(
@@ -433,6 +441,7 @@ class Settings(BaseSettings):
             "contract_ids": list(self.contract_ids),
             "event_topics": [list(f) for f in self.event_topics],
             "batch_max_ledgers": self.batch_max_ledgers,
+            "backfill_chunk_ledgers": self.backfill_chunk_ledgers,
             "catch_up_process_ledgers": self.catch_up_process_ledgers,
             "verify_every_ledgers": self.verify_every_ledgers,
             "admin_enabled": bool(self.admin_token),

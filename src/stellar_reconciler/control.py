@@ -48,7 +48,27 @@ class Job:
             return 1.0
         return min(self.done_ledgers / self.total_ledgers, 0.999)
 
+    @property
+    def rate(self) -> float | None:
+        """Ledgers done per second since the job started (None before it has done any)."""
+        if self.started_at is None or not self.done_ledgers:
+            return None
+        end = self.finished_at or datetime.now(UTC)
+        elapsed = (end - self.started_at).total_seconds()
+        return self.done_ledgers / elapsed if elapsed > 0 else None
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the rate so far (0 once finished; None before a rate is known)."""
+        if self.state in ("done", "failed"):
+            return 0.0
+        rate = self.rate
+        if rate is None:
+            return None
+        return max(self.total_ledgers - self.done_ledgers, 0) / rate
+
     def as_json(self) -> dict[str, Any]:
+        rate, eta = self.rate, self.eta_seconds
         return {
             "id": self.id,
             "kind": self.kind,
@@ -58,6 +78,9 @@ class Job:
             "done_ledgers": self.done_ledgers,
             "total_ledgers": self.total_ledgers,
             "progress": round(self.progress, 4),
+            "percent": round(self.progress * 100, 2),
+            "rate_ledgers_per_sec": round(rate, 1) if rate is not None else None,
+            "eta_seconds": round(eta, 1) if eta is not None else None,
             "requested_by": self.requested_by,
             "created_at": iso_utc(self.created_at),
             "started_at": iso_utc(self.started_at),

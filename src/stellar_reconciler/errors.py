@@ -405,6 +405,19 @@ class BackfillRangeError(ReconcilerError):
     exit_code = ExitCode.CONFIG
 
 
+class BackfillChunksFailedError(ReconcilerError):
+    """Chunks of a backfill run failed: nothing of each was written; the others were. Running
+    the same backfill again writes only what is still missing."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+        shown = "; ".join(errors[:5]) + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
+        super().__init__(
+            f"{len(errors)} backfill chunk(s) failed, nothing of them written: {shown}. Fix the "
+            "cause and run the same backfill again: it writes only what is still missing"
+        )
+
+
 class ExpectationLifecycleError(ReconcilerError):
     """An expected record cannot be changed as asked; `status` is the HTTP answer's."""
 

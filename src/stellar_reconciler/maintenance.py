@@ -18,6 +18,8 @@ from typing import Any
 import structlog
 
 from stellar_reconciler.backfill import Backfill
+from stellar_reconciler.backfill_chunks import ChunkedBackfill
+from stellar_reconciler.config import Settings
 from stellar_reconciler.control import Controls, Job
 from stellar_reconciler.crosscheck import Against, CrossCheck, LakeSource
 from stellar_reconciler.errors import ChainBreakError, LakeError, ReconcilerError
@@ -110,6 +112,7 @@ class Maintenance:
         batch_hooks: Sequence[BatchHook] = (),
         lake: LakeSource | None = None,
         backfill: Backfill | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.rpc = rpc
         self.store = store
@@ -122,6 +125,8 @@ class Maintenance:
         self.batch_hooks = tuple(batch_hooks)
         self.crosscheck = CrossCheck(store, lake, status)
         self.backfill = backfill
+        # Backfill jobs run in chunks (queued on PostgreSQL) when the settings are given.
+        self.settings = settings
         self._ticks = 0
 
     # --- the loop ------------------------------------------------------------------------
@@ -167,9 +172,11 @@ class Maintenance:
             await self.verify_due()
 
     def refresh_health(self) -> None:
-        """Open chain breaks and source mismatches make health 503; export counts by kind."""
+        """Open chain breaks and source mismatches make health 503; export counts by kind,
+        and the backfill chunks by state."""
         counts = self.store.discrepancies.open_counts()
         self.metrics.set_discrepancy_counts(counts)
+        self.metrics.set_backfill(*self.store.chunks.totals())
         conditions = {
             kind: f"{counts[kind]} open {kind} discrepancies: see /api/discrepancies?kind={kind}"
             for kind in sorted(BLOCKING_KINDS)
@@ -221,11 +228,23 @@ class Maintenance:
         return {"ledgers": last - first + 1, "events": events}
 
     async def run_backfill(self, job: Job) -> dict[str, Any]:
-        """Fill what is missing of the job's range (reconciler backfill's work), its progress
-        counted over the whole range (ledgers already stored count as done)."""
+        """Fill what is missing of the job's range (reconciler backfill's work): in chunks,
+        queued for every backfill-worker on PostgreSQL and worked on here too, its progress
+        the ledgers of the chunks done; without settings, batch by batch, ledgers already
+        stored counting as done."""
         if self.backfill is None:
             raise ReconcilerError("backfill jobs need the service's backfill (not configured)")
         first, last = job.first_ledger, job.last_ledger
+        if self.settings is not None:
+
+            def chunks_done(done: int, _total: int) -> None:
+                job.done_ledgers = done
+                self.status.notify()
+
+            chunked = ChunkedBackfill(
+                self.settings, self.backfill, self.batch_hooks, requested_by=job.requested_by
+            )
+            return await chunked.run(first, last, chunks_done)
 
         def advance(done: int, missing: int) -> None:
             job.done_ledgers = last - first + 1 - missing + done

@@ -152,6 +152,18 @@ class Metrics:
         self.expectations = Gauge(
             "reconciler_expectations", "Expected records, by status.", ["status"], registry=r
         )
+        # Read from the database: chunks are written by every backfill-worker, on any host.
+        self.backfill_chunks = Gauge(
+            "reconciler_backfill_chunks",
+            "Backfill chunks of every run, by state (pending, running, done, failed).",
+            ["state"],
+            registry=r,
+        )
+        self.backfill_ledgers = Gauge(
+            "reconciler_backfill_ledgers",
+            "Ledgers written by backfill chunks, all workers together (grows only).",
+            registry=r,
+        )
         self.expectations_refreshed = Gauge(
             "reconciler_expectations_refreshed_timestamp_seconds",
             "Unix time reconciler_expectations was last read from the database.",
@@ -222,6 +234,11 @@ class Metrics:
         for kind, count in counts.items():
             self.discrepancies_open.labels(kind=kind).set(count)
         self.discrepancies_refreshed.set(time.time())
+
+    def set_backfill(self, chunks_by_state: dict[str, int], ledgers_written: int) -> None:
+        for state, count in chunks_by_state.items():
+            self.backfill_chunks.labels(state=state).set(count)
+        self.backfill_ledgers.set(ledgers_written)
 
     # Rendering ---------------------------------------------------------------------------------
 

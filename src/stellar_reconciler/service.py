@@ -130,6 +130,7 @@ class Service:
             settings.verify_every_ledgers,
             lake=LakeSource.from_settings(settings, metrics),
             backfill=Backfill.for_settings(store, rpc, settings),
+            settings=settings,
         )
         telemetry = Telemetry(
             metrics,

@@ -35,12 +35,12 @@ OWN_SETTINGS = ("DATABASE_URL", "STELLAR_RPC_URL", "CONTRACT_IDS", "EVENT_TOPICS
 
 
 def backfill(
-    database_url: str, rpc_url: str, *args: str, lake_url: str = ""
+    database_url: str, rpc_url: str, *args: str, lake_url: str = "", chunk_ledgers: int = 10_000
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in OWN_SETTINGS}
     env.update(
         DATABASE_URL=database_url, STELLAR_RPC_URL=rpc_url, LAKE_URL=lake_url, RPC_MAX_ATTEMPTS="2",
-        BATCH_MAX_LEDGERS="16", LOG_FORMAT="json",
+        BATCH_MAX_LEDGERS="16", LOG_FORMAT="json", BACKFILL_CHUNK_LEDGERS=str(chunk_ledgers),
     )  # fmt: skip
     return subprocess.run(
         [str(RECONCILER), "backfill", *args],
@@ -110,9 +110,10 @@ async def test_backfill_fills_the_past_from_the_lake_and_the_rpc_and_a_second_ru
 async def test_a_corrupt_object_stops_the_backfill_naming_it_and_a_second_run_resumes(
     database_url: str, tmp_path: Path
 ) -> None:
-    """The lake object of 1200-1207 is corrupt: backfill exits 1 naming its key; the batches
-    before it are stored and none of its ledgers. Republished, the next run writes only what
-    is still missing, and the store equals the network."""
+    """The lake object of 1200-1207 is corrupt: backfill in chunks of 50 exits 1 naming its
+    key; every chunk but 1174-1223 (which holds the object) is stored, and nothing of that one.
+    Republished, the next run writes only what is still missing, and the store equals the
+    network."""
     net = network(92)
     lake_store, lake_url = lake_for(net, tmp_path / "lake", 1024, 1423)
     layout = LakeLayout(net.passphrase, LEDGERS_PER_BATCH, BATCHES_PER_PARTITION)
@@ -120,20 +121,22 @@ async def test_a_corrupt_object_stops_the_backfill_naming_it_and_a_second_run_re
     damage(lake_store, broken, "truncated")
     with serve_in_thread(net) as url:
         await indexed_from(database_url, net, url, 1350)
-        failed = backfill(database_url, url, "--from", "1024", "--to", "1349", lake_url=lake_url)
+        failed = backfill(
+            database_url, url, "--from", "1024", "--to", "1349", lake_url=lake_url, chunk_ledgers=50
+        )
         assert failed.returncode == 1, failed.stderr
         assert f"lake object '{broken}'" in failed.stderr
-        # Batches of 16 ledgers from 1024: 1184-1199 is the last whole one before the object.
+        assert "chunk 1174-1223" in failed.stderr
         assert stored_ledgers(database_url) == [
-            *network_ledgers(net, 1024, 1199),
-            *network_ledgers(net, 1350, 1423),
+            *network_ledgers(net, 1024, 1173),
+            *network_ledgers(net, 1224, 1423),
         ]
 
         publish(net, lake_store, 1200, 1207, layout)
         resumed = report_of(
             backfill(database_url, url, "--from", "1024", "--to", "1349", lake_url=lake_url)
         )
-        assert "missing │ 1200-1349" in resumed and "ledgers written │ 150" in resumed
+        assert "missing │ 1174-1223" in resumed and "ledgers written │ 50" in resumed
     assert stored_ledgers(database_url) == network_ledgers(net, 1024, 1423)
     assert stored_events(database_url) == expected_events(net, 1024, 1423)
 
@@ -200,8 +203,12 @@ async def test_post_backfills_runs_a_job_that_fills_the_past_and_reports_it(
 
             await wait_for(finished, what="the backfill job")
             final = (await http.get(f"{base}/api/jobs/{job['id']}")).json()
+            status = (await http.get(f"{base}/api/status")).json()
     assert final["state"] == "done", final["error"]
-    assert final["progress"] == 1.0
+    assert final["progress"] == 1.0 and final["percent"] == 100.0
+    assert final["rate_ledgers_per_sec"] > 0 and final["eta_seconds"] == 0.0
+    assert status["backfill"]["verified_contiguous_through"] == 1349
+    assert status["backfill"]["chunks"]["done"] == 1
     assert final["result"]["from_lake"] == [[1100, 1323]]
     assert final["result"]["from_rpc"] == [[1324, 1349]]
     assert final["result"]["ledgers_written"] == 250

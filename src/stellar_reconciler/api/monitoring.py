@@ -47,10 +47,13 @@ def status(ctx: Ctx) -> dict[str, Any]:
     tip = ctx.status.tip
     try:
         first, last, stored = ctx.store.ledger_bounds()
+        latest = ctx.store.chunks.latest_run()
+        body["backfill"] = ctx.store.chunks.summary(latest) if latest is not None else None
         body["database_error"] = None
     except DatabaseUnavailableError as exc:
         # What is known from memory still answers; the stored range waits for the database.
         first, last, stored = None, None, None
+        body["backfill"] = None
         body["database_error"] = str(exc)
     body.update(
         {

@@ -26,6 +26,7 @@ from stellar_reconciler.models import Batch, Checkpoint, Event, LedgerRecord, as
 from stellar_reconciler.reconcile import EventFingerprint, Range
 from stellar_reconciler.store import migrate
 from stellar_reconciler.store.checkpoint import advance
+from stellar_reconciler.store.chunks import Chunks
 from stellar_reconciler.store.consents import GapConsents
 from stellar_reconciler.store.database import (
     create_database_engine,
@@ -209,6 +210,7 @@ class Store:
         self.outbox = Outbox(engine)
         self.periods = Periods(engine, stream, self.discrepancies)
         self.explanations = Explanations(engine, stream)
+        self.chunks = Chunks(engine, self._replace_rows)
 
     @classmethod
     def open(cls, url: str, stream: str = DEFAULT_STREAM) -> Store:

@@ -337,3 +337,47 @@ event_shapes = Table(
     Column("seen_at", DateTime(timezone=True), nullable=False),
     Index("ux_event_shapes_digest", "contract_id", "name", "digest", unique=True),
 )
+
+# One `reconciler backfill` (or POST /api/backfills): its range, cut into chunks, and how far
+# from its first ledger the chunks are known to chain by hash ("verified contiguous through").
+backfill_runs = Table(
+    "backfill_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("first_ledger", BigInteger, nullable=False),
+    Column("last_ledger", BigInteger, nullable=False),
+    Column("chunk_ledgers", Integer, nullable=False),
+    Column("requested_by", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    # The stitch's mark: every ledger first_ledger..verified_through is stored and chains.
+    Column("verified_through", BigInteger, nullable=False),
+    Column("missing", JsonType, nullable=False),
+)
+
+# One chunk of a run: a job of the queue on PostgreSQL, written in one transaction, and the
+# two hashes the stitch compares with its neighbours.
+backfill_chunks = Table(
+    "backfill_chunks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, nullable=False),
+    Column("first_ledger", BigInteger, nullable=False),
+    Column("last_ledger", BigInteger, nullable=False),
+    # pending, running, done or failed.
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    # host:pid of the worker that last took it.
+    Column("worker", String(128), nullable=True),
+    # The previous hash of its first ledger and the hash of its last, once written.
+    Column("first_previous_hash", String(64), nullable=True),
+    Column("last_hash", String(64), nullable=True),
+    Column("ledgers_written", Integer, nullable=False),
+    Column("events_written", Integer, nullable=False),
+    # [["lake"|"rpc", first, last], ...]: where what it wrote came from.
+    Column("sources", JsonType, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ux_backfill_chunks_run", "run_id", "first_ledger", unique=True),
+    Index("ix_backfill_chunks_state", "state"),
+)
