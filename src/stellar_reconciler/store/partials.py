@@ -38,6 +38,7 @@ from stellar_reconciler.store.findings import text_of
 from stellar_reconciler.store.schema import events, expectation_parts, expectations
 from stellar_reconciler.store.settlement import (
     IS_PENDING,
+    claimed_among,
     expectation_of,
     lock,
     observed_events,
@@ -55,23 +56,6 @@ def first_event_id(ledger: int) -> str:
 
 def target_key(row: Any) -> str:
     return f"group:{row.group_id}" if row.group_id is not None else f"record:{row.external_id}"
-
-
-def claimed_among(conn: Connection, ids: Iterable[str]) -> set[str]:
-    """The events of `ids` some record holds: a sum's part, or a one-event record's event."""
-    found: set[str] = set()
-    for chunk in chunks(sorted(set(ids))):
-        found.update(
-            conn.execute(
-                select(expectation_parts.c.event_id).where(expectation_parts.c.event_id.in_(chunk))
-            ).scalars()
-        )
-        found.update(
-            conn.execute(
-                select(expectations.c.event_id).where(expectations.c.event_id.in_(chunk))
-            ).scalars()
-        )
-    return found
 
 
 def _rows_of_targets(conn: Connection, rows: Sequence[Any]) -> list[Any]:

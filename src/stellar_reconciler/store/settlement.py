@@ -261,19 +261,26 @@ def _unclaimed_events(conn: Connection, ids: Sequence[str]) -> dict[str, Observe
     """The events of `ids` that no expectation has claimed, as matching sees them."""
     found: dict[str, ObservedEvent] = {}
     for chunk in chunks(ids):
-        claimed = set(
-            conn.execute(
-                select(expectations.c.event_id).where(expectations.c.event_id.in_(chunk))
-            ).scalars()
-        )
-        # Parts of a sum (store/partials.py) are claimed too.
-        claimed.update(
+        claimed = claimed_among(conn, chunk)
+        rows = conn.execute(select(events).where(events.c.id.in_(chunk)))
+        found.update((e.id, e) for e in observed_events(rows) if e.id not in claimed)
+    return found
+
+
+def claimed_among(conn: Connection, ids: Iterable[str]) -> set[str]:
+    """The events of `ids` some record holds: a sum's part, or a one-event record's event."""
+    found: set[str] = set()
+    for chunk in chunks(sorted(set(ids))):
+        found.update(
             conn.execute(
                 select(expectation_parts.c.event_id).where(expectation_parts.c.event_id.in_(chunk))
             ).scalars()
         )
-        rows = conn.execute(select(events).where(events.c.id.in_(chunk)))
-        found.update((e.id, e) for e in observed_events(rows) if e.id not in claimed)
+        found.update(
+            conn.execute(
+                select(expectations.c.event_id).where(expectations.c.event_id.in_(chunk))
+            ).scalars()
+        )
     return found
 
 
