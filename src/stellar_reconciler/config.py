@@ -79,6 +79,12 @@ EXPECTED_FORMS: dict[str, str] = {
     "NATS_URL": "empty (off), or comma-separated nats:// or tls:// URLs, e.g. nats://127.0.0.1:4222",
     "NATS_STREAM": "a JetStream stream name: 1-64 letters, digits, '_' or '-'",
     "NATS_SUBJECT_PREFIX": "dot-separated tokens of letters, digits, '_' or '-', e.g. stellar",
+    "ADVERTISE_URL": (
+        "empty (http://BIND_ADDR/), or the http:// or https:// URL other replicas and clients "
+        "reach this one at, at most 50 characters"
+    ),
+    "LEADER_RETRY_SECS": "a number of seconds from 0.1 to 60, for example 1",
+    "LEADER_LEASE_SECS": "a whole number of seconds from 2 to 600, for example 10",
 }
 
 
@@ -243,6 +249,11 @@ class Settings(BaseSettings):
     nats_subject_prefix: str = Field(
         default="stellar", pattern=r"^[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64})*$"
     )
+    # Leader and standbys (PostgreSQL): where this replica is reached, how often a standby
+    # tries the lock, and how long a leader that stopped answering keeps it.
+    advertise_url: str = Field(default="", max_length=50)
+    leader_retry_secs: float = Field(default=1.0, ge=0.1, le=60)
+    leader_lease_secs: int = Field(default=10, ge=2, le=600)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -355,6 +366,23 @@ class Settings(BaseSettings):
                 raise ValueError("bad url")
         return tuple(urls)
 
+    @field_validator("advertise_url")
+    @classmethod
+    def _check_advertise_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not _URL.match(value):
+            raise ValueError("bad url")
+        return value
+
+    @property
+    def advertised_url(self) -> str:
+        """Where other replicas and clients reach this one's HTTP server."""
+        if self.advertise_url:
+            return self.advertise_url
+        host = self.bind_host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.bind_port}/"
+
     @field_validator("nats_url")
     @classmethod
     def _check_nats_url(cls, value: str) -> str:
@@ -450,4 +478,7 @@ class Settings(BaseSettings):
             "nats_url": redact_url(self.nats_url) if self.nats_url else "",
             "nats_stream": self.nats_stream,
             "nats_subject_prefix": self.nats_subject_prefix,
+            "advertise_url": self.advertised_url,
+            "leader_retry_secs": self.leader_retry_secs,
+            "leader_lease_secs": self.leader_lease_secs,
         }

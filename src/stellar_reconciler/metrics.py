@@ -196,6 +196,12 @@ class Metrics:
             "Unix time reconciler_discrepancies_open was last read from the database.",
             registry=r,
         )
+        self.leader = Gauge(
+            "reconciler_leader",
+            "1 while this replica holds the leader's lock (and so writes), 0 on a standby.",
+            registry=r,
+        )
+        self.leader.set(1)
         self.event_streams = Gauge(
             "reconciler_event_streams", "Open GET /api/events/stream connections.", registry=r
         )
@@ -222,6 +228,9 @@ class Metrics:
         self.lake_fetch_duration.labels(outcome=outcome).observe(seconds)
         if size:
             self.lake_fetched_bytes.inc(size)
+
+    def set_leader(self, leading: bool) -> None:
+        self.leader.set(1 if leading else 0)
 
     # Owners of database-held values -------------------------------------------------------
 

@@ -34,6 +34,7 @@ from stellar_reconciler.config import TESTNET_PASSPHRASE, Settings, redact_url
 from stellar_reconciler.control import Controls
 from stellar_reconciler.crosscheck import Against, LakeSource, require_lake
 from stellar_reconciler.errors import (
+    LeadershipLostError,
     NetworkMismatchError,
     NothingStoredError,
     ReconcilerError,
@@ -41,6 +42,7 @@ from stellar_reconciler.errors import (
     SetupError,
     StopDeadlineError,
 )
+from stellar_reconciler.leadership import Leadership
 from stellar_reconciler.maintenance import Maintenance
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.proof import settings_part
@@ -49,7 +51,16 @@ from stellar_reconciler.redaction import Redactor
 from stellar_reconciler.rpc import RetryPolicy, RpcObserver, StellarRpc, new_http_client
 from stellar_reconciler.startup import StartUp, open_listener
 from stellar_reconciler.status import ServiceStatus
-from stellar_reconciler.store import BatchHook, ExpectationMatcher, ShapeWatch, Store
+from stellar_reconciler.store import (
+    AdvisoryLease,
+    BatchHook,
+    ExpectationMatcher,
+    FileLease,
+    ShapeWatch,
+    Store,
+    instance_name,
+)
+from stellar_reconciler.store.database import sqlite_path
 from stellar_reconciler.telemetry import Telemetry
 from stellar_reconciler.webhook import WebhookSender
 from stellar_reconciler.worker import Worker, WorkerOptions
@@ -107,12 +118,16 @@ class Service:
     # Bound before anything else at start-up (or handed over by `demo`, which words its own
     # advice); the HTTP server serves on it.
     listener: socket.socket | None = None
+    # Who may write: leader and standbys on PostgreSQL, one process per file on SQLite.
+    leadership: Leadership | None = None
+    file_lease: FileLease | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Service:
         status = ServiceStatus(poll_interval=settings.poll_interval_secs)
         metrics = Metrics(status)
-        store = Store.open(settings.sqlalchemy_url)
+        name = instance_name(settings.advertised_url)
+        store = Store.open(settings.sqlalchemy_url, application_name=name)
         # With NATS on, every batch queues its events for the publisher in its own transaction.
         store.outbox.enabled = bool(settings.nats_url)
         controls = Controls()
@@ -181,7 +196,18 @@ class Service:
         matcher = ExpectationMatcher(store.expectations, settings.unexpected_event_contracts)
         # Shapes first: the matcher's expiry reads the unreadable amounts they note.
         shapes = ShapeWatch([*settings.contract_ids, *settings.unexpected_event_contracts])
-        service.set_batch_hooks([shapes, matcher])
+        hooks: list[BatchHook] = [shapes, matcher]
+        path = sqlite_path(settings.sqlalchemy_url)
+        if path is not None:
+            service.file_lease = FileLease.beside(path)
+        else:
+            lease = AdvisoryLease(settings.sqlalchemy_url, name, settings.leader_lease_secs)
+            service.leadership = Leadership(
+                lease, status, metrics, settings.advertised_url, settings.leader_retry_secs
+            )
+            # Last in every batch: it proves, inside the transaction, that we still lead.
+            hooks.append(lambda conn, _batch: lease.fence(conn))
+        service.set_batch_hooks(hooks)
         return service
 
     def worker_kill_fetch_process(self) -> None:
@@ -216,6 +242,8 @@ class Service:
         try:
             if self.listener is None:
                 self.listener = open_listener(self.settings.bind_host, self.settings.bind_port)
+            if self.file_lease is not None:
+                self.file_lease.acquire()
             database_ready = await startup.database_ready()
             if database_ready:
                 await startup.check_network()
@@ -255,6 +283,8 @@ class Service:
     async def _close(self) -> None:
         await self.rpc.aclose()
         self.store.close()
+        if self.file_lease is not None:
+            self.file_lease.release()
         if self.listener is not None:
             self.listener.close()
 
@@ -275,12 +305,34 @@ class Service:
             refused.append(exc)
             stop.set()
             return
-        self._start_tasks(group, stop)
+        self._start_tasks(group, stop, refused)
 
-    def _start_tasks(self, group: asyncio.TaskGroup, stop: asyncio.Event) -> None:
+    def _start_tasks(
+        self, group: asyncio.TaskGroup, stop: asyncio.Event, refused: list[BaseException]
+    ) -> None:
+        group.create_task(self.telemetry.run(stop))
+        if self.leadership is None:
+            group.create_task(self._lead(stop))
+        else:
+            group.create_task(self._lead_when_elected(self.leadership, stop, refused))
+
+    async def _lead_when_elected(
+        self, leadership: Leadership, stop: asyncio.Event, refused: list[BaseException]
+    ) -> None:
+        try:
+            await leadership.run(stop, self._lead)
+        except LeadershipLostError as exc:
+            refused.append(exc)
+            stop.set()
+
+    async def _lead(self, stop: asyncio.Event) -> None:
+        """What only the leader runs: the worker, maintenance, webhooks and publishing."""
+        async with asyncio.TaskGroup() as group:
+            self._start_leader_tasks(group, stop)
+
+    def _start_leader_tasks(self, group: asyncio.TaskGroup, stop: asyncio.Event) -> None:
         group.create_task(self._supervise_worker(stop))
         group.create_task(self.maintenance.run(stop))
-        group.create_task(self.telemetry.run(stop))
         if self.settings.webhook_urls:
             sender = WebhookSender(
                 self.store,
@@ -304,7 +356,7 @@ class Service:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._serve_http(stop))
             if database_ready:
-                self._start_tasks(group, stop)
+                self._start_tasks(group, stop, refused)
             else:
                 group.create_task(self._start_when_ready(group, stop, startup, refused))
 

@@ -81,6 +81,11 @@ class ServiceStatus:
     # Rate and ETA of the catch-up under way, fed by the worker's committed batches.
     catch_up: CatchUp = field(default_factory=lambda: CatchUp(caught_up_lag=SYNCED_LAG))
     # Bumped on every change a live view should show; see wait_changed.
+    # Leader and standbys: this replica's role, the leader's address, and (on a standby)
+    # the leader's own /health answer, which a standby's health follows.
+    role: str = "leader"
+    leader_url: str | None = None
+    leader_health: dict[str, Any] | None = None
     version: int = 0
     _changed: asyncio.Event | None = field(default=None, repr=False)
     # The loop live views wait on, so threads can wake them safely.
@@ -184,6 +189,14 @@ class ServiceStatus:
         self.blocking_detail = None
         self.notify()
 
+    def lead(self, url: str) -> None:
+        self.role, self.leader_url, self.leader_health = "leader", url, None
+        self.notify()
+
+    def stand_by(self, leader_url: str | None, leader_health: dict[str, Any] | None) -> None:
+        self.role, self.leader_url, self.leader_health = "standby", leader_url, leader_health
+        self.notify()
+
     # --- read by the API -------------------------------------------------------------------
 
     @property
@@ -223,6 +236,8 @@ class ServiceStatus:
     def state(self, now: float | None = None) -> tuple[str, str | None]:
         """(status, reason): one of starting, catching_up, synced, degraded, stalled."""
         now = time.monotonic() if now is None else now
+        if self.role == "standby":
+            return self._standby_state()
         if self.blocking_reason:
             return "degraded", self.blocking_reason
         if self.unhealthy_conditions:
@@ -267,14 +282,33 @@ class ServiceStatus:
             return "catching_up", None
         return "synced", None
 
+    def _standby_state(self) -> tuple[str, str | None]:
+        """A standby is as healthy as the leader it follows, and says whose state it is."""
+        if self.leader_url is None:
+            return "degraded", (
+                "standby: no replica holds the leader's lock yet (is any replica able to reach "
+                "the database and the RPC?)"
+            )
+        leader = self.leader_health
+        if leader is None:
+            return "degraded", f"standby: the leader at {self.leader_url} does not answer /health"
+        state = str(leader.get("status", "degraded"))
+        reason = leader.get("reason")
+        return state, f"the leader at {self.leader_url}: {reason}" if reason else None
+
     def health(self) -> dict[str, Any]:
         state, reason = self.state()
         healthy = state in ("catching_up", "synced")
+        last = self.last_processed_ledger
+        if self.role == "standby" and self.leader_health is not None:
+            last = self.leader_health.get("last_processed_ledger", last)
         return {
             "status": state,
             "healthy": healthy,
             "reason": reason,
-            "last_processed_ledger": self.last_processed_ledger,
+            "role": self.role,
+            "leader": self.leader_url,
+            "last_processed_ledger": last,
             "latest_ledger": self.tip.latest_ledger if self.tip else None,
             "latest_ledger_observed_at": iso_utc(
                 datetime.fromtimestamp(self.tip_observed_at, UTC) if self.tip_observed_at else None

@@ -178,3 +178,27 @@ def test_nats_publishing_failing_is_degraded_until_it_works_again() -> None:
     assert status.health()["healthy"] is False
     status.publishing_failure = None
     assert status.state() == ("synced", None)
+
+
+def test_a_standby_is_as_healthy_as_the_leader_it_follows() -> None:
+    """A standby reports the leader's state and checkpoint, naming it; with no leader, or a
+    leader that does not answer, it is unhealthy and says why."""
+    status = ServiceStatus()
+    status.stand_by(None, None)
+    assert status.health()["healthy"] is False
+    assert "no replica holds" in status.health()["reason"]
+    status.stand_by("http://10.0.0.1:3000/", None)
+    assert "does not answer" in status.health()["reason"]
+    leader = {"status": "synced", "healthy": True, "reason": None, "last_processed_ledger": 77}
+    status.stand_by("http://10.0.0.1:3000/", leader)
+    health = status.health()
+    assert (health["status"], health["healthy"], health["role"]) == ("synced", True, "standby")
+    assert (health["leader"], health["last_processed_ledger"]) == ("http://10.0.0.1:3000/", 77)
+    status.stand_by("http://10.0.0.1:3000/", {**leader, "status": "stalled", "reason": "x"})
+    assert status.health()["healthy"] is False
+    assert status.health()["reason"] == "the leader at http://10.0.0.1:3000/: x"
+    status.lead("http://10.0.0.2:3000/")
+    assert (status.health()["role"], status.health()["leader"]) == (
+        "leader",
+        "http://10.0.0.2:3000/",
+    )

@@ -62,7 +62,8 @@ def _unauthorized(message: str) -> ApiError:
 
 def admin_refusal(ctx: ApiContext, headers: Mapping[str, str]) -> ApiError | None:
     """Why a request may not change state (403 when no ADMIN_TOKEN is configured, 401 when
-    the token is missing or wrong), or None when it holds ADMIN_TOKEN."""
+    the token is missing or wrong, 409 on a standby, naming the leader), or None when it holds
+    ADMIN_TOKEN and this replica leads."""
     if not ctx.admin_token:
         return ApiError(
             403,
@@ -73,6 +74,12 @@ def admin_refusal(ctx: ApiContext, headers: Mapping[str, str]) -> ApiError | Non
         return _unauthorized("this endpoint needs 'Authorization: Bearer <ADMIN_TOKEN>'")
     if not _matches(given, ctx.admin_token):
         return _unauthorized("the bearer token is not the ADMIN_TOKEN")
+    if ctx.status.role == "standby":
+        # Refused rather than forwarded: the caller learns where to go, and a request is never
+        # carried out by a replica other than the one it was sent to.
+        leader = ctx.status.leader_url
+        where = f"send it to the leader at {leader}" if leader else "no replica leads right now"
+        return ApiError(409, f"this replica is a standby and changes nothing: {where}")
     return None
 
 

@@ -5,6 +5,7 @@ Callers outside this package import from here; its modules are its own business.
 
 from stellar_reconciler.store.discrepancies import BLOCKING_KINDS, KINDS, NewDiscrepancy
 from stellar_reconciler.store.expectations import ExpectationMatcher, Expectations
+from stellar_reconciler.store.lease import AdvisoryLease, FileLease, advertised_url, instance_name
 from stellar_reconciler.store.outbox import Publication
 from stellar_reconciler.store.outcomes import Answer, DueRecord, TxOutcomes
 from stellar_reconciler.store.periods import ProofMaterial
@@ -15,16 +16,20 @@ __all__ = [
     "BLOCKING_KINDS",
     "DEFAULT_STREAM",
     "KINDS",
+    "AdvisoryLease",
     "Answer",
     "BatchHook",
     "DueRecord",
     "EventQuery",
     "ExpectationMatcher",
     "Expectations",
+    "FileLease",
     "NewDiscrepancy",
     "ProofMaterial",
     "Publication",
     "ShapeWatch",
     "Store",
     "TxOutcomes",
+    "advertised_url",
+    "instance_name",
 ]

@@ -25,8 +25,11 @@ from stellar_reconciler.errors import DatabaseUnavailableError
 SQLITE_LOCK_WAIT_SECS = 30
 
 
-def create_database_engine(url: str, *, pool_size: int = 5) -> Engine:
-    """An engine for `url` (SQLAlchemy form: sqlite:///... or postgresql+psycopg://...)."""
+def create_database_engine(
+    url: str, *, pool_size: int = 5, application_name: str | None = None
+) -> Engine:
+    """An engine for `url` (SQLAlchemy form: sqlite:///... or postgresql+psycopg://...);
+    on PostgreSQL its sessions carry `application_name` (see store/lease.py)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
@@ -38,7 +41,12 @@ def create_database_engine(url: str, *, pool_size: int = 5) -> Engine:
         _tune_sqlite(engine, SQLITE_LOCK_WAIT_SECS)
         return engine
     return create_engine(
-        url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True, pool_recycle=1800
+        url,
+        pool_size=pool_size,
+        max_overflow=10,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"application_name": application_name} if application_name else {},
     )
 
 

@@ -213,8 +213,10 @@ class Store:
         self.chunks = Chunks(engine, self._replace_rows)
 
     @classmethod
-    def open(cls, url: str, stream: str = DEFAULT_STREAM) -> Store:
-        return cls(create_database_engine(url), stream)
+    def open(
+        cls, url: str, stream: str = DEFAULT_STREAM, *, application_name: str | None = None
+    ) -> Store:
+        return cls(create_database_engine(url, application_name=application_name), stream)
 
     @classmethod
     def open_existing(cls, url: str, stream: str = DEFAULT_STREAM) -> Store:

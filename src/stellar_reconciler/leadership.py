@@ -1,0 +1,184 @@
+"""Leadership: which replica runs the worker, the maintenance and the publishers.
+
+Every replica serves the API and the dashboard. On PostgreSQL the one holding the advisory
+lock (store/lease.py) leads; the others are standbys that try the lock every
+LEADER_RETRY_SECS and meanwhile follow the leader's /health, so a load balancer may probe any
+replica. A leader checks its lock as often; if it finds it gone it stops leading and the
+service exits with LeadershipLostError, for its supervisor to start it again as a standby
+(its batches are fenced in the database meanwhile, so it writes nothing after the loss).
+
+On SQLite there is one writer per file: the file lock is taken at start-up or the start is
+refused, and the replica always leads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import structlog
+
+from stellar_reconciler.errors import DatabaseUnavailableError, LeadershipLostError
+from stellar_reconciler.metrics import Metrics
+from stellar_reconciler.status import ServiceStatus
+from stellar_reconciler.store import AdvisoryLease, advertised_url
+
+log = structlog.get_logger("stellar_reconciler.leadership")
+
+# How long a standby waits for the leader's /health before calling it unanswered.
+LEADER_HEALTH_TIMEOUT_SECS = 2.0
+
+Lead = Callable[[asyncio.Event], Awaitable[None]]
+
+
+class Leadership:
+    """Standby until the lock is ours, then lead until stopped or until the lock is lost."""
+
+    def __init__(
+        self,
+        lease: AdvisoryLease,
+        status: ServiceStatus,
+        metrics: Metrics,
+        url: str,
+        retry_secs: float,
+    ) -> None:
+        self.lease = lease
+        self.status = status
+        self.metrics = metrics
+        self.url = url
+        self.retry_secs = retry_secs
+        # The last leader seen while standing by: its open writes are ended at takeover.
+        self._former: str | None = None
+
+    async def run(self, stop: asyncio.Event, lead: Lead) -> None:
+        try:
+            if not await self._stand_by(stop):
+                return
+            await self._lead(stop, lead)
+        finally:
+            await asyncio.to_thread(self.lease.close)
+
+    async def _stand_by(self, stop: asyncio.Event) -> bool:
+        """Try the lock until it is ours (True) or `stop` is set (False), following the
+        leader's health meanwhile (in its own task: a frozen leader must not slow the tries)."""
+        leader: list[str | None] = [None]
+        async with httpx.AsyncClient(timeout=LEADER_HEALTH_TIMEOUT_SECS) as client:
+            following = asyncio.create_task(self._follow(client, leader, stop))
+            try:
+                return await self._try_until_ours(stop, leader)
+            finally:
+                following.cancel()
+
+    async def _try_until_ours(self, stop: asyncio.Event, leader: list[str | None]) -> bool:
+        self.metrics.set_leader(False)
+        while not stop.is_set():
+            try:
+                if await asyncio.to_thread(self.lease.try_acquire):
+                    return True
+                holder = await asyncio.to_thread(self.lease.holder)
+            except DatabaseUnavailableError as exc:
+                log.warning("leader_lock_unreachable", error=str(exc))
+                holder = None
+            self._former = holder or self._former
+            url = advertised_url(holder)
+            if url != leader[0]:
+                log.info("standby", leader=url)
+                leader[0] = url
+                self.status.stand_by(url, None)
+            await _wait(stop, self.retry_secs)
+        return False
+
+    async def _follow(
+        self, client: httpx.AsyncClient, leader: list[str | None], stop: asyncio.Event
+    ) -> None:
+        while not stop.is_set():
+            url = leader[0]
+            health = await _health_of(client, url)
+            if url == leader[0]:
+                self.status.stand_by(url, health)
+            await _wait(stop, self.retry_secs)
+
+    async def _lead(self, stop: asyncio.Event, lead: Lead) -> None:
+        started = time.monotonic()
+        evicted = await asyncio.to_thread(self.lease.evict_writers, self._former)
+        self.status.lead(self.url)
+        self.metrics.set_leader(True)
+        log.info(
+            "leading",
+            url=self.url,
+            former=advertised_url(self._former),
+            ended_writes=evicted,
+            takeover_secs=round(time.monotonic() - started, 3),
+        )
+        leading = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        # The heartbeat runs on a thread of its own: a busy event loop or a full thread pool
+        # must not keep it from answering, or the lease would end under load.
+        heartbeat = _Heartbeat(
+            self.lease, self.retry_secs, lambda: loop.call_soon_threadsafe(leading.set)
+        )
+        heartbeat.start()
+
+        async def relay() -> None:
+            await stop.wait()
+            leading.set()
+
+        relaying = asyncio.create_task(relay())
+        try:
+            await lead(leading)
+        finally:
+            leading.set()
+            relaying.cancel()
+            heartbeat.stop()
+            self.metrics.set_leader(False)
+        if heartbeat.lost and not stop.is_set():
+            log.error("leadership_lost", url=self.url)
+            raise LeadershipLostError(
+                "this replica lost the leader's lock (its database session ended, or the "
+                "process was frozen for more than LEADER_LEASE_SECS); another replica may lead "
+                "now. It wrote nothing after the loss and exits: start it again as a standby"
+            )
+
+
+class _Heartbeat(threading.Thread):
+    """Asks the database every `every` seconds whether our lease still holds the lock."""
+
+    def __init__(self, lease: AdvisoryLease, every: float, on_lost: Callable[[], object]) -> None:
+        super().__init__(name="leader-heartbeat", daemon=True)
+        self.lease = lease
+        self.every = every
+        self.on_lost = on_lost
+        self.lost = False
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self.every):
+            if not self.lease.holds():
+                self.lost = True
+                self.on_lost()
+                return
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join(timeout=5)
+
+
+async def _health_of(client: httpx.AsyncClient, leader: str | None) -> dict[str, Any] | None:
+    if leader is None:
+        return None
+    try:
+        response = await client.get(leader.rstrip("/") + "/health")
+        body = response.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+async def _wait(event: asyncio.Event, secs: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), secs)
