@@ -42,9 +42,11 @@ async def test_demo_records_reach_every_status_they_were_built_for(database_url:
 
             final = await wait_for_async(statuses)
             explained: dict[str, Any] = {}
+            evidence: dict[str, Any] = {}
             for external_id in final:
                 response = await http.get(f"{base}/api/expectations/{external_id}/explain")
-                explained[external_id] = response.json()["verdict"]
+                evidence[external_id] = response.json()
+                explained[external_id] = evidence[external_id]["verdict"]
             records = f"{base}/api/expectations"
             plan = (await http.get(f"{records}/demo/plan/4001-instalments")).json()
             upgraded = (await http.get(f"{records}/demo/invoice/1006-upgraded")).json()
@@ -58,3 +60,15 @@ async def test_demo_records_reach_every_status_they_were_built_for(database_url:
     assert int(plan["settled_amount"]) + int(plan["outstanding_amount"]) == int(plan["amount"])
     assert upgraded["unreadable_event_id"] is not None
     assert "string" in upgraded["unreadable_reason"]
+    # Each of the two explains itself: the instalments taken, the unreadable event named.
+    plan_evidence = evidence["demo/plan/4001-instalments"]
+    assert "outstanding" in plan_evidence["verdict"]["summary"]
+    taken = [c["event"]["id"] for c in plan_evidence["candidates"] if c["verdict"] == "taken"]
+    assert sorted(taken) == sorted(plan["event_ids"])
+    assert plan_evidence["chosen"]["event_id"] == max(plan["event_ids"])
+    unreadable_evidence = evidence["demo/invoice/1006-upgraded"]
+    assert "cannot be read" in unreadable_evidence["verdict"]["summary"]
+    assert unreadable_evidence["chosen"]["event_id"] == upgraded["unreadable_event_id"]
+    (closest,) = [c for c in unreadable_evidence["candidates"] if c["verdict"] != "rejected"]
+    assert closest["event"]["id"] == upgraded["unreadable_event_id"]
+    assert "cannot be read" in closest["reasons"][0]
