@@ -358,6 +358,8 @@ def _page(title: str, prefix: str, sections: Sequence[Html]) -> str:
         Html('<meta charset="utf-8">'),
         Html('<meta name="viewport" content="width=device-width, initial-scale=1">'),
         tag("title", None, title),
+        # The dashboard's colours, type and header; then what only this page has.
+        Html(f'<link rel="stylesheet" href="{escape(prefix, quote=True)}static/dashboard.css">'),
         Html(f'<link rel="stylesheet" href="{escape(prefix, quote=True)}static/explain.css">'),
         Html(f'<link rel="icon" href="{escape(prefix, quote=True)}static/favicon.svg">'),
     )
