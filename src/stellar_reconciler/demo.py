@@ -19,6 +19,27 @@ SECOND_LIE_SECS = 60
 LIE_EVERY_SECS = 60
 # Re-verify every few ledgers (64 in production), so a lie is found seconds after it is told.
 DEMO_VERIFY_EVERY_LEDGERS = 5
+# The token contract is upgraded this many ledgers before the end of the history (at most
+# half of it): from then on its transfers carry the amount as decimal text, so the records
+# have an event whose amount cannot be read (one settles amount_unreadable).
+UPGRADED_LEDGERS = 100
+
+
+def demo_network_config(
+    history: int, ledger_interval: float | None, events_per_ledger: int
+) -> SimNetConfig:
+    """The demo's simulated network: `history` ledgers at start, the token contract upgraded
+    near their end (see UPGRADED_LEDGERS)."""
+    first_ledger = 1_000_000
+    return SimNetConfig(
+        seed=2026,
+        first_ledger=first_ledger,
+        prebuilt_ledgers=history,
+        ledger_interval=ledger_interval,
+        events_per_ledger=events_per_ledger,
+        upgrade_ledger=first_ledger + history - min(UPGRADED_LEDGERS, history // 2),
+        upgrade_shape="string",
+    )
 
 
 def lie_schedule(start: int, ledger_interval: float) -> LieSchedule:
@@ -48,15 +69,7 @@ async def run_demo(
     Ctrl-C; the service serves on `listener` (bound by the caller, who words a port in use)."""
     stop = asyncio.Event()
     install_signal_handlers(stop)
-    net = SimNetwork(
-        SimNetConfig(
-            seed=2026,
-            first_ledger=1_000_000,
-            prebuilt_ledgers=history,
-            ledger_interval=ledger_interval,
-            events_per_ledger=events_per_ledger,
-        )
-    )
+    net = SimNetwork(demo_network_config(history, ledger_interval, events_per_ledger))
     # Something for reconciliation to find: an event left out of its first answer, then one
     # served with another amount on a second read, and so on. Re-verification repairs each.
     net.schedule_lies(lie_schedule(net.latest_ledger, ledger_interval))

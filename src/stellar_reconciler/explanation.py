@@ -7,16 +7,19 @@ an explanation and the matcher therefore apply the same rules. The store's read
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from stellar_reconciler.matching import (
     AMOUNT_MISMATCH,
+    AMOUNT_UNREADABLE,
     CANCELLED,
     FAILED_ON_CHAIN,
     MATCHED,
     MISSING_EXPECTED,
     NOT_FOUND,
+    PARTIALLY_MATCHED,
     PENDING,
     Expectation,
     ObservedEvent,
@@ -89,14 +92,30 @@ def judge(
     candidate_id: str | None,
     holder: Holder | None,
     look_back_from: int | None,
+    part_ids: Collection[str] = (),
+    unreadable: tuple[str, str] | None = None,
 ) -> Judged:
     """The verdict on one event for `record` (in `status`, holding `taken_id` or showing
     `candidate_id` while pending); `holder` is another record that holds the event, and
-    `look_back_from` the first ledger the record's look-back reached (None: any age)."""
+    `look_back_from` the first ledger the record's look-back reached (None: any age). A sum
+    record (allow_partial, a group) holds `part_ids`; `unreadable` is the event id and the
+    reason of the fitting event whose amount could not be read."""
     differences = record.differences(event)
+    if event.id in part_ids:
+        # A part's amount counts towards the sum: alone it is not meant to equal the amount.
+        differences = tuple(d for d in differences if d.field != "amount")
     shown = tuple(d.as_json(record.tolerance) for d in differences)
     reasons = [str(d["reason"]) for d in shown]
-    if event.id == taken_id:
+    if event.id in part_ids:
+        verdict = TAKEN
+        reasons.insert(0, "one of the events summed into this record (an instalment or part)")
+    elif unreadable is not None and event.id == unreadable[0]:
+        verdict = BEST_CANDIDATE
+        reasons = [
+            f"fits the record, but its amount cannot be read: {unreadable[1]}",
+            *(r for d, r in zip(shown, reasons, strict=True) if d["field"] != "amount"),
+        ]
+    elif event.id == taken_id:
         verdict = TAKEN
         reasons.insert(0, _taken_reason(status, bool(differences)))
     elif event.id == candidate_id:
@@ -143,6 +162,21 @@ def summary(record: dict[str, Any], considered: int, checkpoint: int | None) -> 
     """The verdict in one sentence, from the record as the API shows it."""
     status = str(record["status"])
     deadline = record["deadline_ledger"]
+    parts = record.get("event_ids")
+    if status in (MATCHED, PARTIALLY_MATCHED) and parts is not None:
+        paid = f"{record['settled_amount']} of {record['amount']} paid by {len(parts)} event(s)"
+        if status == MATCHED:
+            return f"matched by a sum: {paid}"
+        return (
+            f"partially matched: {paid} so far, {record['outstanding_amount']} outstanding; "
+            f"open until ledger {deadline}"
+        )
+    if status == AMOUNT_UNREADABLE:
+        return (
+            f"event {record['unreadable_event_id']} (ledger {record['event_ledger']}) fits, but "
+            f"its amount cannot be read: {record['unreadable_reason']}; settled at the "
+            f"deadline, ledger {deadline}"
+        )
     if status == MATCHED:
         within = (
             f", amount within tolerance (difference {record['difference']})"

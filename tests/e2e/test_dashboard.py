@@ -9,7 +9,6 @@ test run never changes the git tree.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -363,18 +362,14 @@ def test_screenshot_shows_what_the_api_says(tmp_path: Path, browser: Browser) ->
         shutil.copyfile(shot, SCREENSHOT)
 
 
-def explanation_shown(page: Page) -> dict[str, Any]:
-    """The JSON the browser shows after following an explain link."""
-    body: dict[str, Any] = json.loads(page.locator("body").inner_text())
-    return body
-
-
 def test_settled_records_and_discrepancies_link_to_their_explanation(
     deployment: Deployment, watched: Watched
 ) -> None:
     """The oldest open record is shown (invoice-1002, off by one unit, waits for its
-    deadline); a settled record's explain link opens its evidence (matched, the taken event
-    first), and an open discrepancy's opens its own."""
+    deadline); a settled record's explain link opens its evidence as a page: the verdict,
+    the taken event first, the chosen ledger's hash (the API's) with a chain that holds, in
+    the page's own stylesheet, and a link back to the dashboard; an open discrepancy's link
+    opens its page with its record's verdict. No script error and no refused resource."""
     seed_expectations(deployment)
     page = watched.open(deployment.base + "/")
     expect(page.locator("#expectations-oldest")).to_contain_text("invoice-1002")
@@ -382,15 +377,27 @@ def test_settled_records_and_discrepancies_link_to_their_explanation(
     expect(settled).to_contain_text("matched")
     settled.get_by_role("link", name="Evidence for record invoice-1001").click()
     expect(page).to_have_url(deployment.base + "/api/expectations/invoice-1001/explain")
-    matched = explanation_shown(page)
-    assert matched["verdict"]["status"] == "matched"
-    assert matched["candidates"][0]["verdict"] == "taken"
-    page.go_back()
+    explained = deployment.api("GET", "/api/expectations/invoice-1001/explain")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Why record invoice-1001 is matched")
+    expect(page.locator("#verdict .status")).to_have_text("matched")
+    expect(page.locator("#verdict .summary")).to_have_text(explained["verdict"]["summary"])
+    taken = page.locator("#candidates tr.candidate").first
+    expect(taken).to_have_attribute("data-verdict", "taken")
+    expect(taken.locator(".event-id")).to_have_text(explained["candidates"][0]["event"]["id"])
+    chosen = explained["chosen"]["ledger"]
+    expect(page.locator("#chosen [data-field=hash] td")).to_have_text(chosen["hash"])
+    expect(page.locator("#chosen [data-field=sequence] td")).to_have_text(str(chosen["sequence"]))
+    expect(page.locator("#chosen [data-chain]")).to_have_text("chain holds")
+    # The stylesheet loaded under the Content-Security-Policy: the header has its colour.
+    expect(page.locator("header.top")).to_have_css("background-color", "rgb(31, 58, 95)")
+    page.get_by_role("link", name="← dashboard").click()
+    expect(page).to_have_url(deployment.base + "/")
     missing = page.locator("#discrepancies-newest li", has_text="missing_expected").first
     expect(missing).to_be_visible(timeout=SOON)
     missing.get_by_role("link", name=re.compile("Evidence for discrepancy")).click()
     expect(page).to_have_url(re.compile(r"/api/discrepancies/[0-9]+/explain$"))
-    shown = explanation_shown(page)
-    assert shown["discrepancy"]["kind"] == "missing_expected"
-    assert shown["expectation"]["verdict"]["status"] == "missing_expected"
+    expect(page.get_by_role("heading", level=1)).to_contain_text(": missing_expected")
+    expect(page.locator("#discrepancy [data-field=subject] td")).to_have_text("invoice-1003")
+    expect(page.locator("#verdict .status")).to_have_text("missing_expected")
+    expect(page.locator("#chosen")).to_contain_text("None: the record holds no event.")
     watched.assert_clean()

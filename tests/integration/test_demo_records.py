@@ -8,20 +8,22 @@ from typing import Any
 
 import httpx
 
+from stellar_reconciler.demo import demo_network_config
 from stellar_reconciler.demo_records import load_demo_records
-from stellar_reconciler.matching import STATUSES
-from stellar_reconciler.simnet import SimNetConfig, SimNetwork, serve_in_thread
+from stellar_reconciler.matching import CANCELLED, STATUSES
+from stellar_reconciler.simnet import SimNetwork, serve_in_thread
 from tests.integration.harness import settings_for, wait_for
 from tests.integration.test_expectations import ADMIN, service_with_expectations
 from tests.integration.test_outcomes import wait_for_async
 
 
 async def test_demo_records_reach_every_status_they_were_built_for(database_url: str) -> None:
-    """Matched (one within tolerance), amount_mismatch, missing_expected, failed_on_chain,
-    not_found and pending each appear, every record exactly as built; each explains."""
-    net = SimNetwork(
-        SimNetConfig(seed=2026, first_ledger=5000, prebuilt_ledgers=80, events_per_ledger=20)
-    )
+    """On the demo's network (its token contract upgraded near the end of the history):
+    matched (one within tolerance), amount_mismatch, missing_expected, failed_on_chain,
+    not_found, pending, partially_matched (instalments so far, one still due) and
+    amount_unreadable (paid after the upgrade) each appear, every record exactly as built;
+    each explains. Only cancelled is left out: no record is built cancelled, one is cancelled."""
+    net = SimNetwork(demo_network_config(history=80, ledger_interval=None, events_per_ledger=20))
     with serve_in_thread(net) as url:
         settings = settings_for(database_url, url, admin_token=ADMIN)
         async with (
@@ -40,13 +42,33 @@ async def test_demo_records_reach_every_status_they_were_built_for(database_url:
 
             final = await wait_for_async(statuses)
             explained: dict[str, Any] = {}
+            evidence: dict[str, Any] = {}
             for external_id in final:
                 response = await http.get(f"{base}/api/expectations/{external_id}/explain")
-                explained[external_id] = response.json()["verdict"]
-    # The demo does not build instalment or upgraded-contract records yet (left for later).
-    not_built = {"cancelled", "partially_matched", "amount_unreadable"}
-    assert set(final.values()) == set(STATUSES) - not_built
+                evidence[external_id] = response.json()
+                explained[external_id] = evidence[external_id]["verdict"]
+            records = f"{base}/api/expectations"
+            plan = (await http.get(f"{records}/demo/plan/4001-instalments")).json()
+            upgraded = (await http.get(f"{records}/demo/invoice/1006-upgraded")).json()
+    assert set(final.values()) == set(STATUSES) - {CANCELLED}
     assert sum(1 for s in final.values() if s == "matched") == 3
     tolerant = explained["demo/invoice/1003-fx"]
     assert "within tolerance (difference -3)" in tolerant["summary"]
     assert all(v["status"] == final[k] for k, v in explained.items())
+    assert len(plan["event_ids"]) >= 2
+    assert int(plan["outstanding_amount"]) > 0
+    assert int(plan["settled_amount"]) + int(plan["outstanding_amount"]) == int(plan["amount"])
+    assert upgraded["unreadable_event_id"] is not None
+    assert "string" in upgraded["unreadable_reason"]
+    # Each of the two explains itself: the instalments taken, the unreadable event named.
+    plan_evidence = evidence["demo/plan/4001-instalments"]
+    assert "outstanding" in plan_evidence["verdict"]["summary"]
+    taken = [c["event"]["id"] for c in plan_evidence["candidates"] if c["verdict"] == "taken"]
+    assert sorted(taken) == sorted(plan["event_ids"])
+    assert plan_evidence["chosen"]["event_id"] == max(plan["event_ids"])
+    unreadable_evidence = evidence["demo/invoice/1006-upgraded"]
+    assert "cannot be read" in unreadable_evidence["verdict"]["summary"]
+    assert unreadable_evidence["chosen"]["event_id"] == upgraded["unreadable_event_id"]
+    (closest,) = [c for c in unreadable_evidence["candidates"] if c["verdict"] != "rejected"]
+    assert closest["event"]["id"] == upgraded["unreadable_event_id"]
+    assert "cannot be read" in closest["reasons"][0]

@@ -98,3 +98,76 @@ def test_a_pending_records_candidate_and_its_summary() -> None:
         "waiting for its event until ledger 20 (checkpoint 12); closest candidate so far e5 "
         "(difference -1)"
     )
+
+
+def test_a_sum_records_parts_are_taken_and_its_summary_says_what_is_outstanding() -> None:
+    """An instalment of a partial record is taken without an amount difference (it counts
+    towards the sum); an event outside the parts is still judged alone; the summary gives
+    what was paid, by how many events, and what is outstanding."""
+    part = judge(
+        WANTED,
+        "partially_matched",
+        event("e6", amount=40),
+        taken_id=None,
+        candidate_id=None,
+        holder=None,
+        look_back_from=1,
+        part_ids=("e6", "e7"),
+    )
+    assert (part.verdict, part.differences) == (TAKEN, ())
+    assert "summed into this record" in part.reasons[0]
+    other = judge(
+        WANTED,
+        "partially_matched",
+        event("e8", amount=400),
+        taken_id=None,
+        candidate_id=None,
+        holder=None,
+        look_back_from=1,
+        part_ids=("e6", "e7"),
+    )
+    assert other.verdict == REJECTED and other.differences[0]["field"] == "amount"
+    record = {
+        "status": "partially_matched",
+        "deadline_ledger": 20,
+        "amount": "100",
+        "settled_amount": "70",
+        "outstanding_amount": "30",
+        "event_ids": ["e6", "e7"],
+    }
+    assert summary(record, 2, 12) == (
+        "partially matched: 70 of 100 paid by 2 event(s) so far, 30 outstanding; "
+        "open until ledger 20"
+    )
+    assert summary({**record, "status": "matched", "settled_amount": "100"}, 2, 12) == (
+        "matched by a sum: 100 of 100 paid by 2 event(s)"
+    )
+
+
+def test_an_unreadable_amount_names_the_event_and_why() -> None:
+    """The fitting event whose amount could not be read is the record's closest, its first
+    reason quoting why; the summary names the event, the reason and the deadline."""
+    why = "the value is a string ('1.5000000'), not a whole number in the token's smallest unit"
+    judged = judge(
+        WANTED,
+        "amount_unreadable",
+        event("e9", amount=None),
+        taken_id=None,
+        candidate_id=None,
+        holder=None,
+        look_back_from=1,
+        unreadable=("e9", why),
+    )
+    assert judged.verdict == BEST_CANDIDATE
+    assert judged.reasons == (f"fits the record, but its amount cannot be read: {why}",)
+    record = {
+        "status": "amount_unreadable",
+        "deadline_ledger": 20,
+        "event_ledger": 11,
+        "unreadable_event_id": "e9",
+        "unreadable_reason": why,
+    }
+    assert summary(record, 1, 20) == (
+        f"event e9 (ledger 11) fits, but its amount cannot be read: {why}; settled at the "
+        "deadline, ledger 20"
+    )

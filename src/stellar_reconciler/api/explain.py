@@ -1,4 +1,6 @@
-"""GET .../explain: the evidence behind an expected record's status or a discrepancy, as data.
+"""GET .../explain: the evidence behind an expected record's status or a discrepancy, as data,
+or as a page (api/explain_page.py) when the Accept header prefers text/html, as a browser
+following the dashboard's links does. The answer varies by Accept and says so (`Vary`).
 
 Included before the expectations and lifecycle routers: `/api/expectations/{external_id:path}`
 takes any path, slashes included, and would otherwise read `a/explain` as the record
@@ -10,12 +12,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from stellar_reconciler.api.auth import ReadAccess
 from stellar_reconciler.api.context import ApiContext, context
+from stellar_reconciler.api.dashboard import PAGE_HEADERS
 from stellar_reconciler.api.errors import ApiError
+from stellar_reconciler.api.explain_page import (
+    discrepancy_page,
+    expectation_page,
+    relative_root,
+    wants_html,
+)
 from stellar_reconciler.api.params import RowIdPath
 
 router = APIRouter(tags=["expectations"])
@@ -36,6 +46,22 @@ _RECORD = (
 
 
 RECORD_PATH = "/api/expectations/{external_id:path}/explain"
+_VARY = {"vary": "Accept"}
+# The alternative answer, for the OpenAPI document.
+_AS_PAGE = {
+    "description": "The explanation; as a readable HTML page when Accept prefers text/html "
+    "(a browser's navigation), else as JSON",
+    "content": {"text/html": {"schema": {"type": "string"}}},
+}
+
+
+def _answer(request: Request, response: Response, found: dict[str, Any], page: Any) -> Any:
+    """JSON, or the page when the client prefers HTML; either way marked as varying by Accept."""
+    if wants_html(request.headers.get("accept")):
+        prefix = relative_root(request.scope.get("raw_path") or request.url.path)
+        return HTMLResponse(page(found, prefix), headers={**PAGE_HEADERS, **_VARY})
+    response.headers.update(_VARY)
+    return found
 
 
 @router.get(
@@ -43,10 +69,13 @@ RECORD_PATH = "/api/expectations/{external_id:path}/explain"
     dependencies=[ReadAccess],
     summary="Why an expected record has its status: every candidate event and its verdict",
     description=_RECORD + " No external id ends in `/explain` (refused when posted).",
-    responses={404: {"description": "No record has this external_id"}},
+    responses={200: _AS_PAGE, 404: {"description": "No record has this external_id"}},
 )
 async def explain_expectation(
-    ctx: Ctx, external_id: Annotated[str, Path(min_length=1, max_length=128)]
+    ctx: Ctx,
+    request: Request,
+    response: Response,
+    external_id: Annotated[str, Path(min_length=1, max_length=128)],
 ) -> dict[str, Any]:
     found = await run_in_threadpool(ctx.store.explanations.expectation, external_id)
     if found is None:
@@ -54,7 +83,8 @@ async def explain_expectation(
             404,
             f"no expected record has external_id {external_id!r}; GET /api/expectations lists them",
         )
-    return found
+    answer: dict[str, Any] = _answer(request, response, found, expectation_page)
+    return answer
 
 
 @router.api_route(
@@ -82,10 +112,13 @@ def explain_is_read_only() -> None:
         "the fields that differ; for ledger findings (and `unexpected`) each named ledger "
         "with its hash links and re-verification under `ledgers`."
     ),
-    responses={404: {"description": "No discrepancy has this id"}},
+    responses={200: _AS_PAGE, 404: {"description": "No discrepancy has this id"}},
 )
-async def explain_discrepancy(ctx: Ctx, discrepancy_id: RowIdPath) -> dict[str, Any]:
+async def explain_discrepancy(
+    ctx: Ctx, request: Request, response: Response, discrepancy_id: RowIdPath
+) -> dict[str, Any]:
     found = await run_in_threadpool(ctx.store.explanations.discrepancy, discrepancy_id)
     if found is None:
         raise ApiError(404, f"no discrepancy {discrepancy_id}; GET /api/discrepancies lists them")
-    return found
+    answer: dict[str, Any] = _answer(request, response, found, discrepancy_page)
+    return answer

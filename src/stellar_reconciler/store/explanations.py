@@ -28,6 +28,7 @@ from stellar_reconciler.store.schema import (
     ledgers,
 )
 from stellar_reconciler.store.settlement import expectation_of, observed_events
+from stellar_reconciler.store.sum_records import with_parts
 
 # Events after the deadline still listed (rejected as late): a payment that came an hour late
 # (at 5 s a ledger) is the likeliest story of a missing record.
@@ -87,12 +88,25 @@ class Explanations:
     # --- a record ------------------------------------------------------------------------
 
     def _expectation(self, conn: Connection, row: Any) -> dict[str, Any]:
-        record = {**expectation_json(row), "candidate_event_id": row.candidate_event_id}
+        (shown,) = with_parts(conn, expectation_json, [row])
+        record = {**shown, "candidate_event_id": row.candidate_event_id}
+        parts: list[str] = record.get("event_ids") or []
+        unreadable = (
+            (row.unreadable_event_id, row.unreadable_reason)
+            if row.unreadable_event_id is not None
+            else None
+        )
         wanted = expectation_of(row)
         checkpoint = self._marker(conn, self.stream)[0]
         window = self._window(row, checkpoint)
-        scanned, complete = self._candidates(conn, wanted, window, row)
-        holders = self._holders(conn, [e.id for e in scanned], row.id)
+        own = [row.event_id, row.candidate_event_id, row.unreadable_event_id, *parts]
+        scanned, complete = self._candidates(conn, wanted, window, own)
+        # The sum's own parts (a group's are the group's) are never another record's hold.
+        holders = {
+            k: v
+            for k, v in self._holders(conn, [e.id for e in scanned], row.id).items()
+            if k not in parts
+        }
         judged = sorted(
             (
                 judge(
@@ -103,12 +117,21 @@ class Explanations:
                     candidate_id=row.candidate_event_id,
                     holder=holders.get(event.id),
                     look_back_from=window["first_ledger"],
+                    part_ids=parts,
+                    unreadable=unreadable,
                 )
                 for event in scanned
             ),
             key=lambda j: j.sort_key(),
         )
-        chosen_id = row.event_id or (row.candidate_event_id if row.status == PENDING else None)
+        # The record's own event; for a sum, the latest part; for an unreadable amount, the
+        # event it settled on; while pending, its closest candidate.
+        chosen_id = (
+            row.event_id
+            or max(parts, default=None)
+            or row.unreadable_event_id
+            or (row.candidate_event_id if row.status == PENDING else None)
+        )
         chosen = next((j.event for j in judged if j.event.id == chosen_id), None)
         counts: dict[str, int] = {}
         for j in judged:
@@ -158,10 +181,14 @@ class Explanations:
         }
 
     def _candidates(
-        self, conn: Connection, wanted: Expectation, window: dict[str, Any], row: Any
+        self,
+        conn: Connection,
+        wanted: Expectation,
+        window: dict[str, Any],
+        own_ids: Sequence[str | None],
     ) -> tuple[list[ObservedEvent], bool]:
         """The events the record was judged against, latest first up to MAX_SCANNED, and
-        whether that is all of them."""
+        whether that is all of them; the record's own events (`own_ids`) always among them."""
         upper = events.c.id < _first_event_id(window["listed_through_ledger"] + 1)
         if wanted.tx_hash is not None:
             where = and_(events.c.tx_hash == wanted.tx_hash, upper)
@@ -176,7 +203,7 @@ class Explanations:
         rows = list(conn.execute(latest_first.limit(MAX_SCANNED + 1)))
         complete = len(rows) <= MAX_SCANNED
         found = {e.id: e for e in observed_events(rows[:MAX_SCANNED])}
-        for own in (row.event_id, row.candidate_event_id):
+        for own in own_ids:
             if own is not None and own not in found:
                 found.update(
                     (e.id, e)

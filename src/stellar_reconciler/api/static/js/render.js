@@ -126,7 +126,7 @@ function ledgers(first, last) {
     : `ledgers ${formatCount(first)}–${formatCount(last)}`;
 }
 
-// A link to the evidence behind a verdict (GET .../explain, JSON the browser shows).
+// A link to the evidence behind a verdict (GET .../explain: a browser gets it as a page).
 function explainLink(href, label) {
   return el("a", { href, class: "small explain", "aria-label": label }, "explain");
 }
