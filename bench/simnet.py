@@ -34,8 +34,16 @@ class Simnet:
 
 
 def simnet_command(
-    port: int, ledgers: int, events_per_ledger: int, ledger_interval: float, meta_padding: int = 0
+    port: int,
+    ledgers: int,
+    events_per_ledger: int,
+    ledger_interval: float,
+    meta_padding: int = 0,
+    retention_window: int | None = None,
+    lake_dir: Path | None = None,
 ) -> list[str]:
+    extra = [] if retention_window is None else ["--retention-window", str(retention_window)]
+    extra += [] if lake_dir is None else ["--lake-dir", str(lake_dir)]
     return [
         sys.executable,
         "-m",
@@ -54,6 +62,7 @@ def simnet_command(
         str(meta_padding),
         "--log-level",
         "warning",
+        *extra,
     ]
 
 
@@ -64,10 +73,15 @@ def running_simnet(
     ledger_interval: float = 0,
     log: Path | None = None,
     meta_padding: int = 0,
+    retention_window: int | None = None,
+    lake_dir: Path | None = None,
 ) -> Iterator[Simnet]:
-    """Start `python -m stellar_reconciler.simnet`, wait until it answers, stop it after."""
+    """Start `python -m stellar_reconciler.simnet`, wait until it answers, stop it after.
+    With `lake_dir`, it first publishes its prebuilt history there as a SEP-54 lake."""
     port = free_port()
-    command = simnet_command(port, ledgers, events_per_ledger, ledger_interval, meta_padding)
+    command = simnet_command(
+        port, ledgers, events_per_ledger, ledger_interval, meta_padding, retention_window, lake_dir
+    )
     sink = log.open("ab") if log is not None else subprocess.DEVNULL
     process = subprocess.Popen(command, stdout=sink, stderr=sink)
     url = f"http://127.0.0.1:{port}/"

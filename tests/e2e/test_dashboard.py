@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from stellar_reconciler.simnet import serve_in_thread
+from stellar_reconciler.simnet import FaultKind, serve_in_thread
 from tests.e2e.harness import ADMIN, SOON, Deployment, Watched
 from tests.integration.harness import wait_for_sync
 
@@ -85,6 +85,45 @@ def test_rescan_with_the_token_runs_to_completion(deployment: Deployment, watche
     assert [e["action"] for e in audit] == ["rescan"]
     # Without READ_TOKEN the stream needs no token, so none is put in a URL.
     assert [url for url in watched.requested if ADMIN in url] == []
+    watched.assert_clean()
+
+
+def test_a_backfill_job_shows_its_percent_rate_and_time_left(
+    tmp_path: Path, watched: Watched
+) -> None:
+    """Indexed from 5020, a backfill of 5000-5019 posted to /api/backfills in chunks of 2
+    ledgers, the RPC slow to answer for those ledgers: while it runs, the job's line shows its
+    rate and the time left; once done, 100% and the average rate /api/jobs gives."""
+    deployment = Deployment(
+        f"sqlite:///{tmp_path / 'reconciler.db'}", start_ledger="5020", backfill_chunk_ledgers=2
+    )
+    with serve_in_thread(deployment.net) as rpc_url:
+        deployment.start(rpc_url)
+        try:
+            deployment.net.faults.add(
+                FaultKind.SLOW,
+                method="getLedgers",
+                times=None,
+                delay=0.4,
+                when=lambda params: int(params.get("startLedger") or 5020) < 5020,
+            )
+            page = watched.open(deployment.base + "/")
+            body = {"from_ledger": 5000, "to_ledger": 5019}
+            job = deployment.api("POST", "/api/backfills", body)["id"]
+            line = page.locator(f"#job-{job} .job-progress")
+            running = re.compile(
+                r"^running · \d+ of 20 ledgers · [\d,.]+ ledgers/s · about \d+s left$"
+            )
+            expect(line).to_have_text(running, timeout=SOON)
+            expect(page.locator(f"#job-{job}")).to_have_attribute(
+                "data-state", "done", timeout=SOON
+            )
+            rate = deployment.api("GET", f"/api/jobs/{job}")["rate_ledgers_per_sec"]
+            expect(line).to_have_text(f"done · 20 of 20 ledgers · {rate:,.1f} ledgers/s")
+            expect(page.locator(f"#job-{job} .pct")).to_have_text("100%")
+            expect(page.locator(f"#job-{job}")).to_contain_text("backfill")
+        finally:
+            deployment.stop()
     watched.assert_clean()
 
 

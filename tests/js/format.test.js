@@ -15,6 +15,7 @@ import {
   formatUtc,
   formatUtcSeconds,
   groupDigits,
+  jobProgressText,
   planRescan,
   recordExplainPath,
   shorten,
@@ -117,4 +118,24 @@ test("explanation links keep an external id's slashes and encode the rest", () =
   );
   assert.equal(recordExplainPath("a b?#%"), "api/expectations/a%20b%3F%23%25/explain");
   assert.equal(discrepancyExplainPath(42), "api/discrepancies/42/explain");
+});
+
+test("a job's line gives its rate and the time left, while it runs", () => {
+  const running = {
+    state: "running",
+    done_ledgers: 1200,
+    total_ledgers: 2000,
+    rate_ledgers_per_sec: 150,
+    eta_seconds: 5.3,
+  };
+  assert.equal(
+    jobProgressText(running),
+    "running · 1,200 of 2,000 ledgers · 150.0 ledgers/s · about 5s left",
+  );
+  const starting = { ...running, done_ledgers: 0, rate_ledgers_per_sec: null, eta_seconds: null };
+  assert.equal(jobProgressText(starting), "running · 0 of 2,000 ledgers · measuring the rate…");
+  const queued = { ...starting, state: "queued" };
+  assert.equal(jobProgressText(queued), "queued · 0 of 2,000 ledgers");
+  const done = { ...running, state: "done", done_ledgers: 2000, eta_seconds: 0 };
+  assert.equal(jobProgressText(done), "done · 2,000 of 2,000 ledgers · 150.0 ledgers/s");
 });

@@ -195,6 +195,26 @@ export function catchUpText(progress) {
   return parts.join(" · ");
 }
 
+// The line under a job's progress bar, from GET /api/jobs's fields:
+// "running · 1,200 of 2,000 ledgers · 150.0 ledgers/s · about 5s left". A finished job keeps
+// its average rate and has no time left; one that has done nothing yet has no rate.
+export function jobProgressText(job) {
+  const parts = [
+    job.state,
+    `${formatCount(job.done_ledgers)} of ${formatCount(job.total_ledgers)} ledgers`,
+  ];
+  const rate = job.rate_ledgers_per_sec;
+  if (rate !== null && rate !== undefined) parts.push(`${formatDecimal(rate, 1)} ledgers/s`);
+  if (job.state === "running") {
+    parts.push(
+      job.eta_seconds === null || job.eta_seconds === undefined
+        ? "measuring the rate…"
+        : `about ${formatDuration(job.eta_seconds)} left`,
+    );
+  }
+  return parts.join(" · ");
+}
+
 // Where the evidence for a verdict is. An external id may hold "/" (the API reads the rest of
 // the path as the id), so each segment is encoded on its own and the slashes stay.
 export function recordExplainPath(externalId) {

@@ -13,6 +13,7 @@ import {
   formatDuration,
   formatPercent,
   formatUtc,
+  jobProgressText,
   recordExplainPath,
   shorten,
 } from "./format.js";
@@ -310,8 +311,8 @@ export function renderJobs(jobs) {
       ),
       el(
         "div",
-        { class: "muted small" },
-        `${job.state} · ${formatCount(job.done_ledgers)} of ${formatCount(job.total_ledgers)} ledgers`,
+        { class: "muted small job-progress" },
+        jobProgressText(job),
         job.error ? ` · ${job.error}` : "",
       ),
     );
