@@ -7,8 +7,9 @@ process both sides take turns on the same interpreter lock. Here a child process
 event loop and streams each finished Batch back; the worker writes one batch while the child
 fetches the next. Every RPC attempt the child makes is replayed into the parent's observer
 (the metrics) when its batch comes back, and errors come back as the same typed errors the
-in-process fetcher raises: FetchProcess and fetcher.InProcessSource are the two BatchSources,
-and the worker treats them alike.
+in-process fetcher raises: FetchProcess and fetcher.InProcessSource are two BatchSources.
+CatchUpSource, the one the worker is given, chooses between them by the length of the backlog;
+the worker sees only the BatchSource protocol.
 
 The child is a fresh interpreter started on first use (no copy of the parent's threads or
 locks). `close()` asks an idle child to leave and waits for it off the event loop;
@@ -31,7 +32,7 @@ import structlog
 
 from stellar_reconciler.errors import FetchProcessLostError
 from stellar_reconciler.fetch_child import ChildStart, FetchConfig, FollowRange, Reply
-from stellar_reconciler.fetcher import BatchSizing
+from stellar_reconciler.fetcher import BatchSizing, BatchSource
 from stellar_reconciler.models import Batch
 from stellar_reconciler.rpc import RpcObserver
 
@@ -42,7 +43,7 @@ _EXIT_GRACE_SECS = 2.0
 # Children lost in a row before the worker stops asking for one.
 MAX_LOSSES = 3
 
-__all__ = ["MAX_LOSSES", "FetchConfig", "FetchProcess"]
+__all__ = ["MAX_LOSSES", "CatchUpSource", "FetchConfig", "FetchProcess"]
 
 
 class FetchProcess:
@@ -157,6 +158,58 @@ class FetchProcess:
         log.info("fetch_process_started", pid=process.pid)
         connection.send(self._start)
         return connection
+
+
+class CatchUpSource:
+    """The worker's BatchSource: a backlog of at least `min_ledgers` ledgers is followed by
+    the child (`child`), so writing gets a core of its own; a shorter one, following the tip
+    included, in this process (`in_process`), where a hand-over would cost more than it
+    saves. Without a child, everything is followed in this process."""
+
+    def __init__(
+        self, in_process: BatchSource, child: FetchProcess | None, min_ledgers: int
+    ) -> None:
+        self.in_process = in_process
+        self.child = child
+        self.min_ledgers = min_ledgers
+
+    async def follow(
+        self, first: int, target: int, previous_hash: str | None
+    ) -> AsyncGenerator[Batch, None]:
+        """first..target from the source its length calls for (see the class)."""
+        source = await self._for_range(first, target)
+        batches = source.follow(first, target, previous_hash)
+        try:
+            async for batch in batches:
+                yield batch
+        finally:
+            await batches.aclose()
+
+    async def close(self) -> None:
+        """Give the child back, if it runs; the in-process side holds nothing."""
+        if self.child is not None:
+            await self.child.close()
+
+    def terminate(self) -> None:
+        """End the child now, busy or not (see FetchProcess.terminate)."""
+        if self.child is not None:
+            self.child.terminate()
+
+    async def _for_range(self, first: int, target: int) -> BatchSource:
+        child = self.child
+        if child is not None and not child.trusted:
+            log.warning(
+                "fetch_process_abandoned",
+                losses=child.losses,
+                hint="catching up in one process; see the fetch_process errors above",
+            )
+            self.child = child = None
+        if child is not None and target - first + 1 >= self.min_ledgers:
+            return child
+        if child is not None:
+            # Caught up: the child's memory is better given back until the next long backlog.
+            await child.close()
+        return self.in_process
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

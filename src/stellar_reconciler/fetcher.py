@@ -2,8 +2,9 @@
 
 The worker uses one to follow the tip; maintenance jobs (re-verification, gap filling,
 rescans) use their own, so their paging state never mixes with the follower's. The worker
-reads its batches from a BatchSource: InProcessSource here, or fetch_process.FetchProcess for
-a long catch-up; both follow a range with follow_range and the same BatchSizing.
+reads its batches from a BatchSource: InProcessSource here, fetch_process.FetchProcess (a child
+process) for a long catch-up, chosen between by fetch_process.CatchUpSource; both follow a range
+with follow_range and the same BatchSizing.
 """
 
 from __future__ import annotations
@@ -214,6 +215,10 @@ class BatchSource(Protocol):
     async def close(self) -> None:
         """Give back what the source holds until it is next followed; safe at any time."""
 
+    def terminate(self) -> None:
+        """Give it back now, without waiting on anything (the service's stop deadline calls
+        this from another thread); the next follow starts afresh."""
+
 
 class InProcessSource:
     """A BatchSource fetching in this process, on this event loop."""
@@ -231,3 +236,6 @@ class InProcessSource:
 
     async def close(self) -> None:
         """Nothing to give back: the fetcher's client belongs to the worker."""
+
+    def terminate(self) -> None:
+        """Nothing to end: fetching runs on the caller's event loop."""

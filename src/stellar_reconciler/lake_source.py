@@ -109,6 +109,9 @@ class LakeSource:
     async def close(self) -> None:
         """Nothing held between ranges: each follow opens and closes its own reads."""
 
+    def terminate(self) -> None:
+        """Nothing to end: reads run on the caller's event loop."""
+
 
 def _decode_all(raw_events: Sequence[RawEvent], layout: LakeLayout) -> list[Event]:
     decoded = []

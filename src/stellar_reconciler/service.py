@@ -42,6 +42,8 @@ from stellar_reconciler.errors import (
     SetupError,
     StopDeadlineError,
 )
+from stellar_reconciler.fetch_process import CatchUpSource, FetchConfig, FetchProcess
+from stellar_reconciler.fetcher import InProcessSource, RangeFetcher
 from stellar_reconciler.leadership import Leadership
 from stellar_reconciler.maintenance import Maintenance
 from stellar_reconciler.metrics import Metrics
@@ -102,6 +104,26 @@ def build_rpc(settings: Settings, observer: RpcObserver | None = None) -> Stella
     return StellarRpc(client, settings.stellar_rpc_url, policy, observer=observer)
 
 
+def build_worker(
+    settings: Settings,
+    rpc: StellarRpc,
+    store: Store,
+    status: ServiceStatus,
+    metrics: Metrics,
+    batch_hooks: Sequence[BatchHook] = (),
+) -> Worker:
+    """A worker and the source of its batches: a backlog of CATCH_UP_PROCESS_LEDGERS or more
+    through a child process, anything shorter in this process (0: always in this process)."""
+    options = WorkerOptions.from_settings(settings)
+    in_process = InProcessSource(RangeFetcher(rpc, options.filter_sets), options.sizing)
+    child = None
+    if settings.catch_up_process_ledgers:
+        config = FetchConfig.from_settings(settings, options.filter_sets)
+        child = FetchProcess(config, options.sizing, metrics)
+    source = CatchUpSource(in_process, child, settings.catch_up_process_ledgers)
+    return Worker(rpc, store, status, metrics, options, source, batch_hooks)
+
+
 @dataclass
 class Service:
     settings: Settings
@@ -133,15 +155,14 @@ class Service:
         controls = Controls()
         rpc = build_rpc(settings, metrics)
         status.pending_calls = rpc.pending
-        options = WorkerOptions.from_settings(settings)
-        worker = Worker(rpc, store, status, metrics, options)
+        worker = build_worker(settings, rpc, store, status, metrics)
         maintenance = Maintenance(
             rpc,
             store,
             status,
             metrics,
             controls,
-            options.filter_sets,
+            worker.options.filter_sets,
             settings.verify_every_ledgers,
             lake=LakeSource.from_settings(settings, metrics),
             backfill=Backfill.for_settings(store, rpc, settings),
@@ -236,7 +257,7 @@ class Service:
             self.store,
             self.rpc,
             self.status,
-            WorkerOptions.from_settings(self.settings).fingerprint,
+            self.worker.options.fingerprint,
         )
         refused: list[BaseException] = []
         try:
@@ -391,13 +412,8 @@ class Service:
             self.status.unblock()
             self.status.poll_failing = False
             hooks = self.worker.batch_hooks
-            self.worker = Worker(
-                self.rpc,
-                self.store,
-                self.status,
-                self.metrics,
-                WorkerOptions.from_settings(self.settings),
-                hooks,
+            self.worker = build_worker(
+                self.settings, self.rpc, self.store, self.status, self.metrics, hooks
             )
             log.info("worker_restarted")
 

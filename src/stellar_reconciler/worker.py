@@ -14,7 +14,7 @@ import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -29,16 +29,7 @@ from stellar_reconciler.errors import (
     RpcProtocolError,
     RpcRequestError,
 )
-from stellar_reconciler.fetch_process import FetchConfig, FetchProcess
-from stellar_reconciler.fetcher import (
-    MAX_BATCH_LEDGERS,
-    TARGET_BATCH_EVENTS,
-    BatchSizing,
-    BatchSource,
-    InProcessSource,
-    RangeFetcher,
-    first_error,
-)
+from stellar_reconciler.fetcher import BatchSizing, BatchSource, first_error
 from stellar_reconciler.lake_source import LakeConfig
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.models import Batch, BlockKind, NetworkInfo, NetworkTip
@@ -63,11 +54,8 @@ class WorkerOptions:
     start_ledger: str
     filter_sets: list[list[dict[str, Any]]]
     fingerprint: str
-    batch_max_ledgers: int = MAX_BATCH_LEDGERS
-    target_batch_events: int = TARGET_BATCH_EVENTS
-    # A backlog of at least this many ledgers is fetched by a FetchProcess (None: never).
-    process_fetch: FetchConfig | None = None
-    process_fetch_min_ledgers: int = 1000
+    # How big a batch may grow, whichever source it comes from.
+    sizing: BatchSizing = field(default_factory=BatchSizing)
     backoff: outage.PollBackoff | None = None
     failure_summary_secs: float = 60.0
     # Where ledgers older than the RPC keeps are read from (None: no lake, a gap blocks).
@@ -86,11 +74,7 @@ class WorkerOptions:
             start_ledger=settings.start_ledger,
             filter_sets=filter_sets,
             fingerprint=hashlib.sha256(identity.encode()).hexdigest()[:32],
-            batch_max_ledgers=settings.batch_max_ledgers,
-            process_fetch=FetchConfig.from_settings(settings, filter_sets)
-            if settings.catch_up_process_ledgers
-            else None,
-            process_fetch_min_ledgers=settings.catch_up_process_ledgers,
+            sizing=BatchSizing(max_ledgers=settings.batch_max_ledgers),
             backoff=outage.PollBackoff.from_settings(settings),
             failure_summary_secs=settings.failure_summary_secs,
             lake=LakeConfig.from_settings(settings),
@@ -108,7 +92,9 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
 
 
 class Worker:
-    """The follower loop. Owns nothing that must survive it: the checkpoint lives in the store."""
+    """The follower loop. Owns nothing that must survive it: the checkpoint lives in the store.
+    Its batches come from `source` (the service gives it fetch_process.CatchUpSource), or,
+    for ledgers older than the RPC keeps, from the lake."""
 
     def __init__(
         self,
@@ -117,6 +103,7 @@ class Worker:
         status: ServiceStatus,
         metrics: Metrics,
         options: WorkerOptions,
+        source: BatchSource,
         batch_hooks: Sequence[BatchHook] = (),
     ) -> None:
         self.batch_hooks = tuple(batch_hooks)
@@ -125,16 +112,9 @@ class Worker:
         self.status = status
         self.metrics = metrics
         self.options = options
-        self.fetcher = RangeFetcher(rpc, options.filter_sets)
+        self.source = source
         self.outcomes = OutcomeChecker(rpc, store.outcomes, options.tx_outcome_checks)
-        sizing = BatchSizing(
-            options.batch_max_ledgers, options.target_batch_events, 2 * options.target_batch_events
-        )
-        self.in_process = InProcessSource(self.fetcher, sizing)
-        self.process_fetcher = (
-            FetchProcess(options.process_fetch, sizing, metrics) if options.process_fetch else None
-        )
-        self.retention = RetentionGaps(store, status, metrics, options.lake, sizing)
+        self.retention = RetentionGaps(store, status, metrics, options.lake, options.sizing)
         backoff = options.backoff or outage.PollBackoff(options.poll_interval, 60.0, 300.0)
         self.outage = outage.Outage(backoff, options.failure_summary_secs)
         # The batch commit running in a thread, if any: waited for (briefly) on stop.
@@ -154,8 +134,7 @@ class Worker:
 
     def kill_fetch_process(self) -> None:
         """End the catch-up child at once, busy or not (the service's stop deadline)."""
-        if self.process_fetcher is not None:
-            self.process_fetcher.terminate()
+        self.source.terminate()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and catch up until `stop` is set, which cancels the poll in flight at once.
@@ -191,8 +170,7 @@ class Worker:
                     await sleep_or_stop(stop, delay)
         finally:
             self.status.worker_running = False
-            if self.process_fetcher is not None:
-                await self.process_fetcher.close()
+            await self.source.close()
 
     async def _cycle_until(self, stop: asyncio.Event) -> bool:
         """One poll, cancelled as soon as `stop` fires (a hung RPC call included); True when
@@ -331,7 +309,7 @@ class Worker:
     async def _catch_up(self, tip: NetworkTip, stop: asyncio.Event) -> None:
         assert self._checkpoint is not None
         first, target = self._checkpoint + 1, tip.latest_ledger
-        await self._follow(await self._source(first, target), first, target, stop)
+        await self._follow(self.source, first, target, stop)
 
     async def _follow(
         self, source: BatchSource, first: int, target: int, stop: asyncio.Event
@@ -354,25 +332,6 @@ class Worker:
         if fetch_error:
             # Raised only now, after every batch fetched before the failure was committed.
             raise fetch_error[0]
-
-    async def _source(self, first: int, target: int) -> BatchSource:
-        """Where the batches from `first` to `target` come from. A long backlog is fetched by a
-        second process, so writing gets a core of its own; a short one is not worth the
-        hand-over (and following the tip stays in-process)."""
-        process = self.process_fetcher
-        if process is not None and not process.trusted:
-            log.warning(
-                "fetch_process_abandoned",
-                losses=process.losses,
-                hint="catching up in one process; see the fetch_process errors above",
-            )
-            self.process_fetcher = process = None
-        if process is not None and target - first + 1 >= self.options.process_fetch_min_ledgers:
-            return process
-        if process is not None:
-            # Caught up: the child's memory is better given back until the next long backlog.
-            await process.close()
-        return self.in_process
 
     async def _produce(
         self,

@@ -13,7 +13,7 @@ import pytest
 
 from stellar_reconciler import fetch_process
 from stellar_reconciler.errors import ChainBreakError, FetchProcessLostError, RpcTransientError
-from stellar_reconciler.fetch_process import FetchConfig, FetchProcess
+from stellar_reconciler.fetch_process import CatchUpSource, FetchConfig, FetchProcess
 from stellar_reconciler.fetcher import (
     BatchSizing,
     BatchSource,
@@ -22,6 +22,7 @@ from stellar_reconciler.fetcher import (
 )
 from stellar_reconciler.models import Batch
 from stellar_reconciler.rpc import RetryPolicy, StellarRpc, new_http_client
+from stellar_reconciler.service import Service
 from stellar_reconciler.simnet import (
     FaultKind,
     SimNetConfig,
@@ -113,6 +114,13 @@ async def child(
     except (RpcTransientError, ChainBreakError) as exc:
         return found, exc
     return found, None
+
+
+def catch_up_child(service: Service) -> FetchProcess | None:
+    """The child behind the service's worker, while the worker has not given it up."""
+    source = service.worker.source
+    assert isinstance(source, CatchUpSource)
+    return source.child
 
 
 def alive(pid: int) -> bool:
@@ -233,7 +241,7 @@ async def test_service_catches_up_through_the_fetch_process(database_url: str) -
         settings = settings_for(database_url, url, catch_up_process_ledgers=100)
         async with running_service(settings) as (service, _):
             started = await wait_for(
-                lambda: service.worker.process_fetcher and service.worker.process_fetcher.pid,
+                lambda: getattr(catch_up_child(service), "pid", None),
                 what="the fetch process",
             )
             await wait_for(
@@ -248,8 +256,9 @@ async def test_service_catches_up_through_the_fetch_process(database_url: str) -
             await wait_for(
                 lambda: service.store.checkpoint().ledger == net.latest_ledger, what="following"
             )
-            assert service.worker.process_fetcher is not None
-            assert service.worker.process_fetcher.pid is None and not alive(started)
+            child = catch_up_child(service)
+            assert child is not None
+            assert child.pid is None and not alive(started)
 
 
 async def test_a_child_that_cannot_run_is_given_up_for_one_process(
@@ -267,5 +276,5 @@ async def test_a_child_that_cannot_run_is_given_up_for_one_process(
             await wait_for(
                 lambda: service.store.checkpoint().ledger == net.latest_ledger, what="catch-up"
             )
-            assert service.worker.process_fetcher is None
+            assert catch_up_child(service) is None
             assert stored_event_ids(database_url) == network_event_ids(net, 9000, 9299)
