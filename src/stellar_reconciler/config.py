@@ -46,6 +46,12 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
+def libpq_url(url: str) -> str:
+    """A PostgreSQL DATABASE_URL (in any of the forms `sqlalchemy_url` takes) as libpq and
+    psycopg read it: postgresql://, without SQLAlchemy's driver name."""
+    return "postgresql://" + sqlalchemy_url(url).split("://", 1)[1]
+
+
 def redact_url(url: str) -> str:
     """`url` with its user info and every query value hidden, fit for a log, an error or a page.
 
