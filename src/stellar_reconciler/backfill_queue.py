@@ -18,7 +18,7 @@ import structlog
 from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
 from procrastinate.exceptions import ConnectorException
 
-from stellar_reconciler.config import Settings
+from stellar_reconciler.config import Settings, libpq_url
 from stellar_reconciler.errors import (
     DatabaseUnavailableError,
     LakeUnreachableError,
@@ -41,14 +41,8 @@ TRANSIENT: tuple[type[Exception], ...] = (
 ChunkJob = Callable[[int, bool], Awaitable[None]]
 
 
-def conninfo(settings: Settings) -> str:
-    """DATABASE_URL as libpq reads it (no SQLAlchemy driver name)."""
-    url = settings.sqlalchemy_url
-    return "postgresql://" + url.split("://", 1)[1]
-
-
 def build_app(settings: Settings) -> App:
-    return App(connector=PsycopgConnector(conninfo=conninfo(settings)))
+    return App(connector=PsycopgConnector(conninfo=libpq_url(settings.database_url)))
 
 
 async def defer_chunks(settings: Settings, chunk_ids: Sequence[int]) -> None:

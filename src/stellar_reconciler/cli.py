@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import httpx
 import typer
@@ -20,6 +21,9 @@ from stellar_reconciler.errors import ConfigError, ExitCode, ReconcilerError
 from stellar_reconciler.logs import configure_logging_for
 from stellar_reconciler.proof_cli import proof_app
 from stellar_reconciler.simnet.cli import simnet_command
+
+if TYPE_CHECKING:
+    from stellar_reconciler.store import Store
 
 # Plain help (no rich boxes): click rewraps docstrings as paragraphs, so help is never broken
 # mid-sentence, and flags show no "<bool>" placeholder.
@@ -87,6 +91,22 @@ def guarded(action: Callable[[], T]) -> T:
         return action()
     except ReconcilerError as exc:
         fail(str(exc), exc.exit_code)
+
+
+@contextmanager
+def command_store(settings: Settings, *, migrate: bool = False) -> Iterator[Store]:
+    """The service's database for one command, closed when the command is done: migrated
+    first with `migrate`, else as it is (never created or migrated; exit 4 when missing)."""
+    from stellar_reconciler.store import Store
+
+    url = settings.sqlalchemy_url
+    store = guarded(lambda: Store.open(url) if migrate else Store.open_existing(url))
+    try:
+        if migrate:
+            guarded(store.migrate)
+        yield store
+    finally:
+        store.close()
 
 
 def human(value: Any) -> str:
@@ -214,15 +234,9 @@ def expect_import(
     topic1, topic2, topic3 (optional). Importing the same file again changes nothing.
     """
     from stellar_reconciler.expectations_csv import import_csv
-    from stellar_reconciler.store import Store
 
-    settings = load_settings()
-    store = Store.open(settings.sqlalchemy_url)
-    try:
-        guarded(store.migrate)
+    with command_store(load_settings(), migrate=True) as store:
         report = guarded(lambda: import_csv(file, store))
-    finally:
-        store.close()
     if not report.ok:
         for error in report.errors[:50]:
             err_console.print(str(error), markup=False, highlight=False, soft_wrap=True)
@@ -269,15 +283,10 @@ def status(
     table.add_column("field", style="bold")
     table.add_column("value")
     if body is None:
-        from stellar_reconciler.store import Store
-
-        store = guarded(lambda: Store.open_existing(settings.sqlalchemy_url))
-        try:
+        with command_store(settings) as store:
             checkpoint = guarded(store.checkpoint)
             first, last, count = guarded(store.ledger_bounds)
             passphrase = guarded(store.network.passphrase)
-        finally:
-            store.close()
         table.add_row("service", "[red]not reachable[/red]")
         table.add_row("network", human(passphrase))
         table.add_row("checkpoint", human(checkpoint.ledger))
@@ -320,14 +329,10 @@ def acknowledge_gap(
     carries it out at its next poll and records the exact range; nothing else is ever
     skipped. Exit code 1 when there is no such gap, or it already has a consent."""
     from stellar_reconciler.errors import GapConsentRefusedError
-    from stellar_reconciler.store import Store
 
     if (through is None) == (not through_oldest):
         fail("give exactly one of --through N or --through-oldest", ExitCode.CONFIG)
-    settings = load_settings()
-    store = Store.open(settings.sqlalchemy_url)
-    try:
-        guarded(store.migrate)
+    with command_store(load_settings(), migrate=True) as store:
         try:
             consent = store.consents.give(through, note, "cli")
         except GapConsentRefusedError as exc:
@@ -335,8 +340,6 @@ def acknowledge_gap(
         except ReconcilerError as exc:
             fail(str(exc))
         console.print(f"recorded consent {consent['id']}: {consent['covers']}", highlight=False)
-    finally:
-        store.close()
 
 
 @app.command(epilog=settings_reference(VERIFY_SETTINGS) + "\n\n" + EXIT_CODES_HELP)

@@ -11,12 +11,16 @@ import binascii
 import difflib
 import os
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, JsonValue, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from stellar_sdk import StrKey, scval, xdr
 
@@ -32,61 +36,6 @@ _URL = re.compile(r"^https?://[^\s/?#]+(/\S*)?$")
 _PASSWORD = re.compile(r"(://[^:/@]+:)[^@]*@")
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
 
-# What each setting should look like, for error messages. Keys are environment variable names.
-EXPECTED_FORMS: dict[str, str] = {
-    "BIND_ADDR": "HOST:PORT, for example 127.0.0.1:3000 or 0.0.0.0:8080",
-    "DATABASE_URL": "sqlite:///path/to/file.db or postgresql://user@host:5432/dbname",
-    "STELLAR_RPC_URL": "an http:// or https:// URL of a Stellar RPC endpoint",
-    "SERVICE_NAME": "a non-empty name of at most 64 characters",
-    "POLL_INTERVAL_SECS": "a number of seconds greater than 0 and at most 3600, for example 0.5",
-    "RPC_MAX_ATTEMPTS": "a whole number from 1 to 100",
-    "RPC_INITIAL_BACKOFF_MS": "a whole number of milliseconds from 1 to 60000",
-    "RPC_MAX_BACKOFF_SECS": "a number of seconds greater than 0 and at most 600",
-    "RPC_TIMEOUT_SECS": "a number of seconds greater than 0 and at most 600",
-    "POLL_FAILURE_MAX_BACKOFF_SECS": "a number of seconds greater than 0 and at most 3600",
-    "RPC_FAULT_MAX_BACKOFF_SECS": "a number of seconds greater than 0 and at most 3600",
-    "FAILURE_SUMMARY_SECS": "a number of seconds greater than 0 and at most 86400",
-    "START_LEDGER": "a ledger number (1 or more), 'oldest' or 'latest'",
-    "CONTRACT_IDS": "comma-separated contract strkeys (C..., 56 characters), or empty for all",
-    "EVENT_TOPICS": (
-        "topic filters separated by ';', each 1-4 comma-separated segments: a symbol name, "
-        "a base64 ScVal, '*' (one segment), and optionally a trailing '**', e.g. transfer,*,*"
-    ),
-    "BATCH_MAX_LEDGERS": "a whole number of ledgers from 1 to 10000",
-    "CATCH_UP_PROCESS_LEDGERS": "a whole number of ledgers (0 keeps catch-up in one process)",
-    "LOG_LEVEL": "one of debug, info, warning, error",
-    "LOG_FORMAT": "json or console (unset: console when stderr is a terminal, else json)",
-    "VERIFY_EVERY_LEDGERS": "a whole number of ledgers (0 turns periodic re-verification off)",
-    "ADMIN_TOKEN": (
-        "a secret of at least 16 characters, or empty to disable state-changing endpoints"
-    ),
-    "READ_TOKEN": "a secret of at least 16 characters, or empty to leave read endpoints open",
-    "WEBHOOK_URLS": "comma-separated http:// or https:// URLs",
-    "LAKE_URL": (
-        "empty (no lake), or a SEP-54 lake: s3://bucket/prefix, gs://bucket/prefix or "
-        "file:///absolute/dir"
-    ),
-    "LAKE_ENDPOINT_URL": "empty, or the http:// or https:// URL of an S3-compatible endpoint",
-    "LAKE_ANONYMOUS": "true to read a public bucket without credentials, false to sign requests",
-    "LAKE_PREFETCH": "a whole number of lake objects to fetch ahead, from 1 to 64",
-    "BACKFILL_CHUNK_LEDGERS": "a whole number of ledgers per backfill chunk, from 1 to 100000",
-    "BACKFILL_STALLED_SECS": (
-        "seconds without a heartbeat after which a backfill worker's chunk is retried, 2 to 3600"
-    ),
-    "UNEXPECTED_EVENT_CONTRACTS": (
-        "comma-separated contract strkeys (C...) whose unclaimed events are reported"
-    ),
-    "NATS_URL": "empty (off), or comma-separated nats:// or tls:// URLs, e.g. nats://127.0.0.1:4222",
-    "NATS_STREAM": "a JetStream stream name: 1-64 letters, digits, '_' or '-'",
-    "NATS_SUBJECT_PREFIX": "dot-separated tokens of letters, digits, '_' or '-', e.g. stellar",
-    "ADVERTISE_URL": (
-        "empty (http://BIND_ADDR/), or the http:// or https:// URL other replicas and clients "
-        "reach this one at, at most 50 characters"
-    ),
-    "LEADER_RETRY_SECS": "a number of seconds from 0.1 to 60, for example 1",
-    "LEADER_LEASE_SECS": "a whole number of seconds from 2 to 600, for example 10",
-}
-
 
 def sqlalchemy_url(url: str) -> str:
     """A DATABASE_URL with the driver SQLAlchemy should use (postgres:// and postgresql://
@@ -95,6 +44,12 @@ def sqlalchemy_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+def libpq_url(url: str) -> str:
+    """A PostgreSQL DATABASE_URL (in any of the forms `sqlalchemy_url` takes) as libpq and
+    psycopg read it: postgresql://, without SQLAlchemy's driver name."""
+    return "postgresql://" + sqlalchemy_url(url).split("://", 1)[1]
 
 
 def redact_url(url: str) -> str:
@@ -136,15 +91,6 @@ def env_file_warnings(path: str = ENV_FILE) -> list[str]:
         hint = f"; did you mean {nearest[0]}?" if nearest else ""
         warnings.append(f"{path}: {key} is not a setting and is ignored{hint}")
     return warnings
-
-
-def settings_reference(names: tuple[str, ...]) -> str:
-    """Help text listing settings (environment variable and its form), for `--help`."""
-    width = max(len(name) for name in names)
-    lines = ["\b", "Settings (environment variables, or a .env file):"]
-    for name in names:
-        lines.append(f"  {name.ljust(width)}  {EXPECTED_FORMS.get(name, 'see the README')}")
-    return "\n".join(lines)
 
 
 def contract_id_problem(value: str) -> str | None:
@@ -196,64 +142,413 @@ def topic_segment_to_xdr(segment: str) -> str:
     raise ValueError(segment)
 
 
+class Shown(Enum):
+    """How a setting appears in the safe view of the settings (/api/status)."""
+
+    NOT = "not"  # left out: a secret, or not worth showing
+    PLAIN = "plain"  # as it is (tuples as lists)
+    REDACTED_URL = "redacted_url"  # user info and query values hidden (API keys live there)
+    DATABASE_KIND = "database_kind"  # sqlite or postgresql, never the URL and its password
+    WHETHER_SET = "whether_set"  # true or false, never the secret itself
+    COUNT = "count"  # how many, never which
+
+
+def setting(
+    default: Any,
+    *,
+    meaning: str,
+    form: str,
+    shown: Shown,
+    shown_as: str = "",
+    readme_default: str = "",
+    **constraints: Any,
+) -> Any:
+    """A Settings field that describes itself: `meaning` is its row in the README's table,
+    `form` what the error for a bad value and `--help` say a good value looks like, `shown`
+    how /api/status shows it (under `shown_as` when not its own name), and `readme_default`
+    its default in the README when the value alone does not say it all."""
+    extra: dict[str, JsonValue] = {"form": form, "shown": shown.value}
+    if shown_as:
+        extra["shown_as"] = shown_as
+    if readme_default:
+        extra["readme_default"] = readme_default
+    return Field(default, description=meaning, json_schema_extra=extra, **constraints)
+
+
+@dataclass(frozen=True)
+class About:
+    """One setting as its field describes it (see `setting`)."""
+
+    name: str
+    default: Any
+    meaning: str
+    form: str
+    shown: Shown
+    shown_as: str
+    readme_default: str
+
+    @property
+    def variable(self) -> str:
+        return self.name.upper()
+
+
 class Settings(BaseSettings):
-    """Every setting of the service; see the README for what each one does."""
+    """Every setting of the service. Each field says, once, what it means (the README's
+    table), what a good value looks like (errors and `--help`) and how /api/status shows it."""
 
     model_config = SettingsConfigDict(
         env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore", case_sensitive=False
     )
 
-    bind_addr: str = "127.0.0.1:3000"
-    database_url: str = "sqlite:///./reconciler.db"
-    stellar_rpc_url: str = TESTNET_RPC_URL
-    service_name: str = Field(default="stellar-reconciler", min_length=1, max_length=64)
-    poll_interval_secs: float = Field(default=0.5, gt=0, le=3600)
-    rpc_max_attempts: int = Field(default=5, ge=1, le=100)
-    rpc_initial_backoff_ms: int = Field(default=250, ge=1, le=60000)
-    rpc_max_backoff_secs: float = Field(default=5.0, gt=0, le=600)
-    rpc_timeout_secs: float = Field(default=30.0, gt=0, le=600)
-    # Between failed polls the wait doubles up to one of these caps: transient faults (a dead
-    # or overloaded RPC, a database away) and faults a retry inside one call cannot fix
-    # (401/403, HTML from a proxy, JSON-RPC -32600/-32601/-32602/-32700).
-    poll_failure_max_backoff_secs: float = Field(default=60.0, gt=0, le=3600)
-    rpc_fault_max_backoff_secs: float = Field(default=300.0, gt=0, le=3600)
-    # While polls keep failing, one "still failing" summary line at most this often.
-    failure_summary_secs: float = Field(default=60.0, gt=0, le=86400)
-    # getTransaction calls per poll for pinned records whose deadline passed without an
-    # event (0: never ask; they settle missing_expected at once, as before).
-    tx_outcome_checks_per_poll: int = Field(default=50, ge=0, le=10000)
-    start_ledger: str = "oldest"
-    contract_ids: Annotated[tuple[str, ...], NoDecode] = ()
-    event_topics: Annotated[tuple[tuple[str, ...], ...], NoDecode] = ()
-    batch_max_ledgers: int = Field(default=1000, ge=1, le=10000)
-    catch_up_process_ledgers: int = Field(default=1000, ge=0)
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    # "auto" is the default only: console on a terminal, JSON lines otherwise.
-    log_format: Literal["auto", "json", "console"] = "auto"
-    verify_every_ledgers: int = Field(default=64, ge=0)
-    admin_token: str = ""
-    read_token: str = ""
-    webhook_urls: Annotated[tuple[str, ...], NoDecode] = ()
-    webhook_secret: str = ""
-    unexpected_event_contracts: Annotated[tuple[str, ...], NoDecode] = ()
-    lake_url: str = ""
-    lake_endpoint_url: str = ""
-    lake_anonymous: bool = False
-    lake_prefetch: int = Field(default=4, ge=1, le=64)
-    # A backfill range is cut into chunks of this many ledgers, each one job and one transaction.
-    backfill_chunk_ledgers: int = Field(default=10_000, ge=1, le=100_000)
-    # A backfill worker silent this long is taken for dead and its chunk is run again.
-    backfill_stalled_secs: float = Field(default=30.0, ge=2, le=3600)
-    nats_url: str = ""
-    nats_stream: str = Field(default="STELLAR_EVENTS", pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    nats_subject_prefix: str = Field(
-        default="stellar", pattern=r"^[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64})*$"
+    bind_addr: str = setting(
+        "127.0.0.1:3000",
+        meaning="where the HTTP server listens (`HOST:PORT`)",
+        form="HOST:PORT, for example 127.0.0.1:3000 or 0.0.0.0:8080",
+        shown=Shown.PLAIN,
     )
-    # Leader and standbys (PostgreSQL): where this replica is reached, how often a standby
-    # tries the lock, and how long a leader that stopped answering keeps it.
-    advertise_url: str = Field(default="", max_length=50)
-    leader_retry_secs: float = Field(default=1.0, ge=0.1, le=60)
-    leader_lease_secs: int = Field(default=10, ge=2, le=600)
+    database_url: str = setting(
+        "sqlite:///./reconciler.db",
+        meaning="`sqlite:///path` or `postgresql://user:pass@host:5432/db`",
+        form="sqlite:///path/to/file.db or postgresql://user@host:5432/dbname",
+        shown=Shown.DATABASE_KIND,
+        shown_as="database",
+    )
+    stellar_rpc_url: str = setting(
+        TESTNET_RPC_URL,
+        meaning="the Stellar RPC endpoint to follow",
+        form="an http:// or https:// URL of a Stellar RPC endpoint",
+        shown=Shown.REDACTED_URL,
+    )
+    service_name: str = setting(
+        "stellar-reconciler",
+        meaning="shown in `/api/status` and sent as the RPC user agent",
+        form="a non-empty name of at most 64 characters",
+        shown=Shown.PLAIN,
+        min_length=1,
+        max_length=64,
+    )
+    poll_interval_secs: float = setting(
+        0.5,
+        meaning=(
+            "how often to ask the RPC (`getHealth`, cheap) whether a ledger closed, when caught up"
+        ),
+        form="a number of seconds greater than 0 and at most 3600, for example 0.5",
+        shown=Shown.PLAIN,
+        gt=0,
+        le=3600,
+    )
+    rpc_max_attempts: int = setting(
+        5,
+        meaning="attempts per RPC call before a transient fault counts as a failed poll",
+        form="a whole number from 1 to 100",
+        shown=Shown.PLAIN,
+        ge=1,
+        le=100,
+    )
+    rpc_initial_backoff_ms: int = setting(
+        250,
+        meaning="first retry delay; doubles each retry, plus up to as much again of random jitter",
+        form="a whole number of milliseconds from 1 to 60000",
+        shown=Shown.PLAIN,
+        ge=1,
+        le=60000,
+    )
+    rpc_max_backoff_secs: float = setting(
+        5.0,
+        meaning=("cap on one retry delay (a `Retry-After` from the server is honoured above it)"),
+        form="a number of seconds greater than 0 and at most 600",
+        shown=Shown.PLAIN,
+        gt=0,
+        le=600,
+    )
+    rpc_timeout_secs: float = setting(
+        30.0,
+        meaning="timeout of one RPC request",
+        form="a number of seconds greater than 0 and at most 600",
+        shown=Shown.PLAIN,
+        gt=0,
+        le=600,
+    )
+    poll_failure_max_backoff_secs: float = setting(
+        60.0,
+        meaning=(
+            "cap on the wait between failed polls (it doubles from `POLL_INTERVAL_SECS`; the "
+            "first good poll resets it)"
+        ),
+        form="a number of seconds greater than 0 and at most 3600",
+        shown=Shown.PLAIN,
+        gt=0,
+        le=3600,
+    )
+    rpc_fault_max_backoff_secs: float = setting(
+        300.0,
+        meaning=(
+            "the same cap for faults a retry inside one call cannot fix (HTTP 401/403/520, an "
+            "HTML or broken body, JSON-RPC -32600/-32601/-32602/-32700)"
+        ),
+        form="a number of seconds greater than 0 and at most 3600",
+        shown=Shown.PLAIN,
+        gt=0,
+        le=3600,
+    )
+    failure_summary_secs: float = setting(
+        60.0,
+        meaning='while polls keep failing, one "still failing" log line at most this often',
+        form="a number of seconds greater than 0 and at most 86400",
+        shown=Shown.PLAIN,
+        gt=0,
+        le=86400,
+    )
+    tx_outcome_checks_per_poll: int = setting(
+        50,
+        meaning=(
+            "`getTransaction` calls per poll for expected records pinned to a `tx_hash` whose "
+            "deadline passed without an event (they settle `failed_on_chain`, `not_found` or "
+            "`missing_expected`); `0` never asks and settles them `missing_expected`"
+        ),
+        form="a whole number of getTransaction calls per poll from 0 to 10000 (0: never ask)",
+        shown=Shown.PLAIN,
+        ge=0,
+        le=10000,
+    )
+    start_ledger: str = setting(
+        "oldest",
+        meaning=(
+            "where an **empty** database starts: a ledger number, `oldest` (oldest the RPC "
+            "keeps) or `latest`"
+        ),
+        form="a ledger number (1 or more), 'oldest' or 'latest'",
+        shown=Shown.PLAIN,
+    )
+    contract_ids: Annotated[tuple[str, ...], NoDecode] = setting(
+        (),
+        meaning="comma-separated contract ids (`C...`) to index",
+        form="comma-separated contract strkeys (C..., 56 characters), or empty for all",
+        shown=Shown.PLAIN,
+        readme_default="empty (all)",
+    )
+    event_topics: Annotated[tuple[tuple[str, ...], ...], NoDecode] = setting(
+        (),
+        meaning=(
+            "topic filters, `;`-separated; each is 1-4 comma-separated segments: a symbol name, "
+            "a base64 ScVal, `*` (any one segment), optionally ending in `**` (any number). "
+            "Example: `transfer,*,*,**;mint,**`"
+        ),
+        form=(
+            "topic filters separated by ';', each 1-4 comma-separated segments: a symbol name, "
+            "a base64 ScVal, '*' (one segment), and optionally a trailing '**', e.g. transfer,*,*"
+        ),
+        shown=Shown.PLAIN,
+        readme_default="empty (all)",
+    )
+    batch_max_ledgers: int = setting(
+        1000,
+        meaning="most ledgers in one batch (batches aim at ~10,000 events)",
+        form="a whole number of ledgers from 1 to 10000",
+        shown=Shown.PLAIN,
+        ge=1,
+        le=10000,
+    )
+    catch_up_process_ledgers: int = setting(
+        1000,
+        meaning=(
+            "a backlog of at least this many ledgers is fetched and decoded in a second "
+            "process, so catch-up uses two cores (see [docs/benchmarks.md](docs/benchmarks.md)); "
+            "`0`: always one process"
+        ),
+        form="a whole number of ledgers (0 keeps catch-up in one process)",
+        shown=Shown.PLAIN,
+        ge=0,
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = setting(
+        "info",
+        meaning="`debug`, `info`, `warning` or `error`; logs go to stderr",
+        form="one of debug, info, warning, error",
+        shown=Shown.NOT,
+    )
+    # "auto" is the default only: console on a terminal, JSON lines otherwise.
+    log_format: Literal["auto", "json", "console"] = setting(
+        "auto",
+        meaning="`json` (one object per line) or `console` (human-readable lines)",
+        form="json or console (unset: console when stderr is a terminal, else json)",
+        shown=Shown.NOT,
+        readme_default="console on a terminal, else `json`",
+    )
+    verify_every_ledgers: int = setting(
+        64,
+        meaning="re-verify stored ledgers against the RPC every so many ledgers (`0`: off)",
+        form="a whole number of ledgers (0 turns periodic re-verification off)",
+        shown=Shown.PLAIN,
+        ge=0,
+    )
+    admin_token: str = setting(
+        "",
+        meaning="bearer token for state-changing endpoints; empty disables them (403)",
+        form="a secret of at least 16 characters, or empty to disable state-changing endpoints",
+        shown=Shown.WHETHER_SET,
+        shown_as="admin_enabled",
+    )
+    read_token: str = setting(
+        "",
+        meaning="when set, the read endpoints under `/api/` need it (or the admin token)",
+        form="a secret of at least 16 characters, or empty to leave read endpoints open",
+        shown=Shown.WHETHER_SET,
+        shown_as="read_token_required",
+    )
+    webhook_urls: Annotated[tuple[str, ...], NoDecode] = setting(
+        (),
+        meaning="comma-separated URLs that receive a signed JSON POST per new discrepancy",
+        form="comma-separated http:// or https:// URLs",
+        shown=Shown.COUNT,
+        shown_as="webhooks",
+    )
+    webhook_secret: str = setting(
+        "",
+        meaning="HMAC-SHA256 key for the `X-Reconciler-Signature` header of webhooks",
+        form=(
+            "a secret of at least 16 characters whenever WEBHOOK_URLS is set (webhooks are "
+            "signed with it)"
+        ),
+        shown=Shown.NOT,
+    )
+    unexpected_event_contracts: Annotated[tuple[str, ...], NoDecode] = setting(
+        (),
+        meaning="contracts whose events no expectation claims are reported as `unexpected`",
+        form="comma-separated contract strkeys (C...) whose unclaimed events are reported",
+        shown=Shown.NOT,
+    )
+    lake_url: str = setting(
+        "",
+        meaning=(
+            "a SEP-54 data lake: `s3://bucket/prefix`, `gs://bucket/prefix` or `file:///dir` "
+            "(ledgers older than the RPC keeps are read from it, and re-verification checks "
+            "stored ledgers against it too; see below)"
+        ),
+        form=(
+            "empty (no lake), or a SEP-54 lake: s3://bucket/prefix, gs://bucket/prefix or "
+            "file:///absolute/dir"
+        ),
+        shown=Shown.NOT,
+        readme_default="empty (no lake)",
+    )
+    lake_endpoint_url: str = setting(
+        "",
+        meaning="an S3-compatible endpoint instead of AWS (`http://` allowed for local servers)",
+        form="empty, or the http:// or https:// URL of an S3-compatible endpoint",
+        shown=Shown.NOT,
+    )
+    lake_anonymous: bool = setting(
+        False,
+        meaning=(
+            "`true` reads a public bucket unsigned; otherwise credentials come from the standard "
+            "`AWS_*` / `GOOGLE_*` variables"
+        ),
+        form="true to read a public bucket without credentials, false to sign requests",
+        shown=Shown.NOT,
+    )
+    lake_prefetch: int = setting(
+        4,
+        meaning="lake objects fetched ahead of the one being read (1-64)",
+        form="a whole number of lake objects to fetch ahead, from 1 to 64",
+        shown=Shown.NOT,
+        ge=1,
+        le=64,
+    )
+    backfill_chunk_ledgers: int = setting(
+        10_000,
+        meaning=(
+            "`reconciler backfill` cuts its range into chunks of this many ledgers, each written "
+            "in one transaction; on PostgreSQL each is a Procrastinate job (its schema is "
+            "applied by `reconciler migrate` and at start-up) that `reconciler backfill` itself "
+            "and any number of `reconciler backfill-worker` processes take (`--queue-only`: "
+            "queue and wait, write none here); on SQLite the command writes them in order"
+        ),
+        form="a whole number of ledgers per backfill chunk, from 1 to 100000",
+        shown=Shown.PLAIN,
+        ge=1,
+        le=100_000,
+    )
+    backfill_stalled_secs: float = setting(
+        30.0,
+        meaning=(
+            "a backfill worker without a heartbeat this long is taken for dead and its chunk "
+            "(never half-written) runs again"
+        ),
+        form=(
+            "seconds without a heartbeat after which a backfill worker's chunk is retried, "
+            "2 to 3600"
+        ),
+        shown=Shown.NOT,
+        ge=2,
+        le=3600,
+    )
+    nats_url: str = setting(
+        "",
+        meaning=(
+            "NATS server(s), comma-separated (`nats://127.0.0.1:4222`): every stored event is "
+            "published to JetStream once (see [docs/nats.md](docs/nats.md))"
+        ),
+        form="empty (off), or comma-separated nats:// or tls:// URLs, e.g. nats://127.0.0.1:4222",
+        shown=Shown.REDACTED_URL,
+        readme_default="empty (off)",
+    )
+    nats_stream: str = setting(
+        "STELLAR_EVENTS",
+        meaning=(
+            "the JetStream stream; created with subjects `NATS_SUBJECT_PREFIX.>` when missing"
+        ),
+        form="a JetStream stream name: 1-64 letters, digits, '_' or '-'",
+        shown=Shown.PLAIN,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+    )
+    nats_subject_prefix: str = setting(
+        "stellar",
+        meaning=(
+            "events go to `PREFIX.<contract id>.<event name>`, new discrepancies to "
+            "`PREFIX.discrepancies`, settled expected records to `PREFIX.expectations`"
+        ),
+        form="dot-separated tokens of letters, digits, '_' or '-', e.g. stellar",
+        shown=Shown.PLAIN,
+        pattern=r"^[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64})*$",
+    )
+    # Leader and standbys (PostgreSQL, docs/standby.md).
+    advertise_url: str = setting(
+        "",
+        meaning=(
+            "where other replicas and clients reach this replica (at most 50 characters); a "
+            "standby names it as the leader's address in its 409 answers and `/health` (see "
+            "[docs/standby.md](docs/standby.md))"
+        ),
+        form=(
+            "empty (http://BIND_ADDR/), or the http:// or https:// URL other replicas and "
+            "clients reach this one at, at most 50 characters"
+        ),
+        shown=Shown.PLAIN,
+        readme_default="`http://BIND_ADDR/`",
+        max_length=50,
+    )
+    leader_retry_secs: float = setting(
+        1.0,
+        meaning=(
+            "how often a standby tries to take the leader's lock, and the leader checks it "
+            "still holds it (PostgreSQL)"
+        ),
+        form="a number of seconds from 0.1 to 60, for example 1",
+        shown=Shown.PLAIN,
+        ge=0.1,
+        le=60,
+    )
+    leader_lease_secs: int = setting(
+        10,
+        meaning=(
+            "a leader whose lock session stays silent this long (a frozen process) loses the "
+            "lock to a standby"
+        ),
+        form="a whole number of seconds from 2 to 600, for example 10",
+        shown=Shown.PLAIN,
+        ge=2,
+        le=600,
+    )
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -276,14 +571,13 @@ class Settings(BaseSettings):
             if name not in overrides and variable not in os.environ and name not in os.environ:
                 reason = f"{reason} (set in {ENV_FILE})" if reason else f"set in {ENV_FILE}"
             raise ConfigError(
-                variable, shown, EXPECTED_FORMS.get(variable, first["msg"]), reason
+                variable, shown, expected_form(variable) or first["msg"], reason
             ) from None
         if settings.webhook_urls and len(settings.webhook_secret) < 16:
             raise ConfigError(
                 "WEBHOOK_SECRET",
                 "***" if settings.webhook_secret else "",
-                "a secret of at least 16 characters whenever WEBHOOK_URLS is set (webhooks are "
-                "signed with it)",
+                settings_about()["webhook_secret"].form,
             )
         return settings
 
@@ -452,33 +746,75 @@ class Settings(BaseSettings):
     def safe_view(self) -> dict[str, Any]:
         """Settings that are safe to show on /api/status: no secrets, no passwords."""
         return {
-            "service_name": self.service_name,
-            "bind_addr": self.bind_addr,
-            "database": self.sqlalchemy_url.split(":", 1)[0].split("+")[0],
-            "stellar_rpc_url": redact_url(self.stellar_rpc_url),
-            "poll_interval_secs": self.poll_interval_secs,
-            "rpc_max_attempts": self.rpc_max_attempts,
-            "rpc_initial_backoff_ms": self.rpc_initial_backoff_ms,
-            "rpc_max_backoff_secs": self.rpc_max_backoff_secs,
-            "rpc_timeout_secs": self.rpc_timeout_secs,
-            "poll_failure_max_backoff_secs": self.poll_failure_max_backoff_secs,
-            "rpc_fault_max_backoff_secs": self.rpc_fault_max_backoff_secs,
-            "failure_summary_secs": self.failure_summary_secs,
-            "tx_outcome_checks_per_poll": self.tx_outcome_checks_per_poll,
-            "start_ledger": self.start_ledger,
-            "contract_ids": list(self.contract_ids),
-            "event_topics": [list(f) for f in self.event_topics],
-            "batch_max_ledgers": self.batch_max_ledgers,
-            "backfill_chunk_ledgers": self.backfill_chunk_ledgers,
-            "catch_up_process_ledgers": self.catch_up_process_ledgers,
-            "verify_every_ledgers": self.verify_every_ledgers,
-            "admin_enabled": bool(self.admin_token),
-            "read_token_required": bool(self.read_token),
-            "webhooks": len(self.webhook_urls),
-            "nats_url": redact_url(self.nats_url) if self.nats_url else "",
-            "nats_stream": self.nats_stream,
-            "nats_subject_prefix": self.nats_subject_prefix,
-            "advertise_url": self.advertised_url,
-            "leader_retry_secs": self.leader_retry_secs,
-            "leader_lease_secs": self.leader_lease_secs,
+            about.shown_as: _SHOW[about.shown](getattr(self, about.name))
+            for about in settings_about().values()
+            if about.shown is not Shown.NOT
         }
+
+
+@cache
+def settings_about() -> dict[str, About]:
+    """Every setting's description, by field name, in the order the fields are declared."""
+    described = {}
+    for name, field in Settings.model_fields.items():
+        extra = field.json_schema_extra
+        if not isinstance(extra, dict) or field.description is None:
+            raise TypeError(f"the setting {name} is not declared with setting(...)")
+        described[name] = About(
+            name=name,
+            default=field.default,
+            meaning=field.description,
+            form=str(extra["form"]),
+            shown=Shown(extra["shown"]),
+            shown_as=str(extra.get("shown_as", name)),
+            readme_default=str(extra.get("readme_default", "")),
+        )
+    return described
+
+
+def expected_form(variable: str) -> str | None:
+    """What the setting named `variable` (an environment variable name) should look like."""
+    about = settings_about().get(variable.lower())
+    return about.form if about else None
+
+
+def settings_reference(names: tuple[str, ...]) -> str:
+    """Help text listing settings (environment variable and its form), for `--help`."""
+    width = max(len(name) for name in names)
+    lines = ["\b", "Settings (environment variables, or a .env file):"]
+    for name in names:
+        lines.append(f"  {name.ljust(width)}  {expected_form(name) or 'see the README'}")
+    return "\n".join(lines)
+
+
+def _readme_default(about: About) -> str:
+    if about.readme_default:
+        return about.readme_default
+    if about.default in ("", ()):
+        return "empty"
+    if isinstance(about.default, bool):
+        return f"`{str(about.default).lower()}`"
+    if isinstance(about.default, float):
+        return f"`{about.default:g}`"
+    return f"`{about.default}`"
+
+
+def settings_table() -> str:
+    """The README's table of settings (Markdown), one row per field."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for about in settings_about().values():
+        lines.append(f"| `{about.variable}` | {_readme_default(about)} | {about.meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plain(value: Any) -> Any:
+    return [_plain(item) for item in value] if isinstance(value, tuple) else value
+
+
+_SHOW: dict[Shown, Callable[[Any], Any]] = {
+    Shown.PLAIN: _plain,
+    Shown.REDACTED_URL: lambda url: redact_url(url) if url else "",
+    Shown.DATABASE_KIND: lambda url: sqlalchemy_url(url).split(":", 1)[0].split("+")[0],
+    Shown.WHETHER_SET: bool,
+    Shown.COUNT: len,
+}

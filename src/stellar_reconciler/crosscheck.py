@@ -143,12 +143,14 @@ def judge(first: int, last: int, sources: Mapping[str, SourceRead]) -> list[Find
             # compare_ranges lists what its second argument has that the first lacks as
             # missing: the named source goes first, the reference second.
             diff = compare_ranges(
-                ledger, ledger,
-                by_ledger[shown].get(ledger, []), by_ledger[reference].get(ledger, []),
-            ).diffs  # fmt: skip
-            missing, extra, changed = ((), (), ()) if not diff else (
-                diff[0].missing, diff[0].unexpected, diff[0].changed
-            )  # fmt: skip
+                ledger,
+                ledger,
+                by_ledger[shown].get(ledger, []),
+                by_ledger[reference].get(ledger, []),
+            ).diffs
+            missing, extra, changed = (
+                (diff[0].missing, diff[0].unexpected, diff[0].changed) if diff else ((), (), ())
+            )
             findings.append(Finding(ledger, source, agreeing, hashes, missing, extra, changed))
     return findings
 
@@ -185,9 +187,14 @@ def _by_ledger(events: Iterable[EventFingerprint]) -> dict[int, list[EventFinger
 
 def raw_fingerprint(event: RawEvent | Event) -> EventFingerprint:
     return EventFingerprint(
-        event.id, event.ledger, event.contract_id, event.type, event.tx_hash,
-        tuple(event.topics_xdr), event.value_xdr,
-    )  # fmt: skip
+        event.id,
+        event.ledger,
+        event.contract_id,
+        event.type,
+        event.tx_hash,
+        tuple(event.topics_xdr),
+        event.value_xdr,
+    )
 
 
 @dataclass

@@ -25,7 +25,6 @@ import hashlib
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from stellar_sdk import StrKey
@@ -33,7 +32,7 @@ from stellar_sdk import StrKey
 from stellar_reconciler.config import Settings
 from stellar_reconciler.decode import decode_event
 from stellar_reconciler.errors import MetaDecodeError, XdrSkipError
-from stellar_reconciler.models import Event, LedgerHeader, RawEvent
+from stellar_reconciler.models import Event, LedgerHeader, RawEvent, iso_from_unix
 from stellar_reconciler.xdrskip import Skipper, skipper
 
 TX_MASK = (1 << 20) - 1
@@ -97,11 +96,6 @@ def _topics_match(segments: tuple[str, ...], topics: tuple[str, ...]) -> bool:
     if len(topics) < len(fixed) or (not flexible and len(topics) != len(fixed)):
         return False
     return all(s in ("*", t) for s, t in zip(fixed, topics, strict=False))
-
-
-def closed_at_text(close_time: int) -> str:
-    """RFC 3339 in UTC with a Z, as getEvents formats ledgerClosedAt."""
-    return datetime.fromtimestamp(close_time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def rpc_record(event: RawEvent) -> dict[str, Any]:
@@ -212,7 +206,7 @@ def _read_close_meta(data: bytes, pos: int) -> tuple[MetaLedger, int]:
     if version:
         pos = _skip_close_meta_ext(data, pos)
     header, pos = _read_history_entry(data, pos)
-    sink = EventSink(header.sequence, closed_at_text(header.close_time))
+    sink = EventSink(header.sequence, iso_from_unix(header.close_time))
     pos = (_skip_tx_set if version == 0 else _skip_generalized_tx_set)(data, pos)
     (count,) = _uint(data, pos)
     pos += 4

@@ -22,10 +22,9 @@ from stellar_reconciler.metaevents import (
     TX_MASK,
     EventSink,
     MetaLedger,
-    closed_at_text,
     event_id,
 )
-from stellar_reconciler.models import LedgerHeader, RawEvent
+from stellar_reconciler.models import LedgerHeader, RawEvent, iso_from_unix
 
 
 def batch_ledgers_with_sdk(data: bytes, cause: Exception) -> list[MetaLedger]:
@@ -61,7 +60,7 @@ def ledger_events_with_sdk(meta: bytes, cause: Exception | None = None) -> MetaL
         protocol_version=h.ledger_version.uint32,
         meta_size=len(meta),
     )
-    sink = _SdkSink(header.sequence, closed_at_text(header.close_time))
+    sink = _SdkSink(header.sequence, iso_from_unix(header.close_time))
     processed: list[xdr.TransactionResultMeta | xdr.TransactionResultMetaV1] = list(
         body.tx_processing
     )

@@ -31,6 +31,11 @@ def iso_utc(value: datetime | None) -> str | None:
     return None if value is None else as_utc(value).isoformat().replace("+00:00", "Z")
 
 
+def iso_from_unix(seconds: int) -> str:
+    """A ledger's close time as getEvents shows ledgerClosedAt, and the service every time."""
+    return iso_utc(utc_from_unix(seconds))
+
+
 @dataclass(frozen=True, slots=True)
 class NetworkTip:
     """What the RPC node holds right now: its newest and oldest ledgers."""

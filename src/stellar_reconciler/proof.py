@@ -222,11 +222,20 @@ def check(data: bytes) -> list[Problem]:
         if specific.get(part):
             continue
         if sealed:
-            problems.append((part, f"changed after export: it hashes to {digest(raw[part])}, "
-                             f"its digest says {bundle.digests.get(part)}"))  # fmt: skip
+            problems.append(
+                (
+                    part,
+                    f"changed after export: it hashes to {digest(raw[part])}, "
+                    f"its digest says {bundle.digests.get(part)}",
+                )
+            )
         else:
-            problems.append(("digests", f"the digest of {part} was changed: the part hashes to "
-                             f"{digest(raw[part])}"))  # fmt: skip
+            problems.append(
+                (
+                    "digests",
+                    f"the digest of {part} was changed: the part hashes to {digest(raw[part])}",
+                )
+            )
     if set(bundle.digests) != set(PARTS):
         problems.append(("digests", f"lists {sorted(bundle.digests)}, expected {list(PARTS)}"))
     if not sealed and not stale:
@@ -273,12 +282,22 @@ def _check_headers(bundle: _Bundle, leaves: _Recomputed) -> list[Problem]:
     previous = None
     for header, recomputed in zip(bundle.headers, leaves.headers, strict=True):
         if recomputed.hex() != header.leaf_hash:
-            problems.append((part, f"ledger {header.sequence}'s header was changed: it does "
-                             "not hash to its leaf_hash"))  # fmt: skip
+            problems.append(
+                (
+                    part,
+                    f"ledger {header.sequence}'s header was changed: it does "
+                    "not hash to its leaf_hash",
+                )
+            )
         if previous is not None and header.previous_hash != previous.hash:
-            problems.append((part, f"broken at ledger {header.sequence}: its previous_hash "
-                             f"{header.previous_hash} is not ledger {previous.sequence}'s hash "
-                             f"{previous.hash}"))  # fmt: skip
+            problems.append(
+                (
+                    part,
+                    f"broken at ledger {header.sequence}: its previous_hash "
+                    f"{header.previous_hash} is not ledger {previous.sequence}'s hash "
+                    f"{previous.hash}",
+                )
+            )
         previous = header
     return problems
 
@@ -299,9 +318,14 @@ def _check_events(bundle: _Bundle, leaves: _Recomputed) -> list[Problem]:
     counts = Counter(event.ledger for event in bundle.events)
     for header in bundle.headers:
         if counts.get(header.sequence, 0) != header.event_count:
-            problems.append(("event", f"ledger {header.sequence}'s header counts "
-                             f"{header.event_count} events, the bundle holds "
-                             f"{counts.get(header.sequence, 0)}"))  # fmt: skip
+            problems.append(
+                (
+                    "event",
+                    f"ledger {header.sequence}'s header counts "
+                    f"{header.event_count} events, the bundle holds "
+                    f"{counts.get(header.sequence, 0)}",
+                )
+            )
     return problems
 
 
@@ -313,11 +337,20 @@ def _check_merkle(bundle: _Bundle, leaves: _Recomputed) -> list[Problem]:
     ):
         root = root_of_hashes(hashes).hex()
         if root != stated:
-            problems.append(("merkle root", f"the {name} recompute to {root}, the bundle's "
-                             f"{name}_root is {stated}"))  # fmt: skip
+            problems.append(
+                (
+                    "merkle root",
+                    f"the {name} recompute to {root}, the bundle's {name}_root is {stated}",
+                )
+            )
     if bundle.merkle.leaf_count != len(bundle.events):
-        problems.append(("merkle root", f"leaf_count is {bundle.merkle.leaf_count}, the bundle "
-                         f"holds {len(bundle.events)} events"))  # fmt: skip
+        problems.append(
+            (
+                "merkle root",
+                f"leaf_count is {bundle.merkle.leaf_count}, the bundle "
+                f"holds {len(bundle.events)} events",
+            )
+        )
     return problems
 
 
@@ -334,15 +367,26 @@ def _check_records(records: list[dict[str, Any]], bundle: _Bundle) -> list[Probl
         if event_id is None:
             deadline = record.get("deadline_ledger")
             if not isinstance(deadline, int) or not low <= deadline <= high:
-                problems.append((part, f"{name} names no event and its deadline "
-                                 f"{deadline} is outside {low}-{high}"))  # fmt: skip
+                problems.append(
+                    (
+                        part,
+                        f"{name} names no event and its deadline "
+                        f"{deadline} is outside {low}-{high}",
+                    )
+                )
         elif event_id not in ledger_of:
-            problems.append((part, f"{name} refers to event {event_id}, which is not among "
-                             "the bundle's events"))  # fmt: skip
+            problems.append(
+                (part, f"{name} refers to event {event_id}, which is not among the bundle's events")
+            )
         elif record.get("event_ledger") != ledger_of[event_id]:
-            problems.append((part, f"{name} puts event {event_id} in ledger "
-                             f"{record.get('event_ledger')}, the bundle in "
-                             f"{ledger_of[event_id]}"))  # fmt: skip
+            problems.append(
+                (
+                    part,
+                    f"{name} puts event {event_id} in ledger "
+                    f"{record.get('event_ledger')}, the bundle in "
+                    f"{ledger_of[event_id]}",
+                )
+            )
     return problems
 
 
@@ -367,20 +411,35 @@ async def check_network(data: bytes, rpc: StellarRpc) -> list[Problem]:
     recorded = raw["settings"].get("network_passphrase")
     served = (await rpc.get_network()).passphrase
     if recorded is not None and served != recorded:
-        problems.append(("network", f"the RPC serves network {served!r}, the bundle's is "
-                         f"{recorded!r}: ask an RPC of the bundle's network"))  # fmt: skip
+        problems.append(
+            (
+                "network",
+                f"the RPC serves network {served!r}, the bundle's is "
+                f"{recorded!r}: ask an RPC of the bundle's network",
+            )
+        )
         return problems
     low, high = raw["range"]["from_ledger"], raw["range"]["to_ledger"]
     try:
         headers = await LedgerPager(rpc).headers(low, high)
     except LedgerOutOfRangeError:
         tip = await rpc.get_health()
-        return [("network", f"the RPC keeps ledgers {tip.oldest_ledger}-{tip.latest_ledger} "
-                 f"only, not {low}-{high}: ask an RPC that keeps full history")]  # fmt: skip
+        return [
+            (
+                "network",
+                f"the RPC keeps ledgers {tip.oldest_ledger}-{tip.latest_ledger} "
+                f"only, not {low}-{high}: ask an RPC that keeps full history",
+            )
+        ]
     for header, ours in zip(headers, raw["headers"], strict=False):
         for field in ("hash", "previous_hash"):
             theirs = getattr(header, field)
             if theirs != ours[field]:
-                problems.append(("network", f"ledger {header.sequence}'s {field} is {theirs} on "
-                                 f"the network, {ours[field]} in the bundle"))  # fmt: skip
+                problems.append(
+                    (
+                        "network",
+                        f"ledger {header.sequence}'s {field} is {theirs} on "
+                        f"the network, {ours[field]} in the bundle",
+                    )
+                )
     return problems

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -38,20 +40,16 @@ FromLedger = Annotated[int, typer.Option("--from", help="First ledger of the ran
 ToLedger = Annotated[int, typer.Option("--to", help="Last ledger of the range", min=1)]
 
 
-def _open_store(settings: Settings) -> Store:
+@contextmanager
+def _opened_store(settings: Settings) -> Iterator[Store]:
     """The service's database as it is (never created or migrated), refusing one indexed
     with other filters than the settings name: the bundle states those settings."""
-    from stellar_reconciler.cli import guarded
-    from stellar_reconciler.store import Store
+    from stellar_reconciler.cli import command_store, guarded
     from stellar_reconciler.worker import WorkerOptions
 
-    store = guarded(lambda: Store.open_existing(settings.sqlalchemy_url))
-    try:
+    with command_store(settings) as store:
         guarded(lambda: store.check_stream(WorkerOptions.from_settings(settings).fingerprint))
-    except BaseException:
-        store.close()
-        raise
-    return store
+        yield store
 
 
 def _close(store: Store, first: int, last: int) -> dict[str, Any]:
@@ -91,13 +89,10 @@ def export(
     settings = load_settings()
     if not output.parent.is_dir():
         fail(f"cannot write {output}: the folder {output.parent} does not exist", ExitCode.CONFIG)
-    store = _open_store(settings)
-    try:
+    with _opened_store(settings) as store:
         if close:
             _close(store, from_ledger, to_ledger)
         material = guarded(lambda: store.periods.material(from_ledger, to_ledger))
-    finally:
-        store.close()
     bundle = proof.assemble(material, proof.settings_part(settings))
     # Written beside the target and renamed: a reader never sees half a bundle.
     partial = output.with_name(output.name + ".partial")
@@ -118,11 +113,8 @@ def close_period(from_ledger: FromLedger, to_ledger: ToLedger) -> None:
     headers. A later repair inside it opens a closed_period_changed discrepancy."""
     from stellar_reconciler.cli import load_settings
 
-    store = _open_store(load_settings())
-    try:
+    with _opened_store(load_settings()) as store:
         _close(store, from_ledger, to_ledger)
-    finally:
-        store.close()
 
 
 @proof_app.command(epilog=EXIT_CODES)

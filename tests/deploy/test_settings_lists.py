@@ -1,17 +1,23 @@
-"""Every setting is listed in .env.example and in the README's settings table, and nothing else."""
+"""Every setting is listed in .env.example and in the README's settings table, and nothing else.
+
+The README's table is made from the Settings fields; UPDATE_README=1 rewrites it from them.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import pytest
 from dotenv import dotenv_values
 
-from stellar_reconciler.config import Settings
+from stellar_reconciler.config import Settings, settings_table
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / ".env.example"
+README = REPO / "README.md"
+TABLE_HEAD = "| variable | default | meaning |\n"
 SETTINGS = sorted(name.upper() for name in Settings.model_fields)
 
 
@@ -36,8 +42,22 @@ def test_env_example_holds_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None
     assert from_example == Settings.from_env(_env_file=None)
 
 
+def test_readme_settings_table_is_made_from_the_settings() -> None:
+    """The README's settings table is the one the Settings fields describe, row for row; with
+    UPDATE_README=1 the test writes it there instead."""
+    readme = README.read_text()
+    start = readme.index(TABLE_HEAD)
+    end = readme.index("\n\n", start) + 1
+    if os.environ.get("UPDATE_README") == "1":
+        README.write_text(readme[:start] + settings_table() + readme[end:])
+        return
+    assert readme[start:end] == settings_table(), (
+        "the README's settings table is out of date: run "
+        "UPDATE_README=1 pytest tests/deploy/test_settings_lists.py"
+    )
+
+
 def test_readme_settings_table_lists_every_setting() -> None:
     """The README has a table row for each Settings field."""
-    readme = (REPO / "README.md").read_text()
-    rows = set(re.findall(r"^\| `([A-Z_]+)` \|", readme, flags=re.MULTILINE))
+    rows = set(re.findall(r"^\| `([A-Z_]+)` \|", README.read_text(), flags=re.MULTILINE))
     assert [name for name in SETTINGS if name not in rows] == []

@@ -34,19 +34,28 @@ def network(seed: int) -> SimNetwork:
     """Ledgers 1024-2823; the RPC keeps the last 1,000 (1824-2823), the lake has them all."""
     return SimNetwork(
         SimNetConfig(
-            seed=seed, first_ledger=FIRST, prebuilt_ledgers=LAST - FIRST + 1,
-            retention_window=1000, events_per_ledger=3,
+            seed=seed,
+            first_ledger=FIRST,
+            prebuilt_ledgers=LAST - FIRST + 1,
+            retention_window=1000,
+            events_per_ledger=3,
         )
-    )  # fmt: skip
+    )
 
 
 def environment(database_url: str, rpc_url: str, lake_url: str, chunk: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in OWN_SETTINGS}
     env.update(
-        DATABASE_URL=database_url, STELLAR_RPC_URL=rpc_url, LAKE_URL=lake_url,
-        RPC_MAX_ATTEMPTS="2", BATCH_MAX_LEDGERS="25", LOG_FORMAT="json", LOG_LEVEL="warning",
-        BACKFILL_CHUNK_LEDGERS=str(chunk), BACKFILL_STALLED_SECS="2",
-    )  # fmt: skip
+        DATABASE_URL=database_url,
+        STELLAR_RPC_URL=rpc_url,
+        LAKE_URL=lake_url,
+        RPC_MAX_ATTEMPTS="2",
+        BATCH_MAX_LEDGERS="25",
+        LOG_FORMAT="json",
+        LOG_LEVEL="warning",
+        BACKFILL_CHUNK_LEDGERS=str(chunk),
+        BACKFILL_STALLED_SECS="2",
+    )
     return env
 
 

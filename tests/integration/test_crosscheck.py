@@ -32,10 +32,13 @@ SEED = 43
 def small_network() -> SimNetwork:
     return SimNetwork(
         SimNetConfig(
-            seed=SEED, first_ledger=10, prebuilt_ledgers=12, events_per_ledger=4,
+            seed=SEED,
+            first_ledger=10,
+            prebuilt_ledgers=12,
+            events_per_ledger=4,
             network_passphrase=NETWORK_A,
         )
-    )  # fmt: skip
+    )
 
 
 def ledger_with_events(net: SimNetwork) -> int:
@@ -124,9 +127,15 @@ async def test_a_healthy_lake_alone_is_clean(database_url: str, tmp_path: Path) 
     await fill(database_url, net)
     lake_url, _ = publish(net, tmp_path / "lake", layout=LakeLayout(NETWORK_A, 1, 4))
     result = await asyncio.to_thread(
-        run_in, tmp_path, "verify", "--against", "lake",
-        DATABASE_URL=database_url, LAKE_URL=lake_url, STELLAR_RPC_URL="http://127.0.0.1:1/",
-    )  # fmt: skip
+        run_in,
+        tmp_path,
+        "verify",
+        "--against",
+        "lake",
+        DATABASE_URL=database_url,
+        LAKE_URL=lake_url,
+        STELLAR_RPC_URL="http://127.0.0.1:1/",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "lake" in result.stdout and "none" in result.stdout
     assert f"{net.latest_ledger - net.first_ledger + 1}" in result.stdout
@@ -150,9 +159,15 @@ async def test_a_lake_of_another_network_or_a_missing_object_is_a_clear_error(
             run_in, tmp_path, "verify", "--against", "lake", LAKE_URL=other_url, **db
         )
         missing_both = await asyncio.to_thread(
-            run_in, tmp_path, "verify", "--against", "both",
-            STELLAR_RPC_URL=url, LAKE_URL=lake_url, **db,
-        )  # fmt: skip
+            run_in,
+            tmp_path,
+            "verify",
+            "--against",
+            "both",
+            STELLAR_RPC_URL=url,
+            LAKE_URL=lake_url,
+            **db,
+        )
     missing_lake = await asyncio.to_thread(
         run_in, tmp_path, "verify", "--against", "lake", LAKE_URL=lake_url, **db
     )
@@ -181,9 +196,15 @@ async def test_an_rpc_outvoted_by_store_and_lake_is_named_and_not_trusted(
     before = stored_values(database_url, odd, odd)
     with serve_in_thread(net) as url:
         result = await asyncio.to_thread(
-            run_in, tmp_path, "verify", "--against", "both",
-            DATABASE_URL=database_url, LAKE_URL=lake_url, STELLAR_RPC_URL=url,
-        )  # fmt: skip
+            run_in,
+            tmp_path,
+            "verify",
+            "--against",
+            "both",
+            DATABASE_URL=database_url,
+            LAKE_URL=lake_url,
+            STELLAR_RPC_URL=url,
+        )
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"ledger={odd}, source=rpc, changed=1" in result.stdout
     [record] = source_mismatches(database_url)

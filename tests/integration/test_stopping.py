@@ -19,6 +19,7 @@ import httpx
 import psycopg
 import pytest
 
+from stellar_reconciler.config import libpq_url
 from stellar_reconciler.service import FORCED_EXIT_CODE, STOP_DEADLINE_SECS
 from stellar_reconciler.simnet import FaultKind, SimNetConfig, SimNetwork, serve_in_thread
 from tests.conftest import PostgresTemplate
@@ -153,7 +154,7 @@ def test_stop_with_a_commit_blocked_in_the_database(
     stop still ends the process within the deadline, and the blocked batch is not stored at
     all, while every batch before it is stored whole."""
     database_url = postgres_template.clone()
-    plain_url = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    plain_url = libpq_url(database_url)
     database = plain_url.rsplit("/", 1)[1]
     net = SimNetwork(
         SimNetConfig(seed=11, first_ledger=2, prebuilt_ledgers=20, events_per_ledger=5)

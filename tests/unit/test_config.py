@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from stellar_reconciler.config import TESTNET_RPC_URL, Settings, env_file_warnings
+from stellar_reconciler.config import (
+    TESTNET_RPC_URL,
+    Settings,
+    Shown,
+    env_file_warnings,
+    settings_about,
+)
 from stellar_reconciler.errors import ConfigError
 
 SAC = "CDLZFC3SYJYDZT7K67VZ75HPJVIEUVNIXF47ZG2FB2RMQQVU2HHGCYSC"
@@ -119,6 +125,39 @@ def test_safe_view_hides_secrets() -> None:
     view = str(settings.safe_view())
     assert "secretpw" not in view and "a" * 20 not in view
     assert settings.safe_view()["admin_enabled"] is True
+
+
+def test_safe_view_shows_each_setting_as_its_field_says() -> None:
+    """Secrets appear only as whether they are set or how many there are, URLs without user
+    info and query values, the database only as its kind; settings marked not shown are absent."""
+    secrets = ("a" * 20, "r" * 16, "w" * 16, "dbpw", "rpckey", "natspw")
+    settings = Settings.from_env(
+        admin_token=secrets[0],
+        read_token=secrets[1],
+        webhook_urls="http://127.0.0.1:9/a,http://127.0.0.1:9/b",
+        webhook_secret=secrets[2],
+        database_url="postgres://u:dbpw@h:5432/db",
+        stellar_rpc_url="https://rpc.example/v1?apikey=rpckey",
+        nats_url="nats://u:natspw@127.0.0.1:4222",
+    )
+    view = settings.safe_view()
+    assert not [secret for secret in secrets if secret in str(view)]
+    assert view["admin_enabled"] is True and view["read_token_required"] is True
+    assert view["webhooks"] == 2 and view["database"] == "postgresql"
+    assert view["stellar_rpc_url"] == "https://rpc.example/v1?apikey=***"
+    assert view["nats_url"] == "nats://***@127.0.0.1:4222"
+    hidden = [name for name, about in settings_about().items() if about.shown is Shown.NOT]
+    assert "webhook_secret" in hidden and not set(hidden) & set(view)
+
+
+def test_every_setting_describes_itself() -> None:
+    """Each field carries its meaning, its expected form and how it is shown, in field order;
+    the secrets are never shown as they are."""
+    about = settings_about()
+    assert list(about) == list(Settings.model_fields)
+    assert all(entry.meaning and entry.form for entry in about.values())
+    for name in ("admin_token", "read_token", "webhook_secret"):
+        assert about[name].shown in (Shown.NOT, Shown.WHETHER_SET), name
 
 
 def test_webhooks_need_a_signing_secret(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from stellar_reconciler.models import as_utc, iso_utc
+from stellar_reconciler.models import as_utc, iso_from_unix, iso_utc
 
 
 def test_iso_utc_ends_in_z_and_reads_a_zoneless_time_as_utc() -> None:
@@ -21,3 +21,10 @@ def test_as_utc_keeps_an_aware_time_as_it_is() -> None:
     plus_two = datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2)))
     assert as_utc(plus_two) is plus_two
     assert as_utc(datetime(2026, 1, 1, 12)) == datetime(2026, 1, 1, 12, tzinfo=UTC)
+
+
+def test_iso_from_unix_is_how_getevents_shows_a_close_time() -> None:
+    """A ledger's close time (whole seconds since 1970) comes out as getEvents writes
+    ledgerClosedAt: no fraction, UTC, ending in Z."""
+    assert iso_from_unix(0) == "1970-01-01T00:00:00Z"
+    assert iso_from_unix(1_753_120_870) == "2025-07-21T18:01:10Z"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from datetime import UTC, datetime
 
 from stellar_sdk import Keypair, xdr
 
@@ -32,11 +31,6 @@ PADDING_KEY_SIZE = 40
 _ZERO_HASH = b"\x00" * 32
 # The transaction result set of an empty ledger: an XDR array of length 0 and ext v0.
 _EMPTY_RESULT_SET_HASH = hashlib.sha256(b"\x00" * 8).digest()
-
-
-def iso_time(close_time: int) -> str:
-    """ISO-8601 UTC with a Z, as stellar-rpc formats ledgerClosedAt."""
-    return datetime.fromtimestamp(close_time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class LedgerChain:

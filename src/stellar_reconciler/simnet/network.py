@@ -13,8 +13,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from stellar_reconciler.models import iso_from_unix
 from stellar_reconciler.simnet.cast import build_cast
-from stellar_reconciler.simnet.chain import LedgerChain, iso_time
+from stellar_reconciler.simnet.chain import LedgerChain
 from stellar_reconciler.simnet.config import SimNetConfig, SimNetConfigError
 from stellar_reconciler.simnet.cursor import Cursor
 from stellar_reconciler.simnet.events import EventFactory, LedgerEvents
@@ -139,7 +140,7 @@ class SimNetwork:
     def _close_one(self) -> int:
         with self._lock:
             sequence = self._chain.append()
-            closed_at = iso_time(self._chain.close_time(sequence))
+            closed_at = iso_from_unix(self._chain.close_time(sequence))
             self._events.append(self._factory.generate(sequence, closed_at))
             self.transactions.add_ledger(self._events[-1])
             self._tell_scheduled_lie(sequence)

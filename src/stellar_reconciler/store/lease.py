@@ -30,8 +30,8 @@ from typing import IO, Any
 
 import psycopg
 from sqlalchemy import Connection, text
-from sqlalchemy.engine import make_url
 
+from stellar_reconciler.config import libpq_url
 from stellar_reconciler.errors import (
     DatabaseInUseError,
     DatabaseUnavailableError,
@@ -71,18 +71,12 @@ def advertised_url(application_name: str | None) -> str | None:
     return parts[2]
 
 
-def _conninfo(sqlalchemy_url: str) -> str:
-    """libpq's form of a SQLAlchemy PostgreSQL URL (the driver suffix dropped)."""
-    url = make_url(sqlalchemy_url).set(drivername="postgresql")
-    return url.render_as_string(hide_password=False)
-
-
 class AdvisoryLease:
     """The leader's lock on PostgreSQL, held by a dedicated connection (blocking calls: run
     them off the event loop)."""
 
     def __init__(self, sqlalchemy_url: str, name: str, lease_secs: float) -> None:
-        self._conninfo = _conninfo(sqlalchemy_url)
+        self._conninfo = libpq_url(sqlalchemy_url)
         self.name = name
         self._lease_ms = max(1000, int(lease_secs * 1000))
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
