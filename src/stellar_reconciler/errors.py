@@ -478,11 +478,5 @@ class DatabaseInUseError(SetupError):
     """Another `reconciler run` already writes to this SQLite file; a second would race it."""
 
 
-class LeadershipLostError(ServiceError):
-    """This replica led, and its lease ended (its lock's session was closed, or it was frozen
-    longer than LEADER_LEASE_SECS); another replica may lead now, so this one writes nothing
-    more and exits for its supervisor to start it again as a standby."""
-
-
 class NotLeaderError(ReconcilerError):
     """A change that only the leader makes reached a standby or a replica that lost its lease."""

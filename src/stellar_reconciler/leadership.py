@@ -4,8 +4,8 @@ Every replica serves the API and the dashboard. On PostgreSQL the one holding th
 lock (store/lease.py) leads; the others are standbys that try the lock every
 LEADER_RETRY_SECS and meanwhile follow the leader's /health, so a load balancer may probe any
 replica. A leader checks its lock as often; if it finds it gone it stops leading and the
-service exits with LeadershipLostError, for its supervisor to start it again as a standby
-(its batches are fenced in the database meanwhile, so it writes nothing after the loss).
+replica stands by again (its batches are fenced in the database meanwhile, so it writes
+nothing after the loss) and leads again only after taking the lock anew.
 
 On SQLite there is one writer per file: the file lock is taken at start-up or the start is
 refused, and the replica always leads.
@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import structlog
 
-from stellar_reconciler.errors import DatabaseUnavailableError, LeadershipLostError
+from stellar_reconciler.errors import DatabaseUnavailableError
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import AdvisoryLease, advertised_url
@@ -55,13 +55,44 @@ class Leadership:
         # The last leader seen while standing by: its open writes are ended at takeover.
         self._former: str | None = None
 
-    async def run(self, stop: asyncio.Event, lead: Lead) -> None:
+    async def first_try(self) -> bool:
+        """One try for the lock at start-up, and the takeover's clean-up when it is ours: a
+        replica that finds the lock free starts its worker as promptly as a lone service."""
         try:
-            if not await self._stand_by(stop):
-                return
-            await self._lead(stop, lead)
+            won = await asyncio.to_thread(self.lease.try_acquire)
+        except DatabaseUnavailableError as exc:
+            log.warning("leader_lock_unreachable", error=str(exc))
+            return False
+        if won:
+            await self._take_over()
+        return won
+
+    async def run(self, stop: asyncio.Event, lead: Lead, *, won: bool = False) -> None:
+        """Lead now (`won`: `first_try` took the lock), or stand by until the lock is ours;
+        after a lost lock (a database restart, a frozen process) stand by again."""
+        try:
+            while not stop.is_set():
+                if not won:
+                    if not await self._stand_by(stop):
+                        return
+                    await self._take_over()
+                won = False
+                await self._lead(stop, lead)
         finally:
             await asyncio.to_thread(self.lease.close)
+
+    async def _take_over(self) -> None:
+        started = time.monotonic()
+        evicted = await asyncio.to_thread(self.lease.evict_writers, self._former)
+        self.status.lead(self.url)
+        self.metrics.set_leader(True)
+        log.info(
+            "leading",
+            url=self.url,
+            former=advertised_url(self._former),
+            ended_writes=evicted,
+            takeover_secs=round(time.monotonic() - started, 3),
+        )
 
     async def _stand_by(self, stop: asyncio.Event) -> bool:
         """Try the lock until it is ours (True) or `stop` is set (False), following the
@@ -104,17 +135,6 @@ class Leadership:
             await _wait(stop, self.retry_secs)
 
     async def _lead(self, stop: asyncio.Event, lead: Lead) -> None:
-        started = time.monotonic()
-        evicted = await asyncio.to_thread(self.lease.evict_writers, self._former)
-        self.status.lead(self.url)
-        self.metrics.set_leader(True)
-        log.info(
-            "leading",
-            url=self.url,
-            former=advertised_url(self._former),
-            ended_writes=evicted,
-            takeover_secs=round(time.monotonic() - started, 3),
-        )
         leading = asyncio.Event()
         loop = asyncio.get_running_loop()
         # The heartbeat runs on a thread of its own: a busy event loop or a full thread pool
@@ -137,12 +157,15 @@ class Leadership:
             heartbeat.stop()
             self.metrics.set_leader(False)
         if heartbeat.lost and not stop.is_set():
-            log.error("leadership_lost", url=self.url)
-            raise LeadershipLostError(
-                "this replica lost the leader's lock (its database session ended, or the "
-                "process was frozen for more than LEADER_LEASE_SECS); another replica may lead "
-                "now. It wrote nothing after the loss and exits: start it again as a standby"
+            # Its batches were fenced from the moment the lock went; it stands by again and
+            # leads once more only after taking the lock anew.
+            log.error(
+                "leadership_lost",
+                url=self.url,
+                reason="the leader's lock session ended (a database restart, or this process "
+                "was frozen for more than LEADER_LEASE_SECS); standing by",
             )
+            self.status.stand_by(None, None)
 
 
 class _Heartbeat(threading.Thread):

@@ -34,7 +34,6 @@ from stellar_reconciler.config import TESTNET_PASSPHRASE, Settings, redact_url
 from stellar_reconciler.control import Controls
 from stellar_reconciler.crosscheck import Against, LakeSource, require_lake
 from stellar_reconciler.errors import (
-    LeadershipLostError,
     NetworkMismatchError,
     NothingStoredError,
     ReconcilerError,
@@ -326,28 +325,29 @@ class Service:
             refused.append(exc)
             stop.set()
             return
-        self._start_tasks(group, stop, refused)
+        await self._start_tasks(group, stop, refused)
 
-    def _start_tasks(
+    async def _start_tasks(
         self, group: asyncio.TaskGroup, stop: asyncio.Event, refused: list[BaseException]
     ) -> None:
         group.create_task(self.telemetry.run(stop))
         if self.leadership is None:
             group.create_task(self._lead(stop))
         else:
-            group.create_task(self._lead_when_elected(self.leadership, stop, refused))
-
-    async def _lead_when_elected(
-        self, leadership: Leadership, stop: asyncio.Event, refused: list[BaseException]
-    ) -> None:
-        try:
-            await leadership.run(stop, self._lead)
-        except LeadershipLostError as exc:
-            refused.append(exc)
-            stop.set()
+            won = await self.leadership.first_try()
+            group.create_task(self.leadership.run(stop, self._lead, won=won))
 
     async def _lead(self, stop: asyncio.Event) -> None:
-        """What only the leader runs: the worker, maintenance, webhooks and publishing."""
+        """What only the leader runs: the worker, maintenance, webhooks and publishing; a
+        fresh worker each time this replica comes to lead again."""
+        if self.worker.ran:
+            # The last worker may have halted on the fence (NotLeaderError) as the lock went.
+            self.status.unblock()
+            self.status.poll_failing = False
+            hooks = self.worker.batch_hooks
+            self.worker = build_worker(
+                self.settings, self.rpc, self.store, self.status, self.metrics, hooks
+            )
         async with asyncio.TaskGroup() as group:
             self._start_leader_tasks(group, stop)
 
@@ -377,7 +377,7 @@ class Service:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._serve_http(stop))
             if database_ready:
-                self._start_tasks(group, stop, refused)
+                await self._start_tasks(group, stop, refused)
             else:
                 group.create_task(self._start_when_ready(group, stop, startup, refused))
 

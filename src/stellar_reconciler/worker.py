@@ -107,6 +107,8 @@ class Worker:
         batch_hooks: Sequence[BatchHook] = (),
     ) -> None:
         self.batch_hooks = tuple(batch_hooks)
+        # Set once run() starts: a worker runs once, and a new one replaces it afterwards.
+        self.ran = False
         self.rpc = rpc
         self.store = store
         self.status = status
@@ -143,6 +145,7 @@ class Worker:
         health says why meanwhile. Only a fault a retry cannot fix (a broken hash chain,
         another writer, a bug) returns early, leaving health degraded with what to do."""
         self.status.worker_running = True
+        self.ran = True
         try:
             while not stop.is_set():
                 delay = self.options.poll_interval
