@@ -225,7 +225,10 @@ async def test_a_lake_of_another_history_is_stopped_at_the_seam(
     with serve_in_thread(net) as url:
         settings = settings_for(database_url, url, start_ledger="1024", lake_url=forked_url)
         async with running_service(settings) as (service, base), httpx.AsyncClient() as http:
-            await wait_for(lambda: not service.status.worker_running, what="the halt")
+            # On PostgreSQL the worker starts once the leader's lock is taken: wait for it first.
+            await wait_for(
+                lambda: service.worker.ran and not service.status.worker_running, what="the halt"
+            )
             health = (await http.get(f"{base}/health")).json()
             assert "hash chain broken at ledger 1184" in health["reason"]
             assert service.store.checkpoint().ledger == 1183
