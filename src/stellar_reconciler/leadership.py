@@ -54,6 +54,8 @@ class Leadership:
         self.retry_secs = retry_secs
         # The last leader seen while standing by: its open writes are ended at takeover.
         self._former: str | None = None
+        # The leader's URL while standing by, shared by the tries and the health follower.
+        self._leader: str | None = None
 
     async def first_try(self) -> bool:
         """One try for the lock at start-up, and the takeover's clean-up when it is ours: a
@@ -97,15 +99,15 @@ class Leadership:
     async def _stand_by(self, stop: asyncio.Event) -> bool:
         """Try the lock until it is ours (True) or `stop` is set (False), following the
         leader's health meanwhile (in its own task: a frozen leader must not slow the tries)."""
-        leader: list[str | None] = [None]
+        self._leader = None
         async with httpx.AsyncClient(timeout=LEADER_HEALTH_TIMEOUT_SECS) as client:
-            following = asyncio.create_task(self._follow(client, leader, stop))
+            following = asyncio.create_task(self._follow(client, stop))
             try:
-                return await self._try_until_ours(stop, leader)
+                return await self._try_until_ours(stop)
             finally:
                 following.cancel()
 
-    async def _try_until_ours(self, stop: asyncio.Event, leader: list[str | None]) -> bool:
+    async def _try_until_ours(self, stop: asyncio.Event) -> bool:
         self.metrics.set_leader(False)
         while not stop.is_set():
             try:
@@ -117,20 +119,18 @@ class Leadership:
                 holder = None
             self._former = holder or self._former
             url = advertised_url(holder)
-            if url != leader[0]:
+            if url != self._leader:
                 log.info("standby", leader=url)
-                leader[0] = url
+                self._leader = url
                 self.status.stand_by(url, None)
             await _wait(stop, self.retry_secs)
         return False
 
-    async def _follow(
-        self, client: httpx.AsyncClient, leader: list[str | None], stop: asyncio.Event
-    ) -> None:
+    async def _follow(self, client: httpx.AsyncClient, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            url = leader[0]
+            url = self._leader
             health = await _health_of(client, url)
-            if url == leader[0]:
+            if url == self._leader:
                 self.status.stand_by(url, health)
             await _wait(stop, self.retry_secs)
 

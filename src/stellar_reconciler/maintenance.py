@@ -21,14 +21,13 @@ from stellar_reconciler.backfill import Backfill
 from stellar_reconciler.backfill_chunks import ChunkedBackfill
 from stellar_reconciler.config import Settings
 from stellar_reconciler.control import Controls, Job
-from stellar_reconciler.crosscheck import Against, CrossCheck, LakeSource
+from stellar_reconciler.crosscheck import Against, CrossCheck, LakeSource, raw_fingerprint
 from stellar_reconciler.errors import ChainBreakError, LakeError, ReconcilerError
 from stellar_reconciler.fetcher import RangeFetcher
 from stellar_reconciler.metrics import Metrics
-from stellar_reconciler.models import Batch, Event, NetworkTip
+from stellar_reconciler.models import Batch, NetworkTip
 from stellar_reconciler.reconcile import (
     Comparison,
-    EventFingerprint,
     Range,
     compare_ranges,
     split_range,
@@ -46,18 +45,6 @@ GAP_CHECK_EVERY_TICKS = 30
 MAX_RANGES_PER_TICK = 16
 # Ledgers compared at once when only the lake is asked (the RPC's batches set it otherwise).
 LAKE_ONLY_SPAN = 1000
-
-
-def fingerprint(event: Event) -> EventFingerprint:
-    return EventFingerprint(
-        event.id,
-        event.ledger,
-        event.contract_id,
-        event.type,
-        event.tx_hash,
-        tuple(event.topics_xdr),
-        event.value_xdr,
-    )
 
 
 @dataclass
@@ -334,7 +321,7 @@ class Maintenance:
         # Ledgers missing from the store are gaps, found and filled by repair_gaps.
         present = [ledger for ledger in fresh.ledgers if ledger.sequence in stored_hashes]
         network_hashes = {ledger.sequence: ledger.hash for ledger in present}
-        network = [fingerprint(e) for e in fresh.events if e.ledger in stored_hashes]
+        network = [raw_fingerprint(e) for e in fresh.events if e.ledger in stored_hashes]
         stored = self.store.fingerprints(first, last)
         return compare_ranges(first, last, stored, network, stored_hashes, network_hashes)
 

@@ -61,7 +61,6 @@ from stellar_reconciler.store import (
     Store,
     instance_name,
 )
-from stellar_reconciler.store.database import sqlite_path
 from stellar_reconciler.telemetry import Telemetry
 from stellar_reconciler.webhook import WebhookSender
 from stellar_reconciler.worker import Worker, WorkerOptions
@@ -217,9 +216,9 @@ class Service:
         # Shapes first: the matcher's expiry reads the unreadable amounts they note.
         shapes = ShapeWatch([*settings.contract_ids, *settings.unexpected_event_contracts])
         hooks: list[BatchHook] = [shapes, matcher]
-        path = sqlite_path(settings.sqlalchemy_url)
-        if path is not None:
-            service.file_lease = FileLease.beside(path)
+        if store.dialect != "postgresql":
+            # SQLite: one writer per file (an in-memory database has no file to share).
+            service.file_lease = FileLease.for_database(settings.sqlalchemy_url)
         else:
             lease = AdvisoryLease(settings.sqlalchemy_url, name, settings.leader_lease_secs)
             service.leadership = Leadership(
@@ -342,12 +341,7 @@ class Service:
         fresh worker each time this replica comes to lead again."""
         if self.worker.ran:
             # The last worker may have halted on the fence (NotLeaderError) as the lock went.
-            self.status.unblock()
-            self.status.poll_failing = False
-            hooks = self.worker.batch_hooks
-            self.worker = build_worker(
-                self.settings, self.rpc, self.store, self.status, self.metrics, hooks
-            )
+            self._replace_worker()
         async with asyncio.TaskGroup() as group:
             self._start_leader_tasks(group, stop)
 
@@ -409,13 +403,17 @@ class Service:
                 if stop.is_set():
                     return
             restart.clear()
-            self.status.unblock()
-            self.status.poll_failing = False
-            hooks = self.worker.batch_hooks
-            self.worker = build_worker(
-                self.settings, self.rpc, self.store, self.status, self.metrics, hooks
-            )
+            self._replace_worker()
             log.info("worker_restarted")
+
+    def _replace_worker(self) -> None:
+        """A fresh worker with the same batch hooks, and the old one's halt forgotten."""
+        self.status.unblock()
+        self.status.poll_failing = False
+        hooks = self.worker.batch_hooks
+        self.worker = build_worker(
+            self.settings, self.rpc, self.store, self.status, self.metrics, hooks
+        )
 
     async def _serve_http(self, stop: asyncio.Event) -> None:
         serving = asyncio.create_task(self._serve_or_raise())

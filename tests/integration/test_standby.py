@@ -6,7 +6,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,14 +35,9 @@ from tests.integration.test_publisher import (
     names,
     received_ids,
 )
+from tests.loopback import closed_port
 
 ADMIN = "standby-test-admin-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def checkpoint(database_url: str) -> int:
@@ -68,7 +62,7 @@ class Replica:
     """One `reconciler run` on a fixed port, its log in a file (a pipe could fill and stall)."""
 
     def __init__(self, env: dict[str, str], log_dir: Path, name: str) -> None:
-        self.port = free_port()
+        self.port = closed_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.env = {
             **env,

@@ -37,6 +37,7 @@ from stellar_reconciler.errors import (
     DatabaseUnavailableError,
     NotLeaderError,
 )
+from stellar_reconciler.store.database import sqlite_path
 
 # The lock's two keys: "STLR" and 1. Any replica of any version uses the same pair.
 LOCK_CLASS = 0x53544C52
@@ -182,6 +183,12 @@ class FileLease:
     @classmethod
     def beside(cls, database_path: str) -> FileLease:
         return cls(Path(database_path + ".lock"))
+
+    @classmethod
+    def for_database(cls, url: str) -> FileLease | None:
+        """The lock beside a SQLite database's file; None when there is no file."""
+        path = sqlite_path(url)
+        return None if path is None else cls.beside(path)
 
     def acquire(self) -> None:
         """Take the lock, or raise DatabaseInUseError naming the process that holds it."""
