@@ -34,6 +34,7 @@ from stellar_reconciler.errors import (
     ReconcilerError,
     RpcTransientError,
 )
+from stellar_reconciler.rpc import StellarRpc
 from stellar_reconciler.store import BatchHook, NewDiscrepancy, Store
 from stellar_reconciler.store.chunks import Chunk, Stitch
 
@@ -323,12 +324,9 @@ async def run_backfill_worker(settings: Settings) -> None:
         store.close()
 
 
-async def _open(settings: Settings) -> tuple[Store, Any, Backfill]:
-    # service imports maintenance, which imports this module: imported here.
-    from stellar_reconciler.service import build_rpc
-
+async def _open(settings: Settings) -> tuple[Store, StellarRpc, Backfill]:
     store = await asyncio.to_thread(Store.open_existing, settings.sqlalchemy_url)
     # The events it adds are queued for NATS like the service's; the running service sends them.
     store.outbox.enabled = bool(settings.nats_url)
-    rpc = build_rpc(settings)
+    rpc = StellarRpc.from_settings(settings)
     return store, rpc, Backfill.for_settings(store, rpc, settings)

@@ -193,6 +193,13 @@ class StellarRpc:
         # stamina's own warning per retry is what flooded the log against a dead RPC.
         stamina.instrumentation.set_on_retry_hooks([])
 
+    @classmethod
+    def from_settings(cls, settings: Settings, observer: RpcObserver | None = None) -> StellarRpc:
+        """The client of STELLAR_RPC_URL, with the settings' timeout, user agent and retries."""
+        client = new_http_client(settings.rpc_timeout_secs, settings.user_agent)
+        policy = RetryPolicy.from_settings(settings)
+        return cls(client, settings.stellar_rpc_url, policy, observer=observer)
+
     @property
     def url(self) -> str:
         return self._url

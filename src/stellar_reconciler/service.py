@@ -49,7 +49,7 @@ from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.proof import settings_part
 from stellar_reconciler.publisher import NatsPublisher
 from stellar_reconciler.redaction import Redactor
-from stellar_reconciler.rpc import RetryPolicy, RpcObserver, StellarRpc, new_http_client
+from stellar_reconciler.rpc import StellarRpc
 from stellar_reconciler.startup import StartUp, open_listener
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import (
@@ -94,12 +94,6 @@ class _QuietServer(uvicorn.Server):
         await super().startup(sockets)
         if self.started:
             self.listening.set()
-
-
-def build_rpc(settings: Settings, observer: RpcObserver | None = None) -> StellarRpc:
-    client = new_http_client(settings.rpc_timeout_secs, settings.user_agent)
-    policy = RetryPolicy.from_settings(settings)
-    return StellarRpc(client, settings.stellar_rpc_url, policy, observer=observer)
 
 
 def build_worker(
@@ -151,7 +145,7 @@ class Service:
         # With NATS on, every batch queues its events for the publisher in its own transaction.
         store.outbox.enabled = bool(settings.nats_url)
         controls = Controls()
-        rpc = build_rpc(settings, metrics)
+        rpc = StellarRpc.from_settings(settings, metrics)
         status.pending_calls = rpc.pending
         worker = build_worker(settings, rpc, store, status, metrics)
         maintenance = Maintenance(
@@ -486,7 +480,7 @@ async def run_verification(
     store = await asyncio.to_thread(Store.open_existing, settings.sqlalchemy_url)
     # Events its repairs add are queued like the running service's; that one sends them.
     store.outbox.enabled = bool(settings.nats_url)
-    rpc = build_rpc(settings)
+    rpc = StellarRpc.from_settings(settings)
     rpc_url = redact_url(settings.stellar_rpc_url)
     try:
         low, high, count = await asyncio.to_thread(store.ledger_bounds)
@@ -531,7 +525,7 @@ async def _verify_with_lake_only(
     settings: Settings, first: int | None, last: int | None
 ) -> dict[str, Any]:
     store = await asyncio.to_thread(Store.open_existing, settings.sqlalchemy_url)
-    rpc = build_rpc(settings)
+    rpc = StellarRpc.from_settings(settings)
     try:
         low, high, count = await asyncio.to_thread(store.ledger_bounds)
         if not count or low is None or high is None:
