@@ -16,7 +16,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,11 +24,8 @@ import structlog
 import uvicorn
 from fastapi import FastAPI
 
-from stellar_reconciler.api import ApiContext, create_app
 from stellar_reconciler.api.event_stream import close_event_streams
 from stellar_reconciler.api.live import close_streams
-from stellar_reconciler.api.scrub import ScrubSecrets
-from stellar_reconciler.backfill import Backfill
 from stellar_reconciler.collector import tune_garbage_collector
 from stellar_reconciler.config import TESTNET_PASSPHRASE, Settings, redact_url
 from stellar_reconciler.control import Controls
@@ -41,28 +38,20 @@ from stellar_reconciler.errors import (
     SetupError,
     StopDeadlineError,
 )
-from stellar_reconciler.fetch_process import CatchUpSource, FetchConfig, FetchProcess
-from stellar_reconciler.fetcher import InProcessSource, RangeFetcher
 from stellar_reconciler.leadership import Leadership
 from stellar_reconciler.maintenance import Maintenance
 from stellar_reconciler.metrics import Metrics
-from stellar_reconciler.proof import settings_part
 from stellar_reconciler.publisher import NatsPublisher
-from stellar_reconciler.redaction import Redactor
 from stellar_reconciler.rpc import StellarRpc
 from stellar_reconciler.startup import StartUp, open_listener
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import (
-    AdvisoryLease,
-    BatchHook,
-    ExpectationMatcher,
     FileLease,
-    ShapeWatch,
     Store,
-    instance_name,
 )
 from stellar_reconciler.telemetry import Telemetry
 from stellar_reconciler.webhook import WebhookSender
+from stellar_reconciler.wiring import Hooks, WorkerFactory, standard_hooks, wire
 from stellar_reconciler.worker import Worker, WorkerOptions
 
 log = structlog.get_logger("stellar_reconciler.service")
@@ -96,26 +85,6 @@ class _QuietServer(uvicorn.Server):
             self.listening.set()
 
 
-def build_worker(
-    settings: Settings,
-    rpc: StellarRpc,
-    store: Store,
-    status: ServiceStatus,
-    metrics: Metrics,
-    batch_hooks: Sequence[BatchHook] = (),
-) -> Worker:
-    """A worker and the source of its batches: a backlog of CATCH_UP_PROCESS_LEDGERS or more
-    through a child process, anything shorter in this process (0: always in this process)."""
-    options = WorkerOptions.from_settings(settings)
-    in_process = InProcessSource(RangeFetcher(rpc, options.filter_sets), options.sizing)
-    child = None
-    if settings.catch_up_process_ledgers:
-        config = FetchConfig.from_settings(settings, options.filter_sets)
-        child = FetchProcess(config, options.sizing, metrics)
-    source = CatchUpSource(in_process, child, settings.catch_up_process_ledgers)
-    return Worker(rpc, store, status, metrics, options, source, batch_hooks)
-
-
 @dataclass
 class Service:
     settings: Settings
@@ -124,67 +93,27 @@ class Service:
     metrics: Metrics
     controls: Controls
     rpc: StellarRpc
+    # Makes the first worker, and a fresh one after a restart or for a new term as leader.
+    workers: WorkerFactory
     worker: Worker
     maintenance: Maintenance
     telemetry: Telemetry
     app: FastAPI
     server: _QuietServer
+    # Who may write: leader and standbys on PostgreSQL, one process per file on SQLite.
+    leadership: Leadership | None
+    file_lease: FileLease | None
     # Bound before anything else at start-up (or handed over by `demo`, which words its own
     # advice); the HTTP server serves on it.
     listener: socket.socket | None = None
-    # Who may write: leader and standbys on PostgreSQL, one process per file on SQLite.
-    leadership: Leadership | None = None
-    file_lease: FileLease | None = None
 
     @classmethod
-    def build(cls, settings: Settings) -> Service:
-        status = ServiceStatus(poll_interval=settings.poll_interval_secs)
-        metrics = Metrics(status)
-        name = instance_name(settings.advertised_url)
-        store = Store.open(settings.sqlalchemy_url, application_name=name)
-        # With NATS on, every batch queues its events for the publisher in its own transaction.
-        store.outbox.enabled = bool(settings.nats_url)
-        controls = Controls()
-        rpc = StellarRpc.from_settings(settings, metrics)
-        status.pending_calls = rpc.pending
-        worker = build_worker(settings, rpc, store, status, metrics)
-        maintenance = Maintenance(
-            rpc,
-            store,
-            status,
-            metrics,
-            controls,
-            worker.options.filter_sets,
-            settings.verify_every_ledgers,
-            lake=LakeSource.from_settings(settings, metrics),
-            backfill=Backfill.for_settings(store, rpc, settings),
-            settings=settings,
-        )
-        telemetry = Telemetry(
-            metrics,
-            status,
-            store=store,
-            webhooks=bool(settings.webhook_urls),
-            nats=bool(settings.nats_url),
-        )
-        app = create_app(
-            ApiContext(
-                store=store,
-                status=status,
-                metrics=metrics,
-                controls=controls,
-                telemetry=telemetry,
-                service_name=settings.service_name,
-                safe_settings=settings.safe_view(),
-                proof_settings=settings_part(settings),
-                admin_token=settings.admin_token,
-                read_token=settings.read_token,
-            )
-        )
-        # Whatever a route returns, no configured secret leaves the service.
-        app.add_middleware(ScrubSecrets, redactor=Redactor.from_settings(settings))
+    def build(cls, settings: Settings, hooks: Hooks = standard_hooks) -> Service:
+        """The service `wire` builds, not yet running (`hooks`: see wiring.Hooks)."""
+        graph = wire(settings, hooks)
+        core = graph.core
         config = uvicorn.Config(
-            app,
+            graph.app,
             host=settings.bind_host,
             port=settings.bind_port,
             log_config=None,
@@ -192,44 +121,25 @@ class Service:
             lifespan="off",
             timeout_graceful_shutdown=5,
         )
-        service = cls(
-            settings,
-            store,
-            status,
-            metrics,
-            controls,
-            rpc,
-            worker,
-            maintenance,
-            telemetry,
-            app,
-            _QuietServer(config),
+        return cls(
+            settings=settings,
+            store=core.store,
+            status=core.status,
+            metrics=core.metrics,
+            controls=graph.controls,
+            rpc=core.rpc,
+            workers=graph.workers,
+            worker=graph.workers(),
+            maintenance=graph.maintenance,
+            telemetry=graph.telemetry,
+            app=graph.app,
+            server=_QuietServer(config),
+            leadership=graph.leadership,
+            file_lease=graph.file_lease,
         )
-        # Expected records are matched inside each batch's transaction (and each repair's).
-        matcher = ExpectationMatcher(store.expectations, settings.unexpected_event_contracts)
-        # Shapes first: the matcher's expiry reads the unreadable amounts they note.
-        shapes = ShapeWatch([*settings.contract_ids, *settings.unexpected_event_contracts])
-        hooks: list[BatchHook] = [shapes, matcher]
-        if store.dialect != "postgresql":
-            # SQLite: one writer per file (an in-memory database has no file to share).
-            service.file_lease = FileLease.for_database(settings.sqlalchemy_url)
-        else:
-            lease = AdvisoryLease(settings.sqlalchemy_url, name, settings.leader_lease_secs)
-            service.leadership = Leadership(
-                lease, status, metrics, settings.advertised_url, settings.leader_retry_secs
-            )
-            # Last in every batch: it proves, inside the transaction, that we still lead.
-            hooks.append(lambda conn, _batch: lease.fence(conn))
-        service.set_batch_hooks(hooks)
-        return service
 
     def worker_kill_fetch_process(self) -> None:
         self.worker.kill_fetch_process()
-
-    def set_batch_hooks(self, hooks: Sequence[BatchHook]) -> None:
-        """Work committed with every batch (and every repair) from now on."""
-        self.worker.batch_hooks = tuple(hooks)
-        self.maintenance.batch_hooks = tuple(hooks)
 
     def bound_port(self) -> int | None:
         """The port the HTTP server listens on (useful with BIND_ADDR port 0)."""
@@ -249,7 +159,7 @@ class Service:
             self.store,
             self.rpc,
             self.status,
-            self.worker.options.fingerprint,
+            self.workers.options.fingerprint,
         )
         refused: list[BaseException] = []
         try:
@@ -401,13 +311,10 @@ class Service:
             log.info("worker_restarted")
 
     def _replace_worker(self) -> None:
-        """A fresh worker with the same batch hooks, and the old one's halt forgotten."""
+        """A fresh worker, and the old one's halt forgotten."""
         self.status.unblock()
         self.status.poll_failing = False
-        hooks = self.worker.batch_hooks
-        self.worker = build_worker(
-            self.settings, self.rpc, self.store, self.status, self.metrics, hooks
-        )
+        self.worker = self.workers()
 
     async def _serve_http(self, stop: asyncio.Event) -> None:
         serving = asyncio.create_task(self._serve_or_raise())

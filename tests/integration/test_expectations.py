@@ -25,8 +25,9 @@ from stellar_reconciler.expectations_csv import COLUMNS, import_csv
 from stellar_reconciler.models import Batch
 from stellar_reconciler.service import Service
 from stellar_reconciler.simnet import SimNetConfig, SimNetwork, serve_in_thread
-from stellar_reconciler.store import Store
+from stellar_reconciler.store import BatchHook, Store
 from stellar_reconciler.store.expectations import ExpectationMatcher, Expectations
+from stellar_reconciler.wiring import standard_hooks
 from tests.integration.harness import settings_for, wait_for
 
 log = logging.getLogger(__name__)
@@ -51,20 +52,24 @@ class TimedHook:
         self.events += len(batch.events)
 
 
-def wire_expectations(service: Service, unexpected: tuple[str, ...] = ()) -> TimedHook:
-    """Swap the service's matcher for a timed one (watching `unexpected` contracts)."""
-    timed = TimedHook(ExpectationMatcher(service.store.expectations, unexpected))
-    others = [h for h in service.worker.batch_hooks if not isinstance(h, ExpectationMatcher)]
-    service.set_batch_hooks([*others, timed])
-    return timed
+def build_timed(settings: Settings, unexpected: tuple[str, ...] = ()) -> tuple[Service, TimedHook]:
+    """The service with its matcher timed (and watching `unexpected` contracts)."""
+    timed: list[TimedHook] = []
+
+    def hooks(settings: Settings, store: Store) -> list[BatchHook]:
+        timed.append(TimedHook(ExpectationMatcher(store.expectations, unexpected)))
+        standard = standard_hooks(settings, store)
+        return [timed[0] if isinstance(h, ExpectationMatcher) else h for h in standard]
+
+    service = Service.build(settings, hooks)
+    return service, timed[0]
 
 
 @contextlib.asynccontextmanager
 async def service_with_expectations(
     settings: Settings, unexpected: tuple[str, ...] = ()
 ) -> AsyncIterator[tuple[Service, str, TimedHook]]:
-    service = Service.build(settings)
-    timed = wire_expectations(service, unexpected)
+    service, timed = build_timed(settings, unexpected)
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
     try:
@@ -79,8 +84,7 @@ async def service_with_expectations(
 async def api_client(database_url: str, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
     """The service's real app (built, not run: no worker) behind an in-process transport."""
     settings = settings_for(database_url, "http://127.0.0.1:1/", **overrides)
-    service = Service.build(settings)
-    wire_expectations(service)
+    service, _ = build_timed(settings)
     transport = httpx.ASGITransport(app=service.server.config.app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
