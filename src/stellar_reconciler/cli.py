@@ -364,7 +364,7 @@ def verify(
     """
     from stellar_reconciler.config import redact_url
     from stellar_reconciler.crosscheck import AGAINST
-    from stellar_reconciler.service import run_verification
+    from stellar_reconciler.verification import run_verification
 
     settings = load_settings()
     configure_logging_for(settings, level="warning")

@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 import uvicorn
@@ -27,17 +26,9 @@ from fastapi import FastAPI
 from stellar_reconciler.api.event_stream import close_event_streams
 from stellar_reconciler.api.live import close_streams
 from stellar_reconciler.collector import tune_garbage_collector
-from stellar_reconciler.config import TESTNET_PASSPHRASE, Settings, redact_url
+from stellar_reconciler.config import Settings, redact_url
 from stellar_reconciler.control import Controls
-from stellar_reconciler.crosscheck import Against, LakeSource, require_lake
-from stellar_reconciler.errors import (
-    NetworkMismatchError,
-    NothingStoredError,
-    ReconcilerError,
-    ServiceError,
-    SetupError,
-    StopDeadlineError,
-)
+from stellar_reconciler.errors import ReconcilerError, ServiceError, StopDeadlineError
 from stellar_reconciler.leadership import Leadership
 from stellar_reconciler.maintenance import Maintenance
 from stellar_reconciler.metrics import Metrics
@@ -45,14 +36,11 @@ from stellar_reconciler.publisher import NatsPublisher
 from stellar_reconciler.rpc import StellarRpc
 from stellar_reconciler.startup import StartUp, open_listener
 from stellar_reconciler.status import ServiceStatus
-from stellar_reconciler.store import (
-    FileLease,
-    Store,
-)
+from stellar_reconciler.store import FileLease, Store
 from stellar_reconciler.telemetry import Telemetry
 from stellar_reconciler.webhook import WebhookSender
 from stellar_reconciler.wiring import Hooks, WorkerFactory, standard_hooks, wire
-from stellar_reconciler.worker import Worker, WorkerOptions
+from stellar_reconciler.worker import Worker
 
 log = structlog.get_logger("stellar_reconciler.service")
 
@@ -369,88 +357,6 @@ async def _first_of(*events: asyncio.Event, then: asyncio.Event | None = None) -
             waiter.cancel()
     if then is not None:
         then.set()
-
-
-async def run_verification(
-    settings: Settings, first: int | None, last: int | None, against: Against = "rpc"
-) -> dict[str, Any]:
-    """`reconciler verify`: gaps, then re-verification of first..last (default: all stored)
-    against the RPC, the lake (LAKE_URL) or both.
-
-    Never creates or migrates a database; refuses an RPC or a lake of another network than the
-    one the stored data came from, before asking it anything else. Against the lake alone the
-    RPC is not asked at all (and gaps are not filled).
-    """
-    require_lake(against, bool(settings.lake_url))
-    if against == "lake":
-        return await _verify_with_lake_only(settings, first, last)
-    store = await asyncio.to_thread(Store.open_existing, settings.sqlalchemy_url)
-    # Events its repairs add are queued like the running service's; that one sends them.
-    store.outbox.enabled = bool(settings.nats_url)
-    rpc = StellarRpc.from_settings(settings)
-    rpc_url = redact_url(settings.stellar_rpc_url)
-    try:
-        low, high, count = await asyncio.to_thread(store.ledger_bounds)
-        if not count or low is None or high is None:
-            raise NothingStoredError("nothing is stored yet: there is nothing to verify")
-        recorded = await asyncio.to_thread(store.network.passphrase)
-        if (
-            recorded is not None
-            and recorded != TESTNET_PASSPHRASE
-            and "stellar_rpc_url" not in settings.model_fields_set
-        ):
-            # The default RPC is testnet's: no need to ask it to know it is the wrong one.
-            raise NetworkMismatchError(recorded, TESTNET_PASSPHRASE, rpc_url)
-        network = await rpc.get_network()
-        await asyncio.to_thread(store.network.check, network.passphrase, rpc_url)
-        first = low if first is None else max(first, low)
-        last = high if last is None else min(last, high)
-        if first > last:
-            raise SetupError(f"--from/--to select no stored ledger (stored: {low}-{high})")
-        status = ServiceStatus()
-        maintenance = Maintenance(
-            rpc,
-            store,
-            status,
-            Metrics(status),
-            Controls(),
-            WorkerOptions.from_settings(settings).filter_sets,
-            settings.verify_every_ledgers,
-            lake=LakeSource.from_settings(settings),
-        )
-        tip = await rpc.get_health()
-        report = await maintenance.repair_gaps(tip, first, last)
-        report = await maintenance.verify(first, last, report=report, against=against)
-        report.first_ledger, report.last_ledger = first, last
-        return report.as_json()
-    finally:
-        await rpc.aclose()
-        store.close()
-
-
-async def _verify_with_lake_only(
-    settings: Settings, first: int | None, last: int | None
-) -> dict[str, Any]:
-    store = await asyncio.to_thread(Store.open_existing, settings.sqlalchemy_url)
-    rpc = StellarRpc.from_settings(settings)
-    try:
-        low, high, count = await asyncio.to_thread(store.ledger_bounds)
-        if not count or low is None or high is None:
-            raise NothingStoredError("nothing is stored yet: there is nothing to verify")
-        first = low if first is None else max(first, low)
-        last = high if last is None else min(last, high)
-        if first > last:
-            raise SetupError(f"--from/--to select no stored ledger (stored: {low}-{high})")
-        status = ServiceStatus()
-        maintenance = Maintenance(
-            rpc, store, status, Metrics(status), Controls(), [],
-            settings.verify_every_ledgers, lake=LakeSource.from_settings(settings),
-        )  # fmt: skip
-        report = await maintenance.verify(first, last, against="lake")
-        return report.as_json()
-    finally:
-        await rpc.aclose()
-        store.close()
 
 
 class StopDeadline:

@@ -11,10 +11,10 @@ import pytest
 from obstore.store import LocalStore
 
 from stellar_reconciler.lake import CONFIG_KEY, LakeLayout, open_store
-from stellar_reconciler.service import run_verification
 from stellar_reconciler.simnet import SimNetConfig, SimNetwork, serve_in_thread
 from stellar_reconciler.simnet import lake as simlake
 from stellar_reconciler.store import Store
+from stellar_reconciler.verification import run_verification
 from tests.integration.harness import (
     network_event_ids,
     running_service,
