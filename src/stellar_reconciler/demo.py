@@ -9,8 +9,9 @@ from typing import Any
 
 from stellar_reconciler.config import Settings
 from stellar_reconciler.demo_records import load_demo_records
-from stellar_reconciler.service import Service, install_signal_handlers
+from stellar_reconciler.service import Service
 from stellar_reconciler.simnet import LieSchedule, SimNetConfig, SimNetwork, run_simnet
+from stellar_reconciler.stopping import install_signal_handlers
 
 # The network's lies, in seconds after start: one, another, then one a minute. Spaced out so
 # a person watching sees each one found and repaired, rather than all in the first seconds.

@@ -1,22 +1,17 @@
-"""Service: wires settings into the worker and the HTTP server and runs them in one TaskGroup.
+"""Service: the graph wiring.py builds, the worker and the HTTP server run in one TaskGroup.
 
 One stop event ends everything: the worker cancels the RPC calls in flight, lets a batch
 already handed to the database commit (or roll back) whole, and returns; the HTTP server
 closes. SIGINT and SIGTERM set that event, and the process is gone within STOP_DEADLINE_SECS
-whatever the RPC or the database is doing (see StopDeadline).
+whatever the RPC or the database is doing (see stopping.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import os
-import signal
 import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import structlog
@@ -28,7 +23,7 @@ from stellar_reconciler.api.live import close_streams
 from stellar_reconciler.collector import tune_garbage_collector
 from stellar_reconciler.config import Settings, redact_url
 from stellar_reconciler.control import Controls
-from stellar_reconciler.errors import ReconcilerError, ServiceError, StopDeadlineError
+from stellar_reconciler.errors import ReconcilerError, ServiceError
 from stellar_reconciler.leadership import Leadership
 from stellar_reconciler.maintenance import Maintenance
 from stellar_reconciler.metrics import Metrics
@@ -36,6 +31,7 @@ from stellar_reconciler.publisher import NatsPublisher
 from stellar_reconciler.rpc import StellarRpc
 from stellar_reconciler.startup import StartUp, open_listener
 from stellar_reconciler.status import ServiceStatus
+from stellar_reconciler.stopping import TASKS_GRACE_SECS, StopDeadline, install_signal_handlers
 from stellar_reconciler.store import FileLease, Store
 from stellar_reconciler.telemetry import Telemetry
 from stellar_reconciler.webhook import WebhookSender
@@ -43,16 +39,6 @@ from stellar_reconciler.wiring import Hooks, WorkerFactory, standard_hooks, wire
 from stellar_reconciler.worker import Worker
 
 log = structlog.get_logger("stellar_reconciler.service")
-
-# A stop signal ends `reconciler run` within this many seconds, whatever it is waiting for.
-STOP_DEADLINE_SECS = 10.0
-# Of which the tasks get this long to wind down before they are cancelled...
-TASKS_GRACE_SECS = 7.0
-# ...and the process is ended outright this long after the signal (a thread stuck in a
-# database call would otherwise hold the interpreter's exit): a second before the deadline.
-FORCED_EXIT_SECS = STOP_DEADLINE_SECS - 1.0
-# The exit code when the deadline had to end the process.
-FORCED_EXIT_CODE = 1
 
 
 class _QuietServer(uvicorn.Server):
@@ -357,57 +343,6 @@ async def _first_of(*events: asyncio.Event, then: asyncio.Event | None = None) -
             waiter.cancel()
     if then is not None:
         then.set()
-
-
-class StopDeadline:
-    """Ends the process FORCED_EXIT_SECS after the first stop signal, or at once on a second.
-
-    A cancelled task lets go at once, but a thread stuck in a database call (a lock that is
-    never released, a server that stopped answering) cannot be cancelled, and the interpreter
-    waits for it before exiting. Ending the process is safe for the data: a transaction that
-    never sent its COMMIT is rolled back by the database.
-    """
-
-    def __init__(self, describe: Callable[[], str], before_exit: Callable[[], None]) -> None:
-        self._describe = describe
-        self._before_exit = before_exit
-        self._timer: threading.Timer | None = None
-        self._signalled_at: float | None = None
-
-    def signalled(self, stop: asyncio.Event) -> None:
-        if self._timer is not None:
-            log.warning("stop_signal_repeated", hint="exiting now")
-            self._expire()
-        self._signalled_at = time.monotonic()
-        stop.set()
-        self._timer = threading.Timer(FORCED_EXIT_SECS, self._expire)
-        self._timer.daemon = True
-        self._timer.start()
-        log.info("stop_requested", deadline_secs=STOP_DEADLINE_SECS)
-
-    def expire(self) -> None:
-        """End the process now (the service stopped, but a thread still holds its exit)."""
-        self._expire()
-
-    def _expire(self) -> None:
-        started = self._signalled_at
-        waited = time.monotonic() - started if started is not None else 0.0
-        error = StopDeadlineError(round(waited, 1), self._describe())
-        try:
-            self._before_exit()
-        finally:
-            log.error("stop_forced", error=str(error), exit_code=FORCED_EXIT_CODE)
-            logging.shutdown()
-            os._exit(FORCED_EXIT_CODE)
-
-
-def install_signal_handlers(stop: asyncio.Event, deadline: StopDeadline | None = None) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        if deadline is None:
-            loop.add_signal_handler(sig, stop.set)
-        else:
-            loop.add_signal_handler(sig, deadline.signalled, stop)
 
 
 async def run_service(settings: Settings) -> None:

@@ -44,7 +44,7 @@ from stellar_reconciler.store import BatchHook, NewDiscrepancy, Store
 log = structlog.get_logger("stellar_reconciler.worker")
 
 # On stop, a batch already handed to the database gets this long to commit before the worker
-# returns without it (the service's stop deadline then ends the process; see service.py).
+# returns without it (the service's stop deadline then ends the process; see stopping.py).
 COMMIT_GRACE_SECS = 5.0
 
 

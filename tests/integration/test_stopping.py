@@ -20,8 +20,8 @@ import psycopg
 import pytest
 
 from stellar_reconciler.config import libpq_url
-from stellar_reconciler.service import FORCED_EXIT_CODE, STOP_DEADLINE_SECS
 from stellar_reconciler.simnet import FaultKind, SimNetConfig, SimNetwork, serve_in_thread
+from stellar_reconciler.stopping import FORCED_EXIT_CODE, STOP_DEADLINE_SECS
 from tests.conftest import PostgresTemplate
 from tests.integration.harness import (
     network_event_ids,
