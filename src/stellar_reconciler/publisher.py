@@ -171,6 +171,9 @@ class NatsPublisher:
             connect_timeout=CONNECT_TIMEOUT_SECS,
             error_cb=self._quiet,
             name="stellar-reconciler",
+            # Every subject is made of checked tokens (event_subject, the validated prefix):
+            # checking each again cost a regular expression per message.
+            skip_subject_validation=True,
         )
         self._js = self._nc.jetstream(timeout=self.ack_timeout)
         try:

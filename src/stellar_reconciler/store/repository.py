@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
 from typing import Any
 
@@ -105,22 +106,21 @@ def event_json(row: Any) -> dict[str, Any]:
 
 
 def event_text(row: Any) -> str:
-    """event_json as compact JSON text, from a row whose JSON columns are still text."""
-    head = json.dumps(
-        {
-            "id": row.id,
-            "ledger": row.ledger,
-            "ledger_closed_at": iso_utc(row.ledger_closed_at),
-            "contract_id": row.contract_id,
-            "type": row.type,
-            "name": row.name,
-            "tx_hash": row.tx_hash,
-        },
-        separators=(",", ":"),
-    )
+    """event_json as compact JSON text, from a row whose JSON columns are still text (they
+    pass through as stored).
+
+    Built with the JSON module's own string encoder rather than `json.dumps` of a dict (the
+    same bytes): the publisher and the event stream make one per event, and the dict and
+    the generic encoder were two thirds of the time spent reading the outbox.
+    """
+    name = "null" if row.name is None else _quote(row.name)
     text = (
-        f'{head[:-1]},"topics":{row.topics},"value":{row.value or "null"},'
-        f'"topics_xdr":{row.topics_xdr},"value_xdr":{json.dumps(row.value_xdr)}}}'
+        f'{{"id":{_quote(row.id)},"ledger":{int(row.ledger)},'
+        f'"ledger_closed_at":{_quote(iso_utc(row.ledger_closed_at))},'
+        f'"contract_id":{_quote(row.contract_id)},"type":{_quote(row.type)},"name":{name},'
+        f'"tx_hash":{_quote(row.tx_hash)},"topics":{row.topics},'
+        f'"value":{row.value or "null"},"topics_xdr":{row.topics_xdr},'
+        f'"value_xdr":{_quote(row.value_xdr)}}}'
     )
     # Stored JSON is written on one line; should a line break ever be in it (whitespace, as
     # strings escape theirs), write it again so one event stays one line.
