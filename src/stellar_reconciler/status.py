@@ -100,6 +100,12 @@ class ServiceStatus:
             self._changed.set()
             self._changed = None
 
+    def publishing_state(self, failure: str | None) -> None:
+        """The NATS publisher's state: why it cannot send, or None once it can."""
+        if failure != self.publishing_failure:
+            self.publishing_failure = failure
+            self.notify()
+
     def notify_threadsafe(self) -> None:
         """notify() from a worker thread (a sync API handler)."""
         if self._loop is not None:

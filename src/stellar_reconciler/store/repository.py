@@ -195,9 +195,14 @@ class EventQuery:
 class Store:
     """Everything the service reads and writes, on SQLite or PostgreSQL alike."""
 
-    def __init__(self, engine: Engine, stream: str = DEFAULT_STREAM) -> None:
+    def __init__(
+        self, engine: Engine, stream: str = DEFAULT_STREAM, application_name: str | None = None
+    ) -> None:
         self.engine = engine
         self.stream = stream
+        # What this replica's PostgreSQL sessions are called (see store/lease.py); a helper
+        # process that writes for the replica opens its store under the same name.
+        self.application_name = application_name
         self.discrepancies = Discrepancies(engine)
         self.audit = AuditLog(engine)
         self.gaps = Gaps(engine, stream, self.discrepancies)
@@ -216,7 +221,8 @@ class Store:
     def open(
         cls, url: str, stream: str = DEFAULT_STREAM, *, application_name: str | None = None
     ) -> Store:
-        return cls(create_database_engine(url, application_name=application_name), stream)
+        engine = create_database_engine(url, application_name=application_name)
+        return cls(engine, stream, application_name)
 
     @classmethod
     def open_existing(cls, url: str, stream: str = DEFAULT_STREAM) -> Store:
@@ -242,6 +248,11 @@ class Store:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @property
+    def in_memory(self) -> bool:
+        """An in-memory SQLite database: no other process can open it."""
+        return self.dialect == "sqlite" and sqlite_path(str(self.engine.url)) is None
 
     def migrate(self) -> None:
         migrate.upgrade(self.engine)
