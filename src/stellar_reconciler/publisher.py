@@ -333,18 +333,13 @@ class NatsPublisher:
             f"{str(exc) or type(exc).__name__}; events wait in the outbox "
             "(reconciler_nats_outbox_pending) and are published in order once NATS answers"
         )
-        if self.status.publishing_failure is None:
+        if self.status.publishing_failed(reason):
             log.warning("nats_publishing_failing", servers=self.shown_servers, error=str(exc))
-        if reason != self.status.publishing_failure:
-            self.status.publishing_failure = reason
-            self.status.notify()
 
     def _recovered(self) -> None:
         self._retry = FIRST_RETRY_SECS
-        if self.status.publishing_failure is not None:
+        if self.status.publishing_recovered():
             log.info("nats_publishing_recovered", servers=self.shown_servers)
-            self.status.publishing_failure = None
-            self.status.notify()
 
     async def _quiet(self, exc: Exception) -> None:
         # The client reports each socket error here; the failure that matters reaches run().

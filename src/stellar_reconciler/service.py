@@ -152,7 +152,7 @@ class Service:
         store.outbox.enabled = bool(settings.nats_url)
         controls = Controls()
         rpc = build_rpc(settings, metrics)
-        status.pending_calls = rpc.pending
+        status.track_pending_calls(rpc.pending)
         worker = build_worker(settings, rpc, store, status, metrics)
         maintenance = Maintenance(
             rpc,
@@ -409,7 +409,7 @@ class Service:
     def _replace_worker(self) -> None:
         """A fresh worker with the same batch hooks, and the old one's halt forgotten."""
         self.status.unblock()
-        self.status.poll_failing = False
+        self.status.forget_poll_failure()
         hooks = self.worker.batch_hooks
         self.worker = build_worker(
             self.settings, self.rpc, self.store, self.status, self.metrics, hooks

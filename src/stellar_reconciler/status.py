@@ -118,6 +118,48 @@ class ServiceStatus:
             await asyncio.wait_for(changed.wait(), within)
         return self.version
 
+    # --- written by the service's parts ---------------------------------------------------
+
+    def track_pending_calls(self, pending_calls: PendingCalls) -> None:
+        """Learn the RPC requests in flight from `pending_calls` (see StellarRpc.pending)."""
+        self.pending_calls = pending_calls
+
+    def record_network(self, network: NetworkInfo) -> None:
+        self.network = network
+
+    def worker_started(self) -> None:
+        self.worker_running = True
+
+    def worker_stopped(self) -> None:
+        self.worker_running = False
+
+    def forget_poll_failure(self) -> None:
+        """A fresh worker starts with no failed poll behind it."""
+        self.poll_failing = False
+
+    def set_unhealthy_conditions(self, conditions: dict[str, str]) -> None:
+        """Replace the extra reasons for a 503 (notifying only when they differ)."""
+        if conditions != self.unhealthy_conditions:
+            self.unhealthy_conditions = dict(conditions)
+            self.notify()
+
+    def publishing_failed(self, reason: str) -> bool:
+        """The NATS publisher cannot send; True when this starts the failure (False when it was
+        failing already, perhaps for another reason)."""
+        started = self.publishing_failure is None
+        if reason != self.publishing_failure:
+            self.publishing_failure = reason
+            self.notify()
+        return started
+
+    def publishing_recovered(self) -> bool:
+        """The NATS publisher sends again; True when it had been failing."""
+        if self.publishing_failure is None:
+            return False
+        self.publishing_failure = None
+        self.notify()
+        return True
+
     # --- written by the worker -------------------------------------------------------------
 
     def observe_tip(self, tip: NetworkTip) -> None:
@@ -147,6 +189,19 @@ class ServiceStatus:
         self.last_progress_monotonic = time.monotonic()
         self.poll_failing = False
         self.notify()
+
+    def record_batch(self, last_ledger: int, ledgers: int, events: int) -> dict[str, Any] | None:
+        """A batch of `ledgers` ledgers ending at `last_ledger` committed; returns the fields of
+        a catch-up log line when one is due (see CatchUp.committed)."""
+        latest = self.tip.latest_ledger if self.tip else last_ledger
+        line = self.catch_up.committed(time.monotonic(), last_ledger, ledgers, events, latest)
+        self.record_progress(last_ledger)
+        return line
+
+    def moved_checkpoint(self, ledger: int) -> None:
+        """The checkpoint moved other than by a committed batch (lost ledgers skipped with
+        consent, or a move made outside the worker's loop)."""
+        self.last_processed_ledger = ledger
 
     def record_idle_success(self) -> None:
         """A poll that found nothing new still proves the RPC answers."""

@@ -173,11 +173,40 @@ def test_nats_publishing_failing_is_degraded_until_it_works_again() -> None:
     status = ServiceStatus()
     status.observe_tip(tip(100))
     status.record_progress(100)
-    status.publishing_failure = "NATS publishing failing (nats://127.0.0.1:4222): closed"
+    status.publishing_failed("NATS publishing failing (nats://127.0.0.1:4222): closed")
     assert status.state() == ("degraded", status.publishing_failure)
     assert status.health()["healthy"] is False
-    status.publishing_failure = None
+    status.publishing_recovered()
     assert status.state() == ("synced", None)
+
+
+def test_publishing_changes_say_whether_they_start_or_end_a_failure() -> None:
+    """Only the first failure and the recovery after it answer True; a new reason while
+    failing is shown and notified, but does not start the failure again."""
+    status = ServiceStatus()
+    assert status.publishing_recovered() is False
+    assert status.publishing_failed("closed") is True
+    seen = status.version
+    assert status.publishing_failed("closed") is False and status.version == seen
+    assert status.publishing_failed("timed out") is False
+    assert (status.publishing_failure, status.version) == ("timed out", seen + 1)
+    assert status.publishing_recovered() is True and status.publishing_failure is None
+    assert status.publishing_recovered() is False and status.version == seen + 2
+
+
+def test_unhealthy_conditions_notify_only_when_they_change() -> None:
+    """Conditions make health degraded; setting the same ones again wakes no live view."""
+    status = ServiceStatus()
+    status.observe_tip(tip(100))
+    status.record_progress(100)
+    breaks = {"chain_break": "1 open chain_break discrepancies"}
+    status.set_unhealthy_conditions(breaks)
+    seen = status.version
+    status.set_unhealthy_conditions(dict(breaks))
+    assert status.version == seen
+    assert status.state() == ("degraded", "1 open chain_break discrepancies")
+    status.set_unhealthy_conditions({})
+    assert status.version == seen + 1 and status.state() == ("synced", None)
 
 
 def test_a_standby_is_as_healthy_as_the_leader_it_follows() -> None:
