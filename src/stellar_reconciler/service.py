@@ -28,6 +28,7 @@ from stellar_reconciler.api import ApiContext, create_app
 from stellar_reconciler.api.event_stream import close_event_streams
 from stellar_reconciler.api.live import close_streams
 from stellar_reconciler.api.scrub import ScrubSecrets
+from stellar_reconciler.attempts import RpcAttempts
 from stellar_reconciler.backfill import Backfill
 from stellar_reconciler.collector import tune_garbage_collector
 from stellar_reconciler.config import TESTNET_PASSPHRASE, Settings, redact_url
@@ -117,7 +118,7 @@ def build_worker(
     child = None
     if settings.catch_up_process_ledgers:
         config = FetchConfig.from_settings(settings, options.filter_sets)
-        child = FetchProcess(config, options.sizing, metrics)
+        child = FetchProcess(config, options.sizing, RpcAttempts(metrics, status))
     source = CatchUpSource(in_process, child, settings.catch_up_process_ledgers)
     return Worker(rpc, store, status, metrics, options, source, batch_hooks)
 
@@ -151,7 +152,7 @@ class Service:
         # With NATS on, every batch queues its events for the publisher in its own transaction.
         store.outbox.enabled = bool(settings.nats_url)
         controls = Controls()
-        rpc = build_rpc(settings, metrics)
+        rpc = build_rpc(settings, RpcAttempts(metrics, status))
         status.track_pending_calls(rpc.pending)
         worker = build_worker(settings, rpc, store, status, metrics)
         maintenance = Maintenance(
