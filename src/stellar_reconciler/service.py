@@ -151,7 +151,7 @@ class Service:
         store = Store.open(settings.sqlalchemy_url, application_name=name)
         # With NATS on, every batch queues its events for the publisher in its own transaction.
         store.outbox.enabled = bool(settings.nats_url)
-        controls = Controls()
+        controls = Controls(status)
         rpc = build_rpc(settings, RpcAttempts(metrics, status))
         status.track_pending_calls(rpc.pending)
         worker = build_worker(settings, rpc, store, status, metrics)

@@ -43,7 +43,8 @@ def _no_calls() -> Sequence[tuple[str, str, float]]:
 
 @dataclass
 class ServiceStatus:
-    """What the worker last knew, plus the commands the API hands to it."""
+    """What the worker last knew, plus whether an operator paused it; changed only through
+    its methods."""
 
     poll_interval: float = 1.0
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -159,6 +160,15 @@ class ServiceStatus:
         self.publishing_failure = None
         self.notify()
         return True
+
+    def pause(self) -> None:
+        """An operator paused the worker (through Controls)."""
+        self.paused = True
+        self.notify()
+
+    def resume(self) -> None:
+        self.paused = False
+        self.notify()
 
     # --- written by the worker -------------------------------------------------------------
 
