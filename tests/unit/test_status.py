@@ -1,11 +1,18 @@
-"""ServiceStatus: the health states and when each one is reported."""
+"""ServiceStatus: the health states and when each one is reported, and that only its own
+methods change it."""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import time
+from pathlib import Path
 
+from stellar_reconciler import status as status_module
 from stellar_reconciler.models import BlockKind, NetworkTip
 from stellar_reconciler.status import AHEAD_POLLS, FAILURES_BEFORE_DEGRADED, ServiceStatus
+
+FIELDS = frozenset(field.name for field in dataclasses.fields(ServiceStatus))
 
 
 def tip(latest: int, oldest: int = 1) -> NetworkTip:
@@ -231,3 +238,75 @@ def test_a_standby_is_as_healthy_as_the_leader_it_follows() -> None:
         "leader",
         "http://10.0.0.2:3000/",
     )
+
+
+def _is_status(node: ast.expr) -> bool:
+    """`status`, `self.status`, `ctx.status`, `self._status`: an expression naming a status."""
+    name = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", "")
+    return name.lstrip("_").endswith("status")
+
+
+def _status_field(node: ast.expr) -> str | None:
+    """The field when `node` is `<a status>.<field>`, else None."""
+    if isinstance(node, ast.Attribute) and node.attr in FIELDS and _is_status(node.value):
+        return node.attr
+    return None
+
+
+def status_writes(source: str) -> list[tuple[int, str]]:
+    """(line, field) of each assignment to a status field, of an item of one, and of each
+    method called on one, in `source`."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign | ast.Delete):
+            targets = node.targets
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            targets = [node.func.value]
+        for target in targets:
+            # Down the chain written through (`a.b[c].d`: a.b[c], a.b, a), not into indexes.
+            part: ast.expr = target
+            while isinstance(part, ast.Attribute | ast.Subscript):
+                if field := _status_field(part):
+                    found.append((node.lineno, field))
+                    break
+                part = part.value
+    return found
+
+
+def test_the_write_finder_sees_each_way_of_writing() -> None:
+    """Assigning, adding to, subscripting and calling a method on a status field are found;
+    reading one and calling the status's own methods are not."""
+    source = """
+ctx.status.paused = True
+self.status.ahead_polls += 1
+self._status.unhealthy_conditions["chain_break"] = "1 open"
+del status.blocking_detail["error"]
+service.status.catch_up.committed(1.0, 2, 1, 0, 2)
+status.pause()
+checkpoints[status.last_processed_ledger] = True
+ledger = self.status.last_processed_ledger
+passphrase = ctx.status.network.passphrase
+"""
+    assert status_writes(source) == [
+        (2, "paused"),
+        (3, "ahead_polls"),
+        (4, "unhealthy_conditions"),
+        (5, "blocking_detail"),
+        (6, "catch_up"),
+    ]
+
+
+def test_only_status_py_changes_the_status() -> None:
+    """No module but status.py assigns a ServiceStatus field or changes what one holds: the
+    rest of the service changes it through its methods."""
+    package = Path(status_module.__file__).parent
+    writes = [
+        f"{path.relative_to(package)}:{line}: {field}"
+        for path in sorted(package.rglob("*.py"))
+        if path.name != "status.py"
+        for line, field in status_writes(path.read_text())
+    ]
+    assert writes == []
