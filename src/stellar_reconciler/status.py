@@ -161,8 +161,10 @@ class ServiceStatus:
         self.notify()
         return True
 
+    # --- asked by an operator, through Controls -------------------------------------------
+
     def pause(self) -> None:
-        """An operator paused the worker (through Controls)."""
+        """The worker takes no new batch until resume()."""
         self.paused = True
         self.notify()
 
