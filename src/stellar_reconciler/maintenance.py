@@ -169,9 +169,7 @@ class Maintenance:
             for kind in sorted(BLOCKING_KINDS)
             if counts.get(kind)
         }
-        if conditions != self.status.unhealthy_conditions:
-            self.status.unhealthy_conditions = conditions
-            self.status.notify()
+        self.status.set_unhealthy_conditions(conditions)
 
     # --- jobs ----------------------------------------------------------------------------
 

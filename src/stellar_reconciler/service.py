@@ -28,6 +28,7 @@ from stellar_reconciler.api import ApiContext, create_app
 from stellar_reconciler.api.event_stream import close_event_streams
 from stellar_reconciler.api.live import close_streams
 from stellar_reconciler.api.scrub import ScrubSecrets
+from stellar_reconciler.attempts import RpcAttempts
 from stellar_reconciler.backfill import Backfill
 from stellar_reconciler.collector import tune_garbage_collector
 from stellar_reconciler.config import TESTNET_PASSPHRASE, Settings, redact_url
@@ -119,7 +120,7 @@ def build_worker(
     child = None
     if settings.catch_up_process_ledgers:
         config = FetchConfig.from_settings(settings, options.filter_sets)
-        child = FetchProcess(config, options.sizing, metrics)
+        child = FetchProcess(config, options.sizing, RpcAttempts(metrics, status))
     source = CatchUpSource(in_process, child, settings.catch_up_process_ledgers)
     return Worker(rpc, store, status, metrics, options, source, batch_hooks)
 
@@ -152,9 +153,9 @@ class Service:
         store = Store.open(settings.sqlalchemy_url, application_name=name)
         # With NATS on, every batch queues its events for the publisher in its own transaction.
         store.outbox.enabled = bool(settings.nats_url)
-        controls = Controls()
-        rpc = build_rpc(settings, metrics)
-        status.pending_calls = rpc.pending
+        controls = Controls(status)
+        rpc = build_rpc(settings, RpcAttempts(metrics, status))
+        status.track_pending_calls(rpc.pending)
         worker = build_worker(settings, rpc, store, status, metrics)
         maintenance = Maintenance(
             rpc,
@@ -419,7 +420,7 @@ class Service:
     def _replace_worker(self) -> None:
         """A fresh worker with the same batch hooks, and the old one's halt forgotten."""
         self.status.unblock()
-        self.status.poll_failing = False
+        self.status.forget_poll_failure()
         hooks = self.worker.batch_hooks
         self.worker = build_worker(
             self.settings, self.rpc, self.store, self.status, self.metrics, hooks

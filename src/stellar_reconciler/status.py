@@ -43,7 +43,8 @@ def _no_calls() -> Sequence[tuple[str, str, float]]:
 
 @dataclass
 class ServiceStatus:
-    """What the worker last knew, plus the commands the API hands to it."""
+    """What the worker last knew, plus whether an operator paused it; changed only through
+    its methods."""
 
     poll_interval: float = 1.0
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -100,12 +101,6 @@ class ServiceStatus:
             self._changed.set()
             self._changed = None
 
-    def publishing_state(self, failure: str | None) -> None:
-        """The NATS publisher's state: why it cannot send, or None once it can."""
-        if failure != self.publishing_failure:
-            self.publishing_failure = failure
-            self.notify()
-
     def notify_threadsafe(self) -> None:
         """notify() from a worker thread (a sync API handler)."""
         if self._loop is not None:
@@ -123,6 +118,48 @@ class ServiceStatus:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(changed.wait(), within)
         return self.version
+
+    # --- written by the service's parts ---------------------------------------------------
+
+    def track_pending_calls(self, pending_calls: PendingCalls) -> None:
+        """Learn the RPC requests in flight from `pending_calls` (see StellarRpc.pending)."""
+        self.pending_calls = pending_calls
+
+    def record_network(self, network: NetworkInfo) -> None:
+        self.network = network
+
+    def worker_started(self) -> None:
+        self.worker_running = True
+
+    def worker_stopped(self) -> None:
+        self.worker_running = False
+
+    def forget_poll_failure(self) -> None:
+        """A fresh worker starts with no failed poll behind it."""
+        self.poll_failing = False
+
+    def set_unhealthy_conditions(self, conditions: dict[str, str]) -> None:
+        """Replace the extra reasons for a 503 (notifying only when they differ)."""
+        if conditions != self.unhealthy_conditions:
+            self.unhealthy_conditions = dict(conditions)
+            self.notify()
+
+    def publishing_state(self, failure: str | None) -> None:
+        """The NATS publisher's state: why it cannot send, or None once it can."""
+        if failure != self.publishing_failure:
+            self.publishing_failure = failure
+            self.notify()
+
+    # --- asked by an operator, through Controls -------------------------------------------
+
+    def pause(self) -> None:
+        """The worker takes no new batch until resume()."""
+        self.paused = True
+        self.notify()
+
+    def resume(self) -> None:
+        self.paused = False
+        self.notify()
 
     # --- written by the worker -------------------------------------------------------------
 
@@ -153,6 +190,19 @@ class ServiceStatus:
         self.last_progress_monotonic = time.monotonic()
         self.poll_failing = False
         self.notify()
+
+    def record_batch(self, last_ledger: int, ledgers: int, events: int) -> dict[str, Any] | None:
+        """A batch of `ledgers` ledgers ending at `last_ledger` committed; returns the fields of
+        a catch-up log line when one is due (see CatchUp.committed)."""
+        latest = self.tip.latest_ledger if self.tip else last_ledger
+        line = self.catch_up.committed(time.monotonic(), last_ledger, ledgers, events, latest)
+        self.record_progress(last_ledger)
+        return line
+
+    def moved_checkpoint(self, ledger: int) -> None:
+        """The checkpoint moved other than by a committed batch (lost ledgers skipped with
+        consent, or a move made outside the worker's loop)."""
+        self.last_processed_ledger = ledger
 
     def record_idle_success(self) -> None:
         """A poll that found nothing new still proves the RPC answers."""
