@@ -44,8 +44,9 @@ async def explained(
 
 async def test_a_ticket_opens_the_page_and_nothing_else(database_url: str) -> None:
     """With READ_TOKEN set: no ticket without the token; the ticket opens the record's page
-    (Accept: text/html) but not its JSON; a made-up ticket, a stream ticket and a ticket
-    past its lifetime are refused with a 401 that says what to do; a bare link is refused."""
+    (Accept: text/html) but not its JSON (the token in the header does); a made-up ticket,
+    a stream ticket and a ticket past its lifetime are refused with a 401 that says what to
+    do; a bare link is refused."""
     clock = Clock(1000.0)
     async with explained(database_url, clock, read_token=READER) as http:
         anonymous = await http.post("/api/explain/ticket")
@@ -55,6 +56,9 @@ async def test_a_ticket_opens_the_page_and_nothing_else(database_url: str) -> No
         ticket = issued.json()["ticket"]
         page = await http.get(EXPLAIN, params={"ticket": ticket}, headers=PAGE)
         as_json = await http.get(EXPLAIN, params={"ticket": ticket})
+        with_token = await http.get(
+            EXPLAIN, params={"ticket": ticket}, headers={"authorization": f"Bearer {READER}"}
+        )
         bare = await http.get(EXPLAIN, headers=PAGE)
         forged = await http.get(EXPLAIN, params={"ticket": ticket[::-1]}, headers=PAGE)
         stream_ticket = (
@@ -71,6 +75,7 @@ async def test_a_ticket_opens_the_page_and_nothing_else(database_url: str) -> No
     assert READER not in ticket and ADMIN not in ticket
     assert page.status_code == 200 and "Why record inv/1 is pending" in page.text
     assert as_json.status_code == 401 and "only the explanation page" in as_json.json()["error"]
+    assert with_token.status_code == 200 and with_token.json()["expectation"]["status"] == "pending"
     assert bare.status_code == 401 and "READ_TOKEN" in bare.json()["error"]
     for refused in (forged, for_the_stream, expired):
         assert refused.status_code == 401

@@ -78,9 +78,10 @@ def explain_access(
         ),
     ] = None,
 ) -> str | None:
-    """Read access as everywhere, or a valid ticket for the page; the ticket the page passes
-    on to its links (None when it was not opened with one)."""
-    if ticket is None or not ctx.read_token:
+    """Read access as everywhere (a token in the header decides, ticket or not), or a valid
+    ticket for the page; the ticket the page passes on to its links (None when it was not
+    opened with one)."""
+    if ticket is None or not ctx.read_token or "authorization" in request.headers:
         require_read(request, ctx)
         return None
     if not wants_html(request.headers.get("accept")):
