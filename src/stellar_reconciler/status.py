@@ -87,6 +87,8 @@ class ServiceStatus:
     role: str = "leader"
     leader_url: str | None = None
     leader_health: dict[str, Any] | None = None
+    # Set while a standby cannot reach the database to try the leader's lock.
+    lock_error: str | None = None
     version: int = 0
     _changed: asyncio.Event | None = field(default=None, repr=False)
     # The loop live views wait on, so threads can wake them safely.
@@ -253,6 +255,13 @@ class ServiceStatus:
         self.role, self.leader_url, self.leader_health = "standby", leader_url, leader_health
         self.notify()
 
+    def lock_unreachable(self, error: str | None) -> None:
+        """Why the leader's lock could not even be tried (the database does not answer), or
+        None once it could: a standby for that reason blames the database, not the leader."""
+        if error != self.lock_error:
+            self.lock_error = error
+            self.notify()
+
     # --- read by the API -------------------------------------------------------------------
 
     @property
@@ -340,6 +349,11 @@ class ServiceStatus:
 
     def _standby_state(self) -> tuple[str, str | None]:
         """A standby is as healthy as the leader it follows, and says whose state it is."""
+        if self.lock_error is not None:
+            return "degraded", (
+                f"database failing: {self.lock_error}; this replica stands by until it can "
+                "take the leader's lock again"
+            )
         if self.leader_url is None:
             return "degraded", (
                 "standby: no replica holds the leader's lock yet (is any replica able to reach "

@@ -241,6 +241,19 @@ def test_a_standby_is_as_healthy_as_the_leader_it_follows() -> None:
     )
 
 
+def test_a_standby_that_cannot_reach_the_database_blames_the_database() -> None:
+    """A replica whose lock tries fail for want of a database says 'database failing', not
+    that no replica leads; once a try gets through, the usual standby reason is back."""
+    status = ServiceStatus()
+    status.stand_by(None, None)
+    status.lock_unreachable("could not connect to 127.0.0.1:5432")
+    health = status.health()
+    assert health["healthy"] is False and health["role"] == "standby"
+    assert health["reason"].startswith("database failing: could not connect to 127.0.0.1:5432")
+    status.lock_unreachable(None)
+    assert "no replica holds" in status.health()["reason"]
+
+
 def _is_status(node: ast.expr) -> bool:
     """`status`, `self.status`, `ctx.status`, `self._status`: an expression naming a status."""
     name = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", "")
