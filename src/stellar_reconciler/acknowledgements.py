@@ -29,6 +29,8 @@ class Acknowledgements:
         self._answered = 0
         self._failures: dict[int, str] = {}
         self._acked: list[bool] = []
+        # Places whose message was already in the stream (dropped as a duplicate).
+        self._duplicates: set[int] = set()
         self._all_in = asyncio.Event()
 
     def open(self, size: int) -> str:
@@ -38,6 +40,7 @@ class Acknowledgements:
         self._answered = 0
         self._failures = {}
         self._acked = [False] * size
+        self._duplicates = set()
         self._all_in = asyncio.Event()
         if size == 0:
             self._all_in.set()
@@ -53,6 +56,8 @@ class Acknowledgements:
         problem = _ack_problem(msg)
         if problem is None:
             self._acked[place] = True
+            if _duplicate(msg.data):
+                self._duplicates.add(place)
         else:
             self._failures[place] = problem
         self._answered += 1
@@ -73,6 +78,13 @@ class Acknowledgements:
             return count, None
         why = self._failures.get(count, f"no acknowledgement within {within:g}s")
         return count, why
+
+    @property
+    def last_stored(self) -> bool:
+        """Whether the window's last message was acknowledged as newly stored (not dropped as
+        a duplicate): its id is then the stream's last message id."""
+        last = self._size - 1
+        return last >= 0 and self._acked[last] and last not in self._duplicates
 
 
 def _ack_problem(msg: Msg) -> str | None:
@@ -95,3 +107,15 @@ def _ack_problem(msg: Msg) -> str | None:
         error = answer.get("error") if isinstance(answer, dict) else answer
         return f"JetStream refused the message: {error}"
     return None
+
+
+def _duplicate(data: bytes) -> bool:
+    """Whether an acknowledgement says the message was already in the stream (the server
+    writes `"duplicate": true`; parsed only when the word is there at all)."""
+    if b'"duplicate"' not in data:
+        return False
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(answer, dict) and answer.get("duplicate") is True

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+import threading
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import structlog
 
@@ -34,6 +36,8 @@ from stellar_reconciler.errors import (
     ReconcilerError,
     RpcTransientError,
 )
+from stellar_reconciler.models import Batch
+from stellar_reconciler.reconcile import Range
 from stellar_reconciler.rpc import StellarRpc
 from stellar_reconciler.store import BatchHook, NewDiscrepancy, Store
 from stellar_reconciler.store.chunks import Chunk, Stitch
@@ -45,6 +49,8 @@ Progress = Callable[[int, int], None]
 TRANSIENT = (RpcTransientError, LakeUnreachableError, DatabaseUnavailableError)
 # How often a process waiting on its run looks at the chunks (and the queue) again.
 POLL_SECS = 0.5
+T = TypeVar("T")
+Item = TypeVar("Item")
 
 
 class ChunkWriter:
@@ -104,14 +110,18 @@ class ChunkWriter:
             self.store.gaps.missing, chunk.first_ledger, chunk.last_ledger
         )
         plan = await backfill.plan(missing)
-        batches = []
         sources: list[list[Any]] = []
-        for (first, last), (lake_part, rpc_part) in zip(missing, plan, strict=True):
-            async for batch in backfill.batches(first, last, lake_part, rpc_part):
-                batches.append(batch)
+        for lake_part, rpc_part in plan:
             sources += [["lake", *lake_part]] if lake_part is not None else []
             sources += [["rpc", *rpc_part]] if rpc_part is not None else []
-        return await asyncio.to_thread(self.store.chunks.write, chunk, batches, sources, self.hooks)
+        batches = _chunk_batches(backfill, missing, plan)
+        write = functools.partial(self.store.chunks.write, chunk, sources=sources, hooks=self.hooks)
+        if self.store.is_sqlite():
+            # SQLite has one write lock for the whole file: a transaction open while the lake
+            # and the RPC are read would stall the service's worker for as long. The chunk is
+            # read first and held (so BACKFILL_CHUNK_LEDGERS bounds memory here).
+            return await asyncio.to_thread(write, [batch async for batch in batches])
+        return await write_streamed(write, batches)
 
     def _record_break(self, chunk: Chunk, exc: ChainBreakError) -> None:
         message = f"backfill chunk {chunk.first_ledger}-{chunk.last_ledger} was not written: {exc}"
@@ -130,6 +140,52 @@ def _chain_break(ledger: int, expected: str | None, found: str | None, message: 
         expected={"previous_hash": expected},
         found={"previous_hash": found},
     )
+
+
+async def _chunk_batches(
+    backfill: Backfill, missing: list[Range], plan: list[tuple[Range | None, Range | None]]
+) -> AsyncGenerator[Batch, None]:
+    for (first, last), (lake_part, rpc_part) in zip(missing, plan, strict=True):
+        async for batch in backfill.batches(first, last, lake_part, rpc_part):
+            yield batch
+
+
+async def write_streamed(
+    write: Callable[[Iterator[Item]], T], batches: AsyncGenerator[Item, None]
+) -> T:
+    """`write` run in a thread over `batches`, each read on this loop only when `write` asks
+    for it: one batch is held at a time, however long the chunk, and its one transaction
+    stays open while the rest is read (PostgreSQL's row locks hold up no other writer). A
+    batch that cannot be read raises inside `write`, so its transaction rolls back whole; so
+    does a cancelled caller, at the next batch `write` asks for."""
+    loop = asyncio.get_running_loop()
+    abandoned = threading.Event()
+
+    async def next_batch() -> Item | None:
+        return await anext(batches, None)
+
+    def pulled() -> Iterator[Item]:
+        while True:
+            batch = asyncio.run_coroutine_threadsafe(next_batch(), loop).result()
+            if abandoned.is_set():
+                # The caller's cancellation, carried into the transaction: it rolls back.
+                raise asyncio.CancelledError()
+            if batch is None:
+                return
+            yield batch
+
+    writing = asyncio.ensure_future(asyncio.to_thread(write, pulled()))
+    try:
+        return await asyncio.shield(writing)
+    except asyncio.CancelledError:
+        abandoned.set()
+        # The loop must keep serving the thread's last read until it has rolled back.
+        with contextlib.suppress(asyncio.CancelledError):
+            await writing
+        raise
+    finally:
+        if writing.done():
+            await batches.aclose()
 
 
 async def stitch(store: Store, run_id: int) -> Stitch:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from stellar_reconciler.models import iso_utc
+from stellar_reconciler.status import ServiceStatus
 
 JobKind = Literal["rescan", "verify", "backfill"]
 JobState = Literal["queued", "running", "done", "failed"]
@@ -91,9 +92,13 @@ class Job:
 
 
 class Controls:
-    """Restart requests, and the queue of rescan, verification and backfill jobs."""
+    """Restart requests, pause and resume, and the queue of rescan, verification and backfill
+    jobs."""
 
-    def __init__(self) -> None:
+    def __init__(self, status: ServiceStatus | None = None) -> None:
+        # A pause is kept in the status, which the worker and health read; without one (a
+        # one-off verification, where nothing pauses) a status of its own.
+        self._status = status if status is not None else ServiceStatus()
         self.restart_requested = asyncio.Event()
         self._ids = itertools.count(1)
         self._jobs: dict[int, Job] = {}
@@ -101,6 +106,13 @@ class Controls:
 
     def request_restart(self) -> None:
         self.restart_requested.set()
+
+    def pause(self) -> None:
+        """The worker takes no new batch until resume() (the batch in hand still commits)."""
+        self._status.pause()
+
+    def resume(self) -> None:
+        self._status.resume()
 
     def submit(self, kind: JobKind, first: int, last: int, requested_by: str) -> Job:
         job = Job(next(self._ids), kind, first, last, requested_by)

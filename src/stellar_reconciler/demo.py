@@ -43,6 +43,21 @@ def demo_network_config(
     )
 
 
+def demo_settings(settings: Settings, net: SimNetwork, rpc_url: str) -> Settings:
+    """The service's settings in the demo: following `net` at `rpc_url`, re-verifying every
+    few ledgers, and indexing the network's three contracts by name. Named in CONTRACT_IDS
+    (which lets through every event the network has), their events' shapes are watched from
+    the first ledger, so the token's upgrade opens a shape_changed during the catch-up."""
+    contracts = (net.token_contract_id, net.escrow_contract_id, net.native_contract_id)
+    return settings.model_copy(
+        update={
+            "stellar_rpc_url": rpc_url,
+            "verify_every_ledgers": DEMO_VERIFY_EVERY_LEDGERS,
+            "contract_ids": contracts,
+        }
+    )
+
+
 def lie_schedule(start: int, ledger_interval: float) -> LieSchedule:
     """The demo's lies from ledger `start` on, as ledger counts at `ledger_interval` seconds."""
 
@@ -80,14 +95,7 @@ async def run_demo(
             run_simnet(net, port=0, stop_event=stop, log_level="warning", on_ready=ready.set_result)
         )
         rpc_url = await ready
-        service = Service.build(
-            settings.model_copy(
-                update={
-                    "stellar_rpc_url": rpc_url,
-                    "verify_every_ledgers": DEMO_VERIFY_EVERY_LEDGERS,
-                }
-            )
-        )
+        service = Service.build(demo_settings(settings, net, rpc_url))
         service.listener = listener
         group.create_task(service.run(stop))
         await service.server.listening.wait()

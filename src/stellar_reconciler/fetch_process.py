@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import subprocess
-import sys
 from collections.abc import AsyncGenerator
 from multiprocessing.connection import Connection
 
 import structlog
 
+from stellar_reconciler.child import reap, spawn
 from stellar_reconciler.errors import FetchProcessLostError
 from stellar_reconciler.fetch_child import ChildStart, FetchConfig, FollowRange, Reply
 from stellar_reconciler.fetcher import BatchSizing, BatchSource
@@ -40,6 +39,8 @@ log = structlog.get_logger("stellar_reconciler.fetch_process")
 
 # How long a stopping child gets to leave on its own before it is killed.
 _EXIT_GRACE_SECS = 2.0
+# The child's name in the log (child_started, child_stopped).
+_NAME = "fetch_process"
 # Children lost in a row before the worker stops asking for one.
 MAX_LOSSES = 3
 
@@ -143,20 +144,10 @@ class FetchProcess:
             if self._process.poll() is None:
                 return self._connection
             self.terminate()
-        ours, theirs = socket.socketpair()
-        with theirs:
-            # A fresh interpreter that imports only the fetching side (not the web app, not
-            # SQLAlchemy): multiprocessing's spawn would re-import the service's main module.
-            process = subprocess.Popen(  # noqa: S603 (our own interpreter, fixed arguments)
-                [sys.executable, "-c", _CHILD_COMMAND, str(theirs.fileno())],
-                stdin=subprocess.DEVNULL,
-                pass_fds=(theirs.fileno(),),
-            )
-        connection = Connection(ours.detach())
-        # Owned before the first send, so a child that is already gone is still reaped.
+        process, connection = spawn(
+            "stellar_reconciler.fetch_child", "child_main", self._start, name=_NAME
+        )
         self._process, self._connection = process, connection
-        log.info("fetch_process_started", pid=process.pid)
-        connection.send(self._start)
         return connection
 
 
@@ -213,11 +204,4 @@ class CatchUpSource:
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.kill()
-    log.info("fetch_process_stopped", pid=process.pid, exitcode=process.wait())
-
-
-_CHILD_COMMAND = "import sys; from stellar_reconciler.fetch_child import child_main; " + (
-    "child_main(int(sys.argv[1]))"
-)
+    reap(process, _NAME)

@@ -64,6 +64,7 @@ class Leadership:
             won = await asyncio.to_thread(self.lease.try_acquire)
         except DatabaseUnavailableError as exc:
             log.warning("leader_lock_unreachable", error=str(exc))
+            self.status.lock_unreachable(str(exc))
             return False
         if won:
             await self._take_over()
@@ -112,10 +113,14 @@ class Leadership:
         while not stop.is_set():
             try:
                 if await asyncio.to_thread(self.lease.try_acquire):
+                    self.status.lock_unreachable(None)
                     return True
                 holder = await asyncio.to_thread(self.lease.holder)
+                self.status.lock_unreachable(None)
             except DatabaseUnavailableError as exc:
-                log.warning("leader_lock_unreachable", error=str(exc))
+                if self.status.lock_error is None:
+                    log.warning("leader_lock_unreachable", error=str(exc))
+                self.status.lock_unreachable(str(exc))
                 holder = None
             self._former = holder or self._former
             url = advertised_url(holder)

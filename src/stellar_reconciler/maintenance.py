@@ -22,7 +22,12 @@ from stellar_reconciler.backfill_chunks import ChunkedBackfill
 from stellar_reconciler.config import Settings
 from stellar_reconciler.control import Controls, Job
 from stellar_reconciler.crosscheck import Against, CrossCheck, LakeSource, raw_fingerprint
-from stellar_reconciler.errors import ChainBreakError, LakeError, ReconcilerError
+from stellar_reconciler.errors import (
+    BackfillChunksFailedError,
+    ChainBreakError,
+    LakeError,
+    ReconcilerError,
+)
 from stellar_reconciler.fetcher import RangeFetcher
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.models import Batch, NetworkTip
@@ -169,9 +174,7 @@ class Maintenance:
             for kind in sorted(BLOCKING_KINDS)
             if counts.get(kind)
         }
-        if conditions != self.status.unhealthy_conditions:
-            self.status.unhealthy_conditions = conditions
-            self.status.notify()
+        self.status.set_unhealthy_conditions(conditions)
 
     # --- jobs ----------------------------------------------------------------------------
 
@@ -414,12 +417,21 @@ class Maintenance:
 
     async def _fill_from_lake(self, lost: Range, report: VerifyReport) -> bool:
         """Fill a gap the RPC no longer keeps from the data lake, when one is configured; a
-        retention_gap open for it is resolved saying so. False when it could not be."""
+        retention_gap open for it is resolved saying so. With the settings, in chunks as
+        `reconciler backfill` fills a range (on PostgreSQL jobs any backfill-worker may take,
+        worked on here too; a chunk written stays written, so a fill that stops resumes),
+        else batch by batch. False when it could not be."""
         if self.backfill is None or self.backfill.lake_config is None:
             return False
         try:
-            await self.backfill.run(lost[0], lost[1], hooks=self.batch_hooks)
-        except LakeError as exc:
+            if self.settings is not None:
+                chunked = ChunkedBackfill(
+                    self.settings, self.backfill, self.batch_hooks, requested_by="gap repair"
+                )
+                await chunked.run(lost[0], lost[1])
+            else:
+                await self.backfill.run(lost[0], lost[1], hooks=self.batch_hooks)
+        except (LakeError, BackfillChunksFailedError) as exc:
             log.warning("gap_not_filled_from_lake", first=lost[0], last=lost[1], error=str(exc))
             return False
         report.gaps_filled.append(lost)

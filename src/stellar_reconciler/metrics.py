@@ -73,7 +73,8 @@ class ObservedGauge(Collector):
 
 
 class Metrics:
-    """The service's metrics; also the RPC client's observer of attempts and retries."""
+    """The service's metrics; also an RPC observer counting attempts and retries (see
+    RpcAttempts, which tells the status too)."""
 
     def __init__(self, status: ServiceStatus | None = None) -> None:
         # `_created` series double the output and mean nothing to an alert rule; the switch is
@@ -216,8 +217,6 @@ class Metrics:
     def rpc_attempt(self, method: str, outcome: str, seconds: float, error: str | None) -> None:
         self.rpc_requests.labels(method=method, outcome=outcome).inc()
         self.rpc_duration.labels(method=method).observe(seconds)
-        if self._status is not None:
-            self._status.record_attempt(outcome == "ok", error)
 
     def rpc_retry(self, method: str) -> None:
         self.rpc_retries.labels(method=method).inc()

@@ -31,6 +31,12 @@ The rules (`settle_sums` applies them; the store's hook and look-back call it):
   posted later is offered only what no record holds (sums never move, unlike one-event
   claims in assignment.py). Within a batch, sums are offered its events before the
   one-event records are (store/partials.py runs first in the hook).
+- A group is the members posted so far: nothing says more are coming. Posted in parts, it
+  takes what fits the smaller sum and keeps it when a member joins, and once that sum is
+  reached it is matched and takes no member (store/groups.py), so its outcome may differ
+  from the group posted whole. Only a size declared up front, or every group held open to
+  its deadline (retracting a published `matched` when a member joins), would avoid that;
+  the README asks for groups to be posted whole instead.
 """
 
 from __future__ import annotations

@@ -56,6 +56,8 @@ class Redactor:
         secrets = url_secrets(settings.stellar_rpc_url) + url_secrets(settings.database_url)
         for url in settings.webhook_urls:
             secrets += url_secrets(url)
+        for url in settings.nats_url.split(","):
+            secrets += url_secrets(url.strip())
         secrets += [settings.admin_token, settings.read_token, settings.webhook_secret]
         return cls(secrets)
 

@@ -27,6 +27,8 @@ from stellar_reconciler.errors import ReconcilerError, ServiceError
 from stellar_reconciler.leadership import Leadership
 from stellar_reconciler.maintenance import Maintenance
 from stellar_reconciler.metrics import Metrics
+from stellar_reconciler.publish_child import PublishStart
+from stellar_reconciler.publish_process import PublishProcess
 from stellar_reconciler.publisher import NatsPublisher
 from stellar_reconciler.rpc import StellarRpc
 from stellar_reconciler.startup import StartUp, open_listener
@@ -235,9 +237,17 @@ class Service:
             )
             group.create_task(sender.run(stop))
         if self.settings.nats_url:
-            group.create_task(
-                NatsPublisher.from_settings(self.settings, self.store, self.status).run(stop)
-            )
+            group.create_task(self._publisher().run(stop))
+
+    def _publisher(self) -> NatsPublisher | PublishProcess:
+        """The publisher in a process of its own (a core and an interpreter lock of its own,
+        see publish_child.py), unless the database lives in this process's memory."""
+        if self.store.in_memory:
+            return NatsPublisher.from_settings(self.settings, self.store, self.status)
+        start = PublishStart.from_settings(
+            self.settings, self.store.stream, self.store.application_name
+        )
+        return PublishProcess(start, self.status)
 
     async def _run_tasks(
         self,
@@ -287,7 +297,7 @@ class Service:
     def _replace_worker(self) -> None:
         """A fresh worker, and the old one's halt forgotten."""
         self.status.unblock()
-        self.status.poll_failing = False
+        self.status.forget_poll_failure()
         self.worker = self.workers()
 
     async def _serve_http(self, stop: asyncio.Event) -> None:

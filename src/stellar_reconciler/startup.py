@@ -124,7 +124,7 @@ class StartUp:
         await asyncio.to_thread(
             self.store.network.record, info.passphrase, redact_url(self.settings.stellar_rpc_url)
         )
-        self.status.network = info
+        self.status.record_network(info)
 
 
 def migrate_database(settings: Settings) -> str | None:

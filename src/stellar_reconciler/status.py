@@ -43,7 +43,8 @@ def _no_calls() -> Sequence[tuple[str, str, float]]:
 
 @dataclass
 class ServiceStatus:
-    """What the worker last knew, plus the commands the API hands to it."""
+    """What the worker last knew, plus whether an operator paused it; changed only through
+    its methods."""
 
     poll_interval: float = 1.0
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -86,6 +87,8 @@ class ServiceStatus:
     role: str = "leader"
     leader_url: str | None = None
     leader_health: dict[str, Any] | None = None
+    # Set while a standby cannot reach the database to try the leader's lock.
+    lock_error: str | None = None
     version: int = 0
     _changed: asyncio.Event | None = field(default=None, repr=False)
     # The loop live views wait on, so threads can wake them safely.
@@ -118,6 +121,48 @@ class ServiceStatus:
             await asyncio.wait_for(changed.wait(), within)
         return self.version
 
+    # --- written by the service's parts ---------------------------------------------------
+
+    def track_pending_calls(self, pending_calls: PendingCalls) -> None:
+        """Learn the RPC requests in flight from `pending_calls` (see StellarRpc.pending)."""
+        self.pending_calls = pending_calls
+
+    def record_network(self, network: NetworkInfo) -> None:
+        self.network = network
+
+    def worker_started(self) -> None:
+        self.worker_running = True
+
+    def worker_stopped(self) -> None:
+        self.worker_running = False
+
+    def forget_poll_failure(self) -> None:
+        """A fresh worker starts with no failed poll behind it."""
+        self.poll_failing = False
+
+    def set_unhealthy_conditions(self, conditions: dict[str, str]) -> None:
+        """Replace the extra reasons for a 503 (notifying only when they differ)."""
+        if conditions != self.unhealthy_conditions:
+            self.unhealthy_conditions = dict(conditions)
+            self.notify()
+
+    def publishing_state(self, failure: str | None) -> None:
+        """The NATS publisher's state: why it cannot send, or None once it can."""
+        if failure != self.publishing_failure:
+            self.publishing_failure = failure
+            self.notify()
+
+    # --- asked by an operator, through Controls -------------------------------------------
+
+    def pause(self) -> None:
+        """The worker takes no new batch until resume()."""
+        self.paused = True
+        self.notify()
+
+    def resume(self) -> None:
+        self.paused = False
+        self.notify()
+
     # --- written by the worker -------------------------------------------------------------
 
     def observe_tip(self, tip: NetworkTip) -> None:
@@ -147,6 +192,19 @@ class ServiceStatus:
         self.last_progress_monotonic = time.monotonic()
         self.poll_failing = False
         self.notify()
+
+    def record_batch(self, last_ledger: int, ledgers: int, events: int) -> dict[str, Any] | None:
+        """A batch of `ledgers` ledgers ending at `last_ledger` committed; returns the fields of
+        a catch-up log line when one is due (see CatchUp.committed)."""
+        latest = self.tip.latest_ledger if self.tip else last_ledger
+        line = self.catch_up.committed(time.monotonic(), last_ledger, ledgers, events, latest)
+        self.record_progress(last_ledger)
+        return line
+
+    def moved_checkpoint(self, ledger: int) -> None:
+        """The checkpoint moved other than by a committed batch (lost ledgers skipped with
+        consent, or a move made outside the worker's loop)."""
+        self.last_processed_ledger = ledger
 
     def record_idle_success(self) -> None:
         """A poll that found nothing new still proves the RPC answers."""
@@ -196,6 +254,13 @@ class ServiceStatus:
     def stand_by(self, leader_url: str | None, leader_health: dict[str, Any] | None) -> None:
         self.role, self.leader_url, self.leader_health = "standby", leader_url, leader_health
         self.notify()
+
+    def lock_unreachable(self, error: str | None) -> None:
+        """Why the leader's lock could not even be tried (the database does not answer), or
+        None once it could: a standby for that reason blames the database, not the leader."""
+        if error != self.lock_error:
+            self.lock_error = error
+            self.notify()
 
     # --- read by the API -------------------------------------------------------------------
 
@@ -284,6 +349,11 @@ class ServiceStatus:
 
     def _standby_state(self) -> tuple[str, str | None]:
         """A standby is as healthy as the leader it follows, and says whose state it is."""
+        if self.lock_error is not None:
+            return "degraded", (
+                f"database failing: {self.lock_error}; this replica stands by until it can "
+                "take the leader's lock again"
+            )
         if self.leader_url is None:
             return "degraded", (
                 "standby: no replica holds the leader's lock yet (is any replica able to reach "

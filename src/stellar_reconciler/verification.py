@@ -34,8 +34,8 @@ async def run_verification(
     try:
         if against == "lake":
             first, last = _within(*await _stored_bounds(store), first, last)
-            report = await core.maintenance(Controls()).verify(first, last, against="lake")
-            return report.as_json()
+            maintenance = core.maintenance(Controls(core.status))
+            return (await maintenance.verify(first, last, against="lake")).as_json()
         return await _verify(core, first, last, against)
     finally:
         await core.rpc.aclose()
@@ -59,7 +59,7 @@ async def _verify(
     network = await rpc.get_network()
     await asyncio.to_thread(store.network.check, network.passphrase, rpc_url)
     first, last = _within(low, high, first, last)
-    maintenance = core.maintenance(Controls())
+    maintenance = core.maintenance(Controls(core.status))
     tip = await rpc.get_health()
     report = await maintenance.repair_gaps(tip, first, last)
     report = await maintenance.verify(first, last, report=report, against=against)

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from stellar_reconciler.api import ApiContext, create_app
 from stellar_reconciler.api.scrub import ScrubSecrets
+from stellar_reconciler.attempts import RpcAttempts
 from stellar_reconciler.backfill import Backfill
 from stellar_reconciler.config import Settings
 from stellar_reconciler.control import Controls
@@ -71,8 +72,8 @@ class Core:
     def of(cls, settings: Settings, store: Store) -> Core:
         status = ServiceStatus(poll_interval=settings.poll_interval_secs)
         metrics = Metrics(status)
-        rpc = StellarRpc.from_settings(settings, metrics)
-        status.pending_calls = rpc.pending
+        rpc = StellarRpc.from_settings(settings, RpcAttempts(metrics, status))
+        status.track_pending_calls(rpc.pending)
         # With NATS on, every batch queues its events for the publisher in its own transaction.
         store.outbox.enabled = bool(settings.nats_url)
         return cls(settings, WorkerOptions.from_settings(settings), status, metrics, rpc, store)
@@ -117,7 +118,7 @@ class WorkerFactory:
         child = None
         if core.settings.catch_up_process_ledgers:
             config = FetchConfig.from_settings(core.settings, options.filter_sets)
-            child = FetchProcess(config, options.sizing, core.metrics)
+            child = FetchProcess(config, options.sizing, RpcAttempts(core.metrics, core.status))
         source = CatchUpSource(in_process, child, core.settings.catch_up_process_ledgers)
         return Worker(
             core.rpc, core.store, core.status, core.metrics, options, source, self.batch_hooks
@@ -155,7 +156,7 @@ def wire(settings: Settings, hooks: Hooks = standard_hooks) -> Graph:
         )
         # Last in every batch: it proves, inside the transaction, that we still lead.
         batch_hooks.append(lambda conn, _batch: lease.fence(conn))
-    controls = Controls()
+    controls = Controls(core.status)
     telemetry = Telemetry(
         core.metrics,
         core.status,

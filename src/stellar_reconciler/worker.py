@@ -144,7 +144,7 @@ class Worker:
         A failed poll (RPC or database) is retried after a growing wait, however it failed:
         health says why meanwhile. Only a fault a retry cannot fix (a broken hash chain,
         another writer, a bug) returns early, leaving health degraded with what to do."""
-        self.status.worker_running = True
+        self.status.worker_started()
         self.ran = True
         try:
             while not stop.is_set():
@@ -172,7 +172,7 @@ class Worker:
                 if not stop.is_set():
                     await sleep_or_stop(stop, delay)
         finally:
-            self.status.worker_running = False
+            self.status.worker_stopped()
             await self.source.close()
 
     async def _cycle_until(self, stop: asyncio.Event) -> bool:
@@ -211,7 +211,7 @@ class Worker:
         tip = await self.rpc.get_health()
         self.status.observe_tip(tip)
         if self.status.network is None:
-            self.status.network = await self._network()
+            self.status.record_network(await self._network())
         checkpoint = await self._current_checkpoint(tip)
         consent = await asyncio.to_thread(self.store.consents.pending)
         # A rebase or a skip changes an input of the plan for good (the checkpoint, the start
@@ -251,7 +251,6 @@ class Worker:
             self._checkpoint = await asyncio.to_thread(
                 self.store.ensure_stream, start, self.options.fingerprint
             )
-            self.status.last_processed_ledger = self._checkpoint
             self.status.record_progress(self._checkpoint)
             log.info("stream_ready", checkpoint=self._checkpoint, start_ledger=start)
             return self._checkpoint
@@ -280,7 +279,7 @@ class Worker:
 
     def _moved_to(self, checkpoint: int) -> int:
         self._checkpoint, self._last_hash = checkpoint, None
-        self.status.last_processed_ledger = checkpoint
+        self.status.moved_checkpoint(checkpoint)
         return checkpoint
 
     async def _network(self) -> NetworkInfo:
@@ -384,12 +383,8 @@ class Worker:
         self.metrics.batch_duration.observe(duration)
         self.metrics.batch_ledgers.observe(ledgers)
         self.metrics.checkpoint_ledger.set(batch.last_ledger)
-        latest = self.status.tip.latest_ledger if self.status.tip else batch.last_ledger
-        events = len(batch.events)
-        now = time.monotonic()
-        if line := self.status.catch_up.committed(now, batch.last_ledger, ledgers, events, latest):
+        if line := self.status.record_batch(batch.last_ledger, ledgers, len(batch.events)):
             log.info("catch_up_progress", **line)
-        self.status.record_progress(batch.last_ledger)
         log.info(
             "batch_committed",
             first=batch.first_ledger,

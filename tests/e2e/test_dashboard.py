@@ -66,6 +66,7 @@ def test_page_follows_the_network_live(deployment: Deployment, watched: Watched)
     shown = int(processed.inner_text().replace(",", ""))
     assert shown <= (deployment.processed() or 0)
     expect(page.locator("#health-badge")).to_have_text("synced")
+    expect(page.locator("#role")).to_have_text("leader: this replica indexes and writes")
     watched.assert_clean()
 
 

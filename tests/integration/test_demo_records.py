@@ -8,7 +8,8 @@ from typing import Any
 
 import httpx
 
-from stellar_reconciler.demo import demo_network_config
+from stellar_reconciler.decode import decode_scval_b64
+from stellar_reconciler.demo import demo_network_config, demo_settings
 from stellar_reconciler.demo_records import load_demo_records
 from stellar_reconciler.matching import CANCELLED, STATUSES
 from stellar_reconciler.simnet import SimNetwork, serve_in_thread
@@ -22,10 +23,11 @@ async def test_demo_records_reach_every_status_they_were_built_for(database_url:
     matched (one within tolerance), amount_mismatch, missing_expected, failed_on_chain,
     not_found, pending, partially_matched (instalments so far, one still due) and
     amount_unreadable (paid after the upgrade) each appear, every record exactly as built;
-    each explains. Only cancelled is left out: no record is built cancelled, one is cancelled."""
+    each explains. Only cancelled is left out: no record is built cancelled, one is cancelled.
+    The upgrade opens one shape_changed, from the first transfer after it: i128 to string."""
     net = SimNetwork(demo_network_config(history=80, ledger_interval=None, events_per_ledger=20))
     with serve_in_thread(net) as url:
-        settings = settings_for(database_url, url, admin_token=ADMIN)
+        settings = demo_settings(settings_for(database_url, url, admin_token=ADMIN), net, url)
         async with (
             service_with_expectations(settings) as (service, base, _),
             httpx.AsyncClient(timeout=10) as http,
@@ -50,6 +52,7 @@ async def test_demo_records_reach_every_status_they_were_built_for(database_url:
             records = f"{base}/api/expectations"
             plan = (await http.get(f"{records}/demo/plan/4001-instalments")).json()
             upgraded = (await http.get(f"{records}/demo/invoice/1006-upgraded")).json()
+            shape_changes = (await http.get(f"{base}/api/discrepancies?kind=shape_changed")).json()
     assert set(final.values()) == set(STATUSES) - {CANCELLED}
     assert sum(1 for s in final.values() if s == "matched") == 3
     tolerant = explained["demo/invoice/1003-fx"]
@@ -72,3 +75,17 @@ async def test_demo_records_reach_every_status_they_were_built_for(database_url:
     (closest,) = [c for c in unreadable_evidence["candidates"] if c["verdict"] != "rejected"]
     assert closest["event"]["id"] == upgraded["unreadable_event_id"]
     assert "cannot be read" in closest["reasons"][0]
+    upgrade = net.config.upgrade_ledger
+    assert upgrade is not None
+    first_upgraded = next(
+        e
+        for e in net.record_events(upgrade, net.latest_ledger)
+        if e["contractId"] == net.token_contract_id
+        and decode_scval_b64(e["topic"][0]) == "transfer"
+    )
+    (change,) = shape_changes["discrepancies"]
+    assert change["subject"] == f"{net.token_contract_id}:transfer"
+    assert change["first_ledger"] == first_upgraded["ledger"]
+    assert change["expected"]["shape"]["value"] == "i128"
+    assert change["found"]["shape"]["value"] == "string"
+    assert change["found"]["first_event_id"] == first_upgraded["id"]

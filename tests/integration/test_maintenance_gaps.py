@@ -19,13 +19,14 @@ from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.models import Batch
 from stellar_reconciler.rpc import RetryPolicy, StellarRpc, new_http_client
 from stellar_reconciler.simnet import SimNetConfig, SimNetwork, serve_in_thread
-from stellar_reconciler.simnet.lake import publish
+from stellar_reconciler.simnet.lake import damage, publish
 from stellar_reconciler.status import ServiceStatus
 from stellar_reconciler.store import Store
 from stellar_reconciler.store.schema import events, ledgers
 from tests.integration.harness import (
     network_event_ids,
     network_ledgers,
+    settings_for,
     stored_event_ids,
     stored_ledgers,
 )
@@ -137,3 +138,59 @@ async def test_a_gap_older_than_the_rpc_keeps_is_filled_from_the_lake_and_its_re
     ]
     assert ours == network_ledgers(net, 100, 299)
     assert (await with_lake.repair_gaps(tip)).gaps_filled == []
+
+
+async def test_with_the_settings_a_lake_gap_is_filled_in_chunks_and_a_failed_chunk_resumes(
+    store: Store, database_url: str, net: SimNetwork, url: str, rpc: StellarRpc, tmp_path: Path
+) -> None:
+    """With the service's settings the check fills a gap older than the RPC keeps as
+    `reconciler backfill` would (chunks of BACKFILL_CHUNK_LEDGERS, queued on PostgreSQL): a
+    chunk whose lake object is corrupt writes nothing and leaves the retention_gap open, the
+    other chunks stay written; once the object is fixed the next check writes only that
+    chunk, the run's stitch mark reaches the gap's end and the record is resolved."""
+    store.ensure_stream(100, "fp")
+    async for batch in RangeFetcher(rpc, [[]]).batches(100, 299, None):
+        store.commit_batch(batch)
+    with store.engine.begin() as conn:
+        conn.execute(delete(events).where(events.c.ledger.between(150, 169)))
+        conn.execute(delete(ledgers).where(ledgers.c.sequence.between(150, 169)))
+    net.set_retention_window(100)
+    tip = await rpc.get_health()
+    lake = LocalStore(str(tmp_path / "lake"), mkdir=True)
+    layout = LakeLayout(net.passphrase, 4, 4)
+    publish(net, lake, 100, 299, layout)
+    damage(lake, layout.batch_key(160), "corrupt")
+    lake_url = f"file://{tmp_path / 'lake'}"
+    settings = settings_for(database_url, url, lake_url=lake_url, backfill_chunk_ledgers=5)
+    backfill = Backfill(store, rpc, LakeConfig(lake_url), [[]], BatchSizing())
+    maintenance = Maintenance(
+        rpc, store, ServiceStatus(), Metrics(), Controls(), [[]], 0, backfill=backfill,
+        settings=settings,
+    )  # fmt: skip
+
+    report = await maintenance.repair_gaps(tip)
+    assert (report.gaps_filled, report.retention_gaps) == ([], [(150, 169)])
+    first_run = store.chunks.latest_run()
+    assert first_run is not None
+    chunks = [(c.first_ledger, c.last_ledger, c.state) for c in store.chunks.chunks(first_run)]
+    assert chunks == [
+        (150, 154, "done"),
+        (155, 159, "done"),
+        (160, 164, "failed"),
+        (165, 169, "done"),
+    ]
+    assert store.chunks.summary(first_run)["verified_contiguous_through"] == 159
+    [gap] = store.discrepancies.listing("retention_gap")
+    assert gap["open"]
+
+    publish(net, lake, 160, 163, layout)
+    report = await maintenance.repair_gaps(tip)
+    assert (report.gaps_filled, report.retention_gaps) == ([(160, 164)], [])
+    second_run = store.chunks.latest_run()
+    assert second_run is not None and second_run != first_run
+    summary = store.chunks.summary(second_run)
+    assert (summary["chunks"]["done"], summary["verified_contiguous_through"]) == (1, 164)
+    [gap] = store.discrepancies.listing("retention_gap")
+    assert not gap["open"] and "data lake" in gap["resolution"]
+    assert stored_ledgers(database_url) == network_ledgers(net, 100, 299)
+    assert stored_event_ids(database_url) == network_event_ids(net, 100, 299)

@@ -355,3 +355,41 @@ async def test_messages_sent_again_after_a_crash_are_dropped_by_the_stream(
         await js.delete_stream(stream)
     finally:
         await nc.close()
+
+
+async def test_windows_are_chained_and_a_broken_chain_is_sent_again_one_by_one(
+    store: Store, system_nats: str
+) -> None:
+    """After one window acknowledged message by message, the next go with one acknowledgement
+    each, chained by Nats-Expected-Last-Msg-Id; a message another client writes into the
+    stream in between breaks the chain, and that window is sent again one by one. The stream
+    then holds every event once, in order, with the other message where it came."""
+    stream, prefix = names()
+    store.outbox.enabled = True
+    store.ensure_stream(10, "fp")
+    batch = make_batch(10, 19, events_per_ledger=4)
+    store.commit_batch(batch)
+    publisher = NatsPublisher(store, ServiceStatus(), system_nats, stream, prefix, batch=10)
+    nc = await nats.connect(system_nats)
+    await publisher._connect()
+    try:
+        js = nc.jetstream()
+        assert await publisher.publish_pending() == 10
+        assert await publisher.publish_pending() == 10
+        assert (publisher.chained_windows, publisher.broken_chains) == (1, 0)
+        await js.publish(f"{prefix}.other", b"{}", headers={"Nats-Msg-Id": "other-1"})
+        assert await publisher.publish_pending() == 10
+        assert (publisher.chained_windows, publisher.broken_chains) == (1, 1)
+        assert await publisher.publish_pending() == 10
+        assert (publisher.chained_windows, publisher.broken_chains) == (2, 1)
+        info = await js.stream_info(stream)
+        stored = [
+            (await js.get_msg(stream, seq)).headers or {}
+            for seq in range(1, info.state.last_seq + 1)
+        ]
+        ids = [event.id for event in batch.events]
+        assert [h.get("Nats-Msg-Id") for h in stored] == [*ids[:20], "other-1", *ids[20:]]
+        await js.delete_stream(stream)
+    finally:
+        await publisher._close()
+        await nc.close()

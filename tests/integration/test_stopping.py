@@ -22,6 +22,7 @@ import pytest
 from stellar_reconciler.config import libpq_url
 from stellar_reconciler.simnet import FaultKind, SimNetConfig, SimNetwork, serve_in_thread
 from stellar_reconciler.stopping import FORCED_EXIT_CODE, STOP_DEADLINE_SECS
+from stellar_reconciler.store import DEFAULT_STREAM
 from tests.conftest import PostgresTemplate
 from tests.integration.harness import (
     network_event_ids,
@@ -133,7 +134,9 @@ def test_stop_during_a_catch_up_in_the_fetch_process_ends_the_child_too(tmp_path
         with service_process(env, log_file) as process:
             started = wait_for_sync(
                 lambda: [
-                    line for line in log_lines(log_file) if line["event"] == "fetch_process_started"
+                    line
+                    for line in log_lines(log_file)
+                    if line["event"] == "child_started" and line["job"] == "fetch_process"
                 ],
                 60,
                 "the fetch process to start",
@@ -172,7 +175,11 @@ def test_stop_with_a_commit_blocked_in_the_database(
                     60,
                     "catch-up to ledger 21",
                 )
-                locker.execute("SELECT * FROM checkpoints FOR UPDATE")
+                # The worker's row only: a maintenance marker (another row) blocked instead
+                # would satisfy the wait below before the batch commit is even tried.
+                locker.execute(
+                    "SELECT * FROM checkpoints WHERE stream = %s FOR UPDATE", (DEFAULT_STREAM,)
+                )
                 net.close_ledgers(5)
                 with psycopg.connect(plain_url, autocommit=True) as observer:
                     wait_for_sync(

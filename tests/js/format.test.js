@@ -18,6 +18,7 @@ import {
   jobProgressText,
   planRescan,
   recordExplainPath,
+  roleText,
   shorten,
 } from "../../src/stellar_reconciler/api/static/js/format.js";
 
@@ -138,4 +139,13 @@ test("a job's line gives its rate and the time left, while it runs", () => {
   assert.equal(jobProgressText(queued), "queued · 0 of 2,000 ledgers");
   const done = { ...running, state: "done", done_ledgers: 2000, eta_seconds: 0 };
   assert.equal(jobProgressText(done), "done · 2,000 of 2,000 ledgers · 150.0 ledgers/s");
+});
+
+test("the role line names the leader a standby follows", () => {
+  assert.equal(roleText("leader", "http://a:8000"), "leader: this replica indexes and writes");
+  assert.equal(roleText("standby", null), "standby: no replica leads yet");
+  assert.equal(
+    roleText("standby", "http://10.0.0.5:8000"),
+    "standby: following the leader at http://10.0.0.5:8000",
+  );
 });

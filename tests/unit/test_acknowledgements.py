@@ -86,3 +86,21 @@ def test_garbage_and_duplicates_do_not_count_twice() -> None:
     count, why = asyncio.run(gather(acks, replies))
     assert count == 1
     assert why is not None and "not JSON" in why
+
+
+def test_last_stored_tells_a_new_message_from_a_duplicate() -> None:
+    """The window's last message counts as stored only when its answer is not a duplicate
+    (the server writes `"duplicate": true`, with a space), nor an error, nor missing."""
+    for body, expected in (
+        (b'{"stream":"S","seq":7}', True),
+        (b'{"stream":"S","seq":7,"duplicate": true}', False),
+        (b'{"stream":"duplicate","seq":7}', True),
+        (b'{"error":{"code":400,"description":"wrong last msg ID: x"}}', False),
+    ):
+        acks = Acknowledgements(INBOX)
+        prefix = acks.open(2)
+        asyncio.run(gather(acks, [answer(prefix, 0, stored(6)), answer(prefix, 1, body)]))
+        assert acks.last_stored is expected, body
+    acks = Acknowledgements(INBOX)
+    acks.open(1)
+    assert not acks.last_stored

@@ -10,13 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stellar_reconciler.api.explain_page import (
-    discrepancy_page,
-    expectation_page,
-    relative_root,
-    tag,
-    wants_html,
-)
+from stellar_reconciler.api.explain import relative_root, wants_html
+from stellar_reconciler.api.explain_page import discrepancy_page, expectation_page, tag
 
 HOSTILE = "<script>alert('x')</script>\"'&<img src=x onerror=alert(1)>"
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"
@@ -130,6 +125,20 @@ def test_a_record_page_has_each_section_and_relative_links() -> None:
     assert "<script" not in page and "style=" not in page
 
 
+def unexpected_event(waiting: str) -> dict[str, Any]:
+    """An `unexpected` discrepancy's explanation: its event, and record `waiting` pending."""
+    return {
+        "discrepancy": {"id": 9, "kind": "unexpected"},
+        "unexpected_event": {
+            "event": {"id": "e1"},
+            "claimed_by": None,
+            "records_considered": [
+                {"external_id": waiting, "status": "pending", "differences": []}
+            ],
+        },
+    }
+
+
 def test_a_discrepancy_page_shows_its_record_or_its_ledgers() -> None:
     """A record's discrepancy shows the discrepancy and the record's sections; a ledger
     finding shows each named ledger; an unexpected event links the records it was not."""
@@ -144,20 +153,22 @@ def test_a_discrepancy_page_shows_its_record_or_its_ledgers() -> None:
     )
     assert 'data-ledger="5"' in about_ledgers and 'data-ledger="9"' in about_ledgers
     unexpected = discrepancy_page(
-        {
-            "discrepancy": {"id": 9, "kind": "unexpected"},
-            "unexpected_event": {
-                "event": {"id": "e1"},
-                "claimed_by": None,
-                "records_considered": [
-                    {"external_id": "inv/2 x", "status": "pending", "differences": []}
-                ],
-            },
-            "ledgers": [ledger(3)],
-        },
-        "../../../",
+        {**unexpected_event("inv/2 x"), "ledgers": [ledger(3)]}, "../../../"
     )
     assert 'href="../../../api/expectations/inv/2%20x/explain"' in unexpected
+
+
+def test_a_page_opened_with_a_ticket_passes_it_to_its_explanation_links_only() -> None:
+    """With a ticket, the links to other explanations (a record's discrepancy, an unexpected
+    event's records) carry it, encoded; the stylesheet and the dashboard links do not."""
+    ticket = "t+/=ticket"
+    record = expectation_page(explanation("inv-1"), "../../../", ticket)
+    assert 'href="../../../api/discrepancies/7/explain?ticket=t%2B%2F%3Dticket"' in record
+    assert 'href="../../../static/explain.css"' in record
+    assert 'href="../../../" class="back"' in record
+    unexpected = discrepancy_page(unexpected_event("inv/2"), "../../../", ticket)
+    assert 'href="../../../api/expectations/inv/2/explain?ticket=t%2B%2F%3Dticket"' in unexpected
+    assert "ticket" not in expectation_page(explanation("inv-1"), "../../../")
 
 
 @pytest.mark.parametrize(

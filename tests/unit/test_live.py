@@ -8,12 +8,7 @@ from typing import Any
 
 import pytest
 
-from stellar_reconciler.api.live import (
-    TICKET_SECONDS,
-    StreamTickets,
-    snapshots,
-    token_allows_read,
-)
+from stellar_reconciler.api.live import snapshots, token_allows_read
 from stellar_reconciler.status import ServiceStatus
 
 READ = "read-token-0123456789"
@@ -90,13 +85,3 @@ async def test_closing_ends_the_stream() -> None:
     source.closing = True
     with pytest.raises(StopAsyncIteration):
         await next_snapshot(stream)
-
-
-def test_stream_tickets_open_the_stream_for_a_minute_only() -> None:
-    """A ticket is valid from issue until TICKET_SECONDS later; an unknown one never is."""
-    tickets = StreamTickets()
-    ticket = tickets.issue(now=100.0)
-    assert tickets.valid(ticket, now=100.0 + TICKET_SECONDS - 1)
-    assert not tickets.valid(ticket + "x", now=101.0)
-    assert not tickets.valid(ticket, now=100.0 + TICKET_SECONDS)
-    assert tickets.issue(now=200.0) != ticket

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from stellar_reconciler.config import Settings
 from stellar_reconciler.redaction import Redactor, url_secrets
 
 
@@ -34,3 +35,21 @@ def test_short_values_are_not_treated_as_secrets() -> None:
     redactor = Redactor(["ab", ""])
     assert not redactor
     assert redactor.text("abcabc") == "abcabc"
+
+
+def test_settings_secrets_include_every_url_and_token() -> None:
+    """Passwords in the RPC, database, webhook and NATS URLs (each NATS server of a list)
+    and the three tokens are all redacted."""
+    secrets = ("a" * 20, "r" * 16, "w" * 16, "dbpassword", "rpckeyvalue", "natspass1", "natspass2")
+    settings = Settings.from_env(
+        admin_token=secrets[0],
+        read_token=secrets[1],
+        webhook_urls="http://hook:hookpass@127.0.0.1:9/a",
+        webhook_secret=secrets[2],
+        database_url="postgres://u:dbpassword@h:5432/db",
+        stellar_rpc_url="https://rpc.example/v1?apikey=rpckeyvalue",
+        nats_url="nats://u:natspass1@127.0.0.1:4222, nats://u:natspass2@127.0.0.1:4223",
+    )
+    redactor = Redactor.from_settings(settings)
+    said = redactor.text(" ".join((*secrets, "hookpass")))
+    assert said == " ".join(["***"] * (len(secrets) + 1))

@@ -1,11 +1,18 @@
-"""ServiceStatus: the health states and when each one is reported."""
+"""ServiceStatus: the health states and when each one is reported, and that only its own
+methods change it."""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import time
+from pathlib import Path
 
+from stellar_reconciler import status as status_module
 from stellar_reconciler.models import BlockKind, NetworkTip
 from stellar_reconciler.status import AHEAD_POLLS, FAILURES_BEFORE_DEGRADED, ServiceStatus
+
+FIELDS = frozenset(field.name for field in dataclasses.fields(ServiceStatus))
 
 
 def tip(latest: int, oldest: int = 1) -> NetworkTip:
@@ -173,11 +180,41 @@ def test_nats_publishing_failing_is_degraded_until_it_works_again() -> None:
     status = ServiceStatus()
     status.observe_tip(tip(100))
     status.record_progress(100)
-    status.publishing_failure = "NATS publishing failing (nats://127.0.0.1:4222): closed"
+    status.publishing_state("NATS publishing failing (nats://127.0.0.1:4222): closed")
     assert status.state() == ("degraded", status.publishing_failure)
     assert status.health()["healthy"] is False
-    status.publishing_failure = None
+    status.publishing_state(None)
     assert status.state() == ("synced", None)
+
+
+def test_publishing_state_notifies_only_changes() -> None:
+    """A new reason while failing is shown and notified; the same state again wakes no live
+    view; None clears it."""
+    status = ServiceStatus()
+    status.publishing_state(None)
+    seen = status.version
+    status.publishing_state("closed")
+    status.publishing_state("closed")
+    assert status.version == seen + 1
+    status.publishing_state("timed out")
+    assert (status.publishing_failure, status.version) == ("timed out", seen + 2)
+    status.publishing_state(None)
+    assert status.publishing_failure is None and status.version == seen + 3
+
+
+def test_unhealthy_conditions_notify_only_when_they_change() -> None:
+    """Conditions make health degraded; setting the same ones again wakes no live view."""
+    status = ServiceStatus()
+    status.observe_tip(tip(100))
+    status.record_progress(100)
+    breaks = {"chain_break": "1 open chain_break discrepancies"}
+    status.set_unhealthy_conditions(breaks)
+    seen = status.version
+    status.set_unhealthy_conditions(dict(breaks))
+    assert status.version == seen
+    assert status.state() == ("degraded", "1 open chain_break discrepancies")
+    status.set_unhealthy_conditions({})
+    assert status.version == seen + 1 and status.state() == ("synced", None)
 
 
 def test_a_standby_is_as_healthy_as_the_leader_it_follows() -> None:
@@ -202,3 +239,88 @@ def test_a_standby_is_as_healthy_as_the_leader_it_follows() -> None:
         "leader",
         "http://10.0.0.2:3000/",
     )
+
+
+def test_a_standby_that_cannot_reach_the_database_blames_the_database() -> None:
+    """A replica whose lock tries fail for want of a database says 'database failing', not
+    that no replica leads; once a try gets through, the usual standby reason is back."""
+    status = ServiceStatus()
+    status.stand_by(None, None)
+    status.lock_unreachable("could not connect to 127.0.0.1:5432")
+    health = status.health()
+    assert health["healthy"] is False and health["role"] == "standby"
+    assert health["reason"].startswith("database failing: could not connect to 127.0.0.1:5432")
+    status.lock_unreachable(None)
+    assert "no replica holds" in status.health()["reason"]
+
+
+def _is_status(node: ast.expr) -> bool:
+    """`status`, `self.status`, `ctx.status`, `self._status`: an expression naming a status."""
+    name = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", "")
+    return name.lstrip("_").endswith("status")
+
+
+def _status_field(node: ast.expr) -> str | None:
+    """The field when `node` is `<a status>.<field>`, else None."""
+    if isinstance(node, ast.Attribute) and node.attr in FIELDS and _is_status(node.value):
+        return node.attr
+    return None
+
+
+def status_writes(source: str) -> list[tuple[int, str]]:
+    """(line, field) of each assignment to a status field, of an item of one, and of each
+    method called on one, in `source`."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign | ast.Delete):
+            targets = node.targets
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            targets = [node.func.value]
+        for target in targets:
+            # Down the chain written through (`a.b[c].d`: a.b[c], a.b, a), not into indexes.
+            part: ast.expr = target
+            while isinstance(part, ast.Attribute | ast.Subscript):
+                if field := _status_field(part):
+                    found.append((node.lineno, field))
+                    break
+                part = part.value
+    return found
+
+
+def test_the_write_finder_sees_each_way_of_writing() -> None:
+    """Assigning, adding to, subscripting and calling a method on a status field are found;
+    reading one and calling the status's own methods are not."""
+    source = """
+ctx.status.paused = True
+self.status.ahead_polls += 1
+self._status.unhealthy_conditions["chain_break"] = "1 open"
+del status.blocking_detail["error"]
+service.status.catch_up.committed(1.0, 2, 1, 0, 2)
+status.pause()
+checkpoints[status.last_processed_ledger] = True
+ledger = self.status.last_processed_ledger
+passphrase = ctx.status.network.passphrase
+"""
+    assert status_writes(source) == [
+        (2, "paused"),
+        (3, "ahead_polls"),
+        (4, "unhealthy_conditions"),
+        (5, "blocking_detail"),
+        (6, "catch_up"),
+    ]
+
+
+def test_only_status_py_changes_the_status() -> None:
+    """No module but status.py assigns a ServiceStatus field or changes what one holds: the
+    rest of the service changes it through its methods."""
+    package = Path(status_module.__file__).parent
+    writes = [
+        f"{path.relative_to(package)}:{line}: {field}"
+        for path in sorted(package.rglob("*.py"))
+        if path.name != "status.py"
+        for line, field in status_writes(path.read_text())
+    ]
+    assert writes == []

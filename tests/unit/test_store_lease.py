@@ -118,6 +118,36 @@ def test_a_new_leader_ends_the_open_writes_of_the_former(postgres_url: str) -> N
         engine.dispose()
 
 
+@pytest.mark.postgres
+def test_a_service_on_another_database_of_the_server_is_not_ours(
+    postgres_template: PostgresTemplate,
+) -> None:
+    """Two services on two databases of one server: each leads its own, neither sees the
+    other as its leader, and a takeover ends no write of the other database."""
+    ours_url, theirs_url = postgres_template.clone(), postgres_template.clone()
+    theirs = AdvisoryLease(theirs_url, instance_name("http://theirs:1/"), lease_secs=10)
+    ours = AdvisoryLease(ours_url, instance_name("http://ours:2/"), lease_secs=10)
+    their_engine = create_database_engine(theirs_url, application_name=instance_name("http://t:3/"))
+    try:
+        assert theirs.try_acquire()
+        assert ours.holder() is None
+        conn = their_engine.connect()
+        conn.execute(text("CREATE TABLE scratch (n int)"))
+        conn.commit()
+        conn.execute(text("INSERT INTO scratch VALUES (1)"))
+        assert ours.try_acquire()
+        assert ours.evict_writers(None) == 0
+        conn.commit()
+        assert advertised_url(ours.holder()) == "http://ours:2/"
+        assert advertised_url(theirs.holder()) == "http://theirs:1/"
+    finally:
+        ours.close()
+        theirs.close()
+        their_engine.dispose()
+        postgres_template.drop(ours_url)
+        postgres_template.drop(theirs_url)
+
+
 def test_a_second_process_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
     """The file lock is exclusive; the refusal names the holder and what to do."""
     first = FileLease.beside(str(tmp_path / "r.db"))

@@ -345,6 +345,32 @@ def test_a_member_joining_an_open_group_keeps_what_the_group_took(
     )
 
 
+def test_a_group_posted_in_parts_may_end_otherwise_than_posted_whole(
+    book: Expectations, store: Store
+) -> None:
+    """The README's example of why a group is posted whole: members of 100 and 5, paid 60,
+    45 and 40. Posted whole, the group takes 60 and 45 and is matched at 105; its 100 posted
+    alone before the payments takes 60 and 40, is matched at 100, and its 5 is refused."""
+    book.create([sum_spec("w-100", 100, "w", group_id="w"), sum_spec("w-5", 5, "w", group_id="w")])
+    book.create([sum_spec("p-100", 100, "p", group_id="p")])
+    whole = [pay(11, 0, 60, "w"), pay(11, 1, 45, "w"), pay(12, 0, 40, "w")]
+    parts = [pay(11, 2, 60, "p"), pay(11, 3, 45, "p"), pay(12, 1, 40, "p")]
+    store.commit_batch(batch(10, 12, [*whole, *parts]), hooks=[ExpectationMatcher(book)])
+    w, p = store.groups.get("w"), store.groups.get("p")
+    assert (w["status"], w["settled_amount"], w["event_ids"]) == (
+        "matched",
+        "105",
+        [whole[0].id, whole[1].id],
+    )
+    assert (p["status"], p["settled_amount"], p["event_ids"]) == (
+        "matched",
+        "100",
+        [parts[0].id, parts[2].id],
+    )
+    with pytest.raises(ExpectationInputError, match="is matched already"):
+        book.create([sum_spec("p-5", 5, "p", group_id="p")])
+
+
 def test_a_repaired_range_keeps_the_parts_of_sums(book: Expectations, store: Store) -> None:
     """Re-committing stored ledgers (as repairs do) leaves the instalments with the matched
     plan: no one-event record takes them and none is reported unexpected."""

@@ -64,16 +64,14 @@ async def restart_worker(ctx: Ctx, actor: Admin) -> JSONResponse:
 
 @router.post("/api/worker/pause", summary="Stop taking new batches until resumed")
 async def pause_worker(ctx: Ctx, actor: Admin) -> dict[str, Any]:
-    ctx.status.paused = True
-    ctx.status.notify()
+    ctx.controls.pause()
     await run_in_threadpool(actor.audit, ctx, "pause_worker", None)
     return _worker_state(ctx)
 
 
 @router.post("/api/worker/resume", summary="Resume after a pause")
 async def resume_worker(ctx: Ctx, actor: Admin) -> dict[str, Any]:
-    ctx.status.paused = False
-    ctx.status.notify()
+    ctx.controls.resume()
     await run_in_threadpool(actor.audit, ctx, "resume_worker", None)
     return _worker_state(ctx)
 

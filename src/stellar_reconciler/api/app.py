@@ -53,7 +53,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     event_stream.install_event_stream(app)
     app.include_router(reconciliation.router)
     # Before expectations: its {external_id:path} would swallow .../explain.
-    app.include_router(explain.router)
+    explain.install_explain(app)
     app.include_router(expectations.router)
     app.include_router(proofs.router)
     app.include_router(lifecycle.router)

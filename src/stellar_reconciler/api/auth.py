@@ -54,7 +54,7 @@ def _matches(given: str | None, expected: str) -> bool:
     return hmac.compare_digest(given.encode("latin-1"), expected.encode("utf-8"))
 
 
-def _unauthorized(message: str) -> ApiError:
+def unauthorized(message: str) -> ApiError:
     error = ApiError(401, message)
     error.headers = {"WWW-Authenticate": "Bearer"}
     return error
@@ -71,9 +71,9 @@ def admin_refusal(ctx: ApiContext, headers: Mapping[str, str]) -> ApiError | Non
         )
     given = _bearer(headers)
     if given is None:
-        return _unauthorized("this endpoint needs 'Authorization: Bearer <ADMIN_TOKEN>'")
+        return unauthorized("this endpoint needs 'Authorization: Bearer <ADMIN_TOKEN>'")
     if not _matches(given, ctx.admin_token):
-        return _unauthorized("the bearer token is not the ADMIN_TOKEN")
+        return unauthorized("the bearer token is not the ADMIN_TOKEN")
     if ctx.status.role == "standby":
         # Refused rather than forwarded: the caller learns where to go, and a request is never
         # carried out by a replica other than the one it was sent to.
@@ -97,9 +97,9 @@ def require_read(request: Request, ctx: Annotated[ApiContext, Depends(context)])
         return
     given = _bearer(request.headers)
     if given is None:
-        raise _unauthorized("READ_TOKEN is set: send 'Authorization: Bearer <READ_TOKEN>'")
+        raise unauthorized("READ_TOKEN is set: send 'Authorization: Bearer <READ_TOKEN>'")
     if not (_matches(given, ctx.read_token) or _matches(given, ctx.admin_token)):
-        raise _unauthorized("the bearer token is neither the READ_TOKEN nor the ADMIN_TOKEN")
+        raise unauthorized("the bearer token is neither the READ_TOKEN nor the ADMIN_TOKEN")
 
 
 Admin = Annotated[Actor, Depends(require_admin)]

@@ -83,6 +83,13 @@ def record_path(external_id: str) -> str:
     return "api/expectations/" + "/".join(quote(s, safe="") for s in external_id.split("/"))
 
 
+def _explain_href(prefix: str, path: str, ticket: str | None) -> str:
+    """A link to another explanation. A page opened with a ticket passes it on: a followed
+    link sends no token either."""
+    query = f"?ticket={quote(ticket, safe='')}" if ticket else ""
+    return f"{prefix}{path}/explain{query}"
+
+
 def _field_rows(fields: Mapping[str, Any], first: Sequence[str] = ()) -> Html:
     keys = [k for k in first if k in fields] + [k for k in fields if k not in first]
     rows = [
@@ -216,7 +223,7 @@ def _candidate(candidate: Mapping[str, Any]) -> Html:
     )
 
 
-def _record_sections(explained: Mapping[str, Any], prefix: str) -> list[Html]:
+def _record_sections(explained: Mapping[str, Any], prefix: str, ticket: str | None) -> list[Html]:
     record = explained.get("expectation") or {}
     verdict = explained.get("verdict") or {}
     window = explained.get("window") or {}
@@ -243,7 +250,11 @@ def _record_sections(explained: Mapping[str, Any], prefix: str) -> list[Html]:
             {"data-kind": d.get("kind")},
             tag(
                 "a",
-                {"href": f"{prefix}api/discrepancies/{quote(str(d.get('id')), safe='')}/explain"},
+                {
+                    "href": _explain_href(
+                        prefix, f"api/discrepancies/{quote(str(d.get('id')), safe='')}", ticket
+                    )
+                },
                 f"#{d.get('id')} {d.get('kind')}",
             ),
             " open" if d.get("open") else " resolved",
@@ -314,7 +325,9 @@ def _record_sections(explained: Mapping[str, Any], prefix: str) -> list[Html]:
     ]
 
 
-def _unexpected_sections(unexpected: Mapping[str, Any], prefix: str) -> list[Html]:
+def _unexpected_sections(
+    unexpected: Mapping[str, Any], prefix: str, ticket: str | None
+) -> list[Html]:
     holder = unexpected.get("claimed_by")
     rows = [
         tag(
@@ -325,7 +338,7 @@ def _unexpected_sections(unexpected: Mapping[str, Any], prefix: str) -> list[Htm
                 None,
                 tag(
                     "a",
-                    {"href": prefix + record_path(str(r.get("external_id"))) + "/explain"},
+                    {"href": _explain_href(prefix, record_path(str(r.get("external_id"))), ticket)},
                     text_of(r.get("external_id")),
                 ),
             ),
@@ -386,21 +399,22 @@ def _page(title: str, prefix: str, sections: Sequence[Html]) -> str:
     return "<!doctype html>\n" + tag("html", {"lang": "en"}, head, body)
 
 
-def expectation_page(explained: Mapping[str, Any], prefix: str) -> str:
+def expectation_page(explained: Mapping[str, Any], prefix: str, ticket: str | None = None) -> str:
     """The page of GET /api/expectations/{external_id}/explain; `prefix` leads back to the
-    service's root from the page's URL (as "../../")."""
+    service's root from the page's URL (as "../../"); `ticket`, when the page was opened
+    with one, goes into its links to other explanations."""
     record = explained.get("expectation") or {}
     title = f"Why record {record.get('external_id')} is {record.get('status')}"
-    return _page(title, prefix, _record_sections(explained, prefix))
+    return _page(title, prefix, _record_sections(explained, prefix, ticket))
 
 
-def discrepancy_page(explained: Mapping[str, Any], prefix: str) -> str:
+def discrepancy_page(explained: Mapping[str, Any], prefix: str, ticket: str | None = None) -> str:
     """The page of GET /api/discrepancies/{id}/explain."""
     discrepancy = explained.get("discrepancy") or {}
     title = f"Discrepancy #{discrepancy.get('id')}: {discrepancy.get('kind')}"
     sections = [_section("discrepancy", "The discrepancy", _field_rows(discrepancy))]
     if explained.get("expectation"):
-        sections += _record_sections(explained["expectation"], prefix)
+        sections += _record_sections(explained["expectation"], prefix, ticket)
     elif "expectation" in explained:
         sections.append(
             _section(
@@ -410,40 +424,9 @@ def discrepancy_page(explained: Mapping[str, Any], prefix: str) -> str:
             )
         )
     if explained.get("unexpected_event"):
-        sections += _unexpected_sections(explained["unexpected_event"], prefix)
+        sections += _unexpected_sections(explained["unexpected_event"], prefix, ticket)
     if explained.get("ledgers"):
         sections.append(
             _section("ledgers", "The ledgers it names", [_ledger(n) for n in explained["ledgers"]])
         )
     return _page(title, prefix, sections)
-
-
-def wants_html(accept: str | None) -> bool:
-    """True when an Accept header prefers text/html to JSON, as a browser's navigation does
-    (`text/html,...,*/*;q=0.8`); a client that names neither, `*/*` or no header gets JSON."""
-    html_q, json_q = 0.0, 0.0
-    json_rank = 3  # how specific the range json_q came from: 0 exact ... 3 none
-    for part in (accept or "").split(","):
-        media, *params = (p.strip() for p in part.split(";"))
-        quality = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        media = media.lower()
-        if media in ("text/html", "application/xhtml+xml"):
-            html_q = max(html_q, quality)
-        rank = {"application/json": 0, "application/*": 1, "*/*": 2}.get(media)
-        if rank is not None and rank <= json_rank:
-            json_q = quality if rank < json_rank else max(json_q, quality)
-            json_rank = rank
-    return html_q > json_q
-
-
-def relative_root(raw_path: bytes | str) -> str:
-    """The relative link from a page at `raw_path` (as sent, percent-encoded) to the root."""
-    path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else raw_path
-    return "../" * max(path.split("?", 1)[0].count("/") - 1, 0)

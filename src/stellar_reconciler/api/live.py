@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -29,6 +28,7 @@ from stellar_reconciler.api import monitoring
 from stellar_reconciler.api.auth import ReadAccess, require_read
 from stellar_reconciler.api.context import ApiContext, context
 from stellar_reconciler.api.errors import ApiError
+from stellar_reconciler.api.tickets import Tickets
 from stellar_reconciler.errors import DatabaseUnavailableError
 from stellar_reconciler.store import EventQuery
 
@@ -45,7 +45,6 @@ MIN_SNAPSHOT_GAP = 0.2
 # Long enough to open the stream and survive a dropped connection's quick reconnection;
 # after that the page asks for a new one.
 TICKET_SECONDS = 60.0
-MAX_TICKETS = 1000
 
 
 class TelemetryNow(BaseModel):
@@ -169,34 +168,9 @@ class SnapshotSource:
         return {**self._last_stored, "status": status, "database_error": status["database_error"]}
 
 
-class StreamTickets:
-    """Tickets that open /api/stream for TICKET_SECONDS: what a browser puts in the stream's
-    URL instead of a token."""
-
-    def __init__(self) -> None:
-        self._expiry: dict[str, float] = {}
-
-    def issue(self, now: float) -> str:
-        self._forget_expired(now)
-        if len(self._expiry) >= MAX_TICKETS:
-            # Oldest first: dicts keep insertion order.
-            del self._expiry[next(iter(self._expiry))]
-        ticket = secrets.token_urlsafe(24)
-        self._expiry[ticket] = now + TICKET_SECONDS
-        return ticket
-
-    def valid(self, ticket: str, now: float) -> bool:
-        self._forget_expired(now)
-        return ticket in self._expiry
-
-    def _forget_expired(self, now: float) -> None:
-        for ticket in [t for t, expiry in self._expiry.items() if expiry <= now]:
-            del self._expiry[ticket]
-
-
 def install_live(app: FastAPI, ctx: ApiContext) -> None:
     app.state.snapshots = SnapshotSource(ctx)
-    app.state.stream_tickets = StreamTickets()
+    app.state.stream_tickets = Tickets(TICKET_SECONDS)
     app.include_router(router)
 
 
@@ -233,8 +207,8 @@ def stream_access(
     ] = None,
 ) -> None:
     if ticket is not None and ctx.read_token:
-        tickets: StreamTickets = request.app.state.stream_tickets
-        if not tickets.valid(ticket, time.monotonic()):
+        tickets: Tickets = request.app.state.stream_tickets
+        if not tickets.valid(ticket):
             error = ApiError(
                 401,
                 "the stream ticket is unknown or expired: ask POST /api/stream/ticket for another",
@@ -263,8 +237,8 @@ class StreamTicket(BaseModel):
     responses={401: {"description": "READ_TOKEN is set and no valid token was given"}},
 )
 def stream_ticket(request: Request) -> StreamTicket:
-    tickets: StreamTickets = request.app.state.stream_tickets
-    return StreamTicket(ticket=tickets.issue(time.monotonic()), expires_in_seconds=TICKET_SECONDS)
+    tickets: Tickets = request.app.state.stream_tickets
+    return StreamTicket(ticket=tickets.issue(), expires_in_seconds=tickets.lifetime)
 
 
 @router.get(

@@ -19,6 +19,7 @@ from fastapi.routing import APIRoute
 from stellar_reconciler.api.auth import require_read
 from stellar_reconciler.api.edge import HEAD_PATHS, body_limit, depends_on, needs_admin
 from stellar_reconciler.api.errors import ErrorBody, ValidationErrorBody
+from stellar_reconciler.api.explain import explain_access
 
 SECURITY_SCHEME = "bearer"
 _REF = "#/components/schemas/{model}"
@@ -46,7 +47,7 @@ def _complete(operation: dict[str, Any], route: APIRoute, method: str) -> None:
         operation["security"] = [{SECURITY_SCHEME: []}]
         responses["401"] = _UNAUTHORIZED
         responses["403"] = _error("ADMIN_TOKEN is not configured: this endpoint is disabled")
-    elif depends_on(route.dependant, require_read):
+    elif any(depends_on(route.dependant, check) for check in (require_read, explain_access)):
         # Open unless READ_TOKEN is set: either no credentials or the bearer token.
         operation["security"] = [{}, {SECURITY_SCHEME: []}]
         responses["401"] = _UNAUTHORIZED

@@ -10,7 +10,7 @@ done and chains by hash to the one before.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -143,12 +143,13 @@ class Chunks:
     def write(
         self,
         chunk: Chunk,
-        batches: Sequence[Batch],
+        batches: Iterable[Batch],
         sources: list[list[Any]],
         hooks: Sequence[Any] = (),
     ) -> tuple[int, int]:
         """Every batch of the chunk, its hashes and its done state, in one transaction.
-        Returns (ledgers, events) written; batches found stored by now are left alone."""
+        Returns (ledgers, events) written; batches found stored by now are left alone. Each
+        batch is let go once written, so `batches` may be read as it is written."""
         ledgers_written = events_written = 0
         with write_transaction(self.engine) as conn:
             for batch in batches:

@@ -46,10 +46,14 @@ LOCK_ID = 1
 NAME_PREFIX = "rcl"
 NAME_LIMIT = 63
 
+# Advisory locks belong to one database, but pg_locks and pg_stat_activity show the whole
+# server: both queries below keep to this database, or a service on another database of the
+# same server would be taken for our leader (or have its writes ended at our takeover).
 _HOLDER = (
     "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
     "WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s "
-    "AND l.objsubid = 2 AND l.granted"
+    "AND l.objsubid = 2 AND l.granted "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
 _HOLDS = text(
     "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = :cls AND objid = :id "
@@ -140,6 +144,7 @@ class AdvisoryLease:
         rows = conn.execute(
             "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
             "WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() "
+            "AND datname = current_database() "
             "AND application_name <> %s AND (application_name = %s "
             "OR (%s::text IS NULL AND application_name LIKE %s))",
             (self.name, former, former, f"{NAME_PREFIX} %"),

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
 from typing import Any
 
@@ -105,22 +106,21 @@ def event_json(row: Any) -> dict[str, Any]:
 
 
 def event_text(row: Any) -> str:
-    """event_json as compact JSON text, from a row whose JSON columns are still text."""
-    head = json.dumps(
-        {
-            "id": row.id,
-            "ledger": row.ledger,
-            "ledger_closed_at": iso_utc(row.ledger_closed_at),
-            "contract_id": row.contract_id,
-            "type": row.type,
-            "name": row.name,
-            "tx_hash": row.tx_hash,
-        },
-        separators=(",", ":"),
-    )
+    """event_json as compact JSON text, from a row whose JSON columns are still text (they
+    pass through as stored).
+
+    Built with the JSON module's own string encoder rather than `json.dumps` of a dict (the
+    same bytes): the publisher and the event stream make one per event, and the dict and
+    the generic encoder were two thirds of the time spent reading the outbox.
+    """
+    name = "null" if row.name is None else _quote(row.name)
     text = (
-        f'{head[:-1]},"topics":{row.topics},"value":{row.value or "null"},'
-        f'"topics_xdr":{row.topics_xdr},"value_xdr":{json.dumps(row.value_xdr)}}}'
+        f'{{"id":{_quote(row.id)},"ledger":{int(row.ledger)},'
+        f'"ledger_closed_at":{_quote(iso_utc(row.ledger_closed_at))},'
+        f'"contract_id":{_quote(row.contract_id)},"type":{_quote(row.type)},"name":{name},'
+        f'"tx_hash":{_quote(row.tx_hash)},"topics":{row.topics},'
+        f'"value":{row.value or "null"},"topics_xdr":{row.topics_xdr},'
+        f'"value_xdr":{_quote(row.value_xdr)}}}'
     )
     # Stored JSON is written on one line; should a line break ever be in it (whitespace, as
     # strings escape theirs), write it again so one event stays one line.
@@ -195,9 +195,14 @@ class EventQuery:
 class Store:
     """Everything the service reads and writes, on SQLite or PostgreSQL alike."""
 
-    def __init__(self, engine: Engine, stream: str = DEFAULT_STREAM) -> None:
+    def __init__(
+        self, engine: Engine, stream: str = DEFAULT_STREAM, application_name: str | None = None
+    ) -> None:
         self.engine = engine
         self.stream = stream
+        # What this replica's PostgreSQL sessions are called (see store/lease.py); a helper
+        # process that writes for the replica opens its store under the same name.
+        self.application_name = application_name
         self.discrepancies = Discrepancies(engine)
         self.audit = AuditLog(engine)
         self.gaps = Gaps(engine, stream, self.discrepancies)
@@ -216,7 +221,8 @@ class Store:
     def open(
         cls, url: str, stream: str = DEFAULT_STREAM, *, application_name: str | None = None
     ) -> Store:
-        return cls(create_database_engine(url, application_name=application_name), stream)
+        engine = create_database_engine(url, application_name=application_name)
+        return cls(engine, stream, application_name)
 
     @classmethod
     def open_existing(cls, url: str, stream: str = DEFAULT_STREAM) -> Store:
@@ -242,6 +248,11 @@ class Store:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @property
+    def in_memory(self) -> bool:
+        """An in-memory SQLite database: no other process can open it."""
+        return self.dialect == "sqlite" and sqlite_path(str(self.engine.url)) is None
 
     def migrate(self) -> None:
         migrate.upgrade(self.engine)

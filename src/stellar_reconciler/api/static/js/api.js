@@ -50,3 +50,13 @@ export async function streamUrl(readNeedsToken) {
   // Without a ticket the bare stream is refused, and that refusal is explained on the page.
   return result.ok ? `api/stream?ticket=${encodeURIComponent(result.body.ticket)}` : "api/stream";
 }
+
+// An explanation page's URL for a link about to be followed. A followed link sends no
+// Authorization header either, so when reads need a token the token, sent as a header, buys
+// a short-lived ticket that opens explanation pages only, and the ticket goes in the URL.
+export async function explainUrl(href, readNeedsToken) {
+  if (!readNeedsToken || !adminToken.get()) return href;
+  const result = await call("POST", "api/explain/ticket");
+  // Without a ticket the page answers 401 with the reason, which is the most we can show.
+  return result.ok ? `${href}?ticket=${encodeURIComponent(result.body.ticket)}` : href;
+}

@@ -195,6 +195,14 @@ export function catchUpText(progress) {
   return parts.join(" · ");
 }
 
+// Which replica this page is talking to (GET /api/status's role and leader): the leader
+// writes; a standby serves the same pages and shows the leader's state, and says whose.
+export function roleText(role, leader) {
+  if (role !== "standby") return "leader: this replica indexes and writes";
+  if (!leader) return "standby: no replica leads yet";
+  return `standby: following the leader at ${leader}`;
+}
+
 // The line under a job's progress bar, from GET /api/jobs's fields:
 // "running · 1,200 of 2,000 ledgers · 150.0 ledgers/s · about 5s left". A finished job keeps
 // its average rate and has no time left; one that has done nothing yet has no rate.

@@ -3,7 +3,7 @@
 // (re)connection, so a page that lost its connection shows the truth again once back.
 
 import { installActions } from "./actions.js";
-import { adminToken, call, streamUrl } from "./api.js";
+import { adminToken, call, explainUrl, streamUrl } from "./api.js";
 import { Charts } from "./charts.js";
 import { $ } from "./dom.js";
 import { renderConnection, renderSnapshot, renderTelemetry } from "./render.js";
@@ -89,6 +89,22 @@ $("token-forget").addEventListener("click", () => {
   showToken();
   stream.restart();
 });
+
+// Explain links are plain links (they open in a new tab, bookmark and copy as links); only
+// when reads need a token does a click go through here, to put a ticket in the URL.
+async function followExplainLink(event) {
+  const link = event.target instanceof Element ? event.target.closest("a.explain") : null;
+  if (!link || event.button > 1 || !state.readNeedsToken || !adminToken.get()) return;
+  event.preventDefault();
+  const url = await explainUrl(link.getAttribute("href"), state.readNeedsToken);
+  const newTab = event.button === 1 || event.ctrlKey || event.metaKey || event.shiftKey;
+  if (newTab) window.open(url, "_blank", "noopener");
+  else window.location.assign(url);
+}
+
+document.addEventListener("click", followExplainLink);
+// A middle click is an auxclick, not a click.
+document.addEventListener("auxclick", followExplainLink);
 
 $("notice-close").addEventListener("click", () => {
   $("notice").hidden = true;

@@ -15,6 +15,7 @@ import {
   formatUtc,
   jobProgressText,
   recordExplainPath,
+  roleText,
   shorten,
 } from "./format.js";
 import { $, el, setText } from "./dom.js";
@@ -39,6 +40,7 @@ export function renderStatus(status) {
   setText("health-badge", STATUS_LABELS[status.status] ?? status.status);
   setText("health-reason", status.reason ?? DEFAULT_REASONS[status.status] ?? NONE);
   setText("service-name", status.service_name);
+  setText("role", roleText(status.role, status.leader));
   setText("uptime", formatDuration(status.uptime_seconds));
   setText("started-at", formatUtc(status.started_at));
   setText("last-success", formatUtc(status.last_success_at));
