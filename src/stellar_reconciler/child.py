@@ -10,10 +10,12 @@ takes the end of that pipe (the parent gone, even SIGKILLed) as the order to lea
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
 from multiprocessing.connection import Connection
+from typing import Any
 
 import structlog
 
@@ -51,3 +53,15 @@ def reap(process: subprocess.Popen[bytes], name: str) -> int:
     exitcode = process.wait()
     log.info("child_stopped", job=name, pid=process.pid, exitcode=exitcode)
     return exitcode
+
+
+def first_message(fd: int) -> tuple[Connection, Any] | None:
+    """In a child: its end of the pipe and the parent's first message, or None when the
+    parent is gone already. Ctrl-C reaches the whole process group, but the parent decides
+    when the child ends, so the child ignores it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    connection = Connection(fd)
+    try:
+        return connection, connection.recv()
+    except EOFError:
+        return None

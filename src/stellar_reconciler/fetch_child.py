@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import signal
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from stellar_reconciler.child import first_message
 from stellar_reconciler.collector import tune_garbage_collector
 from stellar_reconciler.config import Settings
 from stellar_reconciler.errors import ReconcilerError
@@ -130,13 +130,11 @@ def child_main(fd: int) -> None:
     """The child's whole life: follow the ranges the parent asks for, sending each batch as
     soon as it is fetched, until the parent says stop or is gone. `fd` is the child's end of
     a socket pair."""
-    # Ctrl-C reaches the whole process group; the parent decides when the child ends.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    connection = Connection(fd)
-    try:
-        start: ChildStart = connection.recv()
-    except EOFError:
+    opened = first_message(fd)
+    if opened is None:
         return
+    connection, start = opened
+    assert isinstance(start, ChildStart), "the parent sends a ChildStart first"
     config = start.config
     # The child writes to the same stderr: same format, same secrets kept out.
     redactor = Redactor(url_secrets(config.rpc_url))

@@ -39,8 +39,9 @@ log = structlog.get_logger("stellar_reconciler.fetch_process")
 
 # How long a stopping child gets to leave on its own before it is killed.
 _EXIT_GRACE_SECS = 2.0
-# The child's name in the log (child_started, child_stopped).
+# The child's name in the log (child_started, child_stopped), and what it runs.
 _NAME = "fetch_process"
+CHILD_ENTRY = ("stellar_reconciler.fetch_child", "child_main")
 # Children lost in a row before the worker stops asking for one.
 MAX_LOSSES = 3
 
@@ -144,9 +145,7 @@ class FetchProcess:
             if self._process.poll() is None:
                 return self._connection
             self.terminate()
-        process, connection = spawn(
-            "stellar_reconciler.fetch_child", "child_main", self._start, name=_NAME
-        )
+        process, connection = spawn(*CHILD_ENTRY, self._start, name=_NAME)
         self._process, self._connection = process, connection
         return connection
 

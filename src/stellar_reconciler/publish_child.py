@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
+from stellar_reconciler.child import first_message
 from stellar_reconciler.config import Settings
 from stellar_reconciler.logs import configure_logging
 from stellar_reconciler.publisher import NatsPublisher
@@ -73,13 +73,11 @@ class _PipeReport:
 
 def child_main(fd: int) -> None:
     """The child's whole life: publish the outbox until the parent says stop or is gone."""
-    # Ctrl-C reaches the whole process group; the parent decides when the child ends.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    connection = Connection(fd)
-    try:
-        start: PublishStart = connection.recv()
-    except EOFError:
+    opened = first_message(fd)
+    if opened is None:
         return
+    connection, start = opened
+    assert isinstance(start, PublishStart), "the parent sends a PublishStart first"
     configure_logging(start.log_level, log_format=start.log_format, redactor=start.redactor)
     asyncio.run(_publish(connection, start))
 

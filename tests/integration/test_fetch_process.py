@@ -266,7 +266,8 @@ async def test_a_child_that_cannot_run_is_given_up_for_one_process(
 ) -> None:
     """Children that die at once are reported (transient), and after a few the service
     catches up in its own process instead of never getting anywhere."""
-    monkeypatch.setattr(fetch_process, "_CHILD_COMMAND", "raise SystemExit(3)")
+    # A child that runs sys.exit(<its pipe's fd>): it ends at once, with a non-zero status.
+    monkeypatch.setattr(fetch_process, "CHILD_ENTRY", ("sys", "exit"))
     net = SimNetwork(
         SimNetConfig(seed=23, first_ledger=9000, prebuilt_ledgers=300, events_per_ledger=5)
     )

@@ -393,3 +393,56 @@ async def test_windows_are_chained_and_a_broken_chain_is_sent_again_one_by_one(
     finally:
         await publisher._close()
         await nc.close()
+
+
+def _publishing_children(log: Path) -> list[int]:
+    """The pids of the publishing children the service started, in order, from its log."""
+    pids = []
+    for line in log.read_text().splitlines():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if entry.get("event") == "child_started" and entry.get("job") == "publish_process":
+                pids.append(int(entry["pid"]))
+    return pids
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # A zombie (exited, not yet reaped by init) counts as gone.
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+def test_the_publishing_child_is_started_again_and_never_outlives_the_service(
+    database_url: str, system_nats: str, tmp_path: Path
+) -> None:
+    """The publisher runs in a child of the service: SIGKILLed mid catch-up it is started
+    again and the consumer still gets every event once; the service SIGKILLed, the child
+    sees its pipe end and leaves by itself."""
+    stream, prefix = names()
+    net = SimNetwork(
+        SimNetConfig(seed=27, first_ledger=5_000, prebuilt_ledgers=800, events_per_ledger=20)
+    )
+    log = tmp_path / "service.log"
+    with serve_in_thread(net) as url, consumer(system_nats, stream, prefix, tmp_path / "got"):
+        env = service_env(settings_for(database_url, url, batch_max_ledgers=40))
+        env.update(NATS_URL=system_nats, NATS_STREAM=stream, NATS_SUBJECT_PREFIX=prefix)
+        truth = network_event_ids(net, 5_000, net.latest_ledger)
+        with service_process(env, log) as process:
+            wait_for_sync(lambda: received_ids(tmp_path / "got"), 120, "the first events")
+            [first] = _publishing_children(log)
+            os.kill(first, signal.SIGKILL)
+            wait_for_sync(lambda: len(_publishing_children(log)) == 2, 60, "a new child")
+            wait_for_sync(lambda: checkpoint(database_url) == net.latest_ledger, 120, "catch-up")
+            wait_for_sync(lambda: len(received_ids(tmp_path / "got")) >= len(truth), 60, "all")
+            second = _publishing_children(log)[1]
+            process.send_signal(signal.SIGKILL)
+            assert process.wait(10) == -signal.SIGKILL
+            wait_for_sync(lambda: _gone(second), 15, "the orphaned child to leave")
+        # Anything sent twice would arrive right behind the rest.
+        time.sleep(1.0)
+    ids = received_ids(tmp_path / "got")
+    assert len(ids) == len(set(ids)), "an event was received twice"
+    assert sorted(ids) == truth == stored_event_ids(database_url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -9,7 +10,7 @@ from sqlalchemy import delete
 
 from stellar_reconciler.errors import CheckpointConflictError
 from stellar_reconciler.models import Batch
-from stellar_reconciler.store import Store
+from stellar_reconciler.store import EventQuery, Store
 from stellar_reconciler.store.schema import events, ledgers
 from tests.factories import make_batch
 
@@ -46,6 +47,31 @@ def test_a_batch_queues_its_events_in_order_with_their_bodies(publishing: Store)
     assert body["id"] == batch.events[0].id
     assert body["contract_id"] == first.contract_id == batch.events[0].contract_id
     assert body["name"] == first.name == "transfer"
+
+
+def test_queued_bodies_are_the_api_documents_whatever_the_fields_hold(
+    publishing: Store,
+) -> None:
+    """The body the database makes equals what /api/events shows for the same event: names
+    with quotes, control characters and letters outside ASCII, no name, no value, nested
+    values, and close times with and without a fraction of a second."""
+    batch = make_batch(10, 13, events_per_ledger=2)
+    odd = [
+        batch.events[0]._replace(name='say "hi"\n\t\x01', topics=('say "hi"',)),
+        batch.events[1]._replace(name="G\u00e9\u4e2d\U0001f600", value=None),
+        batch.events[2]._replace(name=None, value={"to": "G\u00e9", "amount": [1, {"a": None}]}),
+        batch.events[3]._replace(
+            ledger_closed_at=batch.events[3].ledger_closed_at.replace(microsecond=120)
+        ),
+    ]
+    publishing.commit_batch(dataclasses.replace(batch, events=(*odd, *batch.events[4:])))
+    items = publishing.outbox.pending(100)
+    shown = publishing.list_events(EventQuery(limit=100))
+    assert all(item.body is not None for item in items)
+    assert [json.loads(item.body or b"") for item in items] == shown
+    assert [(item.contract_id, item.name) for item in items] == [
+        (event["contract_id"], event["name"]) for event in shown
+    ]
 
 
 def test_a_batch_that_fails_queues_nothing(publishing: Store) -> None:

@@ -3,8 +3,9 @@
 A batch's events are recorded here inside the batch's own transaction, so an event is stored
 and queued for publishing together or not at all; a crash between the two cannot happen.
 The publisher reads the queue in `seq` order and deletes what JetStream acknowledged. Events are
-named by id: their body is read at send time, as JSON text straight from the stored columns
-(no parse and dump again: that was a third of the publisher's time per event).
+named by id: their body is made at send time by the database itself, as JSON text from the
+stored columns (`_event_body`), so the publisher's process does next to nothing per event:
+building it in Python was most of the publisher's time once acknowledgements were cheap.
 Recording is off (nothing is queued) unless NATS_URL is set, or the table would only grow.
 """
 
@@ -13,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, and_, delete, func, select
+from sqlalchemy import Connection, Engine, Text, and_, case, cast, delete, func, literal, select
+from sqlalchemy.sql.elements import ColumnElement
 
 from stellar_reconciler.models import Event
 from stellar_reconciler.store.bulk import chunks, insert_many
@@ -55,14 +57,15 @@ class Outbox:
 
     def pending(self, limit: int, after: int = 0) -> list[Publication]:
         """The oldest `limit` queued messages after `after`, in queue order, with their bodies."""
-        from stellar_reconciler.store.repository import event_text, event_text_columns
-
         query = (
             select(
                 publish_outbox.c.seq,
                 publish_outbox.c.kind,
                 publish_outbox.c.ref,
-                *event_text_columns(),
+                events.c.id,
+                events.c.contract_id,
+                events.c.name,
+                _event_body(self.engine.dialect.name).label("body"),
             )
             .select_from(
                 publish_outbox.outerjoin(
@@ -76,16 +79,12 @@ class Outbox:
         )
         with read_connection(self.engine) as conn:
             rows = conn.execute(query).all()
-        found: list[Publication] = []
-        for row in rows:
-            if row.id is None:
-                found.append(Publication(int(row.seq), row.kind, row.ref, None))
-                continue
-            body = event_text(row).encode()
-            found.append(
-                Publication(int(row.seq), row.kind, row.ref, body, row.contract_id, row.name)
-            )
-        return found
+        return [
+            Publication(int(seq), kind, ref, None)
+            if event_id is None
+            else Publication(int(seq), kind, ref, body.encode(), contract_id, name)
+            for seq, kind, ref, event_id, contract_id, name, body in rows
+        ]
 
     def mark_sent(self, seqs: Sequence[int]) -> None:
         """Forget messages JetStream has acknowledged."""
@@ -98,3 +97,63 @@ class Outbox:
     def pending_count(self) -> int:
         with read_connection(self.engine) as conn:
             return int(conn.execute(select(func.count()).select_from(publish_outbox)).scalar_one())
+
+
+def _event_body(dialect: str) -> ColumnElement[str]:
+    """An events row as the JSON API shows it (store.repository.event_json), as compact JSON
+    text made by the database: the same document as event_text makes, though characters
+    outside ASCII may be written as themselves rather than escaped."""
+    if dialect == "postgresql":
+
+        def quoted(column: ColumnElement[str]) -> ColumnElement[str]:
+            return cast(func.to_json(column), Text)
+
+        utc = func.timezone("UTC", events.c.ledger_closed_at)
+        whole = func.date_trunc("second", utc) == utc
+        closed = (
+            func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS')
+            + case((whole, ""), else_=func.to_char(utc, ".US"))
+            + "Z"
+        )
+    else:
+
+        def quoted(column: ColumnElement[str]) -> ColumnElement[str]:
+            return func.json_quote(column)
+
+        # SQLAlchemy stores a time on SQLite as "YYYY-MM-DD HH:MM:SS.ffffff", in UTC here.
+        stored = cast(events.c.ledger_closed_at, Text)
+        fraction = func.substr(stored, 21, 6)
+        closed = (
+            func.replace(func.substr(stored, 1, 19), " ", "T")
+            + case((fraction.in_(["", "000000"]), ""), else_="." + fraction)
+            + "Z"
+        )
+    parts: list[ColumnElement[str]] = [
+        literal('{"id":'),
+        quoted(events.c.id),
+        literal(',"ledger":'),
+        cast(events.c.ledger, Text),
+        literal(',"ledger_closed_at":'),
+        quoted(closed),
+        literal(',"contract_id":'),
+        quoted(events.c.contract_id),
+        literal(',"type":'),
+        quoted(events.c.type),
+        literal(',"name":'),
+        func.coalesce(quoted(events.c.name), "null"),
+        literal(',"tx_hash":'),
+        quoted(events.c.tx_hash),
+        literal(',"topics":'),
+        cast(events.c.topics, Text),
+        literal(',"value":'),
+        func.coalesce(cast(events.c.value, Text), "null"),
+        literal(',"topics_xdr":'),
+        cast(events.c.topics_xdr, Text),
+        literal(',"value_xdr":'),
+        quoted(events.c.value_xdr),
+        literal("}"),
+    ]
+    body = parts[0]
+    for part in parts[1:]:
+        body = body + part
+    return body
