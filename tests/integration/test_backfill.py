@@ -39,9 +39,14 @@ def backfill(
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in OWN_SETTINGS}
     env.update(
-        DATABASE_URL=database_url, STELLAR_RPC_URL=rpc_url, LAKE_URL=lake_url, RPC_MAX_ATTEMPTS="2",
-        BATCH_MAX_LEDGERS="16", LOG_FORMAT="json", BACKFILL_CHUNK_LEDGERS=str(chunk_ledgers),
-    )  # fmt: skip
+        DATABASE_URL=database_url,
+        STELLAR_RPC_URL=rpc_url,
+        LAKE_URL=lake_url,
+        RPC_MAX_ATTEMPTS="2",
+        BATCH_MAX_LEDGERS="16",
+        LOG_FORMAT="json",
+        BACKFILL_CHUNK_LEDGERS=str(chunk_ledgers),
+    )
     return subprocess.run(
         [str(RECONCILER), "backfill", *args],
         env=env,
@@ -70,10 +75,13 @@ def network(seed: int) -> SimNetwork:
     """Ledgers 1024-1423; the RPC keeps 1324-1423."""
     return SimNetwork(
         SimNetConfig(
-            seed=seed, first_ledger=1024, prebuilt_ledgers=400, retention_window=100,
+            seed=seed,
+            first_ledger=1024,
+            prebuilt_ledgers=400,
+            retention_window=100,
             events_per_ledger=3,
         )
-    )  # fmt: skip
+    )
 
 
 async def test_backfill_fills_the_past_from_the_lake_and_the_rpc_and_a_second_run_writes_nothing(
@@ -148,8 +156,14 @@ async def test_backfill_refuses_what_it_may_not_write_or_cannot_read(
     LAKE_URL: exit 2 saying why, nothing written. A lake of another network: exit 1 naming
     its configuration object."""
     net = network(93)
-    other = SimNetwork(SimNetConfig(seed=93, first_ledger=1024, prebuilt_ledgers=400,
-                                    network_passphrase="Another Network ; 2026"))  # fmt: skip
+    other = SimNetwork(
+        SimNetConfig(
+            seed=93,
+            first_ledger=1024,
+            prebuilt_ledgers=400,
+            network_passphrase="Another Network ; 2026",
+        )
+    )
     _, foreign_url = lake_for(other, tmp_path / "foreign", 1024, 1031)
     with serve_in_thread(net) as url:
         await indexed_from(database_url, net, url, 1350)
@@ -181,9 +195,13 @@ async def test_post_backfills_runs_a_job_that_fills_the_past_and_reports_it(
     _, lake_url = lake_for(net, tmp_path / "lake", 1024, 1423)
     with serve_in_thread(net) as url:
         settings = settings_for(
-            database_url, url, start_ledger="1350", lake_url=lake_url, admin_token=ADMIN,
+            database_url,
+            url,
+            start_ledger="1350",
+            lake_url=lake_url,
+            admin_token=ADMIN,
             verify_every_ledgers=0,
-        )  # fmt: skip
+        )
         async with running_service(settings) as (service, base), httpx.AsyncClient() as http:
             await wait_for(lambda: service.status.last_processed_ledger == 1423, what="sync")
             ahead = await http.post(

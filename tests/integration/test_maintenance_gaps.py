@@ -164,9 +164,16 @@ async def test_with_the_settings_a_lake_gap_is_filled_in_chunks_and_a_failed_chu
     settings = settings_for(database_url, url, lake_url=lake_url, backfill_chunk_ledgers=5)
     backfill = Backfill(store, rpc, LakeConfig(lake_url), [[]], BatchSizing())
     maintenance = Maintenance(
-        rpc, store, ServiceStatus(), Metrics(), Controls(), [[]], 0, backfill=backfill,
+        rpc,
+        store,
+        ServiceStatus(),
+        Metrics(),
+        Controls(),
+        [[]],
+        0,
+        backfill=backfill,
         settings=settings,
-    )  # fmt: skip
+    )
 
     report = await maintenance.repair_gaps(tip)
     assert (report.gaps_filled, report.retention_gaps) == ([], [(150, 169)])

@@ -127,11 +127,21 @@ def consumer(url: str, stream: str, prefix: str, out: Path) -> Iterator[Path]:
     """The example consumer as a child process; its lines go to `out`."""
     with out.open("wb") as sink, out.with_suffix(".err").open("wb") as errors:
         process = subprocess.Popen(
-            [sys.executable, str(CONSUMER), "--url", url, "--stream", stream,
-             "--durable", "test", "--subject", f"{prefix}.>"],
+            [
+                sys.executable,
+                str(CONSUMER),
+                "--url",
+                url,
+                "--stream",
+                stream,
+                "--durable",
+                "test",
+                "--subject",
+                f"{prefix}.>",
+            ],
             stdout=sink,
             stderr=errors,
-        )  # fmt: skip
+        )
         try:
             yield out
         finally:
@@ -289,11 +299,15 @@ async def test_a_settled_record_and_its_discrepancy_are_published_once(
         store.expectations.create(
             [
                 ExpectationSpec.model_validate(
-                    {"external_id": "order-1", "contract_id": CONTRACT,
-                     "event_name": "transfer", "deadline_ledger": 60}
+                    {
+                        "external_id": "order-1",
+                        "contract_id": CONTRACT,
+                        "event_name": "transfer",
+                        "deadline_ledger": 60,
+                    }
                 )
             ]
-        )  # fmt: skip
+        )
     finally:
         store.close()
     got = tmp_path / "got"

@@ -104,10 +104,14 @@ async def test_a_start_before_the_window_is_read_from_the_lake_and_meets_the_rpc
     retention gap ever reported."""
     net = SimNetwork(
         SimNetConfig(
-            seed=83, first_ledger=1024, prebuilt_ledgers=640, retention_window=100,
-            events_per_ledger=4, system_event_every=7,
+            seed=83,
+            first_ledger=1024,
+            prebuilt_ledgers=640,
+            retention_window=100,
+            events_per_ledger=4,
+            system_event_every=7,
         )
-    )  # fmt: skip
+    )
     assert (net.oldest_ledger, net.latest_ledger) == (1564, 1663)
     # The lake lags the network (as Galexie does): it stops short of the RPC's newest ledgers.
     _, lake_url = lake_for(net, tmp_path / "lake", 1024, 1599)
@@ -171,10 +175,13 @@ async def test_a_corrupt_lake_object_is_named_and_nothing_of_its_batch_is_writte
     the object is published again the service goes on by itself to the tip, the gap resolved."""
     net = SimNetwork(
         SimNetConfig(
-            seed=85, first_ledger=1024, prebuilt_ledgers=200, retention_window=40,
+            seed=85,
+            first_ledger=1024,
+            prebuilt_ledgers=200,
+            retention_window=40,
             events_per_ledger=2,
         )
-    )  # fmt: skip
+    )
     lake_store, lake_url = lake_for(net, tmp_path / "lake", 1024, 1199)
     layout = LakeLayout(net.passphrase, LEDGERS_PER_BATCH, BATCHES_PER_PARTITION, extension="zst")
     broken = layout.batch_key(1064)
@@ -270,9 +277,13 @@ async def test_an_unreachable_lake_is_a_health_reason_and_nothing_is_written(
     net = SimNetwork(forked_config())
     with serve_in_thread(net) as url:
         settings = settings_for(
-            database_url, url, start_ledger="1024", lake_url="s3://lake/ledgers",
-            lake_endpoint_url=f"http://127.0.0.1:{closed_port()}", lake_anonymous=True,
-        )  # fmt: skip
+            database_url,
+            url,
+            start_ledger="1024",
+            lake_url="s3://lake/ledgers",
+            lake_endpoint_url=f"http://127.0.0.1:{closed_port()}",
+            lake_anonymous=True,
+        )
         async with running_service(settings) as (service, base), httpx.AsyncClient() as http:
             await wait_for(lambda: service.status.blocking_reason, what="the lake failure")
             response = await http.get(f"{base}/health")

@@ -16,9 +16,14 @@ FIRST, LAST = 100, 104
 
 def event(ledger: int, index: int, value: str = "AAAAAw==") -> EventFingerprint:
     return EventFingerprint(
-        id=f"{ledger:019d}-{index:010d}", ledger=ledger, contract_id="C" * 56, type="contract",
-        tx_hash="ab" * 32, topics_xdr=("AAAADwAAAAh0cmFuc2Zlcg==",), value_xdr=value,
-    )  # fmt: skip
+        id=f"{ledger:019d}-{index:010d}",
+        ledger=ledger,
+        contract_id="C" * 56,
+        type="contract",
+        tx_hash="ab" * 32,
+        topics_xdr=("AAAADwAAAAh0cmFuc2Zlcg==",),
+        value_xdr=value,
+    )
 
 
 def history() -> SourceRead:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from stellar_reconciler.config import Settings
+from stellar_reconciler.config import Secret, Settings, Shown, settings_about
 from stellar_reconciler.redaction import Redactor, url_secrets
 
 
@@ -49,7 +49,18 @@ def test_settings_secrets_include_every_url_and_token() -> None:
         database_url="postgres://u:dbpassword@h:5432/db",
         stellar_rpc_url="https://rpc.example/v1?apikey=rpckeyvalue",
         nats_url="nats://u:natspass1@127.0.0.1:4222, nats://u:natspass2@127.0.0.1:4223",
+        lake_endpoint_url="http://minio:lakepass1@127.0.0.1:9000",
     )
     redactor = Redactor.from_settings(settings)
-    said = redactor.text(" ".join((*secrets, "hookpass")))
-    assert said == " ".join(["***"] * (len(secrets) + 1))
+    said = redactor.text(" ".join((*secrets, "hookpass", "lakepass1")))
+    assert said == " ".join(["***"] * (len(secrets) + 2))
+
+
+def test_every_setting_shown_only_as_set_or_not_is_a_redacted_secret() -> None:
+    """A setting /api/status shows only as whether it is set is a secret, so its field marks
+    it for the Redactor too, and every URL setting has its user info and query redacted."""
+    for name, about in settings_about().items():
+        if about.shown is Shown.WHETHER_SET:
+            assert about.secret is Secret.VALUE, name
+        if name.endswith(("_url", "_urls")) and name != "advertise_url":
+            assert about.secret is Secret.URLS, name
