@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
-from stellar_reconciler.config import Settings
+from stellar_reconciler.config import Secret, Settings, settings_about
 
 MASK = "***"
 # Replacing a value this short everywhere would mangle ordinary text and numbers more than it
@@ -53,12 +53,17 @@ class Redactor:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Redactor:
-        secrets = url_secrets(settings.stellar_rpc_url) + url_secrets(settings.database_url)
-        for url in settings.webhook_urls:
-            secrets += url_secrets(url)
-        for url in settings.nats_url.split(","):
-            secrets += url_secrets(url.strip())
-        secrets += [settings.admin_token, settings.read_token, settings.webhook_secret]
+        """Every secret the settings hold, as their fields mark them (config.Secret)."""
+        secrets: list[str] = []
+        for name, about in settings_about().items():
+            value = getattr(settings, name)
+            values = list(value) if isinstance(value, tuple) else [str(value)]
+            if about.secret is Secret.VALUE:
+                secrets += values
+            elif about.secret is Secret.URLS:
+                for text in values:
+                    for url in text.split(","):
+                        secrets += url_secrets(url.strip())
         return cls(secrets)
 
     def __bool__(self) -> bool:
