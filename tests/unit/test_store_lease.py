@@ -131,13 +131,13 @@ def test_a_service_on_another_database_of_the_server_is_not_ours(
     try:
         assert theirs.try_acquire()
         assert ours.holder() is None
-        conn = their_engine.connect()
-        conn.execute(text("CREATE TABLE scratch (n int)"))
-        conn.commit()
-        conn.execute(text("INSERT INTO scratch VALUES (1)"))
-        assert ours.try_acquire()
-        assert ours.evict_writers(None) == 0
-        conn.commit()
+        with their_engine.connect() as conn:
+            conn.execute(text("CREATE TABLE scratch (n int)"))
+            conn.commit()
+            conn.execute(text("INSERT INTO scratch VALUES (1)"))
+            assert ours.try_acquire()
+            assert ours.evict_writers(None) == 0
+            conn.commit()
         assert advertised_url(ours.holder()) == "http://ours:2/"
         assert advertised_url(theirs.holder()) == "http://theirs:1/"
     finally:
