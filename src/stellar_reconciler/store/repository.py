@@ -8,15 +8,13 @@ therefore never leave a gap or a duplicate.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Text, cast, delete, func, insert, select
+from sqlalchemy import Connection, Engine, delete, func, insert, select
 
 from stellar_reconciler.errors import (
     CheckpointConflictError,
@@ -37,6 +35,7 @@ from stellar_reconciler.store.database import (
     write_transaction,
 )
 from stellar_reconciler.store.discrepancies import AuditLog, Discrepancies, NewDiscrepancy
+from stellar_reconciler.store.event_json import event_body
 from stellar_reconciler.store.expectations import Expectations
 from stellar_reconciler.store.explanations import Explanations
 from stellar_reconciler.store.gaps import Gaps
@@ -103,47 +102,6 @@ def event_json(row: Any) -> dict[str, Any]:
         "topics_xdr": row.topics_xdr,
         "value_xdr": row.value_xdr,
     }
-
-
-def event_text(row: Any) -> str:
-    """event_json as compact JSON text, from a row whose JSON columns are still text (they
-    pass through as stored).
-
-    Built with the JSON module's own string encoder rather than `json.dumps` of a dict (the
-    same bytes): the publisher and the event stream make one per event, and the dict and
-    the generic encoder were two thirds of the time spent reading the outbox.
-    """
-    name = "null" if row.name is None else _quote(row.name)
-    text = (
-        f'{{"id":{_quote(row.id)},"ledger":{int(row.ledger)},'
-        f'"ledger_closed_at":{_quote(iso_utc(row.ledger_closed_at))},'
-        f'"contract_id":{_quote(row.contract_id)},"type":{_quote(row.type)},"name":{name},'
-        f'"tx_hash":{_quote(row.tx_hash)},"topics":{row.topics},'
-        f'"value":{row.value or "null"},"topics_xdr":{row.topics_xdr},'
-        f'"value_xdr":{_quote(row.value_xdr)}}}'
-    )
-    # Stored JSON is written on one line; should a line break ever be in it (whitespace, as
-    # strings escape theirs), write it again so one event stays one line.
-    if "\n" in text or "\r" in text:
-        return json.dumps(json.loads(text), separators=(",", ":"))
-    return text
-
-
-def event_text_columns() -> list[Any]:
-    """The columns event_text reads, its JSON columns as the text they are stored as."""
-    return [
-        events.c.id,
-        events.c.ledger,
-        events.c.ledger_closed_at,
-        events.c.contract_id,
-        events.c.type,
-        events.c.name,
-        events.c.tx_hash,
-        cast(events.c.topics, Text).label("topics"),
-        cast(events.c.value, Text).label("value"),
-        cast(events.c.topics_xdr, Text).label("topics_xdr"),
-        events.c.value_xdr,
-    ]
 
 
 def _event_conditions(query: EventQuery) -> list[Any]:
@@ -399,17 +357,16 @@ class Store:
             return [event_json(r) for r in conn.execute(statement.limit(query.limit))]
 
     def event_texts(self, query: EventQuery) -> list[tuple[str, str]]:
-        """(id, the event as JSON text, the shape of event_json) in id order, for pushing
-        many events out: the JSON columns pass through as stored instead of being parsed
-        and written again, which is most of what a page costs."""
+        """(id, the event as JSON text on one line, the document event_json makes) in id
+        order, for pushing many events out: the database writes the text (event_json.py)."""
         statement = (
-            select(*event_text_columns())
+            select(events.c.id, event_body(self.dialect))
             .where(*_event_conditions(query))
             .order_by(events.c.id)
             .limit(query.limit)
         )
         with read_connection(self.engine) as conn:
-            return [(r.id, event_text(r)) for r in conn.execute(statement)]
+            return [(event_id, text) for event_id, text in conn.execute(statement)]
 
     def event_count(self) -> int:
         with read_connection(self.engine) as conn:
