@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import psycopg
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from stellar_reconciler.config import libpq_url
 from stellar_reconciler.errors import (
@@ -55,9 +55,11 @@ _HOLDER = (
     "AND l.objsubid = 2 AND l.granted "
     "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
-_HOLDS = text(
-    "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = :cls AND objid = :id "
-    "AND objsubid = 2 AND granted AND pid = :pid"
+# Whether the session `pid` holds the lock: asked by the heartbeat on the lease's own
+# connection and by the fence inside a write transaction (the driver's parameter style).
+_HOLDS = (
+    "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = %(cls)s "
+    "AND objid = %(id)s AND objsubid = 2 AND granted AND pid = %(pid)s"
 )
 
 
@@ -115,18 +117,14 @@ class AdvisoryLease:
 
     def holds(self) -> bool:
         """Whether this lease's session is alive and still holds the lock (the heartbeat)."""
-        if self._conn is None or self._conn.closed:
+        if self._conn is None or self._conn.closed or self.pid is None:
             return False
         try:
-            row = self._conn.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s "
-                "AND objid = %s AND objsubid = 2 AND granted AND pid = pg_backend_pid()",
-                (LOCK_CLASS, LOCK_ID),
-            ).fetchone()
+            row = self._conn.execute(_HOLDS, self._holds_parameters()).fetchone()
         except psycopg.Error:
             self.close()
             return False
-        return bool(row and row[0])
+        return row is not None
 
     def holder(self) -> str | None:
         """The connection name of whoever holds the lock now, if anyone."""
@@ -158,14 +156,16 @@ class AdvisoryLease:
         row was written, and a replica taking it later ends this transaction before writing."""
         held = (
             self.pid is not None
-            and conn.execute(_HOLDS, {"cls": LOCK_CLASS, "id": LOCK_ID, "pid": self.pid}).first()
-            is not None
+            and conn.exec_driver_sql(_HOLDS, self._holds_parameters()).first() is not None
         )
         if not held:
             raise NotLeaderError(
                 "this replica's leader lease has ended: another replica may lead now, so this "
                 "batch was rolled back"
             )
+
+    def _holds_parameters(self) -> dict[str, int | None]:
+        return {"cls": LOCK_CLASS, "id": LOCK_ID, "pid": self.pid}
 
     def close(self) -> None:
         """Let go of the lock (by ending its session)."""
