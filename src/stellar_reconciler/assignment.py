@@ -2,18 +2,44 @@
 
 Exact claims form a maximum matching grown one expectation at a time by augmenting paths
 (`_augment`), so an expectation that needs an event another holds gets it when the holder can
-move to an exact event of its own. `settle_ledgers` applies the rules ledger by ledger, as the
-store's batch hook does; `match_events` makes one round, as posting a record late does. Pure:
-the property tests run it against a model of the whole lifecycle.
+move to an exact event of its own. An event settled as an amount mismatch is no bar to an
+exact claim: a record posted later that fits it exactly takes it, and the record that lost it
+is settled again (`Revision`), so the number matched never depends on the order records were
+posted in. `settle_ledgers` applies the rules ledger by ledger, as the store's batch hook
+does; `match_events` makes one round, as posting a record late does. Pure: the property tests
+run it against a model of the whole lifecycle.
+
+How ties break: among assignments that match as many records, a record matched before keeps
+its match (it may move to another exact event, never back to pending: a reported `matched`
+is never taken back), and records tried together go in `priority` order. What never taking
+a match back costs is paid in time, not in false alarms: a pending record whose exact event
+a record with a later deadline holds does not settle at its own deadline but waits for the
+holder's (`held_until`), because that holder may still move to an event yet to come and
+free it. So how many records match does not depend on when they were posted, and the
+number in each status not on the order of records posted together (the property tests).
+Amount mismatches are settled against the closest unclaimed candidate at the deadline,
+looked for again in the store (`closest`) when another record took the one shown.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from stellar_reconciler.matching import Claim, Expectation, ObservedEvent
+from stellar_reconciler.matching import MATCHED, Claim, Expectation, ObservedEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """A record settled as an amount mismatch whose event a later record fits exactly: it lost
+    the event, and is settled again against its closest unclaimed candidate (`settled`, an
+    amount mismatch) or, with none left, as missing."""
+
+    expectation: Expectation
+    lost: ObservedEvent
+    settled: Claim | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +55,8 @@ class MatchResult:
     blocked: tuple[Expectation, ...]
     # Events no expectation holds, in id order.
     unclaimed: tuple[ObservedEvent, ...]
+    # Amount mismatches settled before whose event an exact claim took.
+    revised: tuple[Revision, ...] = ()
 
 
 def priority(expectation: Expectation) -> tuple[int, int, str, int]:
@@ -78,17 +106,19 @@ class _EventIndex:
 
 
 class _Board:
-    """One matching in progress: the events seen so far, indexed, who holds which, and the
-    events settled as amount mismatches (claimed for good: nobody moves onto them)."""
+    """One matching in progress: the events seen so far, indexed, who holds which exactly
+    (`owner`, `current`), and the events settled as amount mismatches (`settled`): nobody moves
+    onto those, but a record with no other way to an exact event takes one (see settle)."""
 
     def __init__(self, held: Iterable[Claim]) -> None:
         held = list(held)
         self.index = _EventIndex()
         self.index.add(c.event for c in held)
-        self.owner: dict[str, Expectation] = {c.event.id: c.expectation for c in held}
-        self.current: dict[int, ObservedEvent] = {c.expectation.id: c.event for c in held}
-        self.held = held
-        self.frozen: set[str] = set()
+        self.held = [c for c in held if c.status == MATCHED]
+        self.owner: dict[str, Expectation] = {c.event.id: c.expectation for c in self.held}
+        self.current: dict[int, ObservedEvent] = {c.expectation.id: c.event for c in self.held}
+        self.settled: dict[str, Claim] = {c.event.id: c for c in held if c.status != MATCHED}
+        self.revised: dict[int, Revision] = {}
         self._exact: dict[int, list[ObservedEvent]] = {}
 
     def add(self, events: Iterable[ObservedEvent]) -> None:
@@ -99,25 +129,57 @@ class _Board:
         found = self._exact.get(expectation.id)
         if found is None:
             found = self._exact[expectation.id] = [
-                e for e in self.index.exact(expectation) if e.id not in self.frozen
+                e for e in self.index.exact(expectation) if e.id not in self.settled
             ]
         return found
 
-    def claimed(self, event_id: str) -> bool:
-        return event_id in self.owner or event_id in self.frozen
+    def exact_or_settled(self, expectation: Expectation) -> list[ObservedEvent]:
+        return self.index.exact(expectation)
 
-    def freeze(self, event: ObservedEvent) -> None:
-        self.frozen.add(event.id)
+    def held_until(self, expectation: Expectation) -> int:
+        """The latest deadline among the records holding an exact event of `expectation`
+        (0 if none): until then one of them may move to an event still to come and free
+        its own, so a blocked record's verdict waits for it rather than cry wolf."""
+        return max(
+            (
+                holder.deadline_ledger
+                for e in self.index.exact(expectation)
+                if (holder := self.owner.get(e.id)) is not None and holder.id != expectation.id
+            ),
+            default=0,
+        )
+
+    def claimed(self, event_id: str) -> bool:
+        return event_id in self.owner or event_id in self.settled
+
+    def settle_mismatch(self, claim: Claim) -> None:
+        self.settled[claim.event.id] = claim
         self._exact.clear()
 
     def settle(self, pending: Iterable[Expectation]) -> MatchResult:
-        """Try each pending expectation in priority order (see match_events)."""
+        """Try each pending expectation in priority order (see match_events): first without
+        touching amount mismatches, then, when that fails, taking a mismatch's event."""
         waiting = sorted(
             {x.id: x for x in pending if x.id not in self.current}.values(), key=priority
         )
+        displaced: list[Claim] = []
         for expectation in waiting:
-            _augment(expectation, self.exact, self.owner, self.current)
+            if _augment(expectation, self.exact, self.owner, self.current):
+                continue
+            if not self.settled:
+                continue
+            if _augment(expectation, self.exact_or_settled, self.owner, self.current):
+                taken = [c for event_id, c in self.settled.items() if event_id in self.owner]
+                for claim in taken:
+                    del self.settled[claim.event.id]
+                displaced.extend(taken)
+                self._exact.clear()
         claims = tuple(Claim(x, self.current[x.id]) for x in waiting if x.id in self.current)
+        for claim in sorted(displaced, key=lambda c: priority(c.expectation)):
+            again = self._closest_free(claim.expectation)
+            if again is not None:
+                self.settle_mismatch(again)
+            self.revised[claim.expectation.id] = Revision(claim.expectation, claim.event, again)
         candidates = []
         blocked = []
         for expectation in waiting:
@@ -125,14 +187,14 @@ class _Board:
                 continue
             if self.exact(expectation):
                 blocked.append(expectation)
-            if expectation.amount is None:
-                continue
-            wanted = expectation.amount
-            free = [e for e in self.index.fitting(expectation) if not self.claimed(e.id)]
-            if free:
-                best = min(free, key=lambda e: (abs((e.amount or 0) - wanted), e.id))
-                candidates.append(Claim(expectation, best))
+            best = self._closest_free(expectation)
+            if best is not None:
+                candidates.append(best)
         return MatchResult(claims, self.moved(), tuple(candidates), tuple(blocked), ())
+
+    def _closest_free(self, expectation: Expectation) -> Claim | None:
+        free = [e for e in self.index.fitting(expectation) if not self.claimed(e.id)]
+        return closest_of(expectation, free)
 
     def moved(self) -> tuple[Claim, ...]:
         return tuple(
@@ -140,6 +202,23 @@ class _Board:
             for c in self.held
             if self.current[c.expectation.id].id != c.event.id
         )
+
+
+def held_until(expectation: Expectation, held: Iterable[Claim]) -> int:
+    """`_Board.held_until` for callers that settle deadlines themselves (the store's expire):
+    the latest deadline among the matched records of `held` holding an exact event of
+    `expectation`, 0 if none."""
+    return max(
+        (
+            c.expectation.deadline_ledger
+            for c in held
+            if c.expectation.id != expectation.id
+            and c.status == MATCHED
+            and expectation.fits(c.event)
+            and expectation.within_tolerance(c.event.amount)
+        ),
+        default=0,
+    )
 
 
 def match_events(
@@ -151,7 +230,8 @@ def match_events(
 
     `events` are the events not claimed by anyone; `held` are exact claims made before whose
     expectation may move to another exact event (of `events`) so a pending one can have its
-    event. Only exact claims are made here: amount mismatches wait for the deadline."""
+    event; `held` amount mismatches give up their event to an exact claim with no other way
+    (`revised`). Only exact claims are made here: amount mismatches wait for the deadline."""
     events = list(events)
     board = _Board(held)
     board.add(events)
@@ -159,7 +239,14 @@ def match_events(
     unclaimed = tuple(
         sorted({e.id: e for e in events if not board.claimed(e.id)}.values(), key=lambda e: e.id)
     )
-    return MatchResult(result.claims, result.moved, result.candidates, result.blocked, unclaimed)
+    return MatchResult(
+        result.claims,
+        result.moved,
+        result.candidates,
+        result.blocked,
+        unclaimed,
+        tuple(board.revised.values()),
+    )
 
 
 def _augment(
@@ -200,6 +287,22 @@ def _augment(
     return False
 
 
+# Given a record and a test of "claimed in this run", its closest unclaimed stored event.
+Closest = Callable[[Expectation, Callable[[str], bool]], Claim | None]
+
+
+def closest_of(expectation: Expectation, events: Iterable[ObservedEvent]) -> Claim | None:
+    """The event of `events` fitting `expectation` closest in amount, earliest on a tie: the
+    rule for a candidate everywhere (the caller passes only unclaimed events)."""
+    if expectation.amount is None:
+        return None
+    wanted = expectation.amount
+    fitting = [e for e in events if expectation.fits(e)]
+    if not fitting:
+        return None
+    return Claim(expectation, min(fitting, key=lambda e: (abs((e.amount or 0) - wanted), e.id)))
+
+
 @dataclass(frozen=True, slots=True)
 class Settlement:
     """What a run of ledgers settles: new claims (matched, or amount_mismatch at a deadline),
@@ -212,6 +315,8 @@ class Settlement:
     # Still pending although an exact event exists: others hold all of theirs. They must be
     # tried again whenever new events come, whatever their match key (see settle_ledgers).
     blocked: tuple[Expectation, ...]
+    # Amount mismatches of `held` whose event an exact claim took.
+    revised: tuple[Revision, ...] = ()
 
     @property
     def taken(self) -> set[str]:
@@ -224,11 +329,16 @@ def settle_ledgers(
     held: Iterable[Claim] = (),
     candidates: Iterable[Claim] = (),
     blocked: Iterable[Expectation] = (),
+    closest: Closest | None = None,
+    had_candidate: Iterable[int] = (),
 ) -> Settlement:
     """Apply the rules one ledger at a time: match each ledger's events, then settle what its
     close makes overdue, so cutting ledgers into batches changes nothing. `held` are exact
     claims made before (they may move), `candidates` the pending expectations' best
     candidates so far (still unclaimed), `blocked` those of `pending` left blocked before.
+    `closest` finds a record's closest unclaimed stored event when the candidate it showed
+    (now, or before: `had_candidate`) was taken by its deadline: the events of earlier batches
+    are not here. The candidates returned may be taken already: a record keeps showing one.
 
     Each round tries only the expectations an arriving event may fit and the blocked ones: an
     expectation that could gain nothing from a ledger's events is left alone."""
@@ -238,14 +348,16 @@ def settle_ledgers(
         by_key[(x.contract_id, x.event_name, x.key)].append(x)
     board = _Board(held)
     best = {c.expectation.id: c for c in candidates}
+    showed = {*had_candidate, *best}
     stuck = {x.id: waiting[x.id] for x in blocked if x.id in waiting}
     matched: list[Expectation] = []
     mismatched: list[Claim] = []
     by_ledger: dict[int, list[ObservedEvent]] = defaultdict(list)
     for event in events:
         by_ledger[event.ledger].append(event)
-    by_deadline = sorted(waiting.values(), key=priority)
-    due = 0
+    # Deadlines to process, earliest first; a record deferred (see held_until) goes back in.
+    due = [(x.deadline_ledger, priority(x)) for x in waiting.values()]
+    heapq.heapify(due)
     for ledger, arriving in sorted(by_ledger.items()):
         board.add(arriving)
         roots = dict(stuck)
@@ -265,23 +377,43 @@ def settle_ledgers(
             known = best.get(claim.expectation.id)
             if known is None or board.claimed(known.event.id) or _closer(claim, known):
                 best[claim.expectation.id] = claim
-        while due < len(by_deadline) and by_deadline[due].deadline_ledger <= ledger:
-            expectation = by_deadline[due]
-            due += 1
-            if waiting.pop(expectation.id, None) is None:
+                showed.add(claim.expectation.id)
+        while due and due[0][0] <= ledger:
+            _, rank = heapq.heappop(due)
+            expectation = waiting.get(rank[-1])
+            if expectation is None:
                 continue
+            later = board.held_until(expectation)
+            if later > ledger:
+                heapq.heappush(due, (later, rank))
+                continue
+            del waiting[expectation.id]
             stuck.pop(expectation.id, None)
             candidate = best.pop(expectation.id, None)
+            if candidate is None or board.claimed(candidate.event.id):
+                candidate = None
+                if closest is not None and expectation.id in showed:
+                    candidate = closest(expectation, board.claimed)
             if candidate is not None and not board.claimed(candidate.event.id):
                 mismatched.append(candidate)
-                board.freeze(candidate.event)
+                board.settle_mismatch(candidate)
+    # A mismatch settled in this run and taken by an exact claim later in it never happened:
+    # its record settles on its new candidate, or stays pending for the caller to expire.
+    revised = []
+    for revision in board.revised.values():
+        made_here = [c for c in mismatched if c.expectation.id == revision.expectation.id]
+        if not made_here:
+            revised.append(revision)
+            continue
+        mismatched.remove(made_here[0])
+        if revision.settled is not None:
+            mismatched.append(revision.settled)
     return Settlement(
         claims=(*(Claim(x, board.current[x.id]) for x in matched), *mismatched),
         moved=board.moved(),
-        candidates=tuple(
-            c for x, c in best.items() if x in waiting and not board.claimed(c.event.id)
-        ),
+        candidates=tuple(c for x, c in best.items() if x in waiting),
         blocked=tuple(stuck.values()),
+        revised=tuple(revised),
     )
 
 

@@ -36,7 +36,7 @@ from stellar_reconciler.matching import (
 )
 from stellar_reconciler.simnet import SimNetwork
 from stellar_reconciler.store import Store
-from stellar_reconciler.store.expectations import LOOKBACK_LEDGERS
+from stellar_reconciler.store.candidates import LOOKBACK_LEDGERS
 
 # How far off the within-tolerance record is, and the tolerance it allows.
 NEAR_MISS = 3

@@ -213,5 +213,11 @@ def summary(record: dict[str, Any], considered: int, checkpoint: int | None) -> 
             if record.get("candidate_event_id")
             else ""
         )
+        if checkpoint is not None and checkpoint >= deadline:
+            return (
+                f"past its deadline, ledger {deadline}, but not settled: another record with a "
+                "later deadline holds an exact event for it and may yet move to a payment of "
+                f"its own, freeing it (checkpoint {checkpoint}){best}"
+            )
         return f"waiting for its event until ledger {deadline} (checkpoint {checkpoint}){best}"
     return status

@@ -3,7 +3,8 @@ batch cuts and posting order, as properties over a model of the whole lifecycle.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,6 +12,8 @@ from hypothesis import strategies as st
 from stellar_reconciler.assignment import (
     MatchResult,
     Settlement,
+    closest_of,
+    held_until,
     match_events,
     priority,
     settle_ledgers,
@@ -114,6 +117,8 @@ class Lifecycle:
         self.records, self.events = records, events
         self.pending: dict[int, Expectation] = {}
         self.held: dict[int, Claim] = {}
+        # Amount mismatches settled: a record posted later may take their events.
+        self.mismatches: dict[int, Claim] = {}
         self.candidates: dict[int, Claim] = {}
         self.blocked: set[int] = set()
         self.outcome: dict[int, tuple[str, str | None]] = {}
@@ -135,6 +140,8 @@ class Lifecycle:
                     self.held.values(),
                     [c for c in self.candidates.values() if c.event.id not in self.taken],
                     [self.pending[x] for x in self.blocked if x in self.pending],
+                    self._closest,
+                    self.candidates,
                 )
             )
             self._expire(last)
@@ -144,12 +151,15 @@ class Lifecycle:
         return {x.external_id: self.outcome.get(x.id, (PENDING, None)) for x in self.records}
 
     def _post(self, records: Sequence[Expectation], checkpoint: int) -> None:
-        records = [x for x in records if x.id not in self.pending and x.id not in self.outcome]
-        self.pending.update((x.id, x) for x in records)
-        stored = [e for e in self.events if e.ledger <= checkpoint and e.id not in self.taken]
-        result = match_events(records, stored, self.held.values())
-        self._apply(result)
-        self._expire(checkpoint)
+        """Post each record in its own request, in the order of `self.records`."""
+        for record in records:
+            if record.id in self.pending or record.id in self.outcome:
+                continue
+            self.pending[record.id] = record
+            stored = [e for e in self.events if e.ledger <= checkpoint and e.id not in self.taken]
+            held = [*self.held.values(), *self.mismatches.values()]
+            self._apply(match_events([record], stored, held))
+            self._expire(checkpoint)
 
     def _apply(self, result: MatchResult | Settlement) -> None:
         for claim in (*result.claims, *result.moved):
@@ -160,6 +170,16 @@ class Lifecycle:
             self.candidates.pop(x.id, None)
             if claim.status == MATCHED:
                 self.held[x.id] = claim
+            else:
+                self.mismatches[x.id] = claim
+        for revision in result.revised:
+            x = revision.expectation
+            del self.mismatches[x.id]
+            if revision.settled is None:
+                self.outcome[x.id] = (MISSING_EXPECTED, None)
+            else:
+                self.outcome[x.id] = (AMOUNT_MISMATCH, revision.settled.event.id)
+                self.mismatches[x.id] = revision.settled
         self.taken = {c.event.id for c in self.held.values()} | {
             event for status, event in self.outcome.values() if event is not None
         }
@@ -170,14 +190,22 @@ class Lifecycle:
         self.blocked |= {x.id for x in result.blocked}
         self.blocked &= set(self.pending)
 
+    def _closest(self, x: Expectation, claimed: Callable[[str], bool]) -> Claim | None:
+        return closest_of(
+            x, [e for e in self.events if e.id not in self.taken and not claimed(e.id)]
+        )
+
     def _expire(self, through: int) -> None:
         for x in sorted(self.pending.values(), key=priority):
-            if x.deadline_ledger > through:
+            if x.deadline_ledger > through or held_until(x, self.held.values()) > through:
                 continue
             del self.pending[x.id]
             candidate = self.candidates.pop(x.id, None)
-            if candidate is not None and candidate.event.id not in self.taken:
+            if candidate is not None and candidate.event.id in self.taken:
+                candidate = self._closest(x, lambda _: False)
+            if candidate is not None:
                 self.outcome[x.id] = (AMOUNT_MISMATCH, candidate.event.id)
+                self.mismatches[x.id] = candidate
                 self.taken.add(candidate.event.id)
             else:
                 self.outcome[x.id] = (MISSING_EXPECTED, None)
@@ -230,3 +258,112 @@ def test_batch_boundaries_do_not_change_the_outcome(
     """Settling ledger by ledger, in any batches, ends exactly as settling in one batch."""
     records, events = world
     assert Lifecycle(records, events).run({}, cuts) == Lifecycle(records, events).run({}, [])
+
+
+@given(worlds, st.data())
+def test_posting_order_changes_no_status_count(
+    world: tuple[list[Expectation], list[ObservedEvent]], data: st.DataObject
+) -> None:
+    """The same records posted one request at a time, in any order, at one moment, then
+    settled in any batches, end with as many records in each status. (Which of two
+    records competing for one event gets it is the first posted: assignment.py says how
+    ties break.)"""
+    records, events = world
+    if not records:
+        return
+    checkpoint = data.draw(st.integers(0, min(x.deadline_ledger for x in records) - 1))
+    order = data.draw(st.permutations(records))
+    cuts = sorted({checkpoint, *data.draw(st.lists(st.integers(1, LAST_LEDGER), max_size=4))})
+
+    def counts(posting: Sequence[Expectation]) -> Counter[str]:
+        outcome = Lifecycle(posting, events).run({x.id: checkpoint for x in posting}, cuts)
+        return Counter(status for status, _ in outcome.values())
+
+    assert counts(order) == counts(records)
+
+
+@given(worlds, st.data())
+def test_records_posted_late_match_as_many_and_never_cry_wolf(
+    world: tuple[list[Expectation], list[ObservedEvent]], data: st.DataObject
+) -> None:
+    """Records posted at any moment before their deadline, after events they fit were stored,
+    match as many as records all posted at the start; each settles on an event it fits,
+    matched iff within tolerance; none is a mismatch or missing beside an unclaimed exact
+    event."""
+    records, events = world
+    posted = {x.id: data.draw(st.integers(0, x.deadline_ledger - 1)) for x in records}
+    cuts = data.draw(st.lists(st.integers(1, LAST_LEDGER), max_size=4))
+    outcome = Lifecycle(records, events).run(posted, sorted({*posted.values(), *cuts}))
+    early = Lifecycle(records, events).run({}, [])
+    assert sum(s == MATCHED for s, _ in outcome.values()) == sum(
+        s == MATCHED for s, _ in early.values()
+    )
+    by_id = {e.id: e for e in events}
+    claimed = [event for _, event in outcome.values() if event is not None]
+    assert len(claimed) == len(set(claimed))
+    for record in records:
+        status, event_id = outcome[record.external_id]
+        if status in (AMOUNT_MISMATCH, MISSING_EXPECTED):
+            assert not [
+                e
+                for e in events
+                if record.fits(e) and record.within_tolerance(e.amount) and e.id not in claimed
+            ]
+        if event_id is not None:
+            assert record.fits(by_id[event_id])
+            assert (status == MATCHED) == record.within_tolerance(by_id[event_id].amount)
+
+
+def test_a_record_posted_late_takes_its_exact_event_from_an_amount_mismatch() -> None:
+    """An event settled as another record's amount mismatch goes to a record posted later
+    that it fits exactly; the first record settles again on its next candidate."""
+    exact_for_late = ObservedEvent(
+        id="0000000000000000001-0000000000",
+        ledger=1,
+        contract_id=CONTRACTS[0],
+        name="transfer",
+        tx_hash=TX_HASHES[0],
+        topics=("transfer", ADDRESSES[0], ADDRESSES[1]),
+        amount=10,
+        successful=True,
+    )
+    farther = ObservedEvent(
+        id="0000000000000000001-0000000001",
+        ledger=1,
+        contract_id=CONTRACTS[0],
+        name="transfer",
+        tx_hash=TX_HASHES[1],
+        topics=("transfer", ADDRESSES[0], ADDRESSES[1]),
+        amount=50,
+        successful=True,
+    )
+    early = Expectation(
+        id=1,
+        external_id="early",
+        contract_id=CONTRACTS[0],
+        event_name="transfer",
+        deadline_ledger=1,
+        amount=9,
+    )
+    late = Expectation(
+        id=2,
+        external_id="late",
+        contract_id=CONTRACTS[0],
+        event_name="transfer",
+        deadline_ledger=5,
+        amount=10,
+    )
+    settled_before = Claim(early, exact_for_late)
+    assert settled_before.status == AMOUNT_MISMATCH
+    result = match_events([late], [farther], [settled_before])
+    assert [(c.expectation.external_id, c.event.id, c.status) for c in result.claims] == [
+        ("late", exact_for_late.id, MATCHED)
+    ]
+    [revision] = result.revised
+    assert revision.expectation == early
+    assert revision.lost == exact_for_late
+    assert revision.settled == Claim(early, farther)
+    assert result.unclaimed == ()
+    # With nothing else to settle on, the record that lost its event is missing.
+    [alone] = match_events([late], [], [settled_before]).revised
+    assert alone.settled is None

@@ -98,6 +98,10 @@ def test_a_pending_records_candidate_and_its_summary() -> None:
         "waiting for its event until ledger 20 (checkpoint 12); closest candidate so far e5 "
         "(difference -1)"
     )
+    # Past the deadline and still pending: a holder of its exact event may yet free it.
+    assert summary({**record, "candidate_event_id": None}, 1, 25).startswith(
+        "past its deadline, ledger 20, but not settled: another record with a later deadline"
+    )
 
 
 def test_a_sum_records_parts_are_taken_and_its_summary_says_what_is_outstanding() -> None:

@@ -505,6 +505,104 @@ def test_a_mismatch_waits_for_its_deadline_and_an_exact_event_then_wins(
     assert alarm["subject"] == "misses"
 
 
+def test_a_record_posted_late_takes_its_exact_event_from_an_amount_mismatch(
+    book: Expectations, store: Store
+) -> None:
+    """An event settled as one record's amount mismatch goes to a record posted later that it
+    fits exactly; the first record settles again on its next candidate, then, when that too
+    is taken, as missing; each old alarm is resolved naming who took the event."""
+    book.create([spec("early", amount=100, deadline_ledger=12, **{"from": ALICE, "to": BOB})])
+    near, far = transfer(10, 0, amount=70), transfer(11, 0, amount=40)
+    store.commit_batch(batch(10, 13, [near, far]), hooks=[ExpectationMatcher(book)])
+    early = book.get("early")
+    assert early is not None
+    assert (early["status"], early["event_id"]) == ("amount_mismatch", near.id)
+
+    (late,) = book.create(
+        [spec("late", amount=70, deadline_ledger=30, **{"from": ALICE, "to": BOB})]
+    ).records
+    assert (late["status"], late["event_id"]) == ("matched", near.id)
+    early = book.get("early")
+    assert early is not None
+    assert (early["status"], early["event_id"], early["difference"]) == (
+        "amount_mismatch",
+        far.id,
+        "-60",
+    )
+    (alarm,) = open_discrepancies(store, "amount_mismatch")
+    assert alarm["subject"] == "early" and alarm["found"]["event_id"] == far.id
+    (closed,) = store.discrepancies.listing(kind="amount_mismatch", is_open=False)
+    assert "'late'" in closed["resolution"] and near.id in closed["resolution"]
+
+    book.create([spec("later", amount=40, deadline_ledger=30, **{"from": ALICE, "to": BOB})])
+    early, later = book.get("early"), book.get("later")
+    assert early is not None and later is not None
+    assert (later["status"], later["event_id"]) == ("matched", far.id)
+    assert (early["status"], early["event_id"]) == ("missing_expected", None)
+    assert open_discrepancies(store, "amount_mismatch") == []
+    (missing,) = open_discrepancies(store, "missing_expected")
+    assert missing["subject"] == "early"
+
+
+def test_a_blocked_record_waits_past_its_deadline_while_its_event_may_be_freed(
+    book: Expectations, store: Store
+) -> None:
+    """A record posted late whose exact event a record with a later deadline holds is not
+    called missing at its own deadline: when the holder's own payment comes, the holder moves
+    to it and the late record is matched; a third record alike is missing once no holder of
+    its exact event can still move."""
+    book.create([spec("holder", amount=100, deadline_ledger=30, **{"from": ALICE, "to": BOB})])
+    hook = ExpectationMatcher(book)
+    first = transfer(10, 0, amount=100)
+    store.commit_batch(batch(10, 11, [first]), hooks=[hook])
+    book.create(
+        [
+            spec("late", amount=100, deadline_ledger=13, **{"from": ALICE, "to": BOB}),
+            spec("lost", amount=100, deadline_ledger=13, **{"from": ALICE, "to": BOB}),
+        ]
+    )
+    store.commit_batch(batch(12, 20), hooks=[hook])
+    late, lost = book.get("late"), book.get("lost")
+    assert late is not None and lost is not None
+    assert (late["status"], lost["status"]) == ("pending", "pending")
+    assert open_discrepancies(store, "missing_expected") == []
+
+    second = transfer(21, 0, amount=100)
+    store.commit_batch(batch(21, 29, [second]), hooks=[hook])
+    late, holder, lost = book.get("late"), book.get("holder"), book.get("lost")
+    assert late is not None and holder is not None and lost is not None
+    assert (late["status"], late["event_id"]) == ("matched", first.id)
+    assert (holder["status"], holder["event_id"]) == ("matched", second.id)
+    # Its one exact event now belongs to "late", whose deadline is past: nothing can free it.
+    assert lost["status"] == "missing_expected"
+
+
+def test_a_record_whose_candidate_another_took_settles_on_the_next_closest(
+    book: Expectations, store: Store
+) -> None:
+    """Two records show the same closest candidate; the first to reach its deadline takes it,
+    and the second settles on the next closest event of an earlier batch, not as missing."""
+    book.create(
+        [
+            spec("sooner", amount=100, deadline_ledger=12, **{"from": ALICE, "to": BOB}),
+            spec("later", amount=100, deadline_ledger=14, **{"from": ALICE, "to": BOB}),
+        ]
+    )
+    hook = ExpectationMatcher(book)
+    near, far = transfer(10, 0, amount=90), transfer(11, 0, amount=80)
+    store.commit_batch(batch(10, 11, [near, far]), hooks=[hook])
+    store.commit_batch(batch(12, 13), hooks=[hook])
+    store.commit_batch(batch(14, 14), hooks=[hook])
+    sooner, later = book.get("sooner"), book.get("later")
+    assert sooner is not None and later is not None
+    assert (sooner["status"], sooner["event_id"]) == ("amount_mismatch", near.id)
+    assert (later["status"], later["event_id"], later["difference"]) == (
+        "amount_mismatch",
+        far.id,
+        "-20",
+    )
+
+
 def test_settled_records_wait_for_nats_until_marked_published(
     book: Expectations, store: Store
 ) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, func, insert, select, update
 
 from stellar_reconciler.assignment import match_events
 from stellar_reconciler.errors import ExpectationConflictError, ExpectationInputError
@@ -29,14 +29,22 @@ from stellar_reconciler.matching import (
     PARTIALLY_MATCHED,
     PENDING,
     STATUSES,
+    Claim,
     Expectation,
     ObservedEvent,
     match_key,
     topics_json,
 )
 from stellar_reconciler.models import Batch, iso_utc
-from stellar_reconciler.store import settlement
+from stellar_reconciler.store import revisions, settlement
 from stellar_reconciler.store.bulk import chunks
+from stellar_reconciler.store.candidates import (
+    LOOKBACK_LEDGERS,
+    UNCLAIMED,
+    first_event_id,
+    note_candidates,
+    observed_events,
+)
 from stellar_reconciler.store.database import read_connection, write_transaction
 from stellar_reconciler.store.discrepancies import Discrepancies, discrepancy_json
 from stellar_reconciler.store.findings import unexpected_key
@@ -47,15 +55,9 @@ from stellar_reconciler.store.schema import (
     checkpoints,
     discrepancies,
     events,
-    expectation_parts,
     expectations,
 )
-from stellar_reconciler.store.settlement import (
-    IS_PENDING,
-    expectation_of,
-    lock,
-    observed_events,
-)
+from stellar_reconciler.store.settlement import IS_PENDING, expectation_of, lock
 from stellar_reconciler.store.shapes import note_unreadable_stored
 from stellar_reconciler.store.sum_records import (
     settle_batch_sums,
@@ -65,9 +67,6 @@ from stellar_reconciler.store.sum_records import (
     with_parts,
 )
 
-# Records without a transaction hash look back this many ledgers (about a day) for an event
-# stored before them; with a hash, any stored event up to the deadline is found (indexed).
-LOOKBACK_LEDGERS = 17_280
 # Settled records the summary (and the dashboard) shows, newest first.
 RECENTLY_SETTLED = 5
 DISCREPANCY_KINDS = (
@@ -85,12 +84,6 @@ class Created:
     records: list[dict[str, Any]]
     created: int
     existing: int
-
-
-def _first_event_id(ledger: int) -> str:
-    """A bound below every event id of `ledger`: ids start with the ledger's TOID
-    (ledger << 32), zero-padded to 19 digits, so text order is ledger order."""
-    return f"{ledger << 32:019d}"
 
 
 def expectation_json(row: Any) -> dict[str, Any]:
@@ -258,24 +251,10 @@ class Expectations:
         if checkpoint is None:
             return
         candidates: dict[str, ObservedEvent] = {}
-        unclaimed = (
-            select(events)
-            .outerjoin(expectations, expectations.c.event_id == events.c.id)
-            .outerjoin(expectation_parts, expectation_parts.c.event_id == events.c.id)
-            .where(
-                and_(
-                    expectations.c.id.is_(None),
-                    expectation_parts.c.event_id.is_(None),
-                    events.c.in_successful_contract_call,
-                )
-            )
-        )
+        # Each window of stored events the new records may fit: by transaction, or by name.
+        windows: list[list[ColumnElement[bool]]] = []
         pinned = sorted({e.tx_hash for e in created if e.tx_hash is not None})
-        for chunk in chunks(pinned):
-            candidates.update(
-                (e.id, e)
-                for e in observed_events(conn.execute(unclaimed.where(events.c.tx_hash.in_(chunk))))
-            )
+        windows.extend([events.c.tx_hash.in_(chunk)] for chunk in chunks(pinned))
         loose: dict[tuple[str, str], int] = {}
         for e in created:
             if e.tx_hash is None:
@@ -283,19 +262,31 @@ class Expectations:
                 loose[group] = max(loose.get(group, 0), e.deadline_ledger)
         for (contract_id, name), deadline in loose.items():
             first = max(checkpoint - LOOKBACK_LEDGERS + 1, 0)
-            window = unclaimed.where(
-                events.c.contract_id == contract_id,
-                events.c.name == name,
-                # Ids sort in ledger order: a range on (name, id) reads only the window.
-                events.c.id >= _first_event_id(first),
-                events.c.id < _first_event_id(deadline + 1),
+            windows.append(
+                [
+                    events.c.contract_id == contract_id,
+                    events.c.name == name,
+                    # Ids sort in ledger order: a range on (name, id) reads only the window.
+                    events.c.id >= first_event_id(first),
+                    events.c.id < first_event_id(deadline + 1),
+                ]
             )
-            candidates.update((e.id, e) for e in observed_events(conn.execute(window)))
-        held = settlement.held_for(conn, candidates.values(), pinned_to=created)
-        result = match_events(created, candidates.values(), held)
+        # An event settled as another record's amount mismatch is still on offer to a record
+        # it fits exactly (store/revisions.py).
+        mismatches: dict[str, Claim] = {}
+        for where in windows:
+            candidates.update(
+                (e.id, e) for e in observed_events(conn.execute(UNCLAIMED.where(*where)))
+            )
+            mismatches.update((c.event.id, c) for c in revisions.mismatches_among(conn, where))
+        near = [*candidates.values(), *(c.event for c in mismatches.values())]
+        held = settlement.held_for(conn, near, pinned_to=created)
+        result = match_events(created, candidates.values(), [*held, *mismatches.values()])
+        revisions.release(conn, result.revised)
         settlement.move(conn, result.moved)
         settlement.settle(conn, result.claims)
-        settlement.note_candidates(conn, result.candidates)
+        revisions.settle_again(conn, result.revised, result.claims, checkpoint)
+        note_candidates(conn, result.candidates)
         settlement.mark_blocked(conn, result.blocked)
         for claim in result.claims:
             self.discrepancies.resolve_key(

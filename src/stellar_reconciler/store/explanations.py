@@ -17,9 +17,10 @@ from stellar_reconciler.explanation import Holder, judge, observed_json, summary
 from stellar_reconciler.matching import PENDING, Expectation, ObservedEvent
 from stellar_reconciler.models import iso_utc
 from stellar_reconciler.store.bulk import chunks
+from stellar_reconciler.store.candidates import LOOKBACK_LEDGERS, first_event_id, observed_events
 from stellar_reconciler.store.database import read_connection
 from stellar_reconciler.store.discrepancies import discrepancy_json
-from stellar_reconciler.store.expectations import LOOKBACK_LEDGERS, expectation_json
+from stellar_reconciler.store.expectations import expectation_json
 from stellar_reconciler.store.schema import (
     checkpoints,
     discrepancies,
@@ -27,7 +28,7 @@ from stellar_reconciler.store.schema import (
     expectations,
     ledgers,
 )
-from stellar_reconciler.store.settlement import expectation_of, observed_events
+from stellar_reconciler.store.settlement import expectation_of
 from stellar_reconciler.store.sum_records import with_parts
 
 # Events after the deadline still listed (rejected as late): a payment that came an hour late
@@ -45,10 +46,6 @@ _LEDGER_KINDS = ("chain_break", "source_mismatch", "gap", "retention_gap", "clos
 _BLOCKING = ("chain_break", "source_mismatch", "closed_period_changed")
 _RECORD_KINDS = ("missing_expected", "amount_mismatch", "failed_on_chain", "not_found")
 _VERIFIED_MARKER = "verified"
-
-
-def _first_event_id(ledger: int) -> str:
-    return f"{max(ledger, 0) << 32:019d}"
 
 
 class Explanations:
@@ -189,14 +186,14 @@ class Explanations:
     ) -> tuple[list[ObservedEvent], bool]:
         """The events the record was judged against, latest first up to MAX_SCANNED, and
         whether that is all of them; the record's own events (`own_ids`) always among them."""
-        upper = events.c.id < _first_event_id(window["listed_through_ledger"] + 1)
+        upper = events.c.id < first_event_id(window["listed_through_ledger"] + 1)
         if wanted.tx_hash is not None:
             where = and_(events.c.tx_hash == wanted.tx_hash, upper)
         else:
             where = and_(
                 events.c.contract_id == wanted.contract_id,
                 events.c.name == wanted.event_name,
-                events.c.id >= _first_event_id(window["first_ledger"]),
+                events.c.id >= first_event_id(window["first_ledger"]),
                 upper,
             )
         latest_first = select(events).where(where).order_by(events.c.id.desc())

@@ -9,13 +9,13 @@ outcome, and opens a discrepancy for every `missing_expected`, `amount_mismatch`
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, text, update
 
-from stellar_reconciler.assignment import priority, settle_ledgers
+from stellar_reconciler.assignment import held_until, priority, settle_ledgers
 from stellar_reconciler.matching import (
     MATCHED,
     MISSING_EXPECTED,
@@ -26,10 +26,17 @@ from stellar_reconciler.matching import (
 from stellar_reconciler.models import Batch
 from stellar_reconciler.partial import SUM_KEY_PREFIX
 from stellar_reconciler.store.bulk import chunks
+from stellar_reconciler.store.candidates import (
+    closest_stored,
+    events_by_id,
+    note_candidates,
+    stored_candidates,
+    unclaimed_events,
+)
 from stellar_reconciler.store.discrepancies import open_all
 from stellar_reconciler.store.findings import mismatch_found, missing, text_of, unexpected
 from stellar_reconciler.store.outcomes import mark_due
-from stellar_reconciler.store.schema import events, expectation_parts, expectations
+from stellar_reconciler.store.schema import expectation_parts, expectations
 from stellar_reconciler.store.unreadable import settle_unreadable
 
 # Literal, not a bound parameter, so SQLite can use the partial indexes on pending rows.
@@ -87,21 +94,6 @@ def expectation_of(row: Any) -> Expectation:
         amount=int(row.amount) if row.amount is not None else None,
         tolerance=int(row.tolerance),
     )
-
-
-def observed_events(rows: Iterable[Any]) -> Iterator[ObservedEvent]:
-    """Stored events rows as matching sees them."""
-    for row in rows:
-        yield ObservedEvent.from_parts(
-            row.id,
-            row.ledger,
-            row.contract_id,
-            row.name,
-            row.tx_hash,
-            row.topics,
-            row.value,
-            row.in_successful_contract_call,
-        )
 
 
 def settle(conn: Connection, claims: Sequence[Claim]) -> None:
@@ -176,32 +168,6 @@ def move(conn: Connection, moved: Sequence[Claim]) -> None:
     )
 
 
-def note_candidates(conn: Connection, candidates: Sequence[Claim]) -> None:
-    """Show each pending expectation's closest candidate so far on its row."""
-    if not candidates:
-        return
-    conn.execute(
-        update(expectations)
-        .where(expectations.c.id == bindparam("b_id"))
-        .values(
-            candidate_event_id=bindparam("b_event_id"),
-            found_amount=bindparam("b_found"),
-            difference=bindparam("b_difference"),
-            # Settled on another event now: news for NATS subscribers.
-            published_at=None,
-        ),
-        [
-            {
-                "b_id": c.expectation.id,
-                "b_event_id": c.event.id,
-                "b_found": text_of(c.event.amount),
-                "b_difference": text_of(c.difference),
-            }
-            for c in candidates
-        ],
-    )
-
-
 def expire(conn: Connection, through: int, only: Sequence[int] | None = None) -> int:
     """Settle pending expectations whose deadline ledger is processed (all of them, or those
     of `only`): amount_mismatch against their candidate when no one has claimed it since,
@@ -220,19 +186,33 @@ def expire(conn: Connection, through: int, only: Sequence[int] | None = None) ->
     else:
         for chunk in chunks(only):
             overdue.extend(conn.execute(query.where(expectations.c.id.in_(chunk))))
+    # A blocked record waits while the record holding its exact event may still move
+    # (assignment.held_until).
+    waiting = _held_past(conn, [row for row in overdue if row.blocked], through)
+    overdue = [row for row in overdue if row.id not in waiting]
     if not overdue:
         return 0
     overdue.sort(key=lambda row: priority(expectation_of(row)))
     wanted = sorted({row.candidate_event_id for row in overdue if row.candidate_event_id})
-    free = _unclaimed_events(conn, wanted)
+    free = unclaimed_events(conn, wanted)
     mismatches: list[Claim] = []
     missed: list[Any] = []
+    taken: set[str] = set()
     for row in overdue:
-        candidate = free.pop(row.candidate_event_id, None) if row.candidate_event_id else None
-        if candidate is None:
+        claim = None
+        if row.candidate_event_id:
+            shown = free.pop(row.candidate_event_id, None)
+            if shown is not None and shown.id not in taken:
+                claim = Claim(expectation_of(row), shown)
+            else:
+                # Another record took the one it showed: the closest still free, if any.
+                claim = closest_stored(conn, expectation_of(row), taken.__contains__)
+        if claim is None:
             missed.append(row)
         else:
-            mismatches.append(Claim(expectation_of(row), candidate))
+            taken.add(claim.event.id)
+            free.pop(claim.event.id, None)
+            mismatches.append(claim)
     settle(conn, mismatches)
     # An event fitted but its amount could not be read: say so, not "missing".
     missed = settle_unreadable(conn, missed)
@@ -257,30 +237,27 @@ def expire(conn: Connection, through: int, only: Sequence[int] | None = None) ->
     return len(overdue)
 
 
-def _unclaimed_events(conn: Connection, ids: Sequence[str]) -> dict[str, ObservedEvent]:
-    """The events of `ids` that no expectation has claimed, as matching sees them."""
-    found: dict[str, ObservedEvent] = {}
-    for chunk in chunks(ids):
-        claimed = claimed_among(conn, chunk)
-        rows = conn.execute(select(events).where(events.c.id.in_(chunk)))
-        found.update((e.id, e) for e in observed_events(rows) if e.id not in claimed)
-    return found
-
-
-def claimed_among(conn: Connection, ids: Iterable[str]) -> set[str]:
-    """The events of `ids` some record holds: a sum's part, or a one-event record's event."""
-    found: set[str] = set()
-    for chunk in chunks(sorted(set(ids))):
-        found.update(
+def _held_past(conn: Connection, blocked: Sequence[Any], through: int) -> set[int]:
+    """The ids of `blocked` rows whose exact event a matched record with a deadline after
+    `through` holds: that record may yet move to an event still to come and free it."""
+    found: set[int] = set()
+    for row in blocked:
+        wanted = expectation_of(row)
+        holders = list(
             conn.execute(
-                select(expectation_parts.c.event_id).where(expectation_parts.c.event_id.in_(chunk))
-            ).scalars()
+                select(*MATCHER_COLUMNS, expectations.c.event_id).where(
+                    expectations.c.status == MATCHED,
+                    expectations.c.contract_id == wanted.contract_id,
+                    expectations.c.event_name == wanted.event_name,
+                    expectations.c.deadline_ledger > through,
+                    expectations.c.event_ledger <= wanted.deadline_ledger,
+                )
+            )
         )
-        found.update(
-            conn.execute(
-                select(expectations.c.event_id).where(expectations.c.event_id.in_(chunk))
-            ).scalars()
-        )
+        holding = events_by_id(conn, [h.event_id for h in holders])
+        held = [Claim(expectation_of(h), holding[h.event_id]) for h in holders]
+        if held_until(wanted, held) > through:
+            found.add(row.id)
     return found
 
 
@@ -341,8 +318,15 @@ def _settle_ledger_by_ledger(conn: Connection, relevant: Sequence[ObservedEvent]
     blocked = blocked_for(conn, relevant)
     everyone = list({x.id: x for x in [*pending, *blocked]}.values())
     held = held_for(conn, relevant)
+    shown, had = stored_candidates(conn, everyone)
     outcome = settle_ledgers(
-        everyone, relevant, held, stored_candidates(conn, everyone).values(), blocked
+        everyone,
+        relevant,
+        held,
+        shown.values(),
+        blocked,
+        lambda wanted, claimed: closest_stored(conn, wanted, claimed),
+        had,
     )
     move(conn, outcome.moved)
     settle(conn, outcome.claims)
@@ -350,26 +334,6 @@ def _settle_ledger_by_ledger(conn: Connection, relevant: Sequence[ObservedEvent]
     settled = {c.expectation.id for c in outcome.claims}
     mark_blocked(conn, outcome.blocked, [x for x in blocked if x.id not in settled])
     return outcome.taken | {c.event.id for c in held}
-
-
-def stored_candidates(conn: Connection, pending: Iterable[Expectation]) -> dict[int, Claim]:
-    """The candidates pending expectations showed before this batch, while still unclaimed."""
-    by_id = {x.id: x for x in pending}
-    rows: list[Any] = []
-    for chunk in chunks(sorted(by_id)):
-        rows.extend(
-            conn.execute(
-                select(expectations.c.id, expectations.c.candidate_event_id).where(
-                    expectations.c.id.in_(chunk), expectations.c.candidate_event_id.is_not(None)
-                )
-            )
-        )
-    free = _unclaimed_events(conn, [row.candidate_event_id for row in rows])
-    return {
-        row.id: Claim(by_id[row.id], free[row.candidate_event_id])
-        for row in rows
-        if row.candidate_event_id in free
-    }
 
 
 def pending_for(conn: Connection, observed: Iterable[ObservedEvent]) -> list[Expectation]:
@@ -400,10 +364,10 @@ def held_for(
     now: each may move to free its own for a pending record (matching._augment). They share
     a match key with an event, and their deadline is not before its ledger. `pinned_to` adds
     the holders of the events these expectations fit (a look-back may want those events)."""
-    observed = list(observed)
-    if not observed:
+    observed, pinned_to = list(observed), list(pinned_to)
+    if not observed and not pinned_to:
         return []
-    first_ledger = min(e.ledger for e in observed)
+    first_ledger = min((e.ledger for e in observed), default=0)
     keys: dict[tuple[str, str], set[str]] = {}
     for event in observed:
         keys.setdefault((event.contract_id, event.name or ""), set()).update(event.match_keys())
@@ -423,23 +387,13 @@ def held_for(
                     )
                 )
             )
-    holding = _events_by_id(conn, [row.event_id for row in rows])
+    holding = events_by_id(conn, [row.event_id for row in rows])
     unique = {row.id: row for row in rows}
     return [
         Claim(expectation_of(row), holding[row.event_id])
         for row in unique.values()
         if row.event_id in holding
     ]
-
-
-def _events_by_id(conn: Connection, ids: Sequence[str]) -> dict[str, ObservedEvent]:
-    found: dict[str, ObservedEvent] = {}
-    for chunk in chunks(sorted(set(ids))):
-        found.update(
-            (e.id, e)
-            for e in observed_events(conn.execute(select(events).where(events.c.id.in_(chunk))))
-        )
-    return found
 
 
 def blocked_for(conn: Connection, observed: Iterable[ObservedEvent]) -> list[Expectation]:
