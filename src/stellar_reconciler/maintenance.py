@@ -31,6 +31,7 @@ from stellar_reconciler.errors import (
 from stellar_reconciler.fetcher import RangeFetcher
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.models import Batch, NetworkTip
+from stellar_reconciler.outage import FillBackoff
 from stellar_reconciler.reconcile import (
     Comparison,
     Range,
@@ -120,6 +121,7 @@ class Maintenance:
         # Backfill jobs run in chunks (queued on PostgreSQL) when the settings are given.
         self.settings = settings
         self._ticks = 0
+        self.lake_tries = FillBackoff(GAP_CHECK_EVERY_TICKS * tick_seconds)
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -157,7 +159,7 @@ class Maintenance:
         if tip is None or self.status.last_processed_ledger is None:
             return
         if self._ticks % GAP_CHECK_EVERY_TICKS == 1:
-            await self.repair_gaps(tip)
+            await self.repair_gaps(tip, scheduled=True)
         lag = self.status.ledger_lag or 0
         # Verification doubles what is read from the RPC; while catching up, catching up wins.
         if self.verify_every and lag <= SYNCED_LAG and not self.status.paused:
@@ -393,10 +395,15 @@ class Maintenance:
     # --- gaps ----------------------------------------------------------------------------
 
     async def repair_gaps(
-        self, tip: NetworkTip, low: int | None = None, high: int | None = None
+        self,
+        tip: NetworkTip,
+        low: int | None = None,
+        high: int | None = None,
+        scheduled: bool = False,
     ) -> VerifyReport:
         """Fill gaps inside the RPC's retention window, in order, a transaction a batch; record
-        the ones outside it as retention_gap discrepancies with their exact range."""
+        the ones outside it as retention_gap discrepancies with their exact range, after
+        trying the lake (the periodic check, `scheduled`, backs off while that fails)."""
         gaps = await asyncio.to_thread(self.store.gaps.find, low, high)
         report = VerifyReport(low or 0, high or 0)
         for first, last in gaps:
@@ -407,7 +414,7 @@ class Maintenance:
                 first = tip.oldest_ledger
             else:
                 lost = (0, -1)
-            if lost[0] <= lost[1] and not await self._fill_from_lake(lost, report):
+            if lost[0] <= lost[1] and not await self._fill_from_lake(lost, report, scheduled):
                 await asyncio.to_thread(self._record_retention_gap, lost, tip)
                 report.retention_gaps.append(lost)
             if first <= last and last >= tip.oldest_ledger:
@@ -415,13 +422,15 @@ class Maintenance:
                 report.gaps_filled.append((first, last))
         return report
 
-    async def _fill_from_lake(self, lost: Range, report: VerifyReport) -> bool:
+    async def _fill_from_lake(self, lost: Range, report: VerifyReport, scheduled: bool) -> bool:
         """Fill a gap the RPC no longer keeps from the data lake, when one is configured; a
         retention_gap open for it is resolved saying so. With the settings, in chunks as
         `reconciler backfill` fills a range (on PostgreSQL jobs any backfill-worker may take,
         worked on here too; a chunk written stays written, so a fill that stops resumes),
         else batch by batch. False when it could not be."""
         if self.backfill is None or self.backfill.lake_config is None:
+            return False
+        if scheduled and not self.lake_tries.due(lost):
             return False
         try:
             if self.settings is not None:
@@ -432,8 +441,16 @@ class Maintenance:
             else:
                 await self.backfill.run(lost[0], lost[1], hooks=self.batch_hooks)
         except (LakeError, BackfillChunksFailedError) as exc:
-            log.warning("gap_not_filled_from_lake", first=lost[0], last=lost[1], error=str(exc))
+            retry = self.lake_tries.failed(lost)
+            log.warning(
+                "gap_not_filled_from_lake",
+                first=lost[0],
+                last=lost[1],
+                error=str(exc),
+                next_try_seconds=round(retry),
+            )
             return False
+        self.lake_tries.filled(lost)
         report.gaps_filled.append(lost)
         return True
 

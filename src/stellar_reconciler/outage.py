@@ -47,6 +47,39 @@ class PollBackoff:
         return float(min(cap, self.poll_interval * 2 ** min(failures, 30)))
 
 
+class FillBackoff:
+    """When the periodic gap check may next try the lake for a gap: each failed try plans a
+    backfill run and reads the lake again, so while the lake keeps failing for a gap (or what
+    is left of it: chunks that were written shrink it), the tries thin out, the check's
+    period x 2^failures up to `cap` seconds. An operator's verify or backfill job tries at
+    once, whatever this says."""
+
+    def __init__(
+        self, period: float, cap: float = 3600.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.period, self.cap, self.clock = period, cap, clock
+        self._next: dict[tuple[int, int], tuple[float, int]] = {}
+
+    def _overlapping(self, gap: tuple[int, int]) -> list[tuple[int, int]]:
+        return [r for r in self._next if r[0] <= gap[1] and gap[0] <= r[1]]
+
+    def due(self, gap: tuple[int, int]) -> bool:
+        now = self.clock()
+        return all(self._next[r][0] <= now for r in self._overlapping(gap))
+
+    def failed(self, gap: tuple[int, int]) -> float:
+        """Record a failed try; returns the seconds until the next."""
+        before = self._overlapping(gap)
+        failures = max((self._next.pop(r)[1] for r in before), default=0)
+        wait = float(min(self.cap, self.period * 2 ** min(failures, 30)))
+        self._next[gap] = (self.clock() + wait, failures + 1)
+        return wait
+
+    def filled(self, gap: tuple[int, int]) -> None:
+        for r in self._overlapping(gap):
+            del self._next[r]
+
+
 def dependency_of(error: ReconcilerError) -> str:
     """What health and the logs blame: the RPC for RpcError, else the database."""
     return "RPC" if isinstance(error, RpcError) else "database"

@@ -1,4 +1,5 @@
-"""Outage: the wait between failed polls and the few log lines an outage is allowed."""
+"""Outage: the wait between failed polls, the few log lines an outage is allowed, and how
+the periodic gap check spaces its tries of a failing lake."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from stellar_reconciler.errors import (
     RpcHttpStatusError,
     RpcUnreachableError,
 )
-from stellar_reconciler.outage import Outage, PollBackoff
+from stellar_reconciler.outage import FillBackoff, Outage, PollBackoff
 
 BACKOFF = PollBackoff(poll_interval=0.5, transient_cap=60.0, fault_cap=300.0)
 REFUSED = RpcUnreachableError("getHealth", "http://rpc/", "refused", "ConnectError")
@@ -78,3 +79,20 @@ def test_success_without_an_outage_logs_nothing() -> None:
     with capture_logs() as logs:
         outage.recovered()
     assert logs == []
+
+
+def test_the_lake_is_tried_again_later_and_later_while_it_fails_and_at_once_once_filled() -> None:
+    """Each failed try of a gap, or of what is left of it, doubles the wait before the next
+    (up to the cap); gaps elsewhere are not held back; a fill forgets the streak."""
+    clock = Clock()
+    tries = FillBackoff(period=30.0, cap=100.0, clock=clock)
+    assert tries.due((150, 169))
+    assert tries.failed((150, 169)) == 30.0
+    assert [tries.failed((160, 164)) for _ in range(3)] == [60.0, 100.0, 100.0]
+    assert not tries.due((150, 169)) and tries.due((900, 950))
+    clock.now += 99.0
+    assert not tries.due((160, 164))
+    clock.now += 1.0
+    assert tries.due((160, 164))
+    tries.filled((160, 164))
+    assert tries.failed((160, 164)) == 30.0
