@@ -14,7 +14,7 @@ from stellar_reconciler.control import Controls
 from stellar_reconciler.crosscheck import Against, require_lake
 from stellar_reconciler.errors import NetworkMismatchError, NothingStoredError, SetupError
 from stellar_reconciler.store import Store
-from stellar_reconciler.wiring import Core
+from stellar_reconciler.wiring import Core, standard_hooks
 
 
 async def run_verification(
@@ -59,7 +59,8 @@ async def _verify(
     network = await rpc.get_network()
     await asyncio.to_thread(store.network.check, network.passphrase, rpc_url)
     first, last = _within(low, high, first, last)
-    maintenance = core.maintenance(Controls(core.status))
+    # Its repairs settle expected records on the events they add, as the service's do.
+    maintenance = core.maintenance(Controls(core.status), standard_hooks(settings, store))
     tip = await rpc.get_health()
     report = await maintenance.repair_gaps(tip, first, last)
     report = await maintenance.verify(first, last, report=report, against=against)

@@ -9,11 +9,14 @@ import socket
 import subprocess
 from pathlib import Path
 
-from sqlalchemy import update
+from sqlalchemy import delete, select, update
 
+from stellar_reconciler.expectation_spec import ExpectationSpec
 from stellar_reconciler.simnet import serve_in_thread
 from stellar_reconciler.store import Store
-from stellar_reconciler.store.schema import ledgers
+from stellar_reconciler.store.schema import events, ledgers
+from stellar_reconciler.verification import run_verification
+from tests.integration.harness import settings_for
 from tests.integration.test_cli import RECONCILER, reconciler
 from tests.integration.test_startup import NETWORK_A, NETWORK_B, fill, network
 
@@ -118,3 +121,47 @@ def test_status_of_a_stopped_service_shows_human_values(tmp_path: Path) -> None:
     assert result.returncode == 3
     assert "None" not in result.stdout and "[]" not in result.stdout
     assert "none" in result.stdout
+
+
+async def test_verify_settles_expected_records_on_the_events_its_repairs_add(
+    database_url: str,
+) -> None:
+    """A gap `reconciler verify` fills runs the batch hooks as the service's repairs do: a
+    record waiting for an event of the gap is matched by the fill."""
+    net = network(NETWORK_A)
+    await fill(database_url, net)
+    store = Store.open(database_url)
+    try:
+        with store.engine.begin() as conn:
+            row = conn.execute(
+                select(events.c.ledger, events.c.contract_id, events.c.name, events.c.tx_hash)
+                .where(
+                    events.c.in_successful_contract_call,
+                    events.c.name.is_not(None),
+                    # Inside what is stored, so its removal is a gap.
+                    events.c.ledger.between(net.first_ledger + 1, net.latest_ledger - 1),
+                )
+                .order_by(events.c.id)
+                .limit(1)
+            ).one()
+            conn.execute(delete(events).where(events.c.ledger == row.ledger))
+            conn.execute(delete(ledgers).where(ledgers.c.sequence == row.ledger))
+        spec = ExpectationSpec.model_validate(
+            {
+                "external_id": "in-the-gap",
+                "contract_id": row.contract_id,
+                "event_name": row.name,
+                "tx_hash": row.tx_hash,
+                "deadline_ledger": net.latest_ledger + 100,
+            }
+        )
+        store.expectations.create([spec])
+        assert store.expectations.get("in-the-gap")["status"] == "pending"  # type: ignore[index]
+        with serve_in_thread(net) as url:
+            report = await run_verification(settings_for(database_url, url), None, None)
+        assert [row.ledger, row.ledger] in report["gaps_filled"]
+        record = store.expectations.get("in-the-gap")
+        assert record is not None and record["status"] == "matched"
+        assert record["event_ledger"] == row.ledger
+    finally:
+        store.close()
