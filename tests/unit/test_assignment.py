@@ -317,26 +317,20 @@ def test_records_posted_late_match_as_many_and_never_cry_wolf(
 def test_a_record_posted_late_takes_its_exact_event_from_an_amount_mismatch() -> None:
     """An event settled as another record's amount mismatch goes to a record posted later
     that it fits exactly; the first record settles again on its next candidate."""
-    exact_for_late = ObservedEvent(
-        id="0000000000000000001-0000000000",
-        ledger=1,
-        contract_id=CONTRACTS[0],
-        name="transfer",
-        tx_hash=TX_HASHES[0],
-        topics=("transfer", ADDRESSES[0], ADDRESSES[1]),
-        amount=10,
-        successful=True,
-    )
-    farther = ObservedEvent(
-        id="0000000000000000001-0000000001",
-        ledger=1,
-        contract_id=CONTRACTS[0],
-        name="transfer",
-        tx_hash=TX_HASHES[1],
-        topics=("transfer", ADDRESSES[0], ADDRESSES[1]),
-        amount=50,
-        successful=True,
-    )
+
+    def transfer(index: int, amount: int) -> ObservedEvent:
+        return ObservedEvent(
+            id=f"{1:019d}-{index:010d}",
+            ledger=1,
+            contract_id=CONTRACTS[0],
+            name="transfer",
+            tx_hash=TX_HASHES[index],
+            topics=("transfer", ADDRESSES[0], ADDRESSES[1]),
+            amount=amount,
+            successful=True,
+        )
+
+    exact_for_late, farther = transfer(0, 10), transfer(1, 50)
     early = Expectation(
         id=1,
         external_id="early",

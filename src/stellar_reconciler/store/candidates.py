@@ -58,7 +58,7 @@ def observed_events(rows: Iterable[Any]) -> Iterator[ObservedEvent]:
         )
 
 
-def events_by_id(conn: Connection, ids: Sequence[str]) -> dict[str, ObservedEvent]:
+def events_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, ObservedEvent]:
     found: dict[str, ObservedEvent] = {}
     for chunk in chunks(sorted(set(ids))):
         found.update(

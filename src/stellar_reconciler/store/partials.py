@@ -33,7 +33,7 @@ from stellar_reconciler.partial import (
     settle_sums,
 )
 from stellar_reconciler.store.bulk import chunks
-from stellar_reconciler.store.candidates import claimed_among, observed_events
+from stellar_reconciler.store.candidates import claimed_among, events_by_id, observed_events
 from stellar_reconciler.store.discrepancies import NewDiscrepancy, open_all
 from stellar_reconciler.store.findings import text_of
 from stellar_reconciler.store.schema import events, expectation_parts, expectations
@@ -78,16 +78,6 @@ def _targets(rows: Iterable[Any]) -> tuple[dict[str, SumTarget], dict[str, list[
     return targets, members
 
 
-def _events_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, ObservedEvent]:
-    found: dict[str, ObservedEvent] = {}
-    for chunk in chunks(sorted(set(ids))):
-        found.update(
-            (e.id, e)
-            for e in observed_events(conn.execute(select(events).where(events.c.id.in_(chunk))))
-        )
-    return found
-
-
 def _states(
     conn: Connection, targets: dict[str, SumTarget], members: dict[str, list[Any]]
 ) -> dict[str, SumState]:
@@ -108,7 +98,7 @@ def _states(
         for row in rows
         if row.candidate_event_id is not None
     }
-    found = _events_by_id(conn, [*(e for ids in parts.values() for e in ids), *candidates.values()])
+    found = events_by_id(conn, [*(e for ids in parts.values() for e in ids), *candidates.values()])
     return {
         key: SumState(
             status=members[key][0].status,
