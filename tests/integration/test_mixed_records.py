@@ -31,7 +31,11 @@ KINDS = {
     "failed": 500,
     "never_seen": 500,
     "late": 1000,
-    "competing": 2000,
+    "competing": 1500,
+    # A record that settles amount_mismatch on a transfer, then a record posted later that
+    # names that transfer exactly: it takes it, and the first is missing.
+    "mismatch_displaced": 250,
+    "takes_from_mismatch": 250,
     # Instalment records the history pays in full, and ones it leaves short (deadline ahead).
     "partial": 400,
     "partial_open": 100,
@@ -63,6 +67,7 @@ class MixedPlan:
         self._exact(pool)
         self._competing(transfers)
         self._late(transfers)
+        self._displacing(transfers)
         self._unsettled()
 
     def _transfers(self) -> list[dict[str, Any]]:
@@ -207,6 +212,41 @@ class MixedPlan:
                 seen.setdefault(pair, e)
         raise AssertionError("the network is too small for late registrations")
 
+    def _displacing(self, transfers: list[dict[str, Any]]) -> None:
+        """A loose record whose only fitting transfer (the first between two accounts, its
+        deadline that transfer's ledger) carries another amount, so it settles amount_mismatch
+        on it; after catch-up, a record naming that transfer's amount is posted and takes it."""
+        first_of: dict[tuple[str, str], str] = {}
+        later_ledger: dict[tuple[str, str], int | None] = {}
+        for pair, events in self.by_pair.items():
+            first_of[pair] = events[0]["id"]
+            later_ledger[pair] = min((int(x["ledger"]) for x in events[1:]), default=None)
+        chosen = 0
+        for e in transfers:
+            pair = self._pair(e)
+            later = later_ledger[pair]
+            alone = later is None or later > e["ledger"]
+            if first_of[pair] != e["id"] or e["id"] in self.used or not alone:
+                continue
+            off = self.rng.randint(1, 10**9) * self.rng.choice((-1, 1))
+            wrong = {
+                **self._loose(e, deadline_ledger=e["ledger"]),
+                "amount": str(int(e["value"]) + off),
+            }
+            self._add("mismatch_displaced", "missing_expected", None, **wrong)
+            self._add(
+                "takes_from_mismatch",
+                "matched",
+                e,
+                late=True,
+                **self._loose(e, deadline_ledgers=50),
+            )
+            self.used.add(e["id"])
+            chosen += 1
+            if chosen == KINDS["takes_from_mismatch"]:
+                return
+        raise AssertionError("the network is too small for records taking from mismatches")
+
     def _unsettled(self) -> None:
         """Records no event satisfies: to an account that never receives anything, and pinned
         to transactions that failed on chain or that the network never saw."""
@@ -313,7 +353,8 @@ async def all_records(http: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
 @pytest.mark.slow
 async def test_ten_thousand_records_of_every_kind_settle_as_constructed(database_url: str) -> None:
     """Exact, within tolerance, mismatching, missing, failed, never seen, competing and late
-    records, shuffled and posted in chunks, end in exactly their planned status and claim
+    records, and late ones taking their event from an amount mismatch, shuffled and posted in
+    chunks, end in exactly their planned status and claim
     exactly their planned event; the summary counts agree."""
     net = SimNetwork(
         SimNetConfig(seed=53, first_ledger=1000, prebuilt_ledgers=1000, events_per_ledger=60)
