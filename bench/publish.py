@@ -7,6 +7,12 @@ costs is the difference), then one with it on, timed from the first checkpoint t
 reports until (a) the checkpoint reaches the tip (stored) and (b) the stream holds every event
 (published). The stream (a fresh name per run, deleted afterwards) lives on the nats-server at
 --nats (127.0.0.1:4222 by default). Prints a table; asserts nothing.
+
+Whether the publisher keeps up or falls behind is read from its delay: at each poll, the
+ledger of the stream's last message, and how long before that poll the checkpoint had
+reached that ledger. A publisher slower than storing has a delay that grows through the run;
+one that keeps up has a delay that stays flat. The table gives the delay's median and maximum
+in each quarter of the catch-up.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import tempfile
 import time
 import uuid
@@ -42,20 +49,28 @@ async def _measure(
     started = stored_at = published_at = None
     total = in_stream_when_stored = None
     published = 0
+    # (poll time, checkpoint, ledger of the stream's last message) while catch-up runs.
+    samples: list[tuple[float, int, int | None]] = []
     deadline = time.monotonic() + TIMEOUT_SECONDS
     try:
         async with httpx.AsyncClient(timeout=10) as client:
             while time.monotonic() < deadline:
                 health = (await client.get(f"{service_url}/health")).json()
                 checkpoint = health.get("last_processed_ledger")
+                last_ledger = None
                 if js is not None:
                     try:
-                        published = (await js.stream_info(stream)).state.messages
+                        state = (await js.stream_info(stream)).state
                     except nats.js.errors.NotFoundError:
                         published = 0
+                    else:
+                        published = state.messages
+                        last_ledger = await _ledger_of(js, stream, state.last_seq)
                 now = time.monotonic()
                 if started is None and checkpoint is not None:
                     started = now
+                if checkpoint is not None and stored_at is None:
+                    samples.append((now, int(checkpoint), last_ledger))
                 if stored_at is None and checkpoint == tip:
                     stored_at = now
                     in_stream_when_stored = published
@@ -78,7 +93,45 @@ async def _measure(
         "published_secs": (published_at - started) if published_at is not None else None,
         "published": published,
         "published_when_stored": in_stream_when_stored,
+        "delay_quarters": _delay_quarters(samples) if js is not None else None,
     }
+
+
+async def _ledger_of(js: Any, stream: str, seq: int) -> int | None:
+    if not seq:
+        return None
+    try:
+        message = await js.get_msg(stream, seq)
+    except nats.js.errors.NotFoundError:
+        return None
+    return int(json.loads(message.data)["ledger"])
+
+
+def _delay_quarters(
+    samples: list[tuple[float, int, int | None]],
+) -> list[tuple[float, float] | None]:
+    """Per quarter of the catch-up, the median and largest delay of the stream behind storing:
+    the time between the checkpoint reaching a ledger and that ledger's last event being in
+    the stream."""
+    reached: list[tuple[int, float]] = []  # (checkpoint, first time seen), ascending
+    delays: list[tuple[float, float]] = []
+    for now, checkpoint, in_stream in samples:
+        if not reached or checkpoint > reached[-1][0]:
+            reached.append((checkpoint, now))
+        # Nothing in the stream yet: behind since the first checkpoint.
+        since = (
+            reached[0][1]
+            if in_stream is None
+            else next((at for ledger, at in reached if ledger >= in_stream), now)
+        )
+        delays.append((now, now - since))
+    if not delays:
+        return []
+    first, last = samples[0][0], samples[-1][0]
+    quarters: list[list[float]] = [[], [], [], []]
+    for now, delay in delays:
+        quarters[min(3, int(4 * (now - first) / max(last - first, 1e-9)))].append(delay)
+    return [(statistics.median(q), max(q)) if q else None for q in quarters]
 
 
 def _event_count(database_url: str) -> int:
@@ -132,6 +185,7 @@ def main() -> None:
         ("published events/s (all in the stream)", lambda r: _rate(r["nats_on"], "published_secs")),
         ("in the stream when catch-up ended", lambda r: _share(r["nats_on"])),
         ("published after catch-up ended, s", lambda r: _after(r["nats_on"])),
+        *((f"stream delay in quarter {n + 1}, median / max s", _quarter(n)) for n in range(4)),
     ]
     for label, cell in rows:
         print(f"| {label} | " + " | ".join(cell(results[k]) for k in kinds) + " |")
@@ -147,6 +201,17 @@ def _rate(run: dict[str, Any], key: str) -> str:
 def _share(run: dict[str, Any]) -> str:
     done = run.get("published_when_stored") or 0
     return f"{100 * done / run['events']:.0f}%" if run["events"] else "n/a"
+
+
+def _quarter(n: int) -> Any:
+    def cell(run: dict[str, Any]) -> str:
+        quarters = run["nats_on"].get("delay_quarters") or []
+        if len(quarters) <= n or quarters[n] is None:
+            return "n/a"
+        median, largest = quarters[n]
+        return f"{median:.2f} / {largest:.2f}"
+
+    return cell
 
 
 def _after(run: dict[str, Any]) -> str:
