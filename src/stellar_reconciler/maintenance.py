@@ -1,9 +1,8 @@
 """Maintenance: proves the stored history whole and true, and repairs what it can by itself.
 
 Runs beside the worker, on ledgers already behind the checkpoint (so the two never write the
-same rows): re-verifies stored ranges against a fresh read of the RPC, fills gaps that are
-still inside the RPC's retention window, and runs the rescans and verifications operators
-ask for. Every finding is a discrepancy record; repairs are one transaction per batch, each
+same rows): re-verifies stored ranges against a fresh read of the RPC, has gaps filled
+(gap_repair.py), and runs the rescans, backfills and verifications operators ask for. Every finding is a discrepancy record; repairs are one transaction per batch, each
 a named operation of the store (replace_range, fill_gap).
 """
 
@@ -11,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,24 +21,21 @@ from stellar_reconciler.config import Settings
 from stellar_reconciler.control import Controls, Job
 from stellar_reconciler.crosscheck import Against, CrossCheck, LakeSource, raw_fingerprint
 from stellar_reconciler.errors import (
-    BackfillChunksFailedError,
-    ChainBreakError,
-    LakeError,
     ReconcilerError,
 )
 from stellar_reconciler.fetcher import RangeFetcher
+from stellar_reconciler.gap_repair import GapRepair
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.models import Batch, NetworkTip
-from stellar_reconciler.outage import FillBackoff
 from stellar_reconciler.reconcile import (
     Comparison,
-    Range,
     compare_ranges,
     split_range,
 )
 from stellar_reconciler.rpc import StellarRpc
 from stellar_reconciler.status import SYNCED_LAG, ServiceStatus
 from stellar_reconciler.store import BLOCKING_KINDS, BatchHook, NewDiscrepancy, Store
+from stellar_reconciler.verify_report import VerifyReport
 
 log = structlog.get_logger("stellar_reconciler.maintenance")
 
@@ -51,44 +46,6 @@ GAP_CHECK_EVERY_TICKS = 30
 MAX_RANGES_PER_TICK = 16
 # Ledgers compared at once when only the lake is asked (the RPC's batches set it otherwise).
 LAKE_ONLY_SPAN = 1000
-
-
-@dataclass
-class VerifyReport:
-    """What one verification found and did."""
-
-    first_ledger: int
-    last_ledger: int
-    ledgers_checked: int = 0
-    repaired: list[Range] = field(default_factory=list)
-    unrepaired: list[Range] = field(default_factory=list)
-    chain_breaks: list[int] = field(default_factory=list)
-    gaps_filled: list[Range] = field(default_factory=list)
-    retention_gaps: list[Range] = field(default_factory=list)
-    against: Against = "rpc"
-    # One summary per ledger a source was outvoted on (see crosscheck.Finding.summary).
-    source_mismatches: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def clean(self) -> bool:
-        return not (
-            self.unrepaired or self.chain_breaks or self.retention_gaps or self.source_mismatches
-        )
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "first_ledger": self.first_ledger,
-            "last_ledger": self.last_ledger,
-            "against": self.against,
-            "ledgers_checked": self.ledgers_checked,
-            "repaired": [list(r) for r in self.repaired],
-            "unrepaired": [list(r) for r in self.unrepaired],
-            "chain_breaks": self.chain_breaks,
-            "gaps_filled": [list(r) for r in self.gaps_filled],
-            "retention_gaps": [list(r) for r in self.retention_gaps],
-            "source_mismatches": self.source_mismatches,
-            "clean": self.clean,
-        }
 
 
 class Maintenance:
@@ -121,7 +78,15 @@ class Maintenance:
         # Backfill jobs run in chunks (queued on PostgreSQL) when the settings are given.
         self.settings = settings
         self._ticks = 0
-        self.lake_tries = FillBackoff(GAP_CHECK_EVERY_TICKS * tick_seconds)
+        self.gaps = GapRepair(
+            rpc,
+            store,
+            filter_sets,
+            self.batch_hooks,
+            backfill,
+            settings,
+            lake_retry_seconds=GAP_CHECK_EVERY_TICKS * tick_seconds,
+        )
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -401,92 +366,5 @@ class Maintenance:
         high: int | None = None,
         scheduled: bool = False,
     ) -> VerifyReport:
-        """Fill gaps inside the RPC's retention window, in order, a transaction a batch; record
-        the ones outside it as retention_gap discrepancies with their exact range, after
-        trying the lake (the periodic check, `scheduled`, backs off while that fails)."""
-        gaps = await asyncio.to_thread(self.store.gaps.find, low, high)
-        report = VerifyReport(low or 0, high or 0)
-        for first, last in gaps:
-            if last < tip.oldest_ledger:
-                lost: Range = (first, last)
-            elif first < tip.oldest_ledger:
-                lost = (first, tip.oldest_ledger - 1)
-                first = tip.oldest_ledger
-            else:
-                lost = (0, -1)
-            if lost[0] <= lost[1] and not await self._fill_from_lake(lost, report, scheduled):
-                await asyncio.to_thread(self._record_retention_gap, lost, tip)
-                report.retention_gaps.append(lost)
-            if first <= last and last >= tip.oldest_ledger:
-                await self._fill(first, last)
-                report.gaps_filled.append((first, last))
-        return report
-
-    async def _fill_from_lake(self, lost: Range, report: VerifyReport, scheduled: bool) -> bool:
-        """Fill a gap the RPC no longer keeps from the data lake, when one is configured; a
-        retention_gap open for it is resolved saying so. With the settings, in chunks as
-        `reconciler backfill` fills a range (on PostgreSQL jobs any backfill-worker may take,
-        worked on here too; a chunk written stays written, so a fill that stops resumes),
-        else batch by batch. False when it could not be."""
-        if self.backfill is None or self.backfill.lake_config is None:
-            return False
-        if scheduled and not self.lake_tries.due(lost):
-            return False
-        try:
-            if self.settings is not None:
-                chunked = ChunkedBackfill(
-                    self.settings, self.backfill, self.batch_hooks, requested_by="gap repair"
-                )
-                await chunked.run(lost[0], lost[1])
-            else:
-                await self.backfill.run(lost[0], lost[1], hooks=self.batch_hooks)
-        except (LakeError, BackfillChunksFailedError) as exc:
-            retry = self.lake_tries.failed(lost)
-            log.warning(
-                "gap_not_filled_from_lake",
-                first=lost[0],
-                last=lost[1],
-                error=str(exc),
-                next_try_seconds=round(retry),
-            )
-            return False
-        self.lake_tries.filled(lost)
-        report.gaps_filled.append(lost)
-        return True
-
-    async def _fill(self, first: int, last: int) -> None:
-        """Fetch and write first..last batch by batch, each batch one transaction: memory
-        stays that of one batch however long the gap. Every batch chains to the stored ledger
-        before the gap; the last must also chain to the one after it, or nothing of it is
-        written (the batches before it are true history either way)."""
-        before = await asyncio.to_thread(self.store.ledger, first - 1)
-        after = await asyncio.to_thread(self.store.ledger, last + 1)
-        fetcher = RangeFetcher(self.rpc, self.filter_sets)
-        events = 0
-        async for batch in fetcher.batches(first, last, before.hash if before else None):
-            reached = batch.ledgers[-1].hash
-            if batch.last_ledger == last and after is not None and reached != after.previous_hash:
-                raise ChainBreakError(last + 1, reached, after.previous_hash)
-            events += len(batch.events)
-            await asyncio.to_thread(
-                self.store.fill_gap, (first, last), batch, self.batch_hooks, events
-            )
-        log.info("gap_filled", first=first, last=last, events=events)
-
-    def _record_retention_gap(self, lost: Range, tip: NetworkTip) -> None:
-        first, last = lost
-        self.store.discrepancies.open(
-            NewDiscrepancy(
-                kind="retention_gap",
-                key=f"retention_gap:{first}-{last}",
-                message=(
-                    f"ledgers {first}-{last} are missing and older than the RPC keeps (oldest: "
-                    f"{tip.oldest_ledger}); they cannot be filled from this RPC. Fill them from "
-                    "an archive RPC, or accept the loss by resolving this discrepancy"
-                ),
-                first_ledger=first,
-                last_ledger=last,
-                expected={"ledgers": last - first + 1},
-                found={"oldest_available_ledger": tip.oldest_ledger},
-            )
-        )
+        """Fill or record the gaps in low..high (all, by default): see gap_repair."""
+        return await self.gaps.repair(tip, low, high, scheduled)
