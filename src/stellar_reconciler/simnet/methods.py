@@ -14,7 +14,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from stellar_sdk import xdr
+from stellar_sdk import Account, TransactionBuilder, xdr
 
 from stellar_reconciler.simnet import codec, params
 from stellar_reconciler.simnet.cursor import Cursor, max_cursor
@@ -27,12 +27,13 @@ from stellar_reconciler.simnet.jsonrpc import (
 )
 from stellar_reconciler.simnet.network import LedgerSnapshot, SimNetwork
 from stellar_reconciler.simnet.queries import EventsQuery, LedgersQuery
-from stellar_reconciler.simnet.transactions import get_transaction
+from stellar_reconciler.simnet.transactions import meta_xdr, result_xdr
 
 # One getEvents call scans at most this many ledgers (stellar-rpc's LedgerScanLimit).
 LEDGER_SCAN_LIMIT = 10_000
 
 Handler = Callable[[SimNetwork, Any], str]
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 def _dumps(result: dict[str, Any]) -> str:
@@ -57,6 +58,54 @@ def get_health(net: SimNetwork, raw: Any) -> str:
 def get_network(net: SimNetwork, raw: Any) -> str:
     params.request_object(raw, "GetNetworkRequest")
     return _dumps({"passphrase": net.passphrase, "protocolVersion": net.config.protocol_version})
+
+
+def get_transaction(net: SimNetwork, raw: Any) -> str:
+    request = params.request_object(raw, "GetTransactionRequest")
+    tx_hash = params.string(params.field(request, "hash"), "GetTransactionRequest.hash")
+    # stellar-rpc's checks and wording: the length first, then Go's hex decoder.
+    if len(tx_hash) != 64:
+        raise invalid_params(f"unexpected hash length ({len(tx_hash)})")
+    bad = next((c for c in tx_hash if c not in _HEX), None)
+    if bad is not None:
+        byte = f"U+{ord(bad):04X} {bad!r}"
+        raise invalid_params(f"incorrect hash: encoding/hex: invalid byte: {byte}")
+    tx_hash = tx_hash.lower()
+    span = net.ledger_range()
+    answer: dict[str, Any] = {
+        "latestLedger": span.latest,
+        "latestLedgerCloseTime": str(span.latest_close_time),
+        "oldestLedger": span.oldest,
+        "oldestLedgerCloseTime": str(span.oldest_close_time),
+    }
+    found = net.transactions.lookup(tx_hash, span.latest)
+    if found is None or not span.oldest <= found.ledger <= span.latest:
+        return _dumps({**answer, "status": "NOT_FOUND", "txHash": tx_hash})
+    fee = 100 + int(tx_hash[:6], 16) % 100_000
+    return _dumps(
+        {
+            **answer,
+            "status": "FAILED" if found.failed else "SUCCESS",
+            "txHash": tx_hash,
+            "applicationOrder": found.order,
+            "feeBump": False,
+            "envelopeXdr": _envelope(net, tx_hash),
+            "resultXdr": codec.b64(result_xdr(tx_hash, fee, failed=found.failed)),
+            "resultMetaXdr": codec.b64(meta_xdr()),
+            "ledger": found.ledger,
+            "createdAt": str(net.close_time(found.ledger)),
+        }
+    )
+
+
+def _envelope(net: SimNetwork, tx_hash: str) -> str:
+    accounts = net.cast.accounts
+    source = accounts[int(tx_hash[:8], 16) % len(accounts)]
+    builder = TransactionBuilder(
+        Account(source.strkey, int(tx_hash[8:16], 16)), net.passphrase, base_fee=100
+    )
+    builder.append_invoke_contract_function_op(net.token_contract_id, "transfer", [])
+    return str(builder.set_timeout(30).build().to_xdr())
 
 
 def get_latest_ledger(net: SimNetwork, raw: Any) -> str:

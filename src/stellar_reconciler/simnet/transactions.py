@@ -1,4 +1,4 @@
-"""Transactions of the simulated network and the getTransaction method that serves them.
+"""Transactions of the simulated network, and the XDR getTransaction (simnet/methods.py) answers.
 
 Every transaction hash that appears in a ledger's events is a transaction of that ledger; its
 fee event says whether it failed (a failed transaction pays its fee and emits nothing else).
@@ -12,21 +12,13 @@ so sha256 of the envelope does not give the hash (as it would on a real network)
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from stellar_sdk import Account, TransactionBuilder, xdr
+from stellar_sdk import xdr
 
-from stellar_reconciler.simnet import codec, params
 from stellar_reconciler.simnet.events import LedgerEvents
-from stellar_reconciler.simnet.jsonrpc import invalid_params
-
-if TYPE_CHECKING:
-    from stellar_reconciler.simnet.network import SimNetwork
-
-_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,58 +78,6 @@ class TransactionBook:
             return {"failed": sorted(self._failed), "forgotten": sorted(self._forgotten)}
 
 
-def get_transaction(net: SimNetwork, raw: Any) -> str:
-    request = params.request_object(raw, "GetTransactionRequest")
-    tx_hash = params.string(params.field(request, "hash"), "GetTransactionRequest.hash")
-    # stellar-rpc's checks and wording: the length first, then Go's hex decoder.
-    if len(tx_hash) != 64:
-        raise invalid_params(f"unexpected hash length ({len(tx_hash)})")
-    bad = next((c for c in tx_hash if c not in _HEX), None)
-    if bad is not None:
-        byte = f"U+{ord(bad):04X} {bad!r}"
-        raise invalid_params(f"incorrect hash: encoding/hex: invalid byte: {byte}")
-    tx_hash = tx_hash.lower()
-    span = net.ledger_range()
-    answer: dict[str, Any] = {
-        "latestLedger": span.latest,
-        "latestLedgerCloseTime": str(span.latest_close_time),
-        "oldestLedger": span.oldest,
-        "oldestLedgerCloseTime": str(span.oldest_close_time),
-    }
-    found = net.transactions.lookup(tx_hash, span.latest)
-    if found is None or not span.oldest <= found.ledger <= span.latest:
-        return _dumps({**answer, "status": "NOT_FOUND", "txHash": tx_hash})
-    fee = 100 + int(tx_hash[:6], 16) % 100_000
-    return _dumps(
-        {
-            **answer,
-            "status": "FAILED" if found.failed else "SUCCESS",
-            "txHash": tx_hash,
-            "applicationOrder": found.order,
-            "feeBump": False,
-            "envelopeXdr": _envelope(net, tx_hash),
-            "resultXdr": codec.b64(result_xdr(tx_hash, fee, failed=found.failed)),
-            "resultMetaXdr": codec.b64(_meta()),
-            "ledger": found.ledger,
-            "createdAt": str(net.close_time(found.ledger)),
-        }
-    )
-
-
-def _dumps(result: dict[str, Any]) -> str:
-    return json.dumps(result, separators=(",", ":"))
-
-
-def _envelope(net: SimNetwork, tx_hash: str) -> str:
-    accounts = net.cast.accounts
-    source = accounts[int(tx_hash[:8], 16) % len(accounts)]
-    builder = TransactionBuilder(
-        Account(source.strkey, int(tx_hash[8:16], 16)), net.passphrase, base_fee=100
-    )
-    builder.append_invoke_contract_function_op(net.token_contract_id, "transfer", [])
-    return str(builder.set_timeout(30).build().to_xdr())
-
-
 def result_xdr(tx_hash: str, fee: int, *, failed: bool) -> bytes:
     """A TransactionResult of one InvokeHostFunction: success, or txFAILED with it trapped."""
     if failed:
@@ -165,7 +105,7 @@ def result_xdr(tx_hash: str, fee: int, *, failed: bool) -> bytes:
     return bytes(result.to_xdr_bytes())
 
 
-def _meta() -> bytes:
+def meta_xdr() -> bytes:
     empty = xdr.LedgerEntryChanges([])
     meta = xdr.TransactionMeta(
         4, v4=xdr.TransactionMetaV4(xdr.ExtensionPoint(0), empty, [], empty, None, [], [])
