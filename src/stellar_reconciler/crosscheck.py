@@ -23,7 +23,7 @@ from obstore.store import ObjectStore
 from stellar_reconciler.config import Settings
 from stellar_reconciler.errors import LakeError, LakeObjectMissingError, SetupError
 from stellar_reconciler.lake import Lake, LakeObserver, open_store
-from stellar_reconciler.metaevents import EventSelector
+from stellar_reconciler.meta_ledger import EventSelector
 from stellar_reconciler.models import Batch, Event, RawEvent
 from stellar_reconciler.reconcile import EventFingerprint, compare_ranges, ledger_digests
 from stellar_reconciler.status import ServiceStatus

@@ -45,7 +45,8 @@ from stellar_reconciler.errors import (
     LakeUnreachableError,
     MetaDecodeError,
 )
-from stellar_reconciler.metaevents import MetaLedger, batch_ledgers
+from stellar_reconciler.meta_ledger import MetaLedger
+from stellar_reconciler.metaevents import batch_ledgers
 
 CONFIG_KEY = ".config.json"
 DEFAULT_EXTENSION = "zst"

@@ -21,7 +21,7 @@ from stellar_reconciler.decode import decode_event
 from stellar_reconciler.errors import DecodeError, LakeObjectCorruptError
 from stellar_reconciler.fetcher import BatchSizing, build_batch
 from stellar_reconciler.lake import Lake, LakeLayout, open_store
-from stellar_reconciler.metaevents import EventSelector
+from stellar_reconciler.meta_ledger import EventSelector
 from stellar_reconciler.models import Batch, Event, LedgerHeader, RawEvent
 
 

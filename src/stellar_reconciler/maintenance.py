@@ -2,8 +2,9 @@
 
 Runs beside the worker, on ledgers already behind the checkpoint (so the two never write the
 same rows): re-verifies stored ranges against a fresh read of the RPC, has gaps filled
-(gap_repair.py), and runs the rescans, backfills and verifications operators ask for. Every finding is a discrepancy record; repairs are one transaction per batch, each
-a named operation of the store (replace_range, fill_gap).
+(gap_repair.py), and runs the rescans, backfills and verifications operators ask for.
+Every finding is a discrepancy record; repairs are one transaction per batch, each a named
+operation of the store (replace_range, fill_gap).
 """
 
 from __future__ import annotations

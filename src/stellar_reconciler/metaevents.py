@@ -1,20 +1,8 @@
-"""Contract events read out of ledger metadata, exactly as Stellar RPC's getEvents serves them.
+"""Contract events read out of ledger metadata by walking its bytes (the fast path).
 
-The rules are stellar-rpc's own (its event ingestion from `LedgerCloseMeta`):
-- transactions in apply order (the meta's tx processing order), numbered from 1;
-- TransactionMeta v3: the Soroban meta's contract events, as operation 0 (diagnostic events
-  are not events of getEvents); v0-v2 carry no events;
-- TransactionMeta v4: each operation's events under its own index, and the transaction-level
-  events by stage: before all transactions at (tx 0, op 0) with one counter for the whole
-  ledger, after each transaction at (tx, op 4095), after all transactions at (tx 1048575,
-  op 0) with one counter for the whole ledger;
-- an event index counts within its (tx, op) slot; failed transactions are not skipped (their
-  fee events stay), and `inSuccessfulContractCall` is whether the transaction succeeded;
-- the transaction hash is the one in the transaction's result pair.
-
-The fast path walks the bytes and builds nothing but the events (see xdrskip); the stellar-sdk
-path (metasdk) decodes everything and is the reference the tests hold the fast path to, and
-the fallback when the fast path meets something it does not expect.
+The rules, and what the events are collected into, are meta_ledger's. The walker builds
+nothing but the events (see xdrskip); stellar-sdk's full decode (metasdk) is the reference the
+tests hold it to, and the fallback when the walker meets something it does not expect.
 """
 
 from __future__ import annotations
@@ -23,100 +11,31 @@ import base64
 import dataclasses
 import hashlib
 import struct
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from stellar_sdk import StrKey
 
-from stellar_reconciler.config import Settings
-from stellar_reconciler.decode import decode_event
 from stellar_reconciler.errors import MetaDecodeError, XdrSkipError
-from stellar_reconciler.models import Event, LedgerHeader, RawEvent, iso_from_unix
+from stellar_reconciler.meta_ledger import (
+    AFTER_ALL_TXS,
+    AFTER_TX,
+    BEFORE_ALL_TXS,
+    OP_MASK,
+    SUCCESS_CODES,
+    TX_MASK,
+    LedgerEvents,
+    MetaLedger,
+)
+from stellar_reconciler.metasdk import (
+    batch_ledgers_with_sdk,
+    ledger_events_with_sdk,
+    transaction_events_with_sdk,
+)
+from stellar_reconciler.models import LedgerHeader, RawEvent, iso_from_unix
 from stellar_reconciler.xdrskip import Skipper, skipper
-
-TX_MASK = (1 << 20) - 1
-OP_MASK = (1 << 12) - 1
-EVENT_TYPES = {0: "system", 1: "contract"}
-DIAGNOSTIC = 2
-BEFORE_ALL_TXS, AFTER_TX, AFTER_ALL_TXS = 0, 1, 2
-# txSUCCESS and txFEE_BUMP_INNER_SUCCESS; every other result code is a failed transaction.
-SUCCESS_CODES = (0, 1)
 
 _uint = struct.Struct(">I").unpack_from
 _int = struct.Struct(">i").unpack_from
 _uint64 = struct.Struct(">Q").unpack_from
-
-
-@dataclass(frozen=True, slots=True)
-class MetaLedger:
-    """One ledger out of its metadata: the header, hash-checked, and its events in id order."""
-
-    header: LedgerHeader
-    events: tuple[RawEvent, ...]
-
-    def decoded(self, selector: EventSelector | None = None) -> list[Event]:
-        """The selected events decoded as the service stores them (topics and value as JSON)."""
-        chosen = self.events if selector is None else filter(selector.selects, self.events)
-        return [decode_event(event) for event in chosen]
-
-
-@dataclass(frozen=True, slots=True)
-class EventSelector:
-    """CONTRACT_IDS and EVENT_TOPICS applied the way getEvents applies them.
-
-    Topic segments are base64 ScVals or the wildcards `*` (one topic) and, last, `**` (any
-    number); without `**` an event has exactly as many topics as the filter has segments.
-    No contracts and no topic filters select every event.
-    """
-
-    contract_ids: frozenset[str] = frozenset()
-    topic_filters: tuple[tuple[str, ...], ...] = ()
-
-    @classmethod
-    def of(cls, contract_ids: Iterable[str], topics: Iterable[Sequence[str]]) -> EventSelector:
-        return cls(frozenset(contract_ids), tuple(tuple(t) for t in topics))
-
-    @classmethod
-    def for_settings(cls, settings: Settings) -> EventSelector:
-        """What CONTRACT_IDS and EVENT_TOPICS select (segments already as getEvents takes them)."""
-        return cls.of(settings.contract_ids, settings.event_topics)
-
-    def selects(self, event: RawEvent) -> bool:
-        if self.contract_ids and event.contract_id not in self.contract_ids:
-            return False
-        if not self.topic_filters:
-            return True
-        return any(_topics_match(f, event.topics_xdr) for f in self.topic_filters)
-
-
-def _topics_match(segments: tuple[str, ...], topics: tuple[str, ...]) -> bool:
-    flexible = bool(segments) and segments[-1] == "**"
-    fixed = segments[:-1] if flexible else segments
-    if len(topics) < len(fixed) or (not flexible and len(topics) != len(fixed)):
-        return False
-    return all(s in ("*", t) for s, t in zip(fixed, topics, strict=False))
-
-
-def rpc_record(event: RawEvent) -> dict[str, Any]:
-    """The event as getEvents serves it (keys and JSON types of its base64 XDR format)."""
-    return {
-        "type": event.type,
-        "ledger": event.ledger,
-        "ledgerClosedAt": event.ledger_closed_at,
-        "contractId": event.contract_id,
-        "id": event.id,
-        "operationIndex": event.operation_index,
-        "transactionIndex": event.transaction_index,
-        "txHash": event.tx_hash,
-        "inSuccessfulContractCall": event.in_successful_contract_call,
-        "topic": list(event.topics_xdr),
-        "value": event.value_xdr,
-    }
-
-
-def event_id(ledger: int, tx: int, op: int, index: int) -> str:
-    return f"{(ledger << 32) | (tx << 12) | op:019d}-{index:010d}"
 
 
 # --- the fast path ---------------------------------------------------------------------------
@@ -155,9 +74,6 @@ def batch_ledgers(data: bytes) -> list[MetaLedger]:
             ledger, pos = _read_close_meta(data, pos)
             ledgers.append(ledger)
     except (XdrSkipError, struct.error, RecursionError) as exc:
-        # metasdk imports this module: imported here, where the fallback needs it.
-        from stellar_reconciler.metasdk import batch_ledgers_with_sdk
-
         return batch_ledgers_with_sdk(data, exc)
     if pos != len(data):
         raise MetaDecodeError(f"{len(data) - pos} bytes after the last ledger of the batch")
@@ -172,8 +88,6 @@ def ledger_events(meta: bytes) -> MetaLedger:
     try:
         ledger, end = _read_close_meta(meta, 0)
     except (XdrSkipError, struct.error, RecursionError) as exc:
-        from stellar_reconciler.metasdk import ledger_events_with_sdk
-
         return ledger_events_with_sdk(meta, exc)
     if end != len(meta):
         raise MetaDecodeError(f"{len(meta) - end} bytes after the LedgerCloseMeta")
@@ -189,8 +103,6 @@ def transaction_events(
     try:
         end = sink.transaction_meta(meta, 0, tx_index, tx_hash, successful)
     except (XdrSkipError, struct.error, RecursionError):
-        from stellar_reconciler.metasdk import transaction_events_with_sdk
-
         return transaction_events_with_sdk(meta, ledger, tx_index, tx_hash, successful, closed_at)
     if end != len(meta):
         raise MetaDecodeError(f"{len(meta) - end} bytes after the TransactionMeta")
@@ -265,19 +177,8 @@ def _skip_array(data: bytes, pos: int, skip: Skipper) -> int:
     return pos
 
 
-class EventSink:
-    """Collects one ledger's events with stellar-rpc's ids."""
-
-    def __init__(self, ledger: int, closed_at: str) -> None:
-        self.ledger = ledger
-        self.closed_at = closed_at
-        self.events: list[RawEvent] = []
-        self.before_all = 0
-        self.after_all = 0
-
-    def sorted(self) -> list[RawEvent]:
-        self.events.sort(key=lambda e: e.id)
-        return self.events
+class EventSink(LedgerEvents):
+    """Collects one ledger's events from the bytes of its transactions' metas."""
 
     def transaction_meta(self, data: bytes, pos: int, tx: int, tx_hash: str, ok: bool) -> int:
         (version,) = _int(data, pos)
@@ -365,22 +266,7 @@ class EventSink:
         if end > len(data):
             raise XdrSkipError("event value runs past the end of the meta")
         value = base64.b64encode(data[pos:end]).decode("ascii")
-        if kind != DIAGNOSTIC:
-            self.events.append(
-                RawEvent(
-                    event_id(self.ledger, tx, op, index),
-                    EVENT_TYPES.get(kind, "contract"),
-                    self.ledger,
-                    self.closed_at,
-                    contract_id,
-                    tx_hash,
-                    tx,
-                    op,
-                    ok,
-                    tuple(topics),
-                    value,
-                )
-            )
+        self.add((tx, op, index), kind, contract_id, tx_hash, ok, tuple(topics), value)
         return end
 
 

@@ -2,7 +2,7 @@
 
 It builds every XDR object and is many times slower; the tests hold the walker equal to it,
 and the walker falls back to it when bytes do not follow the layout it expects. The event
-rules are metaevents' (see its docstring); only the reading differs.
+rules are meta_ledger's (see its docstring); only the reading differs.
 """
 
 from __future__ import annotations
@@ -12,17 +12,14 @@ import hashlib
 from stellar_sdk import StrKey, xdr
 
 from stellar_reconciler.errors import MetaDecodeError
-from stellar_reconciler.metaevents import (
+from stellar_reconciler.meta_ledger import (
     AFTER_TX,
     BEFORE_ALL_TXS,
-    DIAGNOSTIC,
-    EVENT_TYPES,
     OP_MASK,
     SUCCESS_CODES,
     TX_MASK,
-    EventSink,
+    LedgerEvents,
     MetaLedger,
-    event_id,
 )
 from stellar_reconciler.models import LedgerHeader, RawEvent, iso_from_unix
 
@@ -89,7 +86,7 @@ def transaction_events_with_sdk(
     return sink.sorted()
 
 
-class _SdkSink(EventSink):
+class _SdkSink(LedgerEvents):
     def transaction(self, meta: xdr.TransactionMeta, tx: int, tx_hash: str, ok: bool) -> None:
         if meta.v == 3 and meta.v3 is not None and meta.v3.soroban_meta is not None:
             for index, event in enumerate(meta.v3.soroban_meta.events):
@@ -114,24 +111,15 @@ class _SdkSink(EventSink):
     def _add(
         self, event: xdr.ContractEvent, tx: int, op: int, index: int, tx_hash: str, ok: bool
     ) -> None:
-        kind = event.type.value
-        if kind == DIAGNOSTIC:
-            return
         body = event.body.v0
         assert body is not None
         contract = event.contract_id
-        self.events.append(
-            RawEvent(
-                event_id(self.ledger, tx, op, index),
-                EVENT_TYPES.get(kind, "contract"),
-                self.ledger,
-                self.closed_at,
-                StrKey.encode_contract(contract.to_xdr_bytes()) if contract else "",
-                tx_hash,
-                tx,
-                op,
-                ok,
-                tuple(t.to_xdr() for t in body.topics),
-                body.data.to_xdr(),
-            )
+        self.add(
+            (tx, op, index),
+            event.type.value,
+            StrKey.encode_contract(contract.to_xdr_bytes()) if contract else "",
+            tx_hash,
+            ok,
+            tuple(t.to_xdr() for t in body.topics),
+            body.data.to_xdr(),
         )

@@ -16,7 +16,7 @@ import pytest
 
 from stellar_reconciler.errors import LakeObjectCorruptError, LakeObjectMissingError
 from stellar_reconciler.lake import Lake, LakeLayout, open_store
-from stellar_reconciler.metaevents import MetaLedger
+from stellar_reconciler.meta_ledger import MetaLedger
 from stellar_reconciler.simnet import lake as simlake
 from stellar_reconciler.simnet.config import SimNetConfig
 from stellar_reconciler.simnet.network import SimNetwork

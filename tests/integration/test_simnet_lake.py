@@ -11,7 +11,7 @@ import httpx
 from obstore.store import LocalStore
 
 from stellar_reconciler.lake import Lake
-from stellar_reconciler.metaevents import MetaLedger, rpc_record
+from stellar_reconciler.meta_ledger import MetaLedger, rpc_record
 from stellar_reconciler.simnet.config import DEFAULT_PASSPHRASE
 from stellar_reconciler.simnet.testing import result
 from tests.integration.test_simnet_runner import free_port, poll

@@ -22,7 +22,7 @@ from stellar_reconciler.errors import (
     MetaDecodeError,
 )
 from stellar_reconciler.lake import CONFIG_KEY, Lake, LakeLayout, open_store
-from stellar_reconciler.metaevents import MetaLedger
+from stellar_reconciler.meta_ledger import MetaLedger
 from stellar_reconciler.metrics import Metrics
 from stellar_reconciler.simnet import lake as simlake
 from stellar_reconciler.simnet.config import SimNetConfig

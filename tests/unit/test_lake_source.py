@@ -12,7 +12,7 @@ from stellar_reconciler.errors import LakeChainError, LakeNetworkMismatchError
 from stellar_reconciler.fetcher import BatchSizing
 from stellar_reconciler.lake import Lake, LakeLayout
 from stellar_reconciler.lake_source import LakeConfig, LakeSource
-from stellar_reconciler.metaevents import EventSelector
+from stellar_reconciler.meta_ledger import EventSelector
 from stellar_reconciler.models import Batch
 from stellar_reconciler.simnet import lake as simlake
 from stellar_reconciler.simnet.config import SimNetConfig

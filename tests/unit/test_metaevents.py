@@ -15,13 +15,8 @@ from stellar_sdk import xdr
 from stellar_reconciler.config import Settings
 from stellar_reconciler.decode import decode_event, parse_event_id
 from stellar_reconciler.errors import MetaDecodeError
-from stellar_reconciler.metaevents import (
-    EventSelector,
-    batch_ledgers,
-    ledger_events,
-    rpc_record,
-    transaction_events,
-)
+from stellar_reconciler.meta_ledger import EventSelector, rpc_record
+from stellar_reconciler.metaevents import batch_ledgers, ledger_events, transaction_events
 from stellar_reconciler.metasdk import ledger_events_with_sdk, transaction_events_with_sdk
 from stellar_reconciler.models import RawEvent
 from stellar_reconciler.pager import build_filter_sets
