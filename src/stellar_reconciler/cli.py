@@ -5,25 +5,32 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import httpx
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from stellar_reconciler import __version__
-from stellar_reconciler.config import Settings, env_file_warnings, settings_reference
-from stellar_reconciler.errors import ConfigError, ExitCode, ReconcilerError
+from stellar_reconciler.config import Settings, settings_reference
+from stellar_reconciler.errors import ExitCode, ReconcilerError
 from stellar_reconciler.logs import configure_logging_for
 from stellar_reconciler.proof_cli import proof_app
 from stellar_reconciler.simnet.cli import simnet_command
+from stellar_reconciler.terminal import (
+    command_store,
+    console,
+    err_console,
+    fail,
+    guarded,
+    human,
+    load_settings,
+    warn,
+)
 
 if TYPE_CHECKING:
-    from stellar_reconciler.store import Store
+    pass
 
 # Plain help (no rich boxes): click rewraps docstrings as paragraphs, so help is never broken
 # mid-sentence, and flags show no "<bool>" placeholder.
@@ -36,9 +43,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings=CONTEXT,
 )
-console = Console()
-err_console = Console(stderr=True)
-T = TypeVar("T")
 
 # Settings each command reads, for its --help (their descriptions come from config.py).
 RUN_SETTINGS = tuple(name.upper() for name in Settings.model_fields)
@@ -63,69 +67,6 @@ EXIT_CODES_HELP = (
     "or option is wrong\n(or conflicts with what the database holds); 3 the RPC or the database "
     "could not be reached;\n4 nothing is stored yet."
 )
-
-
-def fail(message: str, code: int = ExitCode.FAILED) -> NoReturn:
-    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def warn(message: str) -> None:
-    err_console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment; a bad value exits 2 with one line naming it."""
-    for message in env_file_warnings():
-        warn(message)
-    try:
-        return Settings.from_env(**overrides)
-    except ConfigError as exc:
-        fail(str(exc), ExitCode.CONFIG)
-
-
-def guarded(action: Callable[[], T]) -> T:
-    """Run an action, turning our own errors into one readable line (and the exit code the
-    error's class names) instead of a traceback."""
-    try:
-        return action()
-    except ReconcilerError as exc:
-        fail(str(exc), exc.exit_code)
-
-
-@contextmanager
-def command_store(settings: Settings, *, migrate: bool = False) -> Iterator[Store]:
-    """The service's database for one command, closed when the command is done: migrated
-    first with `migrate`, else as it is (never created or migrated; exit 4 when missing)."""
-    from stellar_reconciler.store import Store
-
-    url = settings.sqlalchemy_url
-    store = guarded(lambda: Store.open(url) if migrate else Store.open_existing(url))
-    try:
-        if migrate:
-            guarded(store.migrate)
-        yield store
-    finally:
-        store.close()
-
-
-def human(value: Any) -> str:
-    """A value as a person reads it in a table: no `[]`, `True` or `None`."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, list | tuple):
-        if not value:
-            return "none"
-        if all(isinstance(v, list | tuple) and len(v) == 2 for v in value):
-            return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in value)
-        return ", ".join(human(v) for v in value)
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={human(v)}" for k, v in value.items()) or "none"
-    return str(value)
 
 
 def _version(show: bool) -> None:

@@ -1,7 +1,7 @@
 """`reconciler proof`: export a ledger range's proof bundle, close a period, verify a bundle.
 
-A typer sub-app of its own, registered by cli.py; it borrows cli.py's error handling when a
-command runs (imported then, as cli.py imports this module).
+A typer sub-app of its own, registered by cli.py; its failures read like every command's
+(terminal.py).
 """
 
 from __future__ import annotations
@@ -17,6 +17,14 @@ import typer
 
 from stellar_reconciler.config import settings_reference
 from stellar_reconciler.errors import ExitCode
+from stellar_reconciler.terminal import (
+    command_store,
+    console,
+    err_console,
+    fail,
+    guarded,
+    load_settings,
+)
 
 if TYPE_CHECKING:
     from stellar_reconciler.config import Settings
@@ -44,7 +52,6 @@ ToLedger = Annotated[int, typer.Option("--to", help="Last ledger of the range", 
 def _opened_store(settings: Settings) -> Iterator[Store]:
     """The service's database as it is (never created or migrated), refusing one indexed
     with other filters than the settings name: the bundle states those settings."""
-    from stellar_reconciler.cli import command_store, guarded
     from stellar_reconciler.worker import WorkerOptions
 
     with command_store(settings) as store:
@@ -53,7 +60,6 @@ def _opened_store(settings: Settings) -> Iterator[Store]:
 
 
 def _close(store: Store, first: int, last: int) -> dict[str, Any]:
-    from stellar_reconciler.cli import console, guarded
 
     period, newly = guarded(lambda: store.periods.close(first, last, "cli"))
     if newly:
@@ -84,7 +90,6 @@ def export(
     Every ledger of the range must be stored. Reads only, unless --close.
     """
     from stellar_reconciler import proof
-    from stellar_reconciler.cli import console, fail, guarded, load_settings
 
     settings = load_settings()
     if not output.parent.is_dir():
@@ -111,7 +116,6 @@ def export(
 def close_period(from_ledger: FromLedger, to_ledger: ToLedger) -> None:
     """Close ledgers --from..--to as a period: record the Merkle roots of its events and
     headers. A later repair inside it opens a closed_period_changed discrepancy."""
-    from stellar_reconciler.cli import load_settings
 
     with _opened_store(load_settings()) as store:
         _close(store, from_ledger, to_ledger)
@@ -132,7 +136,6 @@ def verify(
     Merkle root, every verdict refers to an event of the bundle, no byte changed. Needs
     no database and no settings."""
     from stellar_reconciler import proof
-    from stellar_reconciler.cli import console, err_console, guarded
 
     data = bundle.read_bytes()
     problems = proof.check(data)

@@ -8,8 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from stellar_reconciler import __version__
-from stellar_reconciler.cli import app, human
+from stellar_reconciler.cli import app
 from stellar_reconciler.config import Settings
+from stellar_reconciler.terminal import human
 
 COMMANDS = [
     [],
