@@ -27,7 +27,7 @@ from stellar_reconciler.errors import (
 from stellar_reconciler.fetcher import RangeFetcher
 from stellar_reconciler.gap_repair import GapRepair
 from stellar_reconciler.metrics import Metrics
-from stellar_reconciler.models import Batch, NetworkTip
+from stellar_reconciler.models import Batch
 from stellar_reconciler.reconcile import (
     Comparison,
     compare_ranges,
@@ -125,7 +125,7 @@ class Maintenance:
         if tip is None or self.status.last_processed_ledger is None:
             return
         if self._ticks % GAP_CHECK_EVERY_TICKS == 1:
-            await self.repair_gaps(tip, scheduled=True)
+            await self.gaps.repair(tip, scheduled=True)
         lag = self.status.ledger_lag or 0
         # Verification doubles what is read from the RPC; while catching up, catching up wins.
         if self.verify_every and lag <= SYNCED_LAG and not self.status.paused:
@@ -159,7 +159,7 @@ class Maintenance:
                 job.result = await self.run_backfill(job)
             else:
                 tip = self.status.tip or await self.rpc.get_health()
-                report = await self.repair_gaps(tip, job.first_ledger, job.last_ledger)
+                report = await self.gaps.repair(tip, job.first_ledger, job.last_ledger)
                 report = await self.verify(job.first_ledger, job.last_ledger, job, report)
                 job.result = report.as_json()
             job.state = "done"
@@ -289,7 +289,7 @@ class Maintenance:
     def _compare(self, fresh: Batch) -> Comparison:
         first, last = fresh.first_ledger, fresh.last_ledger
         stored_hashes = self.store.ledger_hashes(first, last)
-        # Ledgers missing from the store are gaps, found and filled by repair_gaps.
+        # Ledgers missing from the store are gaps, found and filled by gap_repair.
         present = [ledger for ledger in fresh.ledgers if ledger.sequence in stored_hashes]
         network_hashes = {ledger.sequence: ledger.hash for ledger in present}
         network = [raw_fingerprint(e) for e in fresh.events if e.ledger in stored_hashes]
@@ -357,15 +357,3 @@ class Maintenance:
                     found={"hash": diff.network_hash},
                 )
             )
-
-    # --- gaps ----------------------------------------------------------------------------
-
-    async def repair_gaps(
-        self,
-        tip: NetworkTip,
-        low: int | None = None,
-        high: int | None = None,
-        scheduled: bool = False,
-    ) -> VerifyReport:
-        """Fill or record the gaps in low..high (all, by default): see gap_repair."""
-        return await self.gaps.repair(tip, low, high, scheduled)

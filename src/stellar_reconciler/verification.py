@@ -62,7 +62,7 @@ async def _verify(
     # Its repairs settle expected records on the events they add, as the service's do.
     maintenance = core.maintenance(Controls(core.status), standard_hooks(settings, store))
     tip = await rpc.get_health()
-    report = await maintenance.repair_gaps(tip, first, last)
+    report = await maintenance.gaps.repair(tip, first, last)
     report = await maintenance.verify(first, last, report=report, against=against)
     report.first_ledger, report.last_ledger = first, last
     return report.as_json()

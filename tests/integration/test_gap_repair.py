@@ -16,7 +16,7 @@ from stellar_reconciler.lake import LakeLayout
 from stellar_reconciler.lake_source import LakeConfig
 from stellar_reconciler.maintenance import Maintenance
 from stellar_reconciler.metrics import Metrics
-from stellar_reconciler.models import Batch
+from stellar_reconciler.models import Batch, NetworkTip
 from stellar_reconciler.rpc import RetryPolicy, StellarRpc, new_http_client
 from stellar_reconciler.simnet import SimNetConfig, SimNetwork, serve_in_thread
 from stellar_reconciler.simnet.lake import damage, publish
@@ -87,7 +87,7 @@ async def test_a_long_gap_is_filled_and_recorded_a_batch_at_a_time(
         rpc, store, ServiceStatus(), Metrics(), Controls(), [[]], 0, batch_hooks=[hook]
     )
     try:
-        report = await maintenance.repair_gaps(await rpc.get_health())
+        report = await maintenance.gaps.repair(await rpc.get_health())
     finally:
         reader.close()
     assert report.gaps_filled == [(200, 259)]
@@ -103,12 +103,8 @@ async def test_a_long_gap_is_filled_and_recorded_a_batch_at_a_time(
     assert stored_event_ids(database_url) == network_event_ids(net, 100, 299)
 
 
-async def test_a_gap_older_than_the_rpc_keeps_is_filled_from_the_lake_and_its_record_resolved(
-    store: Store, net: SimNetwork, rpc: StellarRpc, tmp_path: Path
-) -> None:
-    """Ledgers 150-169 missing, the RPC keeping 200 on: without a lake the gap is a retention_gap;
-    with LAKE_URL the next check fills it from the lake (events included), the record resolved
-    saying so, and nothing is left to report."""
+async def _stored_with_an_old_gap(store: Store, net: SimNetwork, rpc: StellarRpc) -> NetworkTip:
+    """Ledgers 100-299 stored but 150-169, and the RPC keeping only 200 on: the tip."""
     store.ensure_stream(100, "fp")
     async for batch in RangeFetcher(rpc, [[]]).batches(100, 299, None):
         store.commit_batch(batch)
@@ -116,10 +112,19 @@ async def test_a_gap_older_than_the_rpc_keeps_is_filled_from_the_lake_and_its_re
         conn.execute(delete(events).where(events.c.ledger.between(150, 169)))
         conn.execute(delete(ledgers).where(ledgers.c.sequence.between(150, 169)))
     net.set_retention_window(100)
-    tip = await rpc.get_health()
+    return await rpc.get_health()
+
+
+async def test_a_gap_older_than_the_rpc_keeps_is_filled_from_the_lake_and_its_record_resolved(
+    store: Store, net: SimNetwork, rpc: StellarRpc, tmp_path: Path
+) -> None:
+    """Ledgers 150-169 missing, the RPC keeping 200 on: without a lake the gap is a retention_gap;
+    with LAKE_URL the next check fills it from the lake (events included), the record resolved
+    saying so, and nothing is left to report."""
+    tip = await _stored_with_an_old_gap(store, net, rpc)
     assert tip.oldest_ledger == 200
     plain = Maintenance(rpc, store, ServiceStatus(), Metrics(), Controls(), [[]], 0)
-    assert (await plain.repair_gaps(tip)).retention_gaps == [(150, 169)]
+    assert (await plain.gaps.repair(tip)).retention_gaps == [(150, 169)]
     [gap] = store.discrepancies.listing("retention_gap")
     assert gap["open"]
 
@@ -128,7 +133,7 @@ async def test_a_gap_older_than_the_rpc_keeps_is_filled_from_the_lake_and_its_re
     with_lake = Maintenance(
         rpc, store, ServiceStatus(), Metrics(), Controls(), [[]], 0, backfill=backfill
     )
-    report = await with_lake.repair_gaps(tip)
+    report = await with_lake.gaps.repair(tip)
     assert (report.gaps_filled, report.retention_gaps) == ([(150, 169)], [])
     [gap] = store.discrepancies.listing("retention_gap")
     assert not gap["open"] and "data lake" in gap["resolution"]
@@ -137,7 +142,7 @@ async def test_a_gap_older_than_the_rpc_keeps_is_filled_from_the_lake_and_its_re
         for r in store.list_ledgers(100, 299, 1000)
     ]
     assert ours == network_ledgers(net, 100, 299)
-    assert (await with_lake.repair_gaps(tip)).gaps_filled == []
+    assert (await with_lake.gaps.repair(tip)).gaps_filled == []
 
 
 async def test_with_the_settings_a_lake_gap_is_filled_in_chunks_and_a_failed_chunk_resumes(
@@ -149,14 +154,7 @@ async def test_with_the_settings_a_lake_gap_is_filled_in_chunks_and_a_failed_chu
     other chunks stay written; once the object is fixed the next check writes only that
     chunk, the run's stitch mark reaches the gap's end and the record is resolved. The
     periodic check waits before trying a failing lake again."""
-    store.ensure_stream(100, "fp")
-    async for batch in RangeFetcher(rpc, [[]]).batches(100, 299, None):
-        store.commit_batch(batch)
-    with store.engine.begin() as conn:
-        conn.execute(delete(events).where(events.c.ledger.between(150, 169)))
-        conn.execute(delete(ledgers).where(ledgers.c.sequence.between(150, 169)))
-    net.set_retention_window(100)
-    tip = await rpc.get_health()
+    tip = await _stored_with_an_old_gap(store, net, rpc)
     lake = LocalStore(str(tmp_path / "lake"), mkdir=True)
     layout = LakeLayout(net.passphrase, 4, 4)
     publish(net, lake, 100, 299, layout)
@@ -176,7 +174,7 @@ async def test_with_the_settings_a_lake_gap_is_filled_in_chunks_and_a_failed_chu
         settings=settings,
     )
 
-    report = await maintenance.repair_gaps(tip)
+    report = await maintenance.gaps.repair(tip)
     assert (report.gaps_filled, report.retention_gaps) == ([], [(150, 169)])
     first_run = store.chunks.latest_run()
     assert first_run is not None
@@ -192,12 +190,12 @@ async def test_with_the_settings_a_lake_gap_is_filled_in_chunks_and_a_failed_chu
     assert gap["open"]
     # The periodic check does not plan another run at once while the lake fails; it waits
     # (an operator's verify, below, tries at once).
-    report = await maintenance.repair_gaps(tip, scheduled=True)
+    report = await maintenance.gaps.repair(tip, scheduled=True)
     assert (report.gaps_filled, report.retention_gaps) == ([], [(160, 164)])
     assert store.chunks.latest_run() == first_run
 
     publish(net, lake, 160, 163, layout)
-    report = await maintenance.repair_gaps(tip)
+    report = await maintenance.gaps.repair(tip)
     assert (report.gaps_filled, report.retention_gaps) == ([(160, 164)], [])
     second_run = store.chunks.latest_run()
     assert second_run is not None and second_run != first_run

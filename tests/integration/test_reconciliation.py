@@ -126,7 +126,7 @@ async def test_retention_loss_becomes_retention_gap_with_exact_range(database_ur
             net.set_retention_window(100)
             assert net.oldest_ledger == 200
             tip = await service.rpc.get_health()
-            report = await service.maintenance.repair_gaps(tip)
+            report = await service.maintenance.gaps.repair(tip)
             assert report.retention_gaps == [(120, 129)]
             assert report.gaps_filled == [(260, 264)]
             [lost] = discrepancies(service.store, "retention_gap")
