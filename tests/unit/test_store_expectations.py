@@ -577,6 +577,43 @@ def test_a_blocked_record_waits_past_its_deadline_while_its_event_may_be_freed(
     assert lost["status"] == "missing_expected"
 
 
+DAVE = "GDVEU3DD4KOFECV66VIHWEZOYX4ZKR3WV27L464SIIPOU2IUI3JCZA57"
+
+
+def test_an_event_freed_two_moves_away_reaches_the_blocked_record(
+    book: Expectations, store: Store
+) -> None:
+    """A blocked record's exact event is held by a record that can move only to an event a
+    third record holds; when that third record's own payment comes (matching neither the
+    blocked record nor the first holder), both holders move and the blocked record is
+    matched, not called missing."""
+    book.create(
+        [
+            spec("from-alice", amount=100, deadline_ledger=40, **{"from": ALICE}),
+            spec("to-dave", amount=100, deadline_ledger=40, to=DAVE),
+        ]
+    )
+    hook = ExpectationMatcher(book)
+    to_bob = transfer(10, 0, amount=100, sender=ALICE, recipient=BOB)
+    to_dave = transfer(11, 0, amount=100, sender=ALICE, recipient=DAVE)
+    store.commit_batch(batch(10, 11, [to_bob, to_dave]), hooks=[hook])
+    assert book.get("from-alice")["event_id"] == to_bob.id
+    assert book.get("to-dave")["event_id"] == to_dave.id
+    book.create([spec("late", amount=100, deadline_ledger=13, **{"from": ALICE, "to": BOB})])
+    store.commit_batch(batch(12, 20), hooks=[hook])
+    assert book.get("late")["status"] == "pending"
+
+    carol_to_dave = transfer(21, 0, amount=100, sender=CAROL, recipient=DAVE)
+    store.commit_batch(batch(21, 45, [carol_to_dave]), hooks=[hook])
+    settled = {x: book.get(x) for x in ("late", "from-alice", "to-dave")}
+    assert {x: (r["status"], r["event_id"]) for x, r in settled.items()} == {
+        "late": ("matched", to_bob.id),
+        "from-alice": ("matched", to_dave.id),
+        "to-dave": ("matched", carol_to_dave.id),
+    }
+    assert open_discrepancies(store, "missing_expected") == []
+
+
 def test_a_record_whose_candidate_another_took_settles_on_the_next_closest(
     book: Expectations, store: Store
 ) -> None:

@@ -36,7 +36,7 @@ from stellar_reconciler.matching import (
     topics_json,
 )
 from stellar_reconciler.models import Batch, iso_utc
-from stellar_reconciler.store import revisions, settlement
+from stellar_reconciler.store import claimants, revisions, settlement
 from stellar_reconciler.store.bulk import chunks
 from stellar_reconciler.store.candidates import (
     LOOKBACK_LEDGERS,
@@ -45,6 +45,7 @@ from stellar_reconciler.store.candidates import (
     note_candidates,
     observed_events,
 )
+from stellar_reconciler.store.claimants import IS_PENDING, expectation_of
 from stellar_reconciler.store.database import read_connection, write_transaction
 from stellar_reconciler.store.discrepancies import Discrepancies, discrepancy_json
 from stellar_reconciler.store.findings import unexpected_key
@@ -57,7 +58,7 @@ from stellar_reconciler.store.schema import (
     events,
     expectations,
 )
-from stellar_reconciler.store.settlement import IS_PENDING, expectation_of, lock
+from stellar_reconciler.store.settlement import lock
 from stellar_reconciler.store.shapes import note_unreadable_stored
 from stellar_reconciler.store.sum_records import (
     settle_batch_sums,
@@ -280,14 +281,14 @@ class Expectations:
             )
             mismatches.update((c.event.id, c) for c in revisions.mismatches_among(conn, where))
         near = [*candidates.values(), *(c.event for c in mismatches.values())]
-        held = settlement.held_for(conn, near, pinned_to=created)
+        held = claimants.held_for(conn, near, pinned_to=created)
         result = match_events(created, candidates.values(), [*held, *mismatches.values()])
         revisions.release(conn, result.revised)
         settlement.move(conn, result.moved)
         settlement.settle(conn, result.claims)
         revisions.settle_again(conn, result.revised, result.claims, checkpoint)
         note_candidates(conn, result.candidates)
-        settlement.mark_blocked(conn, result.blocked)
+        claimants.mark_blocked(conn, result.blocked)
         for claim in result.claims:
             self.discrepancies.resolve_key(
                 unexpected_key(claim.event.id),

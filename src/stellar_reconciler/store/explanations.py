@@ -18,6 +18,7 @@ from stellar_reconciler.matching import PENDING, Expectation, ObservedEvent
 from stellar_reconciler.models import iso_utc
 from stellar_reconciler.store.bulk import chunks
 from stellar_reconciler.store.candidates import LOOKBACK_LEDGERS, first_event_id, observed_events
+from stellar_reconciler.store.claimants import expectation_of
 from stellar_reconciler.store.database import read_connection
 from stellar_reconciler.store.discrepancies import discrepancy_json
 from stellar_reconciler.store.expectations import expectation_json
@@ -28,7 +29,6 @@ from stellar_reconciler.store.schema import (
     expectations,
     ledgers,
 )
-from stellar_reconciler.store.settlement import expectation_of
 from stellar_reconciler.store.sum_records import with_parts
 
 # Events after the deadline still listed (rejected as late): a payment that came an hour late

@@ -34,10 +34,11 @@ from stellar_reconciler.partial import (
 )
 from stellar_reconciler.store.bulk import chunks
 from stellar_reconciler.store.candidates import claimed_among, events_by_id, observed_events
+from stellar_reconciler.store.claimants import IS_PENDING, expectation_of
 from stellar_reconciler.store.discrepancies import NewDiscrepancy, open_all
 from stellar_reconciler.store.findings import text_of
 from stellar_reconciler.store.schema import events, expectation_parts, expectations
-from stellar_reconciler.store.settlement import IS_PENDING, expectation_of, lock
+from stellar_reconciler.store.settlement import lock
 
 IS_SUM = expectations.c.match_key.startswith(SUM_KEY_PREFIX)
 IS_OPEN = expectations.c.status.in_(OPEN)

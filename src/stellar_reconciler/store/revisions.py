@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, Connection, select, update
 
 from stellar_reconciler.assignment import Revision
 from stellar_reconciler.matching import AMOUNT_MISMATCH, PENDING, Claim
-from stellar_reconciler.store import settlement
+from stellar_reconciler.store import claimants, settlement
 from stellar_reconciler.store.bulk import chunks
 from stellar_reconciler.store.candidates import observed_events
 from stellar_reconciler.store.discrepancies import stored_key
@@ -43,11 +43,11 @@ def mismatches_among(conn: Connection, where: Sequence[ColumnElement[bool]]) -> 
         holders.update(
             (row.id, row)
             for row in conn.execute(
-                select(*settlement.MATCHER_COLUMNS).where(expectations.c.id.in_(chunk))
+                select(*claimants.MATCHER_COLUMNS).where(expectations.c.id.in_(chunk))
             )
         )
     return [
-        Claim(settlement.expectation_of(holders[row.holder]), event)
+        Claim(claimants.expectation_of(holders[row.holder]), event)
         for row, event in zip(rows, observed_events(rows), strict=True)
     ]
 

@@ -2,25 +2,24 @@
 
 Everything here runs inside the caller's transaction: the batch's (as its hook) or the one
 that creates expectations (looking back at stored events). Matching itself is pure
-(matching.py); this module loads what it needs with a few indexed queries, writes the
-outcome, and opens a discrepancy for every `missing_expected`, `amount_mismatch` and
+(assignment.py); this module has the records it needs loaded (store/claimants.py), writes
+the outcome, and opens a discrepancy for every `missing_expected`, `amount_mismatch` and
 `unexpected` finding (store/findings.py says what happened and what to do).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, text, update
 
-from stellar_reconciler.assignment import held_until, priority, settle_ledgers
+from stellar_reconciler.assignment import priority, settle_ledgers
 from stellar_reconciler.matching import (
     MATCHED,
     MISSING_EXPECTED,
     Claim,
-    Expectation,
     ObservedEvent,
 )
 from stellar_reconciler.models import Batch
@@ -28,10 +27,19 @@ from stellar_reconciler.partial import SUM_KEY_PREFIX
 from stellar_reconciler.store.bulk import chunks
 from stellar_reconciler.store.candidates import (
     closest_stored,
-    events_by_id,
     note_candidates,
     stored_candidates,
     unclaimed_events,
+)
+from stellar_reconciler.store.claimants import (
+    IS_PENDING,
+    blocked_for,
+    expectation_of,
+    held_for,
+    held_in_reach,
+    held_past,
+    mark_blocked,
+    pending_for,
 )
 from stellar_reconciler.store.discrepancies import open_all
 from stellar_reconciler.store.findings import mismatch_found, missing, text_of, unexpected
@@ -39,8 +47,6 @@ from stellar_reconciler.store.outcomes import mark_due
 from stellar_reconciler.store.schema import expectation_parts, expectations
 from stellar_reconciler.store.unreadable import settle_unreadable
 
-# Literal, not a bound parameter, so SQLite can use the partial indexes on pending rows.
-IS_PENDING = text("expectations.status = 'pending'")
 _SETTLE_POSTGRESQL = text(
     """
     UPDATE expectations AS x
@@ -63,37 +69,6 @@ def lock(conn: Connection) -> None:
     it; never neither. SQLite's write transactions are serial already."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("LOCK TABLE expectations IN SHARE ROW EXCLUSIVE MODE"))
-
-
-# What matching reads of an expectation row (expectation_of).
-MATCHER_COLUMNS = [
-    expectations.c[name]
-    for name in (
-        "id",
-        "external_id",
-        "contract_id",
-        "event_name",
-        "deadline_ledger",
-        "tx_hash",
-        "topics",
-        "amount",
-        "tolerance",
-    )
-]
-
-
-def expectation_of(row: Any) -> Expectation:
-    return Expectation(
-        id=row.id,
-        external_id=row.external_id,
-        contract_id=row.contract_id,
-        event_name=row.event_name,
-        deadline_ledger=row.deadline_ledger,
-        tx_hash=row.tx_hash,
-        topics=tuple(sorted((int(p), v) for p, v in row.topics.items())),
-        amount=int(row.amount) if row.amount is not None else None,
-        tolerance=int(row.tolerance),
-    )
 
 
 def settle(conn: Connection, claims: Sequence[Claim]) -> None:
@@ -188,7 +163,7 @@ def expire(conn: Connection, through: int, only: Sequence[int] | None = None) ->
             overdue.extend(conn.execute(query.where(expectations.c.id.in_(chunk))))
     # A blocked record waits while the record holding its exact event may still move
     # (assignment.held_until).
-    waiting = _held_past(conn, [row for row in overdue if row.blocked], through)
+    waiting = held_past(conn, [row for row in overdue if row.blocked], through)
     overdue = [row for row in overdue if row.id not in waiting]
     if not overdue:
         return 0
@@ -235,30 +210,6 @@ def expire(conn: Connection, through: int, only: Sequence[int] | None = None) ->
         )
     open_all(conn, [missing(row) for row in missed])
     return len(overdue)
-
-
-def _held_past(conn: Connection, blocked: Sequence[Any], through: int) -> set[int]:
-    """The ids of `blocked` rows whose exact event a matched record with a deadline after
-    `through` holds: that record may yet move to an event still to come and free it."""
-    found: set[int] = set()
-    for row in blocked:
-        wanted = expectation_of(row)
-        holders = list(
-            conn.execute(
-                select(*MATCHER_COLUMNS, expectations.c.event_id).where(
-                    expectations.c.status == MATCHED,
-                    expectations.c.contract_id == wanted.contract_id,
-                    expectations.c.event_name == wanted.event_name,
-                    expectations.c.deadline_ledger > through,
-                    expectations.c.event_ledger <= wanted.deadline_ledger,
-                )
-            )
-        )
-        holding = events_by_id(conn, [h.event_id for h in holders])
-        held = [Claim(expectation_of(h), holding[h.event_id]) for h in holders]
-        if held_until(wanted, held) > through:
-            found.add(row.id)
-    return found
 
 
 def settle_batch(conn: Connection, batch: Batch, report: Collection[str] = ()) -> None:
@@ -318,6 +269,8 @@ def _settle_ledger_by_ledger(conn: Connection, relevant: Sequence[ObservedEvent]
     blocked = blocked_for(conn, relevant)
     everyone = list({x.id: x for x in [*pending, *blocked]}.values())
     held = held_for(conn, relevant)
+    if blocked:
+        held = held_in_reach(conn, held, min(e.ledger for e in relevant))
     shown, had = stored_candidates(conn, everyone)
     outcome = settle_ledgers(
         everyone,
@@ -334,96 +287,3 @@ def _settle_ledger_by_ledger(conn: Connection, relevant: Sequence[ObservedEvent]
     settled = {c.expectation.id for c in outcome.claims}
     mark_blocked(conn, outcome.blocked, [x for x in blocked if x.id not in settled])
     return outcome.taken | {c.event.id for c in held}
-
-
-def pending_for(conn: Connection, observed: Iterable[ObservedEvent]) -> list[Expectation]:
-    """The pending expectations these events could satisfy, by their match keys."""
-    keys: dict[tuple[str, str], set[str]] = {}
-    for event in observed:
-        group = (event.contract_id, event.name or "")
-        keys.setdefault(group, set()).update(event.match_keys())
-    pending: list[Expectation] = []
-    for (contract_id, name), group_keys in keys.items():
-        for chunk in chunks(sorted(group_keys)):
-            rows = conn.execute(
-                select(*MATCHER_COLUMNS).where(
-                    IS_PENDING,
-                    expectations.c.contract_id == contract_id,
-                    expectations.c.event_name == name,
-                    expectations.c.match_key.in_(chunk),
-                )
-            )
-            pending.extend(expectation_of(r) for r in rows)
-    return pending
-
-
-def held_for(
-    conn: Connection, observed: Iterable[ObservedEvent], pinned_to: Iterable[Expectation] = ()
-) -> list[Claim]:
-    """Matched expectations that could move to one of these events, with the events they hold
-    now: each may move to free its own for a pending record (matching._augment). They share
-    a match key with an event, and their deadline is not before its ledger. `pinned_to` adds
-    the holders of the events these expectations fit (a look-back may want those events)."""
-    observed, pinned_to = list(observed), list(pinned_to)
-    if not observed and not pinned_to:
-        return []
-    first_ledger = min((e.ledger for e in observed), default=0)
-    keys: dict[tuple[str, str], set[str]] = {}
-    for event in observed:
-        keys.setdefault((event.contract_id, event.name or ""), set()).update(event.match_keys())
-    for wanted in pinned_to:
-        keys.setdefault((wanted.contract_id, wanted.event_name), set()).add(wanted.key)
-    rows: list[Any] = []
-    for (contract_id, name), group_keys in keys.items():
-        for chunk in chunks(sorted(group_keys)):
-            rows.extend(
-                conn.execute(
-                    select(*MATCHER_COLUMNS, expectations.c.event_id).where(
-                        expectations.c.status == MATCHED,
-                        expectations.c.contract_id == contract_id,
-                        expectations.c.event_name == name,
-                        expectations.c.match_key.in_(chunk),
-                        expectations.c.deadline_ledger >= first_ledger,
-                    )
-                )
-            )
-    holding = events_by_id(conn, [row.event_id for row in rows])
-    unique = {row.id: row for row in rows}
-    return [
-        Claim(expectation_of(row), holding[row.event_id])
-        for row in unique.values()
-        if row.event_id in holding
-    ]
-
-
-def blocked_for(conn: Connection, observed: Iterable[ObservedEvent]) -> list[Expectation]:
-    """Pending expectations of these events' contracts and names that wait for an event
-    another holds: whatever their match key, new events may free one for them."""
-    groups = {(e.contract_id, e.name or "") for e in observed}
-    found: list[Expectation] = []
-    for contract_id, name in sorted(groups):
-        rows = conn.execute(
-            select(*MATCHER_COLUMNS).where(
-                IS_PENDING,
-                expectations.c.blocked.is_(True),
-                expectations.c.contract_id == contract_id,
-                expectations.c.event_name == name,
-            )
-        )
-        found.extend(expectation_of(r) for r in rows)
-    return found
-
-
-def mark_blocked(
-    conn: Connection, blocked: Iterable[Expectation], unblocked: Iterable[Expectation] = ()
-) -> None:
-    """Flag pending expectations as blocked (or not any more): see blocked_for."""
-    now_blocked = {x.id for x in blocked}
-    for flag, ids in (
-        (True, sorted(now_blocked)),
-        (False, sorted({x.id for x in unblocked} - now_blocked)),
-    ):
-        for chunk in chunks(ids):
-            conn.execute(
-                update(expectations).where(expectations.c.id.in_(chunk)).values(blocked=flag)
-            )

@@ -35,9 +35,9 @@ from stellar_reconciler.shapes import (
     shape_of,
 )
 from stellar_reconciler.store.bulk import chunks
+from stellar_reconciler.store.claimants import IS_PENDING, pending_for
 from stellar_reconciler.store.discrepancies import NewDiscrepancy, open_all
 from stellar_reconciler.store.schema import event_shapes, events, expectations
-from stellar_reconciler.store.settlement import IS_PENDING, pending_for
 
 log = structlog.get_logger("stellar_reconciler.shapes")
 

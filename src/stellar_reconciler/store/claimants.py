@@ -1,0 +1,201 @@
+"""Claimants: expectation rows as matching reads them, and which of them a batch loads.
+
+The pending records its events may fit (`pending_for`), the blocked ones, whatever their key
+(`blocked_for`), and the matched records that may move to free an event (`held_for`, and
+`held_in_reach` for chains of moves). Reads only, inside the caller's transaction, except
+`mark_blocked`, the flag the next batch finds blocked records by. What the outcome writes is
+settlement.py's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, select, text, update
+
+from stellar_reconciler.assignment import held_until
+from stellar_reconciler.matching import MATCHED, Claim, Expectation, ObservedEvent
+from stellar_reconciler.store.bulk import chunks
+from stellar_reconciler.store.candidates import events_by_id
+from stellar_reconciler.store.schema import expectations
+
+# Literal, not a bound parameter, so SQLite can use the partial indexes on pending rows.
+IS_PENDING = text("expectations.status = 'pending'")
+
+# A blocked record's event is looked for this many moves away at most (see _held_in_reach).
+MAX_MOVES_AWAY = 8
+
+# What matching reads of an expectation row (expectation_of).
+MATCHER_COLUMNS = [
+    expectations.c[name]
+    for name in (
+        "id",
+        "external_id",
+        "contract_id",
+        "event_name",
+        "deadline_ledger",
+        "tx_hash",
+        "topics",
+        "amount",
+        "tolerance",
+    )
+]
+
+
+def expectation_of(row: Any) -> Expectation:
+    return Expectation(
+        id=row.id,
+        external_id=row.external_id,
+        contract_id=row.contract_id,
+        event_name=row.event_name,
+        deadline_ledger=row.deadline_ledger,
+        tx_hash=row.tx_hash,
+        topics=tuple(sorted((int(p), v) for p, v in row.topics.items())),
+        amount=int(row.amount) if row.amount is not None else None,
+        tolerance=int(row.tolerance),
+    )
+
+
+def pending_for(conn: Connection, observed: Iterable[ObservedEvent]) -> list[Expectation]:
+    """The pending expectations these events could satisfy, by their match keys."""
+    keys: dict[tuple[str, str], set[str]] = {}
+    for event in observed:
+        group = (event.contract_id, event.name or "")
+        keys.setdefault(group, set()).update(event.match_keys())
+    pending: list[Expectation] = []
+    for (contract_id, name), group_keys in keys.items():
+        for chunk in chunks(sorted(group_keys)):
+            rows = conn.execute(
+                select(*MATCHER_COLUMNS).where(
+                    IS_PENDING,
+                    expectations.c.contract_id == contract_id,
+                    expectations.c.event_name == name,
+                    expectations.c.match_key.in_(chunk),
+                )
+            )
+            pending.extend(expectation_of(r) for r in rows)
+    return pending
+
+
+def held_for(
+    conn: Connection,
+    observed: Iterable[ObservedEvent],
+    pinned_to: Iterable[Expectation] = (),
+    live_from: int | None = None,
+) -> list[Claim]:
+    """Matched expectations that could move to one of these events, with the events they hold
+    now: each may move to free its own for a pending record (matching._augment). They share
+    a match key with an event, and their deadline is not before its ledger (or `live_from`).
+    `pinned_to` adds the holders of the events these expectations fit (a look-back may want
+    those events)."""
+    observed, pinned_to = list(observed), list(pinned_to)
+    if not observed and not pinned_to:
+        return []
+    first_ledger = min((e.ledger for e in observed), default=0) if live_from is None else live_from
+    keys: dict[tuple[str, str], set[str]] = {}
+    for event in observed:
+        keys.setdefault((event.contract_id, event.name or ""), set()).update(event.match_keys())
+    for wanted in pinned_to:
+        keys.setdefault((wanted.contract_id, wanted.event_name), set()).add(wanted.key)
+    rows: list[Any] = []
+    for (contract_id, name), group_keys in keys.items():
+        for chunk in chunks(sorted(group_keys)):
+            rows.extend(
+                conn.execute(
+                    select(*MATCHER_COLUMNS, expectations.c.event_id).where(
+                        expectations.c.status == MATCHED,
+                        expectations.c.contract_id == contract_id,
+                        expectations.c.event_name == name,
+                        expectations.c.match_key.in_(chunk),
+                        expectations.c.deadline_ledger >= first_ledger,
+                    )
+                )
+            )
+    holding = events_by_id(conn, [row.event_id for row in rows])
+    unique = {row.id: row for row in rows}
+    return [
+        Claim(expectation_of(row), holding[row.event_id])
+        for row in unique.values()
+        if row.event_id in holding
+    ]
+
+
+def blocked_for(conn: Connection, observed: Iterable[ObservedEvent]) -> list[Expectation]:
+    """Pending expectations of these events' contracts and names that wait for an event
+    another holds: whatever their match key, new events may free one for them."""
+    groups = {(e.contract_id, e.name or "") for e in observed}
+    found: list[Expectation] = []
+    for contract_id, name in sorted(groups):
+        rows = conn.execute(
+            select(*MATCHER_COLUMNS).where(
+                IS_PENDING,
+                expectations.c.blocked.is_(True),
+                expectations.c.contract_id == contract_id,
+                expectations.c.event_name == name,
+            )
+        )
+        found.extend(expectation_of(r) for r in rows)
+    return found
+
+
+def held_in_reach(conn: Connection, held: list[Claim], live_from: int) -> list[Claim]:
+    """`held`, and the holders of events that those holders could move to, and so on: a
+    blocked record's event may be freed by a chain of moves (the first holder to an event a
+    second holds, the second to a new one), and matching sees the chain only if it sees
+    every holder on it. Holders whose deadline is before `live_from` are left out, as in
+    held_for; the search stops after MAX_MOVES_AWAY rounds."""
+    found = {c.expectation.id: c for c in held}
+    frontier = [c.event for c in held]
+    seen = {e.id for e in frontier}
+    for _ in range(MAX_MOVES_AWAY):
+        new = [
+            c
+            for c in held_for(conn, frontier, live_from=live_from)
+            if c.expectation.id not in found
+        ]
+        if not new:
+            break
+        found.update((c.expectation.id, c) for c in new)
+        frontier = [c.event for c in new if c.event.id not in seen]
+        seen.update(e.id for e in frontier)
+    return list(found.values())
+
+
+def held_past(conn: Connection, blocked: Sequence[Any], through: int) -> set[int]:
+    """The ids of `blocked` rows whose exact event a matched record with a deadline after
+    `through` holds: that record may yet move to an event still to come and free it."""
+    found: set[int] = set()
+    for row in blocked:
+        wanted = expectation_of(row)
+        holders = list(
+            conn.execute(
+                select(*MATCHER_COLUMNS, expectations.c.event_id).where(
+                    expectations.c.status == MATCHED,
+                    expectations.c.contract_id == wanted.contract_id,
+                    expectations.c.event_name == wanted.event_name,
+                    expectations.c.deadline_ledger > through,
+                    expectations.c.event_ledger <= wanted.deadline_ledger,
+                )
+            )
+        )
+        holding = events_by_id(conn, [h.event_id for h in holders])
+        held = [Claim(expectation_of(h), holding[h.event_id]) for h in holders]
+        if held_until(wanted, held) > through:
+            found.add(row.id)
+    return found
+
+
+def mark_blocked(
+    conn: Connection, blocked: Iterable[Expectation], unblocked: Iterable[Expectation] = ()
+) -> None:
+    """Flag pending expectations as blocked (or not any more): see blocked_for."""
+    now_blocked = {x.id for x in blocked}
+    for flag, ids in (
+        (True, sorted(now_blocked)),
+        (False, sorted({x.id for x in unblocked} - now_blocked)),
+    ):
+        for chunk in chunks(ids):
+            conn.execute(
+                update(expectations).where(expectations.c.id.in_(chunk)).values(blocked=flag)
+            )
