@@ -137,17 +137,8 @@ class _Board:
         return self.index.exact(expectation)
 
     def held_until(self, expectation: Expectation) -> int:
-        """The latest deadline among the records holding an exact event of `expectation`
-        (0 if none): until then one of them may move to an event still to come and free
-        its own, so a blocked record's verdict waits for it rather than cry wolf."""
-        return max(
-            (
-                holder.deadline_ledger
-                for e in self.index.exact(expectation)
-                if (holder := self.owner.get(e.id)) is not None and holder.id != expectation.id
-            ),
-            default=0,
-        )
+        """See the module's held_until: over the holders this board knows."""
+        return _latest_in_reach(expectation, self.index.exact, self.owner)
 
     def claimed(self, event_id: str) -> bool:
         return event_id in self.owner or event_id in self.settled
@@ -205,20 +196,41 @@ class _Board:
 
 
 def held_until(expectation: Expectation, held: Iterable[Claim]) -> int:
-    """`_Board.held_until` for callers that settle deadlines themselves (the store's expire):
-    the latest deadline among the matched records of `held` holding an exact event of
-    `expectation`, 0 if none."""
-    return max(
-        (
-            c.expectation.deadline_ledger
-            for c in held
-            if c.expectation.id != expectation.id
-            and c.status == MATCHED
-            and expectation.fits(c.event)
-            and expectation.within_tolerance(c.event.amount)
-        ),
-        default=0,
-    )
+    """The latest deadline among the matched records of `held` that could free an exact event
+    for `expectation` (0 if none): the holders of its exact events, and the holders of the
+    events those could move to, and so on. Until then one of them may move onto an event
+    still to come and start the chain of moves that frees one, so a blocked record's verdict
+    waits for it rather than cry wolf."""
+    claims = [c for c in held if c.status == MATCHED]
+    owner = {c.event.id: c.expectation for c in claims}
+
+    def exact(wanted: Expectation) -> list[ObservedEvent]:
+        return [
+            c.event
+            for c in claims
+            if wanted.fits(c.event) and wanted.within_tolerance(c.event.amount)
+        ]
+
+    return _latest_in_reach(expectation, exact, owner)
+
+
+def _latest_in_reach(
+    expectation: Expectation,
+    exact: Callable[[Expectation], Iterable[ObservedEvent]],
+    owner: dict[str, Expectation],
+) -> int:
+    latest, seen, frontier = 0, {expectation.id}, [expectation]
+    while frontier:
+        reached = []
+        for wanted in frontier:
+            for event in exact(wanted):
+                holder = owner.get(event.id)
+                if holder is not None and holder.id not in seen:
+                    seen.add(holder.id)
+                    latest = max(latest, holder.deadline_ledger)
+                    reached.append(holder)
+        frontier = reached
+    return latest
 
 
 def match_events(

@@ -361,3 +361,47 @@ def test_a_record_posted_late_takes_its_exact_event_from_an_amount_mismatch() ->
     # With nothing else to settle on, the record that lost its event is missing.
     [alone] = match_events([late], [], [settled_before]).revised
     assert alone.settled is None
+
+
+def test_a_blocked_record_waits_for_the_last_deadline_along_a_chain_of_holders() -> None:
+    """A record posted late whose exact event is held by a record that can move only onto the
+    event a third record holds waits for that third record's deadline, not the first
+    holder's: the third record's payment comes after the first holder's deadline, both
+    holders move, and all three match, as many as when all were posted at the start."""
+    a, b, c = ADDRESSES
+
+    def transfer(ledger: int, sender: str, recipient: str) -> ObservedEvent:
+        return ObservedEvent(
+            id=f"{ledger:019d}-{0:010d}",
+            ledger=ledger,
+            contract_id=CONTRACTS[0],
+            name="transfer",
+            tx_hash=TX_HASHES[0],
+            topics=("transfer", sender, recipient),
+            amount=5,
+            successful=True,
+        )
+
+    def record(n: int, deadline: int, topics: tuple[tuple[int, str], ...]) -> Expectation:
+        return Expectation(
+            id=n,
+            external_id=f"x{n}",
+            contract_id=CONTRACTS[0],
+            event_name="transfer",
+            deadline_ledger=deadline,
+            topics=topics,
+            amount=5,
+        )
+
+    late = record(1, 3, ((1, a), (2, b)))
+    from_a = record(2, 4, ((1, a),))
+    to_c = record(3, 8, ((2, c),))
+    events = [transfer(1, a, b), transfer(2, a, c), transfer(6, b, c)]
+    world = Lifecycle([late, from_a, to_c], events)
+    outcome = world.run({late.id: 2}, [2, 4, 6])
+    assert outcome == Lifecycle([late, from_a, to_c], events).run({}, [])
+    assert {x: status for x, (status, _) in outcome.items()} == {
+        "x1": MATCHED,
+        "x2": MATCHED,
+        "x3": MATCHED,
+    }

@@ -584,12 +584,13 @@ def test_an_event_freed_two_moves_away_reaches_the_blocked_record(
     book: Expectations, store: Store
 ) -> None:
     """A blocked record's exact event is held by a record that can move only to an event a
-    third record holds; when that third record's own payment comes (matching neither the
-    blocked record nor the first holder), both holders move and the blocked record is
-    matched, not called missing."""
+    third record holds: the blocked record waits past the first holder's deadline for the
+    third's, and when the third record's own payment comes (matching neither the blocked
+    record nor the first holder), both holders move and the blocked record is matched, not
+    called missing."""
     book.create(
         [
-            spec("from-alice", amount=100, deadline_ledger=40, **{"from": ALICE}),
+            spec("from-alice", amount=100, deadline_ledger=18, **{"from": ALICE}),
             spec("to-dave", amount=100, deadline_ledger=40, to=DAVE),
         ]
     )

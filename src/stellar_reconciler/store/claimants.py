@@ -17,7 +17,7 @@ from sqlalchemy import Connection, select, text, update
 from stellar_reconciler.assignment import held_until
 from stellar_reconciler.matching import MATCHED, Claim, Expectation, ObservedEvent
 from stellar_reconciler.store.bulk import chunks
-from stellar_reconciler.store.candidates import events_by_id
+from stellar_reconciler.store.candidates import LOOKBACK_LEDGERS, events_by_id
 from stellar_reconciler.store.schema import expectations
 
 # Literal, not a bound parameter, so SQLite can use the partial indexes on pending rows.
@@ -139,21 +139,17 @@ def blocked_for(conn: Connection, observed: Iterable[ObservedEvent]) -> list[Exp
     return found
 
 
-def held_in_reach(conn: Connection, held: list[Claim], live_from: int) -> list[Claim]:
+def held_in_reach(conn: Connection, held: list[Claim]) -> list[Claim]:
     """`held`, and the holders of events that those holders could move to, and so on: a
-    blocked record's event may be freed by a chain of moves (the first holder to an event a
-    second holds, the second to a new one), and matching sees the chain only if it sees
-    every holder on it. Holders whose deadline is before `live_from` are left out, as in
-    held_for; the search stops after MAX_MOVES_AWAY rounds."""
+    blocked record's event may be freed by a chain of moves (the first holder onto an event a
+    second holds, the second onto a new one), and matching sees the chain only if it sees
+    every holder on it. Each round asks held_for about the events the last round's holders
+    hold; the search stops after MAX_MOVES_AWAY rounds."""
     found = {c.expectation.id: c for c in held}
     frontier = [c.event for c in held]
     seen = {e.id for e in frontier}
     for _ in range(MAX_MOVES_AWAY):
-        new = [
-            c
-            for c in held_for(conn, frontier, live_from=live_from)
-            if c.expectation.id not in found
-        ]
+        new = [c for c in held_for(conn, frontier) if c.expectation.id not in found]
         if not new:
             break
         found.update((c.expectation.id, c) for c in new)
@@ -163,27 +159,52 @@ def held_in_reach(conn: Connection, held: list[Claim], live_from: int) -> list[C
 
 
 def held_past(conn: Connection, blocked: Sequence[Any], through: int) -> set[int]:
-    """The ids of `blocked` rows whose exact event a matched record with a deadline after
-    `through` holds: that record may yet move to an event still to come and free it."""
+    """The ids of `blocked` rows that must wait past `through`: a matched record that could
+    free their exact event, directly or by a chain of moves, has a later deadline, so it may
+    yet move onto an event still to come (assignment.held_until)."""
     found: set[int] = set()
     for row in blocked:
         wanted = expectation_of(row)
-        holders = list(
-            conn.execute(
-                select(*MATCHER_COLUMNS, expectations.c.event_id).where(
-                    expectations.c.status == MATCHED,
-                    expectations.c.contract_id == wanted.contract_id,
-                    expectations.c.event_name == wanted.event_name,
-                    expectations.c.deadline_ledger > through,
-                    expectations.c.event_ledger <= wanted.deadline_ledger,
-                )
-            )
-        )
-        holding = events_by_id(conn, [h.event_id for h in holders])
-        held = [Claim(expectation_of(h), holding[h.event_id]) for h in holders]
-        if held_until(wanted, held) > through:
+        if held_until(wanted, _holders_ahead(conn, wanted)) > through:
             found.add(row.id)
     return found
+
+
+def _holders_ahead(conn: Connection, wanted: Expectation) -> list[Claim]:
+    """The holders of `wanted`'s exact events, the holders of the exact events those could
+    move to, and so on (MAX_MOVES_AWAY rounds): the chain a blocked record waits on, found
+    from its side (held_in_reach finds it from a new event's)."""
+    found: dict[int, Claim] = {}
+    frontier = [wanted]
+    for _ in range(MAX_MOVES_AWAY):
+        reached = [
+            claim
+            for record in frontier
+            for claim in _holding_exact(conn, record)
+            if claim.expectation.id not in found and claim.expectation.id != wanted.id
+        ]
+        if not reached:
+            break
+        found.update((c.expectation.id, c) for c in reached)
+        frontier = list({c.expectation.id: c.expectation for c in reached}.values())
+    return list(found.values())
+
+
+def _holding_exact(conn: Connection, record: Expectation) -> list[Claim]:
+    """Matched records holding an event `record` fits exactly, among the events of its
+    look-back window (store/candidates.py)."""
+    rows = conn.execute(
+        select(*MATCHER_COLUMNS, expectations.c.event_id).where(
+            expectations.c.status == MATCHED,
+            expectations.c.contract_id == record.contract_id,
+            expectations.c.event_name == record.event_name,
+            expectations.c.event_ledger <= record.deadline_ledger,
+            expectations.c.event_ledger > record.deadline_ledger - LOOKBACK_LEDGERS,
+        )
+    ).all()
+    holding = events_by_id(conn, [h.event_id for h in rows])
+    claims = [Claim(expectation_of(h), holding[h.event_id]) for h in rows if h.event_id in holding]
+    return [c for c in claims if record.fits(c.event) and record.within_tolerance(c.event.amount)]
 
 
 def mark_blocked(

@@ -270,7 +270,7 @@ def _settle_ledger_by_ledger(conn: Connection, relevant: Sequence[ObservedEvent]
     everyone = list({x.id: x for x in [*pending, *blocked]}.values())
     held = held_for(conn, relevant)
     if blocked:
-        held = held_in_reach(conn, held, min(e.ledger for e in relevant))
+        held = held_in_reach(conn, held)
     shown, had = stored_candidates(conn, everyone)
     outcome = settle_ledgers(
         everyone,
