@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from obstore.store import LocalStore
 from sqlalchemy import select
 
@@ -126,6 +127,40 @@ async def test_a_start_before_the_window_is_read_from_the_lake_and_meets_the_rpc
     stored = stored_events(database_url)
     assert len(stored) > 2000
     assert stored == expected_events(net, 1024, 1663)
+    assert retention_gaps(database_url) == []
+
+
+@pytest.mark.slow
+async def test_fifty_thousand_ledgers_from_the_first_with_an_rpc_keeping_five_thousand(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The lake issue's scale: 50,000 ledgers, the RPC keeping the last 5,000, the service
+    started at the first ledger with a lake of 64-ledger objects: every ledger and event
+    stored once, field by field as the network's truth, across the seam."""
+    net = SimNetwork(
+        SimNetConfig(
+            seed=84,
+            first_ledger=1024,
+            prebuilt_ledgers=50_000,
+            retention_window=5_000,
+            events_per_ledger=5,
+        )
+    )
+    first, last = net.first_ledger, net.latest_ledger
+    assert (last - first + 1, net.oldest_ledger) == (50_000, last - 4_999)
+    lake_dir = tmp_path / "lake"
+    lake_dir.mkdir()
+    publish(net, LocalStore(str(lake_dir)), first, last - 100, LakeLayout(net.passphrase, 64, 64))
+    with serve_in_thread(net) as url:
+        settings = settings_for(
+            database_url, url, start_ledger=str(first), lake_url=f"file://{lake_dir}"
+        )
+        async with running_service(settings) as (service, _):
+            await wait_for(lambda: service.status.last_processed_ledger == last, 600, "sync")
+    assert stored_ledgers(database_url) == network_ledgers(net, first, last)
+    stored = stored_events(database_url)
+    assert len(stored) > 200_000
+    assert stored == expected_events(net, first, last)
     assert retention_gaps(database_url) == []
 
 
