@@ -75,12 +75,7 @@ async def test_a_long_gap_is_filled_and_recorded_a_batch_at_a_time(
     """A 60-ledger gap arrives in more than one batch; when each batch is written the batches
     before it are already committed, and afterwards the gap has one record, resolved, and
     the stored ledgers and events are the network's."""
-    store.ensure_stream(100, "fp")
-    async for batch in RangeFetcher(rpc, [[]]).batches(100, 299, None):
-        store.commit_batch(batch)
-    with store.engine.begin() as conn:
-        conn.execute(delete(events).where(events.c.ledger.between(200, 259)))
-        conn.execute(delete(ledgers).where(ledgers.c.sequence.between(200, 259)))
+    await _stored_without(store, rpc, (200, 259))
     reader = Store.open(database_url)
     hook = CommittedBefore(reader, (200, 259))
     maintenance = Maintenance(
@@ -103,14 +98,19 @@ async def test_a_long_gap_is_filled_and_recorded_a_batch_at_a_time(
     assert stored_event_ids(database_url) == network_event_ids(net, 100, 299)
 
 
-async def _stored_with_an_old_gap(store: Store, net: SimNetwork, rpc: StellarRpc) -> NetworkTip:
-    """Ledgers 100-299 stored but 150-169, and the RPC keeping only 200 on: the tip."""
+async def _stored_without(store: Store, rpc: StellarRpc, gap: tuple[int, int]) -> None:
+    """Ledgers 100-299 stored, then those of `gap` deleted with their events."""
     store.ensure_stream(100, "fp")
     async for batch in RangeFetcher(rpc, [[]]).batches(100, 299, None):
         store.commit_batch(batch)
     with store.engine.begin() as conn:
-        conn.execute(delete(events).where(events.c.ledger.between(150, 169)))
-        conn.execute(delete(ledgers).where(ledgers.c.sequence.between(150, 169)))
+        conn.execute(delete(events).where(events.c.ledger.between(*gap)))
+        conn.execute(delete(ledgers).where(ledgers.c.sequence.between(*gap)))
+
+
+async def _stored_with_an_old_gap(store: Store, net: SimNetwork, rpc: StellarRpc) -> NetworkTip:
+    """Ledgers 100-299 stored but 150-169, and the RPC keeping only 200 on: the tip."""
+    await _stored_without(store, rpc, (150, 169))
     net.set_retention_window(100)
     return await rpc.get_health()
 
