@@ -138,7 +138,13 @@ class _Board:
 
     def held_until(self, expectation: Expectation) -> int:
         """See the module's held_until: over the holders this board knows."""
-        return _latest_in_reach(expectation, self.index.exact, self.owner)
+        return latest_in_reach(expectation, self._holders_of)
+
+    def _holders_of(self, wanted: Expectation) -> Iterator[Expectation]:
+        for event in self.index.exact(wanted):
+            holder = self.owner.get(event.id)
+            if holder is not None:
+                yield holder
 
     def claimed(self, event_id: str) -> bool:
         return event_id in self.owner or event_id in self.settled
@@ -202,34 +208,35 @@ def held_until(expectation: Expectation, held: Iterable[Claim]) -> int:
     still to come and start the chain of moves that frees one, so a blocked record's verdict
     waits for it rather than cry wolf."""
     claims = [c for c in held if c.status == MATCHED]
-    owner = {c.event.id: c.expectation for c in claims}
 
-    def exact(wanted: Expectation) -> list[ObservedEvent]:
-        return [
-            c.event
-            for c in claims
-            if wanted.fits(c.event) and wanted.within_tolerance(c.event.amount)
-        ]
+    def holders_of(wanted: Expectation) -> Iterator[Expectation]:
+        for c in claims:
+            if wanted.fits(c.event) and wanted.within_tolerance(c.event.amount):
+                yield c.expectation
 
-    return _latest_in_reach(expectation, exact, owner)
+    return latest_in_reach(expectation, holders_of)
 
 
-def _latest_in_reach(
+def latest_in_reach(
     expectation: Expectation,
-    exact: Callable[[Expectation], Iterable[ObservedEvent]],
-    owner: dict[str, Expectation],
+    holders_of: Callable[[Expectation], Iterable[Expectation]],
+    rounds: int | None = None,
 ) -> int:
+    """The latest deadline among the records reachable from `expectation` by `holders_of`
+    (who holds an exact event of a record), walked breadth first for at most `rounds` steps
+    (all, by default); 0 if none. held_until's walk, for callers that find holders elsewhere
+    (the store, from the database)."""
     latest, seen, frontier = 0, {expectation.id}, [expectation]
-    while frontier:
+    while frontier and rounds != 0:
         reached = []
         for wanted in frontier:
-            for event in exact(wanted):
-                holder = owner.get(event.id)
-                if holder is not None and holder.id not in seen:
+            for holder in holders_of(wanted):
+                if holder.id not in seen:
                     seen.add(holder.id)
                     latest = max(latest, holder.deadline_ledger)
                     reached.append(holder)
         frontier = reached
+        rounds = None if rounds is None else rounds - 1
     return latest
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, text, update
 
-from stellar_reconciler.assignment import held_until
+from stellar_reconciler.assignment import latest_in_reach
 from stellar_reconciler.matching import MATCHED, Claim, Expectation, ObservedEvent
 from stellar_reconciler.store.bulk import chunks
 from stellar_reconciler.store.candidates import LOOKBACK_LEDGERS, events_by_id
@@ -23,7 +23,8 @@ from stellar_reconciler.store.schema import expectations
 # Literal, not a bound parameter, so SQLite can use the partial indexes on pending rows.
 IS_PENDING = text("expectations.status = 'pending'")
 
-# A blocked record's event is looked for this many moves away at most (see _held_in_reach).
+# A blocked record's event is looked for this many moves away at most (held_in_reach,
+# held_past).
 MAX_MOVES_AWAY = 8
 
 # What matching reads of an expectation row (expectation_of).
@@ -82,17 +83,16 @@ def held_for(
     conn: Connection,
     observed: Iterable[ObservedEvent],
     pinned_to: Iterable[Expectation] = (),
-    live_from: int | None = None,
 ) -> list[Claim]:
     """Matched expectations that could move to one of these events, with the events they hold
     now: each may move to free its own for a pending record (matching._augment). They share
-    a match key with an event, and their deadline is not before its ledger (or `live_from`).
+    a match key with an event, and their deadline is not before its ledger.
     `pinned_to` adds the holders of the events these expectations fit (a look-back may want
     those events)."""
     observed, pinned_to = list(observed), list(pinned_to)
     if not observed and not pinned_to:
         return []
-    first_ledger = min((e.ledger for e in observed), default=0) if live_from is None else live_from
+    first_ledger = min((e.ledger for e in observed), default=0)
     keys: dict[tuple[str, str], set[str]] = {}
     for event in observed:
         keys.setdefault((event.contract_id, event.name or ""), set()).update(event.match_keys())
@@ -160,37 +160,24 @@ def held_in_reach(conn: Connection, held: list[Claim]) -> list[Claim]:
 
 def held_past(conn: Connection, blocked: Sequence[Any], through: int) -> set[int]:
     """The ids of `blocked` rows that must wait past `through`: a matched record that could
-    free their exact event, directly or by a chain of moves, has a later deadline, so it may
-    yet move onto an event still to come (assignment.held_until)."""
-    found: set[int] = set()
-    for row in blocked:
-        wanted = expectation_of(row)
-        if held_until(wanted, _holders_ahead(conn, wanted)) > through:
-            found.add(row.id)
-    return found
+    free their exact event, directly or by a chain of moves (MAX_MOVES_AWAY at most), has a
+    later deadline, so it may yet move onto an event still to come (assignment.held_until).
+    Each record's holders are read once however many blocked rows reach it."""
+    holders: dict[int, list[Expectation]] = {}
+
+    def holders_of(record: Expectation) -> list[Expectation]:
+        if record.id not in holders:
+            holders[record.id] = _holding_exact(conn, record)
+        return holders[record.id]
+
+    return {
+        row.id
+        for row in blocked
+        if latest_in_reach(expectation_of(row), holders_of, MAX_MOVES_AWAY) > through
+    }
 
 
-def _holders_ahead(conn: Connection, wanted: Expectation) -> list[Claim]:
-    """The holders of `wanted`'s exact events, the holders of the exact events those could
-    move to, and so on (MAX_MOVES_AWAY rounds): the chain a blocked record waits on, found
-    from its side (held_in_reach finds it from a new event's)."""
-    found: dict[int, Claim] = {}
-    frontier = [wanted]
-    for _ in range(MAX_MOVES_AWAY):
-        reached = [
-            claim
-            for record in frontier
-            for claim in _holding_exact(conn, record)
-            if claim.expectation.id not in found and claim.expectation.id != wanted.id
-        ]
-        if not reached:
-            break
-        found.update((c.expectation.id, c) for c in reached)
-        frontier = list({c.expectation.id: c.expectation for c in reached}.values())
-    return list(found.values())
-
-
-def _holding_exact(conn: Connection, record: Expectation) -> list[Claim]:
+def _holding_exact(conn: Connection, record: Expectation) -> list[Expectation]:
     """Matched records holding an event `record` fits exactly, among the events of its
     look-back window (store/candidates.py)."""
     rows = conn.execute(
@@ -203,8 +190,13 @@ def _holding_exact(conn: Connection, record: Expectation) -> list[Claim]:
         )
     ).all()
     holding = events_by_id(conn, [h.event_id for h in rows])
-    claims = [Claim(expectation_of(h), holding[h.event_id]) for h in rows if h.event_id in holding]
-    return [c for c in claims if record.fits(c.event) and record.within_tolerance(c.event.amount)]
+    return [
+        expectation_of(h)
+        for h in rows
+        if (event := holding.get(h.event_id)) is not None
+        and record.fits(event)
+        and record.within_tolerance(event.amount)
+    ]
 
 
 def mark_blocked(
